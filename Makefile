@@ -1,0 +1,45 @@
+# The README's two commands: `make report` and `make test`. Both set up .venv first.
+SHELL := /bin/bash
+PYTHON_BOOTSTRAP ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+SCALE ?= small
+SEED ?= 42
+RUN_DIR ?= outputs/report
+BOOK_DIR ?= outputs/book
+# pytest options, e.g. `make test PYTEST_ARGS="-m 'not slow'"`
+PYTEST_ARGS ?=
+
+.PHONY: report test bench lock clean-outputs help
+help:
+	@echo "make report   set up .venv, run every notebook at SCALE=$(SCALE), build the book"
+	@echo "make test     set up .venv, run the tests"
+	@echo "make bench    print the benchmarks' figures"
+
+# Reinstall whenever the pins change; the stamp records what was installed.
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+	@$(PYTHON_BOOTSTRAP) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $@
+
+report: $(VENV)/.installed
+	@start=$$(date +%s); \
+	$(PY) -m hcp_lib run --scale $(SCALE) --seed $(SEED) --out $(RUN_DIR) && \
+	$(PY) -m hcp_lib book --run $(RUN_DIR) --out $(BOOK_DIR) && \
+	echo "report done in $$(( $$(date +%s) - start )) s (set-up excluded); open $(abspath $(BOOK_DIR))/_build/html/index.html"
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Regenerate constraints.txt (every transitive version) from the current .venv.
+lock: $(VENV)/.installed
+	$(PY) -m pip freeze --exclude-editable > constraints.txt
+
+clean-outputs:
+	rm -rf outputs/report outputs/book

@@ -1,0 +1,74 @@
+"""Command line: ``python -m hcp_lib run | book | params``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import config
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise config.ParameterError(f"-p {pair!r}: expected key=value, e.g. -p n_topics=8")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hcp_lib", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the notebooks in order with papermill")
+    run.add_argument("--scale", default=config.DEFAULT_SCALE, help=f"one of {', '.join(config.SCALES)} (default %(default)s)")
+    run.add_argument("--seed", default="42", help="seed for every random choice (default %(default)s)")
+    run.add_argument("--out", default=str(config.DEFAULT_RUN_DIR), help="run folder (default %(default)s)")
+    run.add_argument("--only", metavar="NN", help="run one notebook (e.g. 03) against an existing run folder")
+    run.add_argument("-p", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                     help="set a notebook parameter (repeatable); `python -m hcp_lib params` lists them")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    book = commands.add_parser("book", help="build the Jupyter Book from a run folder")
+    book.add_argument("--run", default=str(config.DEFAULT_RUN_DIR), help="run folder (default %(default)s)")
+    book.add_argument("--out", default=str(config.OUTPUTS_DIR / "book"), help="book folder (default %(default)s)")
+
+    commands.add_parser("params", help="list the notebook parameters, their defaults and allowed values")
+    return parser
+
+
+def _print_params() -> None:
+    for p in config.PARAMS.values():
+        scaled = "".join(f", {s}: {v}" for s, v in p.scale_defaults.items())
+        print(f"{p.name:24s} default {p.default!r}{scaled}; {p.allowed()}\n{'':24s} {p.help}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "params":
+            _print_params()
+        elif args.command == "run":
+            from .pipeline import run_pipeline
+
+            manifest = run_pipeline(scale=args.scale, seed=args.seed, out=args.out,
+                                    overrides=_parse_overrides(args.params), only=args.only,
+                                    progress=not args.no_progress)
+            total = sum(n["wall_seconds"] or 0 for n in manifest["notebooks"])
+            print(f"run finished in {total:.1f} s: {Path(args.out).resolve()}")
+        elif args.command == "book":
+            from .book import build_book
+
+            index = build_book(args.run, args.out)
+            print(f"book built; open {index}")
+    except (config.ParameterError, RuntimeError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, config.ParameterError) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Build the Jupyter Book (1.x) from the pages in ``book/`` and one run's executed notebooks.
+
+``_toc.yml`` names the executed notebooks as ``outputs/report/NN_name``. To build
+from any run folder without touching the working tree, the book sources are staged
+in a scratch folder: ``_config.yml``, ``_toc.yml`` and ``book/`` are copied, and
+the run's executed notebooks and its ``figures/`` go to ``outputs/report/`` there.
+Sphinx warnings are errors, so a broken reference or a missing page fails the build.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import config
+
+BOOK_RUN_PATH = Path("outputs") / "report"
+
+
+class BookBuildError(RuntimeError):
+    """The book could not be built; the message carries Sphinx's complaint."""
+
+
+def stage_sources(run_dir: Path, staging: Path) -> Path:
+    """Copy the book's sources and the run's notebooks and figures into ``staging``."""
+    run_dir = Path(run_dir)
+    notebooks = sorted(run_dir.glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        raise BookBuildError(f"{run_dir}: no executed notebooks; run `python -m hcp_lib run --out {run_dir}` first")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(config.PROJECT_ROOT / name, staging / name)
+    shutil.copytree(config.PROJECT_ROOT / "book", staging / "book")
+    target = staging / BOOK_RUN_PATH
+    target.mkdir(parents=True)
+    for nb in notebooks:
+        shutil.copy2(nb, target / nb.name)
+    if (run_dir / "figures").is_dir():
+        shutil.copytree(run_dir / "figures", target / "figures")
+    return staging
+
+
+def build_book(run_dir: str | Path = config.DEFAULT_RUN_DIR, out: str | Path = config.OUTPUTS_DIR / "book") -> Path:
+    """Build the HTML book from ``run_dir``; return the path of its ``index.html``."""
+    out = Path(out).resolve()
+    staging = stage_sources(Path(run_dir).resolve(), out / "src")
+    command = [
+        sys.executable, "-m", "jupyter_book.cli.main", "build", str(staging),
+        "--path-output", str(out), "--warningiserror", "--keep-going", "--quiet",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BookBuildError(f"jupyter-book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    built = out / "_build" / "html"
+    # Files the pages link to at run time (e.g. the pyLDAvis view in an iframe)
+    # are not seen by Sphinx, so they are copied beside the rendered notebooks.
+    if (staging / BOOK_RUN_PATH / "figures").is_dir():
+        shutil.copytree(staging / BOOK_RUN_PATH / "figures", built / BOOK_RUN_PATH / "figures", dirs_exist_ok=True)
+    index = built / "index.html"
+    if not index.exists():
+        raise BookBuildError(f"jupyter-book reported success but wrote no {index}")
+    return index

@@ -1,0 +1,49 @@
+"""The domain's fixed vocabularies, shared by every stage: specialties, channels, areas.
+
+Specialties carry their NUCC Health Care Provider Taxonomy codes (public codes of the
+National Uniform Claim Committee). ``AREA_SPECIALTY_RELEVANCE`` states, as domain
+knowledge, how central each therapeutic area is to each specialty's practice (1 = core,
+0 = rare); the simulator uses it for approvals and interests, and it is documented in
+the data card.
+"""
+
+from __future__ import annotations
+
+from .pubmed import THERAPEUTIC_AREAS  # noqa: F401  (re-exported: the areas every stage uses)
+
+# specialty -> (display name, NUCC taxonomy code)
+SPECIALTIES: dict[str, tuple[str, str]] = {
+    "cardiology": ("Cardiovascular Disease", "207RC0000X"),
+    "endocrinology": ("Endocrinology, Diabetes & Metabolism", "207RE0101X"),
+    "hematology_oncology": ("Hematology & Oncology", "207RH0003X"),
+    "pulmonology": ("Pulmonary Disease", "207RP1001X"),
+    "infectious_disease": ("Infectious Disease", "207RI0200X"),
+    "family_medicine": ("Family Medicine", "207Q00000X"),
+    "internal_medicine": ("Internal Medicine", "207R00000X"),
+    "general_practice": ("General Practice", "208D00000X"),
+    "pediatrics": ("Pediatrics", "208000000X"),
+}
+
+CHANNELS = ("email", "webinar", "rep_visit", "in_person_meeting", "conference_event")
+
+CHANNEL_LABELS = {
+    "email": "Email",
+    "webinar": "Webinar",
+    "rep_visit": "Rep visit",
+    "in_person_meeting": "In-person meeting",
+    "conference_event": "Social / conference event",
+}
+
+# How central each therapeutic area is to each specialty (rows: specialty, columns: area).
+AREA_SPECIALTY_RELEVANCE: dict[str, dict[str, float]] = {
+    "cardiology":          {"cardiovascular": 1.0, "diabetes": 0.4, "oncology": 0.1, "respiratory": 0.2, "thyroid": 0.2, "vaccination": 0.1},
+    "endocrinology":       {"cardiovascular": 0.4, "diabetes": 1.0, "oncology": 0.1, "respiratory": 0.1, "thyroid": 1.0, "vaccination": 0.1},
+    "hematology_oncology": {"cardiovascular": 0.2, "diabetes": 0.1, "oncology": 1.0, "respiratory": 0.2, "thyroid": 0.2, "vaccination": 0.2},
+    "pulmonology":         {"cardiovascular": 0.3, "diabetes": 0.1, "oncology": 0.3, "respiratory": 1.0, "thyroid": 0.1, "vaccination": 0.4},
+    "infectious_disease":  {"cardiovascular": 0.1, "diabetes": 0.1, "oncology": 0.1, "respiratory": 0.5, "thyroid": 0.1, "vaccination": 1.0},
+    "family_medicine":     {"cardiovascular": 0.7, "diabetes": 0.8, "oncology": 0.3, "respiratory": 0.6, "thyroid": 0.5, "vaccination": 0.8},
+    "internal_medicine":   {"cardiovascular": 0.8, "diabetes": 0.8, "oncology": 0.3, "respiratory": 0.6, "thyroid": 0.5, "vaccination": 0.5},
+    "general_practice":    {"cardiovascular": 0.6, "diabetes": 0.7, "oncology": 0.2, "respiratory": 0.6, "thyroid": 0.4, "vaccination": 0.7},
+    "pediatrics":          {"cardiovascular": 0.1, "diabetes": 0.4, "oncology": 0.1, "respiratory": 0.8, "thyroid": 0.2, "vaccination": 1.0},
+}
+

@@ -1,0 +1,133 @@
+"""Schema-checked reads and atomic writes of the run's artifacts.
+
+Every artifact is written to a temporary file beside its destination and renamed
+into place only once complete, so a failed run never leaves a half-written file.
+Tables are validated with pandera; a failure becomes a :class:`DataValidationError`
+that names the file, the column and an offending value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaError, SchemaErrors
+
+
+class DataValidationError(ValueError):
+    """A table does not match its schema; the message names file, column and value."""
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    """Write ``text`` (UTF-8) atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """Write ``obj`` as indented JSON atomically (NaN is refused: JSON has none)."""
+    return write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=False, default=_json_default) + "\n", path)
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and arrays, paths and timestamps appear in metrics and manifests.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (Path, pd.Timestamp)):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON: {value!r}")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found (did the stage that writes it run?)") from None
+    except json.JSONDecodeError as err:
+        raise DataValidationError(f"{path}: not valid JSON ({err})") from None
+
+
+def validate(df: pd.DataFrame, schema: pa.DataFrameSchema, source: str | Path) -> pd.DataFrame:
+    """Validate ``df`` against ``schema``; raise :class:`DataValidationError` naming ``source``.
+
+    Returns the validated (and, where the schema says so, coerced) frame.
+    """
+    try:
+        return schema.validate(df, lazy=True)
+    except SchemaErrors as err:
+        raise DataValidationError(_describe_failures(err.failure_cases, source, schema)) from None
+    except SchemaError as err:
+        raise DataValidationError(_describe_failures(err.failure_cases, source, schema)) from None
+
+
+def _describe_failures(cases: pd.DataFrame | None, source: str | Path, schema: pa.DataFrameSchema) -> str:
+    name = schema.name or "table"
+    if cases is None or len(cases) == 0:
+        return f"{source}: does not match the {name} schema"
+    lines = []
+    for _, case in cases.head(5).iterrows():
+        column = case.get("column")
+        check = case.get("check")
+        value = case.get("failure_case")
+        index = case.get("index")
+        if check == "column_in_dataframe":
+            lines.append(f"missing column {value!r}")
+        elif isinstance(check, str) and check.startswith("dtype("):
+            lines.append(f"column {column!r} has type {value}, expected {check[6:-1]}")
+        else:
+            where = "" if index is None or pd.isna(index) else f" (row {index})"
+            lines.append(f"column {column!r}: value {value!r} fails {check}{where}")
+    more = f" (and {len(cases) - 5} more)" if len(cases) > 5 else ""
+    return f"{source}: does not match the {name} schema: " + "; ".join(lines) + more
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path, schema: pa.DataFrameSchema | None = None) -> Path:
+    """Validate ``df`` (when a schema is given) and write it as Parquet atomically."""
+    if schema is not None:
+        df = validate(df, schema, path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+    return Path(path)
+
+
+def read_parquet(path: str | Path, schema: pa.DataFrameSchema | None = None) -> pd.DataFrame:
+    """Read a Parquet table and validate it (when a schema is given)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found (did the stage that writes it run?)")
+    df = pd.read_parquet(path)
+    return validate(df, schema, path) if schema is not None else df
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` as UTF-8 CSV atomically (an export for users who want CSV)."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return Path(path)

@@ -10,7 +10,7 @@ def test_every_specialty_rates_every_area_in_unit_interval():
     for specialty, row in domain.AREA_SPECIALTY_RELEVANCE.items():
         assert set(row) == set(domain.THERAPEUTIC_AREAS), specialty
         assert all(0 <= v <= 1 for v in row.values()), specialty
-        assert max(row.values()) == 1.0, f"{specialty} has no core area"
+        assert max(row.values()) >= 0.6, f"{specialty} has no main area"
 
 
 def test_taxonomy_codes_have_the_nucc_shape():

@@ -1,0 +1,49 @@
+"""The whole pipeline at tiny scale, then the book built from it (slow: minutes)."""
+
+import json
+
+import pandas as pd
+import pytest
+from bs4 import BeautifulSoup
+
+from hcp_lib.pipeline import list_notebooks
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_notebook_ran_and_the_manifest_says_so(tiny_run):
+    manifest = json.loads((tiny_run / "manifest.json").read_text())
+    assert manifest["status"] == "ok"
+    assert [n["notebook"] for n in manifest["notebooks"]] == [nb.name for nb in list_notebooks()]
+    for entry in manifest["notebooks"]:
+        assert entry["status"] == "ok" and entry["wall_seconds"] > 0 and entry["peak_memory_mb"] > 0
+        assert (tiny_run / entry["notebook"]).exists()
+    assert manifest["parameters"]["scale"] == "tiny"
+
+
+def test_articles_are_clean_and_unique(tiny_run):
+    articles = pd.read_parquet(tiny_run / "content" / "pubmed.parquet")
+    assert len(articles) > 900
+    assert articles["pmid"].is_unique
+
+
+def test_no_temporary_files_are_left_behind(tiny_run):
+    leftovers = [p for p in tiny_run.rglob("*.tmp")]
+    assert not leftovers
+
+
+def test_book_has_a_page_per_notebook(tiny_book):
+    assert (tiny_book / "index.html").exists()
+    for nb in list_notebooks():
+        assert (tiny_book / "outputs" / "report" / (nb.stem + ".html")).exists(), nb.name
+
+
+def test_ingestion_chapter_shows_title_quality_numbers_and_a_figure(tiny_run, tiny_book):
+    page = BeautifulSoup((tiny_book / "outputs" / "report" / "01_ingestion.html").read_text(), "html.parser")
+    assert "Ingestion" in page.find("h1").get_text()
+    quality = json.loads((tiny_run / "metrics" / "ingestion.json").read_text())
+    text = page.get_text(" ")
+    for key in ("rows_in", "rows_out"):
+        assert str(quality[key]) in text, f"the data-quality number {key}={quality[key]} is not shown"
+    images = [img for img in page.find_all("img") if img.get("src", "").startswith(("data:image", "../../_images"))]
+    assert images, "the chapter shows no figure"

@@ -1,0 +1,812 @@
+"""Collaborative filtering and the baseline family (notebook 04_collaborative_filtering).
+
+Content baselines, all following :class:`hcp_lib.recommender.Recommender`: random, global
+popularity, popularity within specialty, recency-weighted popularity, ItemKNN (cosine with
+shrinkage), ALS and BPR (``implicit``, CPU classes), EASE (closed form) and a content-based
+model on item features (the LDA topic vectors of notebook 03) that alone can rank items
+nobody has engaged with yet. Channel baselines (:class:`ChannelRecommender`): the HCP's most
+frequently engaged channel, the best channel of its specialty, and the logging policy's
+business-as-usual channel.
+
+Every model learns only from a :class:`hcp_lib.split.TrainingData` (rows before its
+cut-off). The "interaction matrix" of the CF models counts each HCP's engaged exposures per
+item. :func:`tune` grid-searches each model's few hyper-parameters on the validation window
+(NDCG@10; channel models: accuracy), never on test.
+
+Reads: ``world/`` tables, ``topics/`` doc-topic matrix. Writes (via the notebook) under
+``cf/``: ``split.json``, ``tuning.parquet``, ``test_top_n/<model>.parquet``,
+``als_hcp_factors.parquet``, ``als_item_factors.parquet``, and ``metrics/cf.json``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import metrics
+from .domain import CHANNELS
+from .recommender import Recommender, UnknownIdError, exclusion_mask, positions, top_n
+from .split import TrainingData
+
+
+# --- content baselines ---------------------------------------------------------------------
+
+
+class RandomRecommender(Recommender):
+    """Uniform random scores; each HCP's row is drawn from a generator seeded by
+    ``(seed, the HCP's position)``, so a row does not depend on which other HCPs are scored."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def _fit(self, train: TrainingData) -> None:
+        pass
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        n_content = len(self.content_ids_)
+        return np.stack([np.random.default_rng([self.seed, int(r)]).random(n_content) for r in rows]) if len(rows) \
+            else np.zeros((0, n_content))
+
+
+class GlobalPopularity(Recommender):
+    """Score of an item = the number of engaged exposures it received in training (same for every HCP)."""
+
+    name = "popularity"
+
+    def _fit(self, train: TrainingData) -> None:
+        self.item_counts_ = np.asarray(self.engaged_matrix(train).sum(axis=0), dtype=np.float64).ravel()
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.item_counts_, (len(rows), len(self.item_counts_))).copy()
+
+
+class SpecialtyPopularity(Recommender):
+    """Popularity among the HCP's specialty, shrunk towards global popularity.
+
+    score(s, i) = (n(s, i) + shrinkage * n(i) / N) / (n(s) + shrinkage), where n(s, i) counts
+    engaged exposures of item i by HCPs of specialty s, n(s) their total, n(i) the item's
+    total over all HCPs and N the grand total: a specialty with few engagements leans on the
+    global order.
+    """
+
+    name = "specialty_popularity"
+
+    def __init__(self, shrinkage: float = 10.0):
+        self.shrinkage = shrinkage
+
+    def _fit(self, train: TrainingData) -> None:
+        if self.shrinkage < 0:
+            raise ValueError(f"shrinkage must be >= 0, got {self.shrinkage}")
+        matrix = self.engaged_matrix(train)
+        specialty = train.hcps["specialty"].astype(object).to_numpy()
+        self.specialties_, hcp_specialty = np.unique(specialty, return_inverse=True)
+        indicator = sp.csr_matrix((np.ones(len(specialty)), (hcp_specialty, np.arange(len(specialty)))),
+                                  shape=(len(self.specialties_), len(specialty)))
+        counts = np.asarray((indicator @ matrix).todense(), dtype=np.float64)
+        item_total = counts.sum(axis=0)
+        global_share = item_total / max(item_total.sum(), 1.0)
+        specialty_total = counts.sum(axis=1, keepdims=True)
+        self.specialty_scores_ = (counts + self.shrinkage * global_share) / (specialty_total + self.shrinkage + 1e-12)
+        self.hcp_specialty_ = hcp_specialty
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        return self.specialty_scores_[self.hcp_specialty_[rows]]
+
+
+class RecencyPopularity(Recommender):
+    """Popularity where an engagement ``d`` days before the cut-off counts 0.5 ** (d / half_life_days)."""
+
+    name = "recency_popularity"
+
+    def __init__(self, half_life_days: float = 30.0):
+        self.half_life_days = half_life_days
+
+    def _fit(self, train: TrainingData) -> None:
+        if self.half_life_days <= 0:
+            raise ValueError(f"half_life_days must be > 0, got {self.half_life_days}")
+        engaged = train.engaged
+        age_days = (train.cutoff - engaged["exposed_at"]).dt.total_seconds().to_numpy() / 86400.0
+        weights = 0.5 ** (age_days / self.half_life_days)
+        cols = self.content_ids_.get_indexer(engaged["content_id"])
+        self.item_scores_ = np.bincount(cols, weights=weights, minlength=len(self.content_ids_))
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.item_scores_, (len(rows), len(self.item_scores_))).copy()
+
+
+class ItemKNN(Recommender):
+    """Item-based nearest neighbours on the binary HCP × item engagement matrix.
+
+    sim(i, j) = |H_i ∩ H_j| / (sqrt|H_i| sqrt|H_j| + shrinkage) (cosine with shrinkage; H_i =
+    HCPs who engaged with item i), with sim(i, i) = 0 and, per item i, only its ``neighbours``
+    most similar items kept. score(u, j) = sum over items i the HCP engaged with of sim(i, j).
+    Kept sparse throughout (co-occurrences come from a sparse product).
+    """
+
+    name = "itemknn"
+
+    def __init__(self, neighbours: int = 50, shrinkage: float = 10.0):
+        self.neighbours = neighbours
+        self.shrinkage = shrinkage
+
+    def _fit(self, train: TrainingData) -> None:
+        if self.neighbours < 1 or self.shrinkage < 0:
+            raise ValueError(f"neighbours must be >= 1 and shrinkage >= 0, got {self.neighbours} and {self.shrinkage}")
+        binary = (self.engaged_matrix(train) > 0).astype(np.float32)
+        co = (binary.T @ binary).tocsr()
+        norms = np.sqrt(np.asarray(co.diagonal(), dtype=np.float64))
+        co.setdiag(0)
+        co.eliminate_zeros()
+        co = co.tocoo()
+        sims = co.data / (norms[co.row] * norms[co.col] + self.shrinkage)
+        # keep each row's top neighbours: sort by (row, -sim, col) and take the first k per row
+        order = np.lexsort((co.col, -sims, co.row))
+        rows, cols, sims = co.row[order], co.col[order], sims[order]
+        rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
+        keep = rank < self.neighbours
+        n = len(self.content_ids_)
+        self.similarity_ = sp.csr_matrix((sims[keep], (rows[keep], cols[keep])), shape=(n, n))
+        self.binary_ = binary.tocsr()
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray((self.binary_[rows] @ self.similarity_).todense())
+
+    def similar_items(self, content_id: str, n: int = 5) -> pd.DataFrame:
+        """The ``n`` items most similar to ``content_id`` (content_id, similarity)."""
+        row = positions([content_id], self.content_ids_, "content")[0]
+        sims = self.similarity_[row].toarray().ravel()
+        order = np.argsort(-sims, kind="stable")[:n]
+        order = order[sims[order] > 0]
+        return pd.DataFrame({"content_id": self.content_ids_[order], "similarity": sims[order]})
+
+
+class EASE(Recommender):
+    """EASE (Steck 2019): the closed-form item-item linear model with a zero diagonal.
+
+    With G = XᵀX + l2·I on the binary engagement matrix X and P = G⁻¹, the weights are
+    B = I − P · diag(1/diag(P)) (so diag(B) = 0), and score(u, ·) = x_u B. Dense in the item
+    dimension (a few hundred to a few thousand items).
+    """
+
+    name = "ease"
+
+    def __init__(self, l2: float = 100.0):
+        self.l2 = l2
+
+    def _fit(self, train: TrainingData) -> None:
+        if self.l2 <= 0:
+            raise ValueError(f"l2 must be > 0, got {self.l2}")
+        binary = (self.engaged_matrix(train) > 0).astype(np.float64)
+        gram = np.asarray((binary.T @ binary).todense())
+        gram[np.diag_indices_from(gram)] += self.l2
+        inverse = np.linalg.inv(gram)
+        self.weights_ = -inverse / np.diag(inverse)
+        np.fill_diagonal(self.weights_, 0.0)
+        self.binary_ = binary.tocsr()
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.binary_[rows] @ self.weights_)
+
+
+class _ImplicitModel(Recommender):
+    """Shared code of the ``implicit`` matrix-factorisation models (CPU classes, fixed seed)."""
+
+    def _make(self):
+        raise NotImplementedError
+
+    def _fit(self, train: TrainingData) -> None:
+        import implicit.cpu  # noqa: F401  (loads its BLAS before the limit below, so the limit reaches it)
+        from threadpoolctl import threadpool_limits
+
+        # implicit parallelises itself; a BLAS thread pool on top of it only slows it down.
+        with threadpool_limits(1, "blas"):
+            self.model_ = self._make()
+            self.model_.fit(self.engaged_matrix(train), show_progress=False)
+        self.hcp_factors_ = np.asarray(self.model_.user_factors, dtype=np.float64)
+        self.item_factors_ = np.asarray(self.model_.item_factors, dtype=np.float64)
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        return self.hcp_factors_[rows] @ self.item_factors_.T
+
+    def similar_items(self, content_id: str, n: int = 5) -> pd.DataFrame:
+        """The ``n`` items whose factors have the highest cosine with ``content_id``'s."""
+        return _nearest(self.item_factors_, self.content_ids_, content_id, "content", n)
+
+    def similar_hcps(self, hcp_id: str, n: int = 5) -> pd.DataFrame:
+        """The ``n`` HCPs whose factors have the highest cosine with ``hcp_id``'s."""
+        return _nearest(self.hcp_factors_, self.hcp_ids_, hcp_id, "HCP", n)
+
+
+def _nearest(factors: np.ndarray, ids: pd.Index, query: str, kind: str, n: int) -> pd.DataFrame:
+    row = positions([query], ids, kind)[0]
+    unit = factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-12)
+    cosine = unit @ unit[row]
+    cosine[row] = -np.inf
+    order = np.argsort(-cosine, kind="stable")[:n]
+    column = "content_id" if kind == "content" else "hcp_id"
+    return pd.DataFrame({column: ids[order], "cosine": cosine[order]})
+
+
+class ALS(_ImplicitModel):
+    """Implicit-feedback ALS (Hu, Koren & Volinsky 2008) from ``implicit.cpu.als``; the
+    confidence of a cell is 1 + alpha × (engaged exposures). Deterministic for one
+    ``random_state`` (each HCP's and item's solve is independent of thread scheduling)."""
+
+    name = "als"
+
+    def __init__(self, factors: int = 32, regularization: float = 0.05, alpha: float = 10.0, iterations: int = 15,
+                 random_state: int = 0, num_threads: int = 1):
+        self.factors, self.regularization, self.alpha = factors, regularization, alpha
+        self.iterations, self.random_state, self.num_threads = iterations, random_state, num_threads
+
+    def _make(self):
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        return AlternatingLeastSquares(factors=self.factors, regularization=self.regularization, alpha=self.alpha,
+                                       iterations=self.iterations, random_state=self.random_state,
+                                       num_threads=self.num_threads)
+
+
+class BPR(_ImplicitModel):
+    """Bayesian Personalised Ranking (Rendle et al. 2009) from ``implicit.cpu.bpr``; one
+    thread, because its parallel SGD (Hogwild) would make results depend on scheduling."""
+
+    name = "bpr"
+
+    def __init__(self, factors: int = 32, learning_rate: float = 0.05, regularization: float = 0.01,
+                 iterations: int = 100, random_state: int = 0):
+        self.factors, self.learning_rate, self.regularization = factors, learning_rate, regularization
+        self.iterations, self.random_state = iterations, random_state
+
+    def _make(self):
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        return BayesianPersonalizedRanking(factors=self.factors, learning_rate=self.learning_rate,
+                                           regularization=self.regularization, iterations=self.iterations,
+                                           random_state=self.random_state, num_threads=1)
+
+
+class ContentBased(Recommender):
+    """Content-based ranking on item feature vectors (e.g. LDA topic proportions).
+
+    Each item vector is L2-normalised. An HCP's profile is the sum of the vectors of the
+    items it engaged with (each engaged exposure counts once), L2-normalised, blended with
+    its specialty's profile: profile = (1 − w)·hcp + w·specialty (w = ``specialty_weight``);
+    an HCP with no engagement takes its specialty's profile, a specialty with none the
+    global one. score(u, i) = profile_u · item_i (a cosine). Items need only a feature
+    vector, not a history, so new items are ranked like any other.
+
+    ``item_features``: a frame with a ``content_id`` (or ``pmid``) column or index and
+    numeric feature columns; every catalogue item must have a row (else an error names it).
+    """
+
+    name = "content_based"
+
+    def __init__(self, item_features: pd.DataFrame, specialty_weight: float = 0.25):
+        self.item_features = item_features
+        self.specialty_weight = specialty_weight
+
+    def _fit(self, train: TrainingData) -> None:
+        if not 0 <= self.specialty_weight <= 1:
+            raise ValueError(f"specialty_weight must be in [0, 1], got {self.specialty_weight}")
+        features = _feature_matrix(self.item_features, self.content_ids_)
+        items = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        hcp_profiles = np.asarray(self.engaged_matrix(train) @ items)
+        specialty = train.hcps["specialty"].astype(object).to_numpy()
+        self.specialties_, hcp_specialty = np.unique(specialty, return_inverse=True)
+        specialty_profiles = np.stack([hcp_profiles[hcp_specialty == s].sum(axis=0) for s in range(len(self.specialties_))])
+        global_profile = _unit(hcp_profiles.sum(axis=0, keepdims=True))
+        specialty_profiles = _unit(specialty_profiles)
+        specialty_profiles[np.linalg.norm(specialty_profiles, axis=1) == 0] = global_profile
+        own = _unit(hcp_profiles)
+        fallback = specialty_profiles[hcp_specialty]
+        has_history = np.linalg.norm(own, axis=1) > 0
+        blended = np.where(has_history[:, None], (1 - self.specialty_weight) * own + self.specialty_weight * fallback,
+                           fallback)
+        self.hcp_profiles_ = _unit(blended)
+        self.item_vectors_ = items
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        return self.hcp_profiles_[rows] @ self.item_vectors_.T
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
+def _feature_matrix(item_features: pd.DataFrame, content_ids: pd.Index) -> np.ndarray:
+    """The numeric feature rows of ``content_ids``, in that order; an error names a missing item."""
+    frame = item_features
+    for key in ("content_id", "pmid"):
+        if key in frame.columns:
+            frame = frame.set_index(key)
+            break
+    frame.index = frame.index.astype(str)
+    numeric = frame.select_dtypes("number")
+    if numeric.shape[1] == 0:
+        raise ValueError("item_features has no numeric feature column")
+    missing = content_ids.difference(numeric.index)
+    if len(missing):
+        raise UnknownIdError(f"item_features has no row for content id {missing[0]!r} ({len(missing)} items missing)")
+    return numeric.loc[list(content_ids)].to_numpy(dtype=np.float64)
+
+
+def topic_features(doc_topics: pd.DataFrame) -> pd.DataFrame:
+    """The LDA doc–topic matrix of notebook 03 (``pmid`` + ``topic_*`` columns) as item
+    features indexed by content_id (content_id == pmid)."""
+    topic_columns = [c for c in doc_topics.columns if str(c).startswith("topic_")]
+    if "pmid" not in doc_topics.columns or not topic_columns:
+        raise KeyError(f"the doc-topic table needs a 'pmid' column and topic_* columns; it has {list(doc_topics.columns)}")
+    features = doc_topics.set_index(doc_topics["pmid"].astype(str))[topic_columns]
+    features.index.name = "content_id"
+    return features
+
+
+def area_features(catalogue: pd.DataFrame) -> pd.DataFrame:
+    """One-hot therapeutic-area vectors of the catalogue, indexed by content_id: the item
+    features of the content-based model when no topic model has run."""
+    features = pd.get_dummies(catalogue.set_index(catalogue["content_id"].astype(str))["therapeutic_area"], dtype=float)
+    features.index.name = "content_id"
+    return features
+
+
+# --- channel baselines ---------------------------------------------------------------------
+
+
+class ChannelRecommender(Recommender):
+    """A model of channels alone: ``channel_scores(hcp_ids)`` (n_hcp, n_channel) in CHANNELS
+    order; ``score_channels`` repeats them for every content item, so the evaluation can
+    treat it like any model with channel scores. It has no content ranking (``score``
+    raises)."""
+
+    def channel_scores(self, hcp_ids) -> np.ndarray:
+        return np.asarray(self._channel_scores(self._rows(hcp_ids)), dtype=np.float64)
+
+    def score_channels(self, hcp_ids) -> np.ndarray:
+        channel = self.channel_scores(hcp_ids)
+        return np.broadcast_to(channel[:, None, :], (channel.shape[0], len(self.content_ids_), channel.shape[1]))
+
+    def predict_channel(self, hcp_ids) -> np.ndarray:
+        """Each HCP's top channel (ties go to the earlier channel in CHANNELS)."""
+        return np.asarray(CHANNELS, dtype=object)[np.argmax(self.channel_scores(hcp_ids), axis=1)]
+
+    def score(self, hcp_ids) -> np.ndarray:
+        raise TypeError(f"{self.name} ranks channels only; use channel_scores or score_channels")
+
+    def _fit(self, train: TrainingData) -> None:
+        interactions = train.interactions
+        unknown = sorted(set(interactions["channel"].astype(object)) - set(CHANNELS))
+        if unknown:
+            raise ValueError(f"interactions column 'channel' has value {unknown[0]!r}; allowed: {', '.join(CHANNELS)}")
+        self.hcp_rows_ = self.hcp_ids_.get_indexer(interactions["hcp_id"])
+        known = self.hcp_rows_ >= 0
+        if not known.all():
+            first = interactions["hcp_id"].to_numpy()[~known][0]
+            raise UnknownIdError(f"HCP id {first!r} of the interactions is not in the HCP master")
+        self.channel_cols_ = pd.Index(CHANNELS).get_indexer(interactions["channel"])
+        self.engaged_ = interactions["engaged"].to_numpy(dtype=bool)
+        specialty = train.hcps["specialty"].astype(object).to_numpy()
+        self.specialties_, self.hcp_specialty_ = np.unique(specialty, return_inverse=True)
+        self._fit_channels(train)
+
+    def _counts(self, by: np.ndarray, n_groups: int, weights: np.ndarray | None = None) -> np.ndarray:
+        """(n_groups, n_channel) sums of ``weights`` (default 1) per group and channel."""
+        flat = by * len(CHANNELS) + self.channel_cols_
+        counts = np.bincount(flat, weights=weights, minlength=n_groups * len(CHANNELS))
+        return counts.reshape(n_groups, len(CHANNELS))
+
+    def _specialty_rates(self, shrinkage: float) -> np.ndarray:
+        """(n_specialty, n_channel) engagement rate per exposure, shrunk to the channel's global rate."""
+        by_specialty = self.hcp_specialty_[self.hcp_rows_]
+        exposed = self._counts(by_specialty, len(self.specialties_))
+        engaged = self._counts(by_specialty, len(self.specialties_), self.engaged_.astype(float))
+        global_rate = engaged.sum(axis=0) / np.maximum(exposed.sum(axis=0), 1)
+        return (engaged + shrinkage * global_rate) / (exposed + shrinkage + 1e-12)
+
+    def _fit_channels(self, train: TrainingData) -> None:
+        raise NotImplementedError
+
+
+class SpecialtyBestChannel(ChannelRecommender):
+    """Channel score = the engagement rate per exposure of the HCP's specialty on that
+    channel in training, shrunk towards the channel's global rate by ``shrinkage`` pseudo-exposures."""
+
+    name = "specialty_best_channel"
+
+    def __init__(self, shrinkage: float = 20.0):
+        self.shrinkage = shrinkage
+
+    def _fit_channels(self, train: TrainingData) -> None:
+        if self.shrinkage < 0:
+            raise ValueError(f"shrinkage must be >= 0, got {self.shrinkage}")
+        self.rates_ = self._specialty_rates(self.shrinkage)
+
+    def _channel_scores(self, rows: np.ndarray) -> np.ndarray:
+        return self.rates_[self.hcp_specialty_[rows]]
+
+
+class MostFrequentChannel(ChannelRecommender):
+    """Channel score = the number of the HCP's engaged exposures on that channel in training,
+    plus its specialty's engagement rate (a number in [0, 1]) as a tie-breaker, so an HCP
+    with no engagement gets its specialty's best channel."""
+
+    name = "most_frequent_channel"
+
+    def _fit_channels(self, train: TrainingData) -> None:
+        self.engaged_counts_ = self._counts(self.hcp_rows_, len(self.hcp_ids_), self.engaged_.astype(float))
+        self.rates_ = self._specialty_rates(20.0)
+
+    def _channel_scores(self, rows: np.ndarray) -> np.ndarray:
+        return self.engaged_counts_[rows] + self.rates_[self.hcp_specialty_[rows]]
+
+
+class BusinessAsUsualChannel(ChannelRecommender):
+    """The logging policy's habit: channel score = the share of the HCP's training exposures
+    (engaged or not) sent on that channel; an HCP never contacted gets its specialty's shares."""
+
+    name = "business_as_usual_channel"
+
+    def _fit_channels(self, train: TrainingData) -> None:
+        exposed = self._counts(self.hcp_rows_, len(self.hcp_ids_))
+        by_specialty = self._counts(self.hcp_specialty_[self.hcp_rows_], len(self.specialties_))
+        specialty_share = by_specialty / np.maximum(by_specialty.sum(axis=1, keepdims=True), 1)
+        share = exposed / np.maximum(exposed.sum(axis=1, keepdims=True), 1)
+        never = exposed.sum(axis=1) == 0
+        share[never] = specialty_share[self.hcp_specialty_[never]]
+        self.shares_ = share
+
+    def _channel_scores(self, rows: np.ndarray) -> np.ndarray:
+        return self.shares_[rows]
+
+
+# --- the model family, tuning and artifacts ------------------------------------------------
+
+#: each model's hyper-parameter grid, searched on the validation window
+CONTENT_GRIDS: dict[str, dict[str, list]] = {
+    "random": {},
+    "popularity": {},
+    "specialty_popularity": {"shrinkage": [0.0, 10.0, 100.0]},
+    "recency_popularity": {"half_life_days": [7.0, 30.0, 90.0]},
+    "itemknn": {"neighbours": [20, 100], "shrinkage": [0.0, 10.0, 50.0]},
+    "ease": {"l2": [10.0, 100.0, 500.0, 2000.0]},
+    "als": {"factors": [16, 64], "regularization": [0.01, 0.1], "alpha": [1.0, 10.0]},
+    "bpr": {"factors": [16, 64], "learning_rate": [0.01, 0.05]},
+    "content_based": {"specialty_weight": [0.0, 0.25, 0.5]},
+}
+CHANNEL_GRIDS: dict[str, dict[str, list]] = {
+    "most_frequent_channel": {},
+    "specialty_best_channel": {"shrinkage": [0.0, 20.0, 200.0]},
+    "business_as_usual_channel": {},
+}
+
+
+def content_factories(seed: int, item_features: pd.DataFrame) -> dict[str, Callable[..., Recommender]]:
+    """Constructors of every content baseline, keyed by name; each takes its hyper-parameters
+    as keyword arguments (``seed`` fixes the random and factorisation models)."""
+    return {
+        "random": lambda **p: RandomRecommender(seed=seed, **p),
+        "popularity": lambda **p: GlobalPopularity(**p),
+        "specialty_popularity": lambda **p: SpecialtyPopularity(**p),
+        "recency_popularity": lambda **p: RecencyPopularity(**p),
+        "itemknn": lambda **p: ItemKNN(**p),
+        "ease": lambda **p: EASE(**p),
+        "als": lambda **p: ALS(random_state=seed, **p),
+        "bpr": lambda **p: BPR(random_state=seed, **p),
+        "content_based": lambda **p: ContentBased(item_features, **p),
+    }
+
+
+def channel_factories() -> dict[str, Callable[..., ChannelRecommender]]:
+    """Constructors of the channel baselines, keyed by name."""
+    return {
+        "most_frequent_channel": lambda **p: MostFrequentChannel(**p),
+        "specialty_best_channel": lambda **p: SpecialtyBestChannel(**p),
+        "business_as_usual_channel": lambda **p: BusinessAsUsualChannel(**p),
+    }
+
+
+@dataclass(frozen=True)
+class EvaluationWindow:
+    """What a model is judged on in one window: the HCPs with at least one new engagement,
+    the mask of items they may not be recommended, the items they engaged with (the
+    engaged window rows give the channel targets)."""
+
+    hcp_ids: np.ndarray
+    exclude: np.ndarray
+    relevant: sp.csr_matrix
+    engaged_rows: pd.DataFrame
+
+
+def evaluation_window(train: TrainingData, window: pd.DataFrame, catalogue: pd.DataFrame,
+                      released_by: pd.Timestamp) -> EvaluationWindow:
+    """The :class:`EvaluationWindow` for ``window`` rows scored by models fitted on ``train``.
+
+    Excluded: items the HCP engaged with before the cut-off, items not approved for its
+    specialty, items released after ``released_by`` (release dates from the full
+    ``catalogue``). Relevant: items engaged in the window and not excluded. HCPs of the
+    window that are not in the master raise an error naming the id.
+    """
+    engaged = window[window["engaged"]]
+    candidates = np.asarray(sorted(engaged["hcp_id"].astype(str).unique()), dtype=object)
+    positions(candidates, train.hcp_ids.astype(object), "HCP")
+    content_ids = train.content_ids.astype(object)
+    exclude = exclusion_mask(candidates, content_ids, train, released_by=released_by, catalogue=catalogue)
+    relevant = metrics.relevance_matrix(engaged, candidates, content_ids, exclude)
+    keep = np.asarray(relevant.sum(axis=1)).ravel() > 0
+    hcp_ids = candidates[keep]
+    return EvaluationWindow(hcp_ids, exclude[keep], relevant[keep], engaged[engaged["hcp_id"].isin(set(hcp_ids))])
+
+
+def evaluate_content(model: Recommender, frame: EvaluationWindow, k: int = 10) -> dict[str, float]:
+    """HR@k and NDCG@k of ``model``'s top-k lists on ``frame``."""
+    top = top_n(model.score(frame.hcp_ids), k, frame.exclude)
+    return {f"hr@{k}": metrics.hit_rate_at_k(top, frame.relevant, k), f"ndcg@{k}": metrics.ndcg_at_k(top, frame.relevant, k)}
+
+
+def evaluate_channel(model: ChannelRecommender, frame: EvaluationWindow) -> dict[str, float]:
+    """Accuracy of the model's top channel against the channel of each engaged window row
+    (a first look: it rewards agreeing with the channels the logging policy chose)."""
+    rows = frame.engaged_rows
+    predicted = model.predict_channel(rows["hcp_id"].astype(object).to_numpy())
+    return {"channel_accuracy": metrics.channel_accuracy(predicted, rows["channel"].astype(object).to_numpy())}
+
+
+def _grid(space: dict[str, list]) -> list[dict[str, Any]]:
+    keys = list(space)
+    return [dict(zip(keys, values)) for values in itertools.product(*(space[k] for k in keys))]
+
+
+def tune(factories: dict[str, Callable[..., Recommender]], grids: dict[str, dict[str, list]], train: TrainingData,
+         frame: EvaluationWindow, objective: str | None = None, k: int = 10) -> tuple[dict[str, dict[str, Any]], pd.DataFrame]:
+    """Fit every model at every grid point on ``train``; score it on the validation ``frame``.
+
+    Returns (chosen hyper-parameters per model: the grid point with the highest
+    ``objective`` (default NDCG@k), the first one on ties; the tuning table: model, params (JSON), the
+    metrics, fit_seconds, score_seconds, chosen). Channel models are judged by
+    ``channel_accuracy``.
+    """
+    objective = objective or f"ndcg@{k}"
+    records, chosen = [], {}
+    for name, factory in factories.items():
+        if name not in grids:
+            raise KeyError(f"no hyper-parameter grid for model {name!r}; grids exist for {', '.join(grids)}")
+        best_value, best_params = -np.inf, None
+        for params in _grid(grids[name]):
+            started = time.perf_counter()
+            model = factory(**params).fit(train)
+            fitted = time.perf_counter()
+            if isinstance(model, ChannelRecommender):
+                scores, target = evaluate_channel(model, frame), "channel_accuracy"
+            else:
+                scores, target = evaluate_content(model, frame, k), objective
+            records.append({"model": name, "params": json.dumps(params, sort_keys=True), **scores,
+                            "fit_seconds": fitted - started, "score_seconds": time.perf_counter() - fitted})
+            if scores[target] > best_value:
+                best_value, best_params = scores[target], params
+        chosen[name] = best_params
+    table = pd.DataFrame.from_records(records)
+    table["chosen"] = [json.loads(p) == chosen[m] for m, p in zip(table["model"], table["params"])]
+    return chosen, table
+
+
+def factor_table(ids: pd.Index, factors: np.ndarray, id_column: str, fit: str) -> pd.DataFrame:
+    """Wide factor table: ``id_column``, ``fit`` (which training data it came from), factor_00, factor_01, …"""
+    table = pd.DataFrame(factors, columns=[f"factor_{i:02d}" for i in range(factors.shape[1])])
+    table.insert(0, "fit", fit)
+    table.insert(0, id_column, pd.array(ids.astype(str), dtype="string"))
+    return table
+
+
+# --- the stage: world tables in, split, artifacts out --------------------------------------
+
+WORLD_FILES = {"interactions": "hcp_interaction_data.parquet", "hcps": "hcp_master.parquet",
+               "catalogue": "campaigns_with_content.parquet"}
+
+
+@dataclass(frozen=True)
+class WorldTables:
+    """The three world tables the baselines use, with the contract columns they need."""
+
+    interactions: pd.DataFrame
+    hcps: pd.DataFrame
+    catalogue: pd.DataFrame
+
+
+def read_world(run_dir: str | Path) -> WorldTables:
+    """Read ``world/`` (the contract's file names); an error names a missing file or column."""
+    from .config import RunDir
+    from .io import DataValidationError, read_parquet
+    from .split import CATALOGUE_COLUMNS, HCP_COLUMNS, INTERACTION_COLUMNS
+
+    tables = {}
+    for key, columns in (("interactions", INTERACTION_COLUMNS), ("hcps", HCP_COLUMNS), ("catalogue", CATALOGUE_COLUMNS)):
+        path = RunDir(Path(run_dir)).world / WORLD_FILES[key]
+        table = read_parquet(path)
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise DataValidationError(f"{path}: missing column {missing[0]!r} (the world contract requires it)")
+        tables[key] = table.loc[:, list(columns)]
+    return WorldTables(**tables)
+
+
+@dataclass(frozen=True)
+class StageSplit:
+    """The split and what each model family is fitted and judged on.
+
+    ``train`` (before ``valid_start``) fits models for tuning on ``validation``;
+    ``train_valid`` (before ``test_start``) refits them with the chosen values for the
+    ``test`` window, whose lists go to the run folder. ``catalogue`` is the full catalogue
+    (every release date): it decides which items are candidates in a window, never what a
+    model learns.
+    """
+
+    split: "TemporalSplit"
+    train: TrainingData
+    train_valid: TrainingData
+    validation: EvaluationWindow
+    test: EvaluationWindow
+    catalogue: pd.DataFrame
+
+
+def prepare_split(world: WorldTables, horizon_start: pd.Timestamp, horizon_end: pd.Timestamp,
+                  holdout_days: int) -> StageSplit:
+    """Split the world's interactions: the last ``holdout_days`` days of the horizon are the
+    test window, the ``holdout_days`` before it the validation window, the rest train.
+
+    Raises :class:`hcp_lib.split.SplitError` naming the dates when an interaction lies
+    outside the horizon or a window is empty.
+    """
+    from .split import SplitError, check_windows_have_rows, training_data, window_rows, windows_from_days
+
+    split = windows_from_days(horizon_start, horizon_end, holdout_days, holdout_days)
+    times = world.interactions["exposed_at"]
+    outside = (times < split.train_start) | (times >= split.test_end)
+    if outside.any():
+        raise SplitError(f"interaction at {times[outside].iloc[0]} lies outside the horizon "
+                         f"[{split.train_start}, {split.test_end}); do world_start and horizon_days match the world?")
+    check_windows_have_rows(world.interactions, split)
+    train = training_data(world.interactions, world.hcps, world.catalogue, split.valid_start)
+    train_valid = training_data(world.interactions, world.hcps, world.catalogue, split.test_start)
+    validation = evaluation_window(train, window_rows(world.interactions, split, "validation"), world.catalogue,
+                                   released_by=split.test_start)
+    test = evaluation_window(train_valid, window_rows(world.interactions, split, "test"), world.catalogue,
+                             released_by=split.test_end)
+    return StageSplit(split, train, train_valid, validation, test, world.catalogue)
+
+
+def grids_for(tune_hyper_parameters: bool) -> dict[str, dict[str, list]]:
+    """Every model's grid, or (when not tuning) one point per model: its default values."""
+    grids = {**CONTENT_GRIDS, **CHANNEL_GRIDS}
+    return grids if tune_hyper_parameters else {name: {} for name in grids}
+
+
+def validation_table(tuning: pd.DataFrame) -> pd.DataFrame:
+    """The chosen grid point of every model, one row per model, best NDCG@10 first (content
+    models), then the channel models by accuracy."""
+    chosen = tuning[tuning["chosen"]].drop(columns="chosen").set_index("model")
+    content = chosen[chosen["ndcg@10"].notna()].sort_values("ndcg@10", ascending=False, kind="stable") \
+        if "ndcg@10" in chosen else chosen.iloc[:0]
+    channel = chosen[chosen["ndcg@10"].isna()].sort_values("channel_accuracy", ascending=False, kind="stable") \
+        if "ndcg@10" in chosen else chosen
+    return pd.concat([content, channel]).dropna(axis=1, how="all")
+
+
+def test_top_n(model: Recommender, stage: StageSplit, n: int) -> pd.DataFrame:
+    """``model``'s top-``n`` list (hcp_id, rank, content_id, score) for every HCP of the
+    master at the start of the test window: seen, unapproved and not-yet-released
+    (after the test window) items excluded."""
+    from .recommender import recommend
+
+    train = stage.train_valid
+    hcp_ids = train.hcp_ids.astype(object).to_numpy()
+    return recommend(model, hcp_ids, n, exclusion_mask(hcp_ids, train.content_ids.astype(object), train,
+                                                       released_by=stage.split.test_end, catalogue=stage.catalogue))
+
+
+def test_channels(model: ChannelRecommender, stage: StageSplit) -> pd.DataFrame:
+    """Channel scores of every HCP of the master (hcp_id + one column per channel) and the
+    predicted channel, from a channel model fitted before the test window."""
+    hcp_ids = stage.train_valid.hcp_ids.astype(object).to_numpy()
+    scores = pd.DataFrame(model.channel_scores(hcp_ids), columns=list(CHANNELS))
+    scores.insert(0, "hcp_id", pd.array(hcp_ids.astype(str), dtype="string"))
+    scores["channel"] = pd.array(model.predict_channel(hcp_ids).astype(str), dtype="string")
+    return scores
+
+
+def read_split(run_dir: str | Path):
+    """The split boundaries notebook 04 recorded in ``cf/split.json``."""
+    from .config import RunDir
+    from .io import read_json
+    from .split import TemporalSplit
+
+    return TemporalSplit.from_dict(read_json(RunDir(Path(run_dir)).cf / "split.json"))
+
+
+def item_features_for(run_dir: str | Path, catalogue: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The content-based model's item features and where they come from: the LDA doc–topic
+    matrix of notebook 03 (``topics/doc_topics.parquet``) when it exists, else the
+    catalogue's therapeutic areas one-hot (a coarser, equally leak-free description)."""
+    from .config import RunDir
+    from .io import read_parquet
+
+    path = RunDir(Path(run_dir)).topics / "doc_topics.parquet"
+    if path.exists():
+        return topic_features(read_parquet(path)), f"LDA topic proportions ({path.name})"
+    return area_features(catalogue), "therapeutic-area one-hot vectors (no topics/doc_topics.parquet in this run)"
+
+
+def split_summary(stage: StageSplit, world: WorldTables) -> pd.DataFrame:
+    """One row per window: start, end, exposures, engaged exposures, HCPs with an
+    engagement, and (validation, test) the HCPs with a new engagement that are evaluated."""
+    from .split import WINDOWS
+
+    rows = []
+    for name in WINDOWS:
+        start, end = stage.split.window(name)
+        inside = world.interactions[(world.interactions["exposed_at"] >= start) & (world.interactions["exposed_at"] < end)]
+        evaluated = {"train": None, "validation": len(stage.validation.hcp_ids), "test": len(stage.test.hcp_ids)}[name]
+        rows.append({"window": name, "start": start.date().isoformat(), "end (exclusive)": end.date().isoformat(),
+                     "exposures": len(inside), "engaged": int(inside["engaged"].sum()),
+                     "HCPs engaged": inside.loc[inside["engaged"], "hcp_id"].nunique(), "HCPs evaluated": evaluated})
+    table = pd.DataFrame(rows).set_index("window")
+    table["HCPs evaluated"] = table["HCPs evaluated"].astype("Int64")
+    return table
+
+
+def fit_chosen(factories: dict[str, Callable[..., Recommender]], chosen: dict[str, dict[str, Any]],
+               train: TrainingData) -> dict[str, Recommender]:
+    """Every model fitted on ``train`` with its chosen hyper-parameters."""
+    return {name: factory(**chosen[name]).fit(train) for name, factory in factories.items()}
+
+
+def write_artifacts(run_dir: str | Path, stage: StageSplit, tuning: pd.DataFrame, models: dict[str, Recommender],
+                    als_train: ALS, n: int) -> dict[str, Path]:
+    """Write the stage's artifacts under ``cf/`` (models fitted before the test window).
+
+    ``split.json`` (boundaries), ``tuning.parquet`` (every grid point), ``test_top_n/<model>.parquet``
+    (content models: each HCP's top-``n``), ``test_channels/<model>.parquet`` (channel
+    models: per-HCP channel scores and the predicted channel), ``als_hcp_factors.parquet``
+    and ``als_item_factors.parquet`` (column ``fit``: "train" = fitted before the validation
+    window, for models tuned on validation; "train+validation" = fitted before the test
+    window). Returns the written paths by name.
+    """
+    from .config import RunDir
+    from .io import write_json, write_parquet
+
+    folder = RunDir(Path(run_dir)).cf
+    written = {"split": write_json(stage.split.to_dict(), folder / "split.json"),
+               "tuning": write_parquet(tuning, folder / "tuning.parquet")}
+    for name, model in models.items():
+        if isinstance(model, ChannelRecommender):
+            written[name] = write_parquet(test_channels(model, stage), folder / "test_channels" / f"{name}.parquet")
+        else:
+            written[name] = write_parquet(test_top_n(model, stage, n), folder / "test_top_n" / f"{name}.parquet")
+    als_test = models["als"]
+    hcp_factors = pd.concat([factor_table(als_train.hcp_ids_, als_train.hcp_factors_, "hcp_id", "train"),
+                             factor_table(als_test.hcp_ids_, als_test.hcp_factors_, "hcp_id", "train+validation")])
+    item_factors = pd.concat([factor_table(als_train.content_ids_, als_train.item_factors_, "content_id", "train"),
+                              factor_table(als_test.content_ids_, als_test.item_factors_, "content_id", "train+validation")])
+    written["als_hcp_factors"] = write_parquet(hcp_factors.reset_index(drop=True), folder / "als_hcp_factors.parquet")
+    written["als_item_factors"] = write_parquet(item_factors.reset_index(drop=True), folder / "als_item_factors.parquet")
+    return written
+
+
+def summary(stage: StageSplit, chosen: dict[str, dict[str, Any]], table: pd.DataFrame, feature_source: str) -> dict:
+    """The stage's summary for ``metrics/cf.json``: split, evaluated HCPs, chosen
+    hyper-parameters and each model's validation metrics."""
+    metrics_by_model = {name: {k: (None if pd.isna(v) else float(v)) for k, v in row.items()
+                               if k in ("hr@10", "ndcg@10", "channel_accuracy")}
+                        for name, row in table.iterrows()}
+    return {"split": stage.split.to_dict(), "validation_hcps": int(len(stage.validation.hcp_ids)),
+            "test_hcps": int(len(stage.test.hcp_ids)), "content_features": feature_source,
+            "chosen_hyper_parameters": chosen, "validation": metrics_by_model}

@@ -1,0 +1,87 @@
+"""Ranking and channel metrics on top-N lists, one function per metric.
+
+Inputs are arrays aligned by HCP: ``recommended`` is an integer array (n_hcp, >= k) of
+column indices into the catalogue, best first, -1 for "no item" (as returned by
+:func:`hcp_lib.recommender.top_n`); ``relevant`` is a boolean sparse or dense matrix
+(n_hcp, n_content) marking the items each HCP engaged with in the evaluation window
+(:func:`relevance_matrix`). HCPs with no relevant item are left out of the means, since no
+list can hit for them; the result is NaN when no HCP has a relevant item.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+def relevance_matrix(window: pd.DataFrame, hcp_ids, content_ids: pd.Index,
+                     exclude: np.ndarray | None = None) -> sp.csr_matrix:
+    """Boolean CSR (n_hcp, n_content): True where the HCP engaged with the item in ``window``.
+
+    ``window`` holds interaction rows (hcp_id, content_id, engaged); rows of HCPs or items
+    outside ``hcp_ids`` / ``content_ids`` are ignored. Cells True in ``exclude`` (e.g. items
+    the HCP already engaged with in training, which no list may contain) are dropped.
+    """
+    engaged = window[window["engaged"]]
+    rows = pd.Index(np.asarray(list(hcp_ids), dtype=object)).get_indexer(engaged["hcp_id"])
+    cols = pd.Index(content_ids).get_indexer(engaged["content_id"])
+    keep = (rows >= 0) & (cols >= 0)
+    rows, cols = rows[keep], cols[keep]
+    if exclude is not None:
+        allowed = ~exclude[rows, cols]
+        rows, cols = rows[allowed], cols[allowed]
+    shape = (len(hcp_ids), len(content_ids))
+    matrix = sp.csr_matrix((np.ones(len(rows), dtype=bool), (rows, cols)), shape=shape)
+    matrix.sum_duplicates()
+    return matrix.astype(bool)
+
+
+def _hits(recommended: np.ndarray, relevant, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hit flags (n_hcp, k), number of relevant items per HCP)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    top = np.asarray(recommended)[:, :k]
+    if top.shape[1] < k:
+        raise ValueError(f"recommended has {top.shape[1]} columns; k={k} needs at least {k}")
+    relevant = sp.csr_matrix(relevant, dtype=bool)
+    if relevant.shape[0] != top.shape[0]:
+        raise ValueError(f"recommended has {top.shape[0]} rows but relevant has {relevant.shape[0]}")
+    rows = np.repeat(np.arange(top.shape[0]), k)
+    cols = top.ravel()
+    flags = np.zeros(rows.shape, dtype=bool)
+    valid = cols >= 0
+    flags[valid] = np.asarray(relevant[rows[valid], cols[valid]]).ravel()
+    return flags.reshape(top.shape), np.asarray(relevant.sum(axis=1)).ravel()
+
+
+def hit_rate_at_k(recommended: np.ndarray, relevant, k: int = 10) -> float:
+    """HR@k: the share of HCPs (with at least one relevant item) whose top-k list holds at
+    least one relevant item. min=0, max=1."""
+    flags, n_relevant = _hits(recommended, relevant, k)
+    evaluated = n_relevant > 0
+    return float(flags[evaluated].any(axis=1).mean()) if evaluated.any() else float("nan")
+
+
+def ndcg_at_k(recommended: np.ndarray, relevant, k: int = 10) -> float:
+    """NDCG@k with binary gains, averaged over HCPs with at least one relevant item.
+
+    DCG = sum over ranks r = 1..k of rel_r / log2(r + 1); the ideal DCG places
+    min(k, number of relevant items) hits at the top. min=0, max=1 (the convention of
+    Järvelin & Kekäläinen with the log2(r + 1) discount, as in Microsoft Recommenders).
+    """
+    flags, n_relevant = _hits(recommended, relevant, k)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = flags @ discounts
+    ideal = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]
+    evaluated = n_relevant > 0
+    return float((dcg[evaluated] / ideal[evaluated]).mean()) if evaluated.any() else float("nan")
+
+
+def channel_accuracy(predicted: np.ndarray, actual: np.ndarray) -> float:
+    """The share of rows whose predicted channel equals the actual channel. min=0, max=1;
+    NaN for no rows."""
+    predicted, actual = np.asarray(predicted, dtype=object), np.asarray(actual, dtype=object)
+    if predicted.shape != actual.shape:
+        raise ValueError(f"predicted has shape {predicted.shape} but actual has {actual.shape}")
+    return float((predicted == actual).mean()) if len(actual) else float("nan")

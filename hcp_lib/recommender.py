@@ -1,0 +1,177 @@
+"""The recommender interface every model follows, and the helpers that turn scores into top-N lists.
+
+A recommender is fitted on one :class:`hcp_lib.split.TrainingData` and then scores HCPs::
+
+    model.fit(train)                      -> model (fitted state ends in ``_``)
+    model.content_ids_                    -> catalogue order of the score columns
+    model.hcp_ids_                        -> the HCPs it can score (the master's order)
+    model.score(hcp_ids)                  -> float ndarray (n_hcp, n_content); higher = better
+    model.score_channels(hcp_ids)         -> float ndarray (n_hcp, n_content, n_channel), channels in
+                                             hcp_lib.domain.CHANNELS order (models that rank channels)
+
+Scores are comparable within one HCP's row, not across models. An HCP id the model was not
+fitted with raises :class:`UnknownIdError` naming it. :func:`exclusion_mask` marks content
+an HCP already engaged with and content not approved for its specialty (and, optionally,
+not yet released); :func:`top_n` ranks the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .domain import CHANNELS
+from .split import TrainingData
+
+
+class UnknownIdError(KeyError):
+    """An HCP or content id the fitted model does not know; the message names it."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0])
+
+
+class NotFittedError(RuntimeError):
+    """A model was asked to score before ``fit``."""
+
+
+def positions(ids: Iterable[str], index: pd.Index, kind: str) -> np.ndarray:
+    """Positions of ``ids`` in ``index``; raise :class:`UnknownIdError` naming the first unknown id."""
+    ids = pd.Index(np.asarray(list(ids) if not isinstance(ids, (pd.Index, np.ndarray, pd.Series)) else ids, dtype=object))
+    found = index.get_indexer(ids)
+    if (found < 0).any():
+        unknown = ids[np.flatnonzero(found < 0)[0]]
+        raise UnknownIdError(f"{kind} id {unknown!r} is unknown to the fitted model ({len(index)} {kind}s known)")
+    return found
+
+
+class Recommender:
+    """Base class: id bookkeeping shared by every model; subclasses implement ``_fit`` and ``_score``.
+
+    ``_fit(train)`` learns from the training data; ``_score(rows)`` returns the scores of the
+    HCPs at positions ``rows`` of ``hcp_ids_`` for every item of ``content_ids_``.
+    """
+
+    #: a short name used in tables and file names
+    name = "recommender"
+
+    def fit(self, train: TrainingData) -> "Recommender":
+        if train.interactions.empty:
+            raise ValueError(f"{self.name}: the training window before {train.cutoff} holds no interactions")
+        self.hcp_ids_ = pd.Index(train.hcps["hcp_id"].astype(object))
+        self.content_ids_ = pd.Index(train.catalogue["content_id"].astype(object))
+        self.channels_ = CHANNELS
+        engaged = train.engaged
+        positions(engaged["hcp_id"].unique(), self.hcp_ids_, "HCP")
+        positions(engaged["content_id"].unique(), self.content_ids_, "content")
+        self._fit(train)
+        return self
+
+    def score(self, hcp_ids: Iterable[str]) -> np.ndarray:
+        """Scores (n_hcp, n_content) for ``hcp_ids`` over ``content_ids_``."""
+        rows = self._rows(hcp_ids)
+        return np.asarray(self._score(rows), dtype=np.float64)
+
+    def _rows(self, hcp_ids: Iterable[str]) -> np.ndarray:
+        if not hasattr(self, "hcp_ids_"):
+            raise NotFittedError(f"{self.name}: call fit(train) before scoring")
+        return positions(hcp_ids, self.hcp_ids_, "HCP")
+
+    def engaged_matrix(self, train: TrainingData):
+        """Sparse (n_hcp, n_content) count of engaged exposures per HCP and item (float32 CSR)."""
+        import scipy.sparse as sp
+
+        engaged = train.engaged
+        rows = self.hcp_ids_.get_indexer(engaged["hcp_id"])
+        cols = self.content_ids_.get_indexer(engaged["content_id"])
+        data = np.ones(len(rows), dtype=np.float32)
+        matrix = sp.csr_matrix((data, (rows, cols)), shape=(len(self.hcp_ids_), len(self.content_ids_)))
+        matrix.sum_duplicates()
+        return matrix
+
+    def _fit(self, train: TrainingData) -> None:
+        raise NotImplementedError
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+def exclusion_mask(hcp_ids: Iterable[str], content_ids: pd.Index, train: TrainingData,
+                   released_by: pd.Timestamp | None = None, catalogue: pd.DataFrame | None = None) -> np.ndarray:
+    """Boolean (n_hcp, n_content): True where the item must not be recommended to the HCP.
+
+    An item is excluded when the HCP engaged with it in ``train`` (seen), when its
+    ``approved_specialties`` do not list the HCP's specialty (unapproved), and — when
+    ``released_by`` is given — when its release date (from ``catalogue``, the full
+    catalogue, since the training copy hides future dates) is after ``released_by`` or
+    unknown. Unknown HCP ids raise :class:`UnknownIdError`.
+    """
+    hcp_index = pd.Index(train.hcps["hcp_id"].astype(object))
+    rows = positions(hcp_ids, hcp_index, "HCP")
+    specialty = train.hcps["specialty"].to_numpy(dtype=object)[rows]
+    items = (catalogue if catalogue is not None else train.catalogue).set_index("content_id")
+    cols = positions(content_ids, pd.Index(items.index.astype(object)), "content")
+    approved = items["approved_specialties"].astype(object).to_numpy()[cols]
+    specialties = sorted(set(specialty))
+    approved_by_specialty = {s: np.array([isinstance(a, str) and s in a.split("; ") for a in approved]) for s in specialties}
+    excluded = ~np.stack([approved_by_specialty[s] for s in specialty]) if len(specialty) else np.zeros((0, len(cols)), bool)
+    if released_by is not None:
+        release = pd.to_datetime(items["release_date"]).to_numpy()[cols]
+        not_released = ~(release <= np.datetime64(pd.Timestamp(released_by)))
+        excluded |= not_released[None, :]
+    engaged = train.engaged
+    wanted = pd.Index(np.asarray(list(hcp_ids), dtype=object))
+    hcp_pos = wanted.get_indexer(engaged["hcp_id"])
+    item_pos = pd.Index(content_ids).get_indexer(engaged["content_id"])
+    keep = (hcp_pos >= 0) & (item_pos >= 0)
+    excluded[hcp_pos[keep], item_pos[keep]] = True
+    return excluded
+
+
+def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Column indices (n_hcp, n) of each row's ``n`` highest scores, best first.
+
+    Excluded cells are never returned; a row with fewer than ``n`` eligible items is padded
+    with -1. Ties are broken by catalogue order (the lower column index first), so the
+    result is deterministic.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    scores = np.asarray(scores, dtype=np.float64)
+    masked = np.where(exclude, -np.inf, scores) if exclude is not None else scores
+    order = np.argsort(-masked, axis=1, kind="stable")[:, :n]
+    ranked_scores = np.take_along_axis(masked, order, axis=1)
+    order = np.where(np.isneginf(ranked_scores), -1, order)
+    if order.shape[1] < n:
+        order = np.pad(order, ((0, 0), (0, n - order.shape[1])), constant_values=-1)
+    return order
+
+
+def recommend(model: Recommender, hcp_ids: Iterable[str], n: int, exclude: np.ndarray | None = None,
+              batch_size: int = 2048) -> pd.DataFrame:
+    """Long table of each HCP's top-``n`` items: hcp_id, rank (1 = best), content_id, score.
+
+    Scores are computed in batches of ``batch_size`` HCPs so memory stays bounded; ``exclude``
+    is an (n_hcp, n_content) mask from :func:`exclusion_mask` (aligned with ``hcp_ids``).
+    """
+    hcp_ids = np.asarray(list(hcp_ids), dtype=object)
+    frames = []
+    for start in range(0, len(hcp_ids), batch_size):
+        batch = hcp_ids[start:start + batch_size]
+        scores = model.score(batch)
+        mask = None if exclude is None else exclude[start:start + batch_size]
+        top = top_n(scores, n, mask)
+        rows, ranks = np.nonzero(top >= 0)
+        cols = top[rows, ranks]
+        frames.append(pd.DataFrame({
+            "hcp_id": pd.array(batch[rows], dtype="string"),
+            "rank": (ranks + 1).astype(np.int32),
+            "content_id": pd.array(model.content_ids_.to_numpy(dtype=object)[cols], dtype="string"),
+            "score": scores[rows, cols],
+        }))
+    if not frames:
+        return pd.DataFrame({"hcp_id": pd.array([], dtype="string"), "rank": np.array([], np.int32),
+                             "content_id": pd.array([], dtype="string"), "score": np.array([], float)})
+    return pd.concat(frames, ignore_index=True)

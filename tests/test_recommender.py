@@ -1,0 +1,99 @@
+"""The shared recommender interface, the top-N helpers and the validation metrics."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hcp_lib import metrics
+from hcp_lib.cf import GlobalPopularity
+from hcp_lib.recommender import NotFittedError, UnknownIdError, exclusion_mask, recommend, top_n
+from hcp_lib.split import training_data
+from tests.cf_fixtures import ITEMS, SPLIT, block_world, catalogue, hcps, interactions
+
+
+@pytest.fixture
+def train():
+    return training_data(block_world(), hcps(), catalogue(), SPLIT.valid_start)
+
+
+def test_scores_have_one_row_per_hcp_and_one_column_per_catalogue_item(train):
+    model = GlobalPopularity().fit(train)
+    assert model.content_ids_.tolist() == ITEMS
+    assert model.score(["h03", "h00", "h03"]).shape == (3, 6)
+
+
+def test_an_unknown_hcp_id_is_named(train):
+    model = GlobalPopularity().fit(train)
+    with pytest.raises(UnknownIdError, match=r"HCP id 'nobody' is unknown to the fitted model \(8 HCPs known\)"):
+        model.score(["h00", "nobody"])
+
+
+def test_scoring_before_fit_is_an_error():
+    with pytest.raises(NotFittedError, match="call fit"):
+        GlobalPopularity().score(["h00"])
+
+
+def test_training_rows_with_an_unknown_content_id_are_named():
+    rows = pd.concat([block_world(), interactions([("h00", "9999", "2024-01-03", True)])], ignore_index=True)
+    with pytest.raises(UnknownIdError, match="content id '9999' is unknown"):
+        GlobalPopularity().fit(training_data(rows, hcps(), catalogue(), SPLIT.valid_start))
+
+
+def test_exclusion_mask_marks_seen_unapproved_and_unreleased_items(train):
+    mask = exclusion_mask(["h00", "h04"], train.content_ids, train)
+    # h00 (cardiology) engaged 1001, 1002, 1003; 1005 is approved for endocrinology only.
+    assert mask[0].tolist() == [True, True, True, False, True, False]
+    # h04 (endocrinology) engaged 1004, 1005; its non-engaged exposure of 1003 is not "seen".
+    assert mask[1].tolist() == [False, False, False, True, True, False]
+    released = exclusion_mask(["h04"], train.content_ids, train, released_by=SPLIT.test_start, catalogue=catalogue())
+    assert released[0].tolist() == [False, False, False, True, True, True]
+
+
+def test_top_n_skips_excluded_items_breaks_ties_by_catalogue_order_and_pads():
+    scores = np.array([[0.5, 0.9, 0.9, 0.1], [1.0, 2.0, 3.0, 4.0]])
+    exclude = np.array([[False, False, False, True], [True, True, True, False]])
+    assert top_n(scores, 3, exclude).tolist() == [[1, 2, 0], [3, -1, -1]]
+    assert top_n(scores, 6).tolist() == [[1, 2, 0, 3, -1, -1], [3, 2, 1, 0, -1, -1]]
+
+
+def test_recommend_never_lists_seen_or_unapproved_content(train):
+    model = GlobalPopularity().fit(train)
+    hcp_ids = train.hcp_ids.tolist()
+    mask = exclusion_mask(hcp_ids, train.content_ids, train)
+    table = recommend(model, hcp_ids, n=3, exclude=mask, batch_size=3)
+    assert list(table.columns) == ["hcp_id", "rank", "content_id", "score"]
+    seen = set(zip(train.engaged["hcp_id"], train.engaged["content_id"]))
+    assert not seen & set(zip(table["hcp_id"], table["content_id"]))
+    cardiology = table[table["hcp_id"] == "h00"]
+    assert "1005" not in cardiology["content_id"].tolist()
+    # h00 may get only 1004 and 1006 (never engaged): popularity ranks 1004 (4 engagements) first
+    assert cardiology["content_id"].tolist() == ["1004", "1006"]
+    assert cardiology["rank"].tolist() == [1, 2]
+
+
+def test_hit_rate_and_ndcg_on_a_hand_computed_example():
+    relevant = np.array([[0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1]], dtype=bool)
+    recommended = np.array([[1, 0], [0, 1], [2, 3]])
+    assert metrics.hit_rate_at_k(recommended, relevant, 2) == pytest.approx(1.0)  # HCP 1 has nothing relevant
+    # HCP 0: hit at rank 1 -> 1; HCP 2: hit at rank 2 -> (1/log2 3) / (1 + 1/log2 3)
+    expected = (1.0 + (1 / np.log2(3)) / (1 + 1 / np.log2(3))) / 2
+    assert metrics.ndcg_at_k(recommended, relevant, 2) == pytest.approx(expected)
+    assert metrics.hit_rate_at_k(recommended[:, :1], relevant, 1) == pytest.approx(0.5)
+    assert np.isnan(metrics.ndcg_at_k(recommended, np.zeros((3, 4), bool), 2))
+
+
+def test_metrics_ignore_padding_and_check_shapes():
+    relevant = np.array([[True, False]])
+    assert metrics.hit_rate_at_k(np.array([[-1, -1]]), relevant, 2) == 0.0
+    with pytest.raises(ValueError, match="k=3 needs at least 3"):
+        metrics.ndcg_at_k(np.array([[0, 1]]), relevant, 3)
+    assert metrics.channel_accuracy(np.array(["email", "webinar"]), np.array(["email", "email"])) == 0.5
+
+
+def test_relevance_matrix_drops_excluded_cells():
+    window = interactions([("h00", "1001", "2024-03-02", True), ("h00", "1002", "2024-03-02", True),
+                           ("h01", "1002", "2024-03-02", False), ("zz", "1002", "2024-03-02", True)])
+    exclude = np.zeros((2, 6), bool)
+    exclude[0, 0] = True
+    matrix = metrics.relevance_matrix(window, ["h00", "h01"], pd.Index(ITEMS), exclude)
+    assert matrix.toarray().astype(int).tolist() == [[0, 1, 0, 0, 0, 0], [0] * 6]

@@ -1,0 +1,180 @@
+"""Tests of the synthetic world (hcp_lib.synth and its helpers) at the tiny scale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hcp_lib import config, domain, io, pubmed, synth
+from hcp_lib.synth_entities import is_valid_npi, npi_check_digit
+
+
+@pytest.fixture(scope="module")
+def articles() -> pd.DataFrame:
+    cleaned, _ = pubmed.clean_articles(pubmed.load_snapshot())
+    return cleaned
+
+
+def _tiny_params(**overrides) -> dict:
+    values = config.resolve_parameters(scale="tiny")
+    return {**{name: values[name] for name in synth.PARAM_NAMES}, **overrides}
+
+
+def _run_dir(tmp: Path, articles: pd.DataFrame) -> Path:
+    io.write_parquet(articles, pubmed.articles_path(tmp), pubmed.ARTICLE_SCHEMA)
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, articles) -> Path:
+    run_dir = _run_dir(tmp_path_factory.mktemp("tiny"), articles)
+    synth.build_world(run_dir, seed=7, **_tiny_params(export_csv=True))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def world(tiny_run) -> synth.World:
+    return synth.load_world(tiny_run)
+
+
+def test_tables_follow_the_contract_and_schemas(world, tiny_run):
+    contract = {
+        "hcps": "hcp_id first_name last_name credential specialty taxonomy_code state city zip region practice_setting "
+                "years_in_practice age prescribing_decile digital_affinity peer_group health_system opted_out",
+        "patients": "patient_id hcp_id age sex conditions primary_area",
+        "content": "content_id pmid title therapeutic_area content_type release_date approved_specialties series_id "
+                   "series_part",
+        "campaigns": "campaign_id content_id channel target_segment start_date end_date capacity_per_week cost_per_touch",
+        "interactions": "exposure_id hcp_id content_id campaign_id channel exposed_at propensity opened clicked "
+                        "dwell_seconds converted engagement_score engaged true_engagement_prob",
+    }
+    for name, columns in contract.items():
+        table = getattr(world, name)
+        assert set(columns.split()) <= set(table.columns), name
+        io.validate(table, synth.SCHEMAS[name], name)
+    assert len(world.hcps) == 200
+    assert set(world.content["content_id"]) == set(pubmed.read_articles(tiny_run)["pmid"])
+    assert set(world.interactions["channel"]) == set(domain.CHANNELS)
+    assert (world.interactions["exposed_at"] == world.interactions["exposed_at"].dt.floor("min")).all()
+    assert world.horizon_end - world.horizon_start == pd.Timedelta(days=world.params["parameters"]["horizon_days"])
+    assert world.test_start - world.validation_start == pd.Timedelta(weeks=4)
+    assert (world.content["release_date"] >= world.test_start).any()  # some items only in the test period
+    assert (tiny_run / "world" / "csv" / "hcp_interaction_data.csv").exists()
+
+
+def test_npi_check_digits(world):
+    assert npi_check_digit(np.array([123456789])).tolist() == [3]  # CMS's published example NPI 1234567893
+    assert is_valid_npi("1234567893") and not is_valid_npi("1234567890")
+    assert all(is_valid_npi(npi) for npi in world.hcps["hcp_id"])
+    assert world.hcps["hcp_id"].is_unique
+
+
+def test_no_exposure_of_unapproved_content_or_opted_out_hcps(world):
+    inter = world.interactions.merge(world.hcps[["hcp_id", "specialty", "opted_out_at"]], on="hcp_id")
+    inter = inter.merge(world.content[["content_id", "approved_specialties"]], on="content_id")
+    approved = [s in a.split("; ") for s, a in zip(inter["specialty"], inter["approved_specialties"])]
+    assert all(approved)
+    assert not (inter["exposed_at"] >= inter["opted_out_at"]).any()
+    per_day = inter.groupby(["hcp_id", inter["exposed_at"].dt.date]).size()
+    assert per_day.max() == 1
+    assert inter["propensity"].between(0, 1, inclusive="right").all()
+
+
+def test_responses_are_consistent_with_the_label(world):
+    inter = world.interactions
+    assert inter.loc[inter["engaged"], "opened"].all()
+    assert not inter.loc[inter["converted"], "engaged"].eq(False).any()
+    assert (inter.loc[~inter["opened"], "dwell_seconds"] == 0).all()
+    email = inter.loc[inter["channel"] == "email"]
+    assert (email["clicked"] == email["engaged"]).all()
+    assert 0.03 < email["engaged"].mean() < 0.2
+
+
+def test_oracle_reproduces_logged_probabilities(world):
+    inter = world.interactions
+    recomputed = synth.true_engagement_prob(world, inter["hcp_id"], inter["content_id"], inter["channel"],
+                                            inter["exposed_at"])
+    np.testing.assert_allclose(recomputed, inter["true_engagement_prob"], rtol=0, atol=1e-9)
+
+
+def test_matrix_matches_row_queries(world):
+    hcp_ids = world.hcps["hcp_id"].iloc[:7].to_numpy()
+    content_ids = world.content["content_id"].iloc[::50].to_numpy()
+    matrix = synth.true_engagement_matrix(world, hcp_ids, world.test_start, content_ids, max_cells=50)
+    assert matrix.shape == (7, len(content_ids), len(domain.CHANNELS)) and matrix.dtype == np.float32
+    h, c, k = np.meshgrid(np.arange(7), np.arange(len(content_ids)), np.arange(len(domain.CHANNELS)), indexing="ij")
+    rows = synth.true_engagement_prob(world, hcp_ids[h.ravel()], content_ids[c.ravel()],
+                                      np.array(domain.CHANNELS)[k.ravel()], world.test_start)
+    np.testing.assert_allclose(matrix.ravel(), rows, atol=1e-6)
+    full = synth.true_engagement_matrix(world, hcp_ids[:2], world.test_start)
+    assert full.shape == (2, len(world.content), len(domain.CHANNELS))
+
+
+def test_history_lowers_the_probability_of_a_repeat(world):
+    """An item the HCP engaged with is worth less afterwards (consumed penalty), other things equal."""
+    row = world.interactions.loc[world.interactions["engaged"]].iloc[0]
+    before = synth.true_engagement_prob(world, [row["hcp_id"]], [row["content_id"]], [row["channel"]],
+                                        row["exposed_at"])
+    after = synth.true_engagement_prob(world, [row["hcp_id"]], [row["content_id"]], [row["channel"]],
+                                       row["exposed_at"] + pd.Timedelta(minutes=1))
+    assert after[0] < before[0]
+
+
+def test_unknown_ids_are_named(world):
+    with pytest.raises(KeyError, match="unknown channel 'fax'"):
+        synth.true_engagement_prob(world, world.hcps["hcp_id"].iloc[:1], world.content["content_id"].iloc[:1],
+                                   ["fax"], world.test_start)
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path, articles, tiny_run):
+    run_dir = _run_dir(tmp_path, articles)
+    synth.build_world(run_dir, seed=7, **_tiny_params(export_csv=True))
+    files = sorted(p.name for p in (tiny_run / "world").glob("*.*"))
+    assert len(files) == len(synth.TABLE_FILES) + len(synth.TRUTH_FILES)
+    for name in files:
+        assert (run_dir / "world" / name).read_bytes() == (tiny_run / "world" / name).read_bytes(), name
+
+
+def test_planted_signal_is_learnable(articles):
+    """On the temporal hold-out the truth ranks the test exposures far better than popularity."""
+    world = synth.generate_world(articles, _tiny_params(n_hcps=1000), seed=3)
+    result = synth.ranking_check(world)
+    print(f"NDCG@10 truth {result['exposed_ndcg@10_truth']:.3f}, popularity {result['exposed_ndcg@10_popularity']:.3f}, "
+          f"random {result['exposed_ndcg@10_random']:.3f}; AUC truth {result['auc_truth']:.3f}, "
+          f"popularity {result['auc_popularity']:.3f}")
+    truth, popularity, random = (result[f"exposed_ndcg@10_{n}"] for n in ("truth", "popularity", "random"))
+    assert truth > popularity + 0.05
+    assert truth - random > 2 * (popularity - random)
+    assert result["auc_truth"] > result["auc_popularity"] + 0.1
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"n_hcps": -5}, r"parameter 'n_hcps': got -5; expected an integer in \[10, 2000000\]"),
+    ({"base_rate_email": 1.5}, r"parameter 'base_rate_email': got 1.5; expected a number in \[0, 1\]"),
+    ({"opt_out_rate": -0.1}, r"parameter 'opt_out_rate'"),
+    ({"world_start": "next monday"}, r"parameter 'world_start'"),
+    ({"horizon_days": 60}, r"parameter 'horizon_days': got 60; .* at least 84"),
+    ({"n_hcp": 10}, r"unknown synthesis parameter 'n_hcp'"),
+])
+def test_bad_parameters_fail_before_writing(tmp_path, articles, override, message):
+    run_dir = _run_dir(tmp_path, articles)
+    with pytest.raises(config.ParameterError, match=message):
+        synth.build_world(run_dir, seed=1, **_tiny_params(**override))
+    assert not (run_dir / "world").exists()
+
+
+def test_empty_article_table_fails_before_writing(tmp_path, articles):
+    run_dir = _run_dir(tmp_path, articles.iloc[:0])
+    with pytest.raises(io.DataValidationError, match="pubmed.parquet: the article table is empty"):
+        synth.build_world(run_dir, seed=1, **_tiny_params())
+    assert not (run_dir / "world").exists()
+
+
+def test_specialty_without_approved_content_fails_before_writing(tmp_path, articles):
+    run_dir = _run_dir(tmp_path, articles.loc[articles["therapeutic_area"] == "oncology"])
+    with pytest.raises(io.DataValidationError, match="specialty 'cardiology' has no approved content"):
+        synth.build_world(run_dir, seed=1, **_tiny_params())
+    assert not (run_dir / "world").exists()

@@ -49,7 +49,7 @@ def build_book(run_dir: str | Path = config.DEFAULT_RUN_DIR, out: str | Path = c
     out = Path(out).resolve()
     staging = stage_sources(Path(run_dir).resolve(), out / "src")
     command = [
-        sys.executable, "-m", "jupyter_book.cli.main", "build", str(staging),
+        str(Path(sys.executable).with_name("jupyter-book")), "build", str(staging),
         "--path-output", str(out), "--warningiserror", "--keep-going", "--quiet",
     ]
     result = subprocess.run(command, capture_output=True, text=True)

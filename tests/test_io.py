@@ -50,3 +50,14 @@ def test_json_refuses_nan_and_names_missing_files(tmp_path):
     assert not (tmp_path / "m.json").exists()
     with pytest.raises(FileNotFoundError, match="nope.json"):
         read_json(tmp_path / "nope.json")
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = write_json({"a": 1}, tmp_path / "m.json")
+    finally:
+        os.umask(umask)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)

@@ -1,0 +1,250 @@
+"""Tests of hcp_lib.topics: preprocessing, determinism, transform, saving, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hcp_lib import config, domain, topics
+
+# A small hand-made corpus: three subjects whose collocations recur in varying company, so
+# that only the collocations (not their neighbours) are frequent enough to become phrases.
+SUBJECTS = {
+    "diabetes": ["type 2 diabetes", "insulin glucose", "type 2 diabetes"],
+    "cardiovascular": ["heart failure", "blood pressure", "heart failure"],
+    "vaccination": ["influenza vaccine", "vaccine hesitancy", "children vaccine"],
+}
+BEFORE = ["Metformin", "Semaglutide", "Statins", "Reminders", "Education", "Campaigns"]
+AFTER = ["clinics", "hospitals", "homes", "schools"]
+BOILERPLATE = ["Results were significant.", "Methods: a cohort study.", "Background: 12 mg in 40 patients."]
+
+
+def corpus(n_per_subject: int = 12) -> tuple[list[str], list[str]]:
+    texts, areas = [], []
+    for area, terms in SUBJECTS.items():
+        for i in range(n_per_subject):
+            body = " ".join(f"{BEFORE[(i + j) % 6]} {term} {AFTER[(i + 3 * j) % 4]}." for j, term in enumerate(terms))
+            texts.append(f"{body} {BOILERPLATE[i % 3]}")
+            areas.append(area)
+    return texts, areas
+
+
+SMALL = topics.PreprocessSettings(spacy_model="blank", phrase_min_count=3, phrase_threshold=0.5,
+                                  min_doc_freq=2, max_doc_share=0.9)
+FAST = topics.LdaSettings(passes=5, iterations=20)
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    return topics.load_nlp("blank")
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    texts, areas = corpus()
+    model, tokens = topics.fit_topic_model(texts, 3, seed=7, preprocess=SMALL, lda_settings=FAST)
+    return model, tokens, texts, areas
+
+
+def lemmas(text: str, nlp) -> list[str]:
+    pipeline, name = nlp
+    return topics.lemmatise([text], pipeline, name, topics.default_stop_words())[0]
+
+
+def test_blank_pipeline_is_recorded_when_no_trained_model(nlp):
+    _, name = nlp
+    assert name == topics.BLANK_PIPELINE
+
+
+def test_lemmas_are_lowercase_lookup_forms(nlp):
+    assert lemmas("Hospitalisations Were Rising among Smokers", nlp) == ["hospitalisation", "rise", "smoker"]
+
+
+def test_boilerplate_and_units_are_stop_words(nlp):
+    assert lemmas("Background: methods and results of this study in patients. Conclusion.", nlp) == []
+    assert lemmas("Dose 12.5 mg/dL and 95% CI, 30 kg", nlp) == ["dose"]
+
+
+def test_numbers_survive_only_after_category_words(nlp):
+    assert lemmas("type 2 diabetes in 2023 with 40 cases, stage 3 cancer", nlp) == [
+        "type", "2", "diabetes", "stage", "3", "cancer"]
+
+
+def test_alphanumeric_biomedical_terms_are_kept(nlp):
+    assert lemmas("COVID-19 and HbA1c with SGLT2i", nlp) == ["covid-19", "hba1c", "sglt2i"]
+
+
+def test_missing_and_empty_texts_give_no_terms(nlp):
+    pipeline, name = nlp
+    assert topics.lemmatise([None, float("nan"), "", "   "], pipeline, name, topics.default_stop_words()) == [[]] * 4
+
+
+def test_non_string_text_is_named(nlp):
+    pipeline, name = nlp
+    with pytest.raises(topics.TopicModelError, match=r"texts\[1\]: expected a string, got int"):
+        topics.lemmatise(["ok", 5], pipeline, name, topics.default_stop_words())
+
+
+def test_phrases_join_collocations(fitted):
+    _, tokens, _, _ = fitted
+    vocabulary = {t for doc in tokens for t in doc}
+    assert "type_2_diabetes" in vocabulary
+    assert "heart_failure" in vocabulary
+    assert "blood_pressure" in vocabulary
+    assert not any(t.isdigit() for t in vocabulary)
+    assert not {"patient", "study", "result", "method", "background"} & vocabulary
+
+
+def test_article_texts_join_title_and_abstract():
+    articles = pd.DataFrame({"pmid": ["1", "2"], "title": ["Heart failure.", "Vaccines"], "abstract": ["Long text.", ""]})
+    assert topics.article_texts(articles).tolist() == ["Heart failure. Long text.", "Vaccines"]
+    with pytest.raises(topics.TopicModelError, match="missing column 'abstract'"):
+        topics.article_texts(articles.drop(columns="abstract"))
+
+
+def test_doc_topic_matrix_is_deterministic_for_a_seed(fitted):
+    model, tokens, texts, _ = fitted
+    again, _ = topics.fit_topic_model(texts, 3, seed=7, preprocess=SMALL, lda_settings=FAST)
+    first = model.topic_matrix(model.bow(tokens))
+    second = again.topic_matrix(again.bow(tokens))
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(first.sum(axis=1), 1.0)
+    other, _ = topics.fit_topic_model(texts, 3, seed=8, preprocess=SMALL, lda_settings=FAST)
+    assert not np.array_equal(first, other.topic_matrix(other.bow(tokens)))
+
+
+def test_topics_separate_the_subjects(fitted):
+    model, tokens, _, areas = fitted
+    matrix = model.topic_matrix(model.bow(tokens))
+    assert topics.label_agreement(matrix, areas) == pytest.approx(1.0)
+
+
+def test_transform_places_unseen_text_with_its_subject(fitted):
+    model, tokens, _, areas = fitted
+    dominant = topics.dominant_topics(model.topic_matrix(model.bow(tokens)))
+    subject_topic = {area: dominant[areas.index(area)] for area in SUBJECTS}
+    vectors = model.transform(["Influenza vaccine hesitancy among parents", "Heart failure and blood pressure"])
+    assert vectors.shape == (2, 3)
+    np.testing.assert_allclose(vectors.sum(axis=1), 1.0)
+    assert vectors[0].argmax() == subject_topic["vaccination"]
+    assert vectors[1].argmax() == subject_topic["cardiovascular"]
+
+
+def test_transform_of_texts_without_known_terms_is_the_prior(fitted):
+    model, _, _, _ = fitted
+    prior = np.asarray(model.lda.alpha) / np.sum(model.lda.alpha)
+    vectors = model.transform(["", None, "Les patients étaient contents", "xqzt blorf 123", "the and of study"])
+    for row in vectors:
+        np.testing.assert_allclose(row, prior)
+    with pytest.raises(topics.TopicModelError, match="single string"):
+        model.transform("heart failure")
+
+
+def test_n_topics_out_of_range_is_refused(fitted):
+    model, tokens, texts, _ = fitted
+    size = len(model.pipeline.dictionary_)
+    for bad in (1, 0, size + 1):
+        with pytest.raises(topics.TopicModelError, match=rf"n_topics must be between 2 and the vocabulary size \({size}"):
+            topics.fit_topic_model(texts, bad, seed=1, preprocess=SMALL, lda_settings=FAST,
+                                   pipeline=model.pipeline, tokens=tokens)
+
+
+def test_all_stop_word_corpus_is_refused_clearly():
+    texts = ["Background: the study of patients.", "Results and methods; conclusion.", "", None]
+    with pytest.raises(topics.TopicModelError, match="no term is left after preprocessing 4 texts"):
+        topics.fit_topic_model(texts, 2, seed=1, preprocess=SMALL, lda_settings=FAST)
+
+
+def test_sweep_range_checks_its_parameters(fitted):
+    dictionary = fitted[0].pipeline.dictionary_
+    assert topics.sweep_range(2, 6, 2, dictionary) == [2, 4, 6]
+    with pytest.raises(topics.TopicModelError, match="topic_sweep_min .5. must not exceed topic_sweep_max .3."):
+        topics.sweep_range(5, 3, 1, dictionary)
+    with pytest.raises(topics.TopicModelError, match="above the vocabulary size"):
+        topics.sweep_range(len(dictionary) + 1, len(dictionary) + 5, 1, dictionary)
+
+
+def test_sweep_scores_and_choice(fitted):
+    model, tokens, _, _ = fitted
+    bow = model.bow(tokens)
+    sweep = topics.sweep_topics(bow, tokens, model.pipeline.dictionary_, [2, 3, 4], seed=7, settings=FAST)
+    assert sweep["n_topics"].tolist() == [2, 3, 4]
+    assert sweep[["c_v", "c_npmi", "u_mass"]].notna().all().all()
+    assert sweep["score"].between(0, 1).all()
+    assert topics.choose_n_topics(sweep) == int(sweep.loc[sweep["score"].idxmax(), "n_topics"])
+
+
+def test_choose_n_topics_prefers_the_smaller_on_ties():
+    sweep = pd.DataFrame({"n_topics": [4, 6, 8], "c_v": [0.5, 0.6, 0.6], "c_npmi": [0.0, 0.1, 0.1]})
+    sweep["score"] = topics.selection_score(sweep)
+    assert topics.choose_n_topics(sweep) == 6
+
+
+def test_specialty_mapping_follows_the_area_mix():
+    doc_topics = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]])
+    shares = topics.topic_area_shares(doc_topics, ["oncology", "oncology", "vaccination"])
+    np.testing.assert_allclose(shares.loc[0, "oncology"], 1.7 / 1.8)
+    specialties = topics.topic_specialty_relevance(shares)
+    np.testing.assert_allclose(specialties.sum(axis=1), 1.0)
+    assert specialties.loc[0].idxmax() == "hematology_oncology"
+    assert specialties.loc[1].idxmax() in ("infectious_disease", "pediatrics")
+    assert list(specialties.columns) == list(domain.AREA_SPECIALTY_RELEVANCE)
+    with pytest.raises(topics.TopicModelError, match="unknown value 'dermatology'"):
+        topics.topic_area_shares(doc_topics, ["oncology", "dermatology", "vaccination"])
+
+
+def test_labels_are_unique_and_readable(fitted):
+    labels = fitted[0].labels
+    assert len(labels) == 3 and len(set(labels)) == 3
+    assert all(label.count(" / ") == 2 and "_" not in label for label in labels)
+
+
+def test_saved_model_reloads_and_reproduces(tmp_path, fitted):
+    model, tokens, _, areas = fitted
+    run = config.RunDir(tmp_path)
+    matrix = model.topic_matrix(model.bow(tokens))
+    coherence = topics.coherence_scores([topics.top_terms(model.lda)], tokens, model.pipeline.dictionary_)[0]
+    table = topics.topic_table(model, matrix, coherence, areas)
+    sweep = pd.DataFrame({"n_topics": [3], "c_v": [0.5], "c_npmi": [0.1], "u_mass": [-1.0], "score": [1.0]})
+    pmids = [str(100 + i) for i in range(len(tokens))]
+    topics.write_outputs(tmp_path, model, pmids, matrix, table, sweep, {"n_topics": 3})
+    doc_topics = topics.read_doc_topics(tmp_path)
+    assert list(doc_topics.columns) == ["pmid", "topic_0", "topic_1", "topic_2"]
+    assert doc_topics["pmid"].tolist() == pmids
+    saved = json.loads((run.topics / "model" / "topic_model.json").read_text())
+    assert saved["spacy_pipeline"] == topics.BLANK_PIPELINE and saved["labels"] == model.labels
+    reloaded = topics.load_topic_model(tmp_path)
+    text = ["Insulin and glucose in type 2 diabetes"]
+    np.testing.assert_allclose(reloaded.transform(text), model.transform(text))
+    np.testing.assert_allclose(topics.transform(text, tmp_path), model.transform(text))
+    assert not list(run.topics.rglob("*.tmp*"))
+
+
+def test_bad_doc_topic_matrix_is_refused_before_writing(tmp_path, fitted):
+    model, tokens, _, areas = fitted
+    matrix = model.topic_matrix(model.bow(tokens))
+    table = topics.topic_table(model, matrix, {m: np.zeros(3) for m in ("c_v", "c_npmi", "u_mass")}, areas)
+    pmids = ["not-a-pmid"] + [str(i) for i in range(1, len(tokens))]
+    with pytest.raises(ValueError, match="pmid"):
+        topics.write_outputs(tmp_path, model, pmids, matrix, table, pd.DataFrame(), {})
+    assert not config.RunDir(tmp_path).topics.exists() or not any(config.RunDir(tmp_path).topics.iterdir())
+
+
+def test_unknown_spacy_model_is_named():
+    with pytest.raises(topics.TopicModelError, match="spacy_model 'en_core_nothing' is not an installed"):
+        topics.load_nlp("en_core_nothing")
+
+
+def test_ldavis_page_is_offline(tmp_path, fitted):
+    model, tokens, _, _ = fitted
+    bow = model.bow(tokens)
+    page = topics.write_ldavis(model, bow, model.topic_matrix(bow), tmp_path / "ldavis")
+    html = page.read_text()
+    for name in topics.LDAVIS_FILES.values():
+        assert (tmp_path / "ldavis" / name).stat().st_size > 0
+        assert f'"{name}"' in html
+    assert "http://" not in html.split("var ldavis_topics_data")[0]
+    assert "https://" not in html.replace("https://github.com", "")

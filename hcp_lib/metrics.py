@@ -37,8 +37,14 @@ def relevance_matrix(window: pd.DataFrame, hcp_ids, content_ids: pd.Index,
     return matrix.astype(bool)
 
 
-def _hits(recommended: np.ndarray, relevant, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(hit flags (n_hcp, k), number of relevant items per HCP)."""
+def hits_at_k(recommended: np.ndarray, relevant, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hit flags of each HCP's top-k list and its number of relevant items.
+
+    ``recommended`` holds item positions (n_hcp, >= k), -1 for padding; ``relevant`` is a
+    boolean (sparse) matrix (n_hcp, n_content). Returns ``flags`` (n_hcp, k), True where the
+    item at that rank is relevant, and ``n_relevant`` (n_hcp,). Every ranking metric of the
+    project counts hits through this one function.
+    """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     top = np.asarray(recommended)[:, :k]
@@ -58,7 +64,7 @@ def _hits(recommended: np.ndarray, relevant, k: int) -> tuple[np.ndarray, np.nda
 def hit_rate_at_k(recommended: np.ndarray, relevant, k: int = 10) -> float:
     """HR@k: the share of HCPs (with at least one relevant item) whose top-k list holds at
     least one relevant item. min=0, max=1."""
-    flags, n_relevant = _hits(recommended, relevant, k)
+    flags, n_relevant = hits_at_k(recommended, relevant, k)
     evaluated = n_relevant > 0
     return float(flags[evaluated].any(axis=1).mean()) if evaluated.any() else float("nan")
 
@@ -70,7 +76,7 @@ def ndcg_at_k(recommended: np.ndarray, relevant, k: int = 10) -> float:
     min(k, number of relevant items) hits at the top. min=0, max=1 (the convention of
     Järvelin & Kekäläinen with the log2(r + 1) discount, as in Microsoft Recommenders).
     """
-    flags, n_relevant = _hits(recommended, relevant, k)
+    flags, n_relevant = hits_at_k(recommended, relevant, k)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     dcg = flags @ discounts
     ideal = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]

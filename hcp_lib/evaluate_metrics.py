@@ -1,0 +1,227 @@
+"""Per-HCP metric functions of the evaluation (notebook 06) and the vectorised bootstrap.
+
+The ranking metrics here complement :mod:`hcp_lib.metrics` (HR@K and NDCG@K means, owned by
+the CF stage): they return one value per HCP, so that :func:`bootstrap_ratio` can resample
+HCPs. Inputs follow :mod:`hcp_lib.metrics`: ``recommended`` is an integer array (n_hcp, >= k)
+of catalogue column indices, best first, -1 for "no item"; ``relevant`` a boolean sparse or
+dense (n_hcp, n_content) matrix of the items each HCP engaged with in the test window. A
+per-HCP value is NaN where the metric is undefined for that HCP (no relevant item; a list of
+fewer than two items for diversity).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import brier_score_loss, f1_score, log_loss
+
+from . import metrics
+
+
+def _flags(recommended: np.ndarray, relevant, k: int) -> tuple[np.ndarray, np.ndarray]:
+    # the hit flags of the CF stage's metrics, so both stages count a hit the same way
+    flags, n_relevant = metrics.hits_at_k(recommended, relevant, k)
+    return flags, n_relevant.astype(np.float64)
+
+
+def _undefined_without_relevant(values: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    return np.where(n_relevant > 0, values, np.nan)
+
+
+def hit_at_k(recommended: np.ndarray, relevant, k: int) -> np.ndarray:
+    """Per HCP: 1 if the top-k list holds at least one relevant item, else 0. Its mean over
+    HCPs with a relevant item is :func:`hcp_lib.metrics.hit_rate_at_k`. min=0, max=1."""
+    flags, n_relevant = _flags(recommended, relevant, k)
+    return _undefined_without_relevant(flags.any(axis=1).astype(np.float64), n_relevant)
+
+
+def precision_at_k(recommended: np.ndarray, relevant, k: int) -> np.ndarray:
+    """Per HCP: relevant items in the top-k list / k (a list shorter than k is not rewarded
+    for it: the divisor is always k, as in Microsoft Recommenders). min=0, max=1."""
+    flags, n_relevant = _flags(recommended, relevant, k)
+    return _undefined_without_relevant(flags.sum(axis=1) / k, n_relevant)
+
+
+def recall_at_k(recommended: np.ndarray, relevant, k: int) -> np.ndarray:
+    """Per HCP: relevant items in the top-k list / all relevant items of the HCP. min=0, max=1."""
+    flags, n_relevant = _flags(recommended, relevant, k)
+    return _undefined_without_relevant(flags.sum(axis=1) / np.maximum(n_relevant, 1), n_relevant)
+
+
+def ndcg_at_k(recommended: np.ndarray, relevant, k: int) -> np.ndarray:
+    """Per HCP: binary-gain NDCG@k, DCG = sum_r rel_r / log2(r + 1) over ranks 1..k, divided by
+    the DCG of min(k, n_relevant) hits at the top. Its mean is :func:`hcp_lib.metrics.ndcg_at_k`.
+    min=0, max=1."""
+    flags, n_relevant = _flags(recommended, relevant, k)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(discounts)[np.clip(np.minimum(n_relevant, k).astype(int), 1, None) - 1]
+    return _undefined_without_relevant((flags @ discounts) / ideal, n_relevant)
+
+
+def reciprocal_rank_at_k(recommended: np.ndarray, relevant, k: int) -> np.ndarray:
+    """Per HCP: 1 / rank of the first relevant item in the top-k list, 0 if none (its mean is
+    MRR@k). min=0, max=1."""
+    flags, n_relevant = _flags(recommended, relevant, k)
+    first = np.argmax(flags, axis=1)
+    return _undefined_without_relevant(np.where(flags.any(axis=1), 1.0 / (first + 1), 0.0), n_relevant)
+
+
+def average_precision_at_k(recommended: np.ndarray, relevant, k: int) -> np.ndarray:
+    """Per HCP: AP@k = sum over ranks r <= k holding a relevant item of precision@r, divided by
+    min(k, n_relevant) (so a perfect list scores 1 even when the HCP has more than k relevant
+    items). Its mean is MAP@k. min=0, max=1."""
+    flags, n_relevant = _flags(recommended, relevant, k)
+    precision_at_rank = np.cumsum(flags, axis=1) / np.arange(1, k + 1)
+    total = (precision_at_rank * flags).sum(axis=1)
+    return _undefined_without_relevant(total / np.maximum(np.minimum(n_relevant, k), 1), n_relevant)
+
+
+def graded_ndcg_at_k(recommended: np.ndarray, gains: np.ndarray, k: int, eligible: np.ndarray | None = None) -> np.ndarray:
+    """Per HCP: NDCG@k with graded gains (e.g. the simulator's true engagement probabilities).
+
+    DCG = sum_r gains[item_r] / log2(r + 1) over the top-k list (an empty slot gains 0); the
+    ideal DCG places the k largest gains among the HCP's ``eligible`` items (default: all)
+    at the top. Linear gains, as ``sklearn.metrics.ndcg_score``; NaN where the ideal DCG is 0.
+    min=0, max=1.
+    """
+    gains = np.asarray(gains, dtype=np.float64)
+    top = np.asarray(recommended)[:, :k]
+    if top.shape[1] < k:
+        raise ValueError(f"recommended has {top.shape[1]} columns; k={k} needs at least {k}")
+    if gains.shape[0] != top.shape[0]:
+        raise ValueError(f"recommended has {top.shape[0]} rows but gains has {gains.shape[0]}")
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    listed = np.where(top >= 0, np.take_along_axis(gains, np.maximum(top, 0), axis=1), 0.0)
+    candidate_gains = gains if eligible is None else np.where(eligible, gains, 0.0)
+    best = -np.sort(-candidate_gains, axis=1)[:, :k]
+    ideal = best @ discounts[:best.shape[1]]
+    return np.where(ideal > 0, (listed @ discounts) / np.where(ideal > 0, ideal, 1.0), np.nan)
+
+
+def catalogue_coverage_at_k(recommended: np.ndarray, n_content: int, k: int) -> float:
+    """The share of the ``n_content`` catalogue items that appear in at least one top-k list.
+    min=0, max=1."""
+    top = np.asarray(recommended)[:, :k]
+    return float(len(np.unique(top[top >= 0])) / n_content) if n_content else float("nan")
+
+
+def novelty_at_k(recommended: np.ndarray, item_popularity: np.ndarray, n_hcps: int, k: int) -> np.ndarray:
+    """Per HCP: mean self-information -log2((n_i + 1) / (n_hcps + 1)) of the items in its top-k
+    list, n_i = HCPs who engaged with item i before the cut-off (+1 so unseen items are finite).
+    Higher = less popular items. min=0; NaN for an empty list."""
+    top = np.asarray(recommended)[:, :k]
+    information = -np.log2((np.asarray(item_popularity, dtype=np.float64) + 1.0) / (n_hcps + 1.0))
+    values = np.where(top >= 0, information[np.maximum(top, 0)], np.nan)
+    counts = (top >= 0).sum(axis=1)
+    return np.where(counts > 0, np.nansum(values, axis=1) / np.maximum(counts, 1), np.nan)
+
+
+def intra_list_diversity_at_k(recommended: np.ndarray, item_vectors: np.ndarray, k: int) -> np.ndarray:
+    """Per HCP: mean over pairs of items in its top-k list of 1 - cosine(topic vectors).
+    min=0 (identical topics), max=1 for non-negative vectors; NaN for lists of < 2 items."""
+    top = np.asarray(recommended)[:, :k]
+    vectors = np.asarray(item_vectors, dtype=np.float64)
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    listed = np.where((top >= 0)[:, :, None], unit[np.maximum(top, 0)], 0.0)
+    cosine = listed @ listed.transpose(0, 2, 1)
+    n = (top >= 0).sum(axis=1)
+    pairs = n * (n - 1) / 2
+    off_diagonal = (cosine.sum(axis=(1, 2)) - np.einsum("hii->h", cosine)) / 2
+    return np.where(pairs > 0, 1.0 - off_diagonal / np.maximum(pairs, 1), np.nan)
+
+
+# --- channel metrics --------------------------------------------------------------------------
+
+
+def channel_macro_f1(predicted, actual, labels) -> float:
+    """Macro-averaged F1 of predicted vs actual channels over ``labels`` (every channel; a
+    channel never predicted nor observed counts as F1 0 only if listed, so pass the channels
+    observed). sklearn's ``f1_score``. min=0, max=1; NaN for no rows."""
+    if len(actual) == 0:
+        return float("nan")
+    return float(f1_score(np.asarray(actual, dtype=object), np.asarray(predicted, dtype=object), labels=list(labels),
+                          average="macro", zero_division=0))
+
+
+def log_loss_value(engaged: np.ndarray, probability: np.ndarray) -> float:
+    """Mean binary cross-entropy of ``probability`` for the outcomes ``engaged`` (natural log;
+    probabilities clipped to [1e-15, 1 - 1e-15] as sklearn does). min=0."""
+    return float(log_loss(np.asarray(engaged, dtype=int), np.clip(probability, 1e-15, 1 - 1e-15), labels=[0, 1]))
+
+
+def brier_value(engaged: np.ndarray, probability: np.ndarray) -> float:
+    """Mean squared difference between ``probability`` and the 0/1 outcome. min=0, max=1."""
+    return float(brier_score_loss(np.asarray(engaged, dtype=int), probability))
+
+
+def log_loss_terms(engaged: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """Per-exposure cross-entropy terms whose mean is :func:`log_loss_value` (summed per HCP
+    for the bootstrap)."""
+    p = np.clip(np.asarray(probability, dtype=np.float64), 1e-15, 1 - 1e-15)
+    y = np.asarray(engaged, dtype=bool)
+    return -np.where(y, np.log(p), np.log1p(-p))
+
+
+def reliability_curve(engaged: np.ndarray, probability: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
+    """Calibration table over ``n_bins`` equal-width probability bins of [0, 1]: bin, lower,
+    upper, mean_predicted, observed_rate, count (empty bins left out). Written by hand rather
+    than ``sklearn.calibration.calibration_curve`` because the plot and metrics.json need each
+    bin's count, which sklearn does not return."""
+    p = np.asarray(probability, dtype=np.float64)
+    y = np.asarray(engaged, dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    keep = count > 0
+    return pd.DataFrame({
+        "bin": np.arange(n_bins)[keep], "lower": edges[:-1][keep], "upper": edges[1:][keep],
+        "mean_predicted": np.bincount(bins, p, n_bins)[keep] / count[keep],
+        "observed_rate": np.bincount(bins, y, n_bins)[keep] / count[keep],
+        "count": count[keep],
+    })
+
+
+# --- bootstrap over HCPs --------------------------------------------------------------------
+
+
+def resample_weights(n_hcps: int, n_resamples: int, seed: int) -> np.ndarray:
+    """(n_resamples, n_hcps) float: how often each HCP is drawn in each resample, from ONE
+    index matrix of ``n_resamples`` x ``n_hcps`` draws with replacement; every metric and
+    every model uses the same resamples, so paired differences are paired."""
+    if n_resamples < 1 or n_hcps < 1:
+        raise ValueError(f"need n_resamples >= 1 and at least one HCP, got {n_resamples} and {n_hcps}")
+    index = np.random.default_rng(seed).integers(0, n_hcps, size=(n_resamples, n_hcps))
+    flat = index + (np.arange(n_resamples) * n_hcps)[:, None]
+    return np.bincount(flat.ravel(), minlength=n_resamples * n_hcps).reshape(n_resamples, n_hcps).astype(np.float64)
+
+
+def bootstrap_ratio(numerators: np.ndarray, denominators: np.ndarray, weights: np.ndarray,
+                    level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Point estimates and percentile bootstrap intervals of ratio statistics over HCPs.
+
+    ``numerators`` and ``denominators`` are (n_stat, n_hcp): statistic s is
+    sum_h num[s, h] / sum_h den[s, h]. A per-HCP mean ignoring NaN is num = value (0 where NaN),
+    den = 1 where the value is defined; a rate over exposures is num = per-HCP sum, den =
+    per-HCP count. ``weights`` come from :func:`resample_weights`. Returns (point, low, high,
+    resampled (n_resamples, n_stat)); NaN where the denominator sums to 0.
+    """
+    num, den = np.atleast_2d(numerators).astype(np.float64), np.atleast_2d(denominators).astype(np.float64)
+    if num.shape != den.shape or num.shape[1] != weights.shape[1]:
+        raise ValueError(f"numerators {num.shape}, denominators {den.shape} and weights {weights.shape} do not align")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        point = num.sum(axis=1) / den.sum(axis=1)
+        resampled = (weights @ num.T) / (weights @ den.T)
+    tail = (1.0 - level) / 2.0
+    with warnings.catch_warnings():  # a statistic undefined in every resample gives NaN bounds, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanquantile(resampled, [tail, 1 - tail], axis=0)
+    return point, low, high, resampled
+
+
+def mean_terms(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(numerator, denominator) of a per-HCP mean that ignores NaN, for :func:`bootstrap_ratio`."""
+    values = np.asarray(values, dtype=np.float64)
+    defined = np.isfinite(values)
+    return np.where(defined, values, 0.0), defined.astype(np.float64)

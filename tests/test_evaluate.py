@@ -1,0 +1,222 @@
+"""Tests of hcp_lib.evaluate_metrics (hand-computed cases, sklearn) and hcp_lib.evaluate
+(bad input, the metrics.json schema), plus notebook 06 at tiny scale (slow)."""
+
+from __future__ import annotations
+
+import json
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from sklearn.metrics import brier_score_loss, log_loss, ndcg_score
+
+from hcp_lib import evaluate as ev
+from hcp_lib import evaluate_metrics as em
+from hcp_lib import io, metrics
+from hcp_lib.domain import CHANNELS
+
+# Two HCPs, five items. HCP 0 engaged with items 1 and 3; HCP 1 with item 4; a third HCP with
+# nothing is undefined (NaN) for every observed-relevance metric.
+RELEVANT = sp.csr_matrix(np.array([[0, 1, 0, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]], dtype=bool))
+LISTS = np.array([[1, 0, 3, 2], [0, 2, 4, -1], [0, 1, 2, 3]])
+
+
+def test_hit_precision_recall_by_hand():
+    assert em.hit_at_k(LISTS, RELEVANT, 1)[:2].tolist() == [1.0, 0.0]
+    assert em.precision_at_k(LISTS, RELEVANT, 3)[:2].tolist() == pytest.approx([2 / 3, 1 / 3])
+    assert em.recall_at_k(LISTS, RELEVANT, 2)[:2].tolist() == pytest.approx([1 / 2, 0.0])
+    assert np.isnan(em.hit_at_k(LISTS, RELEVANT, 4)[2])
+
+
+def test_ndcg_by_hand_and_same_mean_as_cf_metrics():
+    # HCP 0: hits at ranks 1 and 3 -> (1 + 1/log2(4)) / (1 + 1/log2(3)); HCP 1: hit at rank 3 -> 0.5 / 1
+    expected = [(1 + 0.5) / (1 + 1 / np.log2(3)), 0.5]
+    assert em.ndcg_at_k(LISTS, RELEVANT, 3)[:2] == pytest.approx(expected)
+    for k in (1, 2, 3, 4):
+        assert np.nanmean(em.ndcg_at_k(LISTS, RELEVANT, k)) == pytest.approx(metrics.ndcg_at_k(LISTS, RELEVANT, k))
+        assert np.nanmean(em.hit_at_k(LISTS, RELEVANT, k)) == pytest.approx(metrics.hit_rate_at_k(LISTS, RELEVANT, k))
+
+
+def test_mrr_and_map_by_hand():
+    assert em.reciprocal_rank_at_k(LISTS, RELEVANT, 4)[:2].tolist() == pytest.approx([1.0, 1 / 3])
+    assert em.reciprocal_rank_at_k(LISTS, RELEVANT, 2)[1] == 0.0
+    # HCP 0: precision@1 = 1 and precision@3 = 2/3 at its hits, / min(4, 2) relevant
+    assert em.average_precision_at_k(LISTS, RELEVANT, 4)[:2].tolist() == pytest.approx([(1 + 2 / 3) / 2, (1 / 3) / 1])
+
+
+def test_graded_ndcg_matches_sklearn():
+    rng = np.random.default_rng(0)
+    gains = rng.random((6, 12))
+    scores = rng.random((6, 12))
+    top = np.argsort(-scores, axis=1)[:, :5]
+    ours = em.graded_ndcg_at_k(top, gains, 5)
+    theirs = [ndcg_score(gains[i:i + 1], scores[i:i + 1], k=5) for i in range(6)]
+    assert ours == pytest.approx(theirs)
+    assert em.graded_ndcg_at_k(np.argsort(-gains, axis=1)[:, :5], gains, 5) == pytest.approx(np.ones(6))
+
+
+def test_graded_ndcg_ideal_uses_only_eligible_items():
+    gains = np.array([[0.9, 0.5, 0.1]])
+    eligible = np.array([[False, True, True]])
+    assert em.graded_ndcg_at_k(np.array([[1]]), gains, 1, eligible)[0] == pytest.approx(1.0)
+    assert em.graded_ndcg_at_k(np.array([[2]]), gains, 1, eligible)[0] == pytest.approx(0.1 / 0.5)
+
+
+def test_coverage_novelty_diversity_by_hand():
+    assert em.catalogue_coverage_at_k(LISTS, 5, 2) == pytest.approx(3 / 5)  # items 0, 1, 2
+    popularity = np.array([3.0, 1.0, 0.0, 0.0, 0.0])
+    novelty = em.novelty_at_k(np.array([[0, 1], [2, -1]]), popularity, 3, 2)
+    assert novelty.tolist() == pytest.approx([(-np.log2(4 / 4) - np.log2(2 / 4)) / 2, -np.log2(1 / 4)])
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    diversity = em.intra_list_diversity_at_k(np.array([[0, 1, 2], [0, -1, -1]]), vectors, 3)
+    expected = (1 + (1 - 1 / np.sqrt(2)) * 2) / 3  # pairs (0,1): 1, (0,2) and (1,2): 1 - cos 45°
+    assert diversity[0] == pytest.approx(expected)
+    assert np.isnan(diversity[1])
+
+
+def test_channel_metrics_match_sklearn_and_per_hcp_terms():
+    y = np.array([1, 0, 0, 1, 0])
+    p = np.array([0.8, 0.1, 0.4, 0.3, 0.0])
+    assert em.log_loss_value(y, p) == pytest.approx(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15)))
+    assert em.log_loss_terms(y, p).mean() == pytest.approx(em.log_loss_value(y, p))
+    assert em.brier_value(y, p) == pytest.approx(brier_score_loss(y, p))
+    predicted = np.array(["email", "email", "webinar", "rep_visit"], dtype=object)
+    actual = np.array(["email", "webinar", "webinar", "webinar"], dtype=object)
+    # email: P=1/2, R=1 -> 2/3; webinar: P=1, R=1/3 -> 1/2; rep_visit is not observed, so not scored
+    assert em.channel_macro_f1(predicted, actual, ["email", "webinar"]) == pytest.approx((2 / 3 + 1 / 2) / 2)
+
+
+def test_reliability_curve_bins_and_counts():
+    curve = em.reliability_curve(np.array([0, 1, 1, 0]), np.array([0.05, 0.08, 0.95, 1.0]), n_bins=10)
+    assert curve["bin"].tolist() == [0, 9]
+    assert curve["count"].tolist() == [2, 2]
+    assert curve["observed_rate"].tolist() == [0.5, 0.5]
+    assert curve["mean_predicted"].tolist() == pytest.approx([0.065, 0.975])
+
+
+def test_bootstrap_weights_and_ratio():
+    weights = em.resample_weights(50, 300, seed=1)
+    assert weights.shape == (300, 50) and (weights.sum(axis=1) == 50).all()
+    assert (em.resample_weights(50, 300, seed=1) == weights).all()
+    values = np.random.default_rng(2).normal(size=50)
+    values[[3, 7]] = np.nan
+    point, low, high, resampled = em.bootstrap_ratio(*em.mean_terms(values), weights)
+    assert point[0] == pytest.approx(np.nanmean(values))
+    assert low[0] < point[0] < high[0]
+    # the interval of a mean shrinks like 1/sqrt(n): roughly 2 * 1.96 * sd / sqrt(n)
+    assert high[0] - low[0] == pytest.approx(2 * 1.96 * np.nanstd(values) / np.sqrt(48), rel=0.3)
+    constant = em.bootstrap_ratio(np.full((1, 50), 2.0), np.full((1, 50), 4.0), weights)
+    assert constant[1][0] == constant[2][0] == 0.5
+
+
+# --- the evaluation on a hand-made setting ---------------------------------------------------
+
+
+def small_setting() -> ev.EvaluationSetting:
+    hcp_ids = np.array(["1000000001", "1000000002"], dtype=object)
+    content_ids = pd.Index(["a", "b", "c"], dtype=object)
+    oracle = np.zeros((2, 3, len(CHANNELS)))
+    oracle[0, 1, 2] = 0.6
+    oracle[1, 2, 0] = 0.4
+    exclude = np.array([[False, False, False], [True, False, False]])
+    test_rows = pd.DataFrame({"exposure_id": [1, 2], "hcp_id": hcp_ids, "content_id": ["b", "c"],
+                              "channel": ["rep_visit", "email"], "engaged": [True, False],
+                              "true_engagement_prob": [0.6, 0.4], "row": [0, 1], "col": [1, 2]})
+    catalogue = pd.DataFrame({"content_id": content_ids, "title": ["A", "B", "C"], "therapeutic_area": ["x"] * 3})
+
+    class Split:
+        def to_dict(self):
+            return {"test_start": "2025-12-08T00:00:00"}
+
+    relevant = sp.csr_matrix(np.array([[False, True, False], [False, False, False]]))
+    return ev.EvaluationSetting(Split(), hcp_ids, content_ids, np.array(["cardiology"] * 2, dtype=object), oracle,
+                                exclude, relevant, test_rows, np.array([0, 4]), np.zeros(3), np.eye(3),
+                                np.array([False, False, True]), catalogue)
+
+
+def test_scores_with_nan_name_the_model():
+    setting = small_setting()
+    scores = np.array([[0.1, np.nan, 0.2], [0.3, 0.2, 0.1]])
+    with pytest.raises(ev.EvaluationError, match=r"model 'hybrid_lstm': the score matrix holds 1 NaN or infinite"):
+        ev.from_scores("hybrid_lstm", setting.hcp_ids, setting.content_ids, scores, setting)
+    with pytest.raises(ev.EvaluationError, match="model 'm': the channel scores holds"):
+        ev.from_scores("m", setting.hcp_ids, setting.content_ids, np.zeros((2, 3)), setting,
+                       channel_scores=np.full((2, 3, 5), np.inf))
+
+
+def test_mismatched_id_order_names_the_model():
+    setting = small_setting()
+    with pytest.raises(ev.EvaluationError, match=r"model 'als': its HCP ids are in another order .*'1000000002'"):
+        ev.from_scores("als", setting.hcp_ids[::-1], setting.content_ids, np.zeros((2, 3)), setting)
+    with pytest.raises(ev.EvaluationError, match="model 'als': its content ids"):
+        ev.from_scores("als", setting.hcp_ids, ["a", "b"], np.zeros((2, 2)), setting)
+
+
+def test_lists_are_checked():
+    setting = small_setting()
+    good = pd.DataFrame({"hcp_id": ["1000000001"] * 3 + ["1000000002"] * 2, "rank": [1, 2, 3, 1, 2],
+                         "content_id": ["b", "a", "c", "c", "b"], "score": [0.9, 0.5, 0.1, 0.8, 0.2],
+                         "channel": ["rep_visit", "email", "email", "email", "email"]})
+    output = ev.from_lists("hybrid_lstm", good, setting, "hybrid", "hybrid/test_top_n/hybrid_lstm.parquet")
+    assert output.top[0, :3].tolist() == [1, 0, 2] and output.top[1, :3].tolist() == [2, 1, -1]
+    assert ev.policy_terms(setting, output.top[:, 0], output.top_channel[:, 0]).tolist() == [0.6, 0.4]
+    with pytest.raises(ev.EvaluationError, match="'1000000002' is recommended content 'a', which is not a candidate"):
+        ev.from_lists("m", good.assign(content_id=["b", "a", "c", "a", "b"]), setting, "hybrid", "f")
+    with pytest.raises(ev.EvaluationError, match="not in descending score order"):
+        ev.from_lists("m", good.assign(score=[0.1, 0.5, 0.9, 0.8, 0.2]), setting, "hybrid", "f")
+    with pytest.raises(ev.EvaluationError, match="has 2 listed items but 3 candidates"):
+        ev.from_lists("m", good.drop(index=2), setting, "hybrid", "f")
+    with pytest.raises(ev.EvaluationError, match="column 'channel' has value 'fax'"):
+        ev.from_lists("m", good.assign(channel="fax"), setting, "hybrid", "f")
+    with pytest.raises(ev.EvaluationError, match="missing column 'score'"):
+        ev.from_lists("m", good.drop(columns="score"), setting, "hybrid", "f")
+
+
+def test_reference_policies_by_hand():
+    setting = small_setting()
+    policies = ev.reference_policies(setting)
+    assert policies["oracle"].tolist() == [0.6, 0.4]
+    assert policies["random"].tolist() == pytest.approx([0.6 / 15, 0.4 / 10])
+    assert policies["business_as_usual"].tolist() == [0.6, 0.4]
+
+
+def test_missing_model_is_named(tmp_path):
+    (tmp_path / "cf" / "test_channels").mkdir(parents=True)
+    with pytest.raises(ev.EvaluationError, match="model 'hybrid_lstm' is missing from the run"):
+        ev.load_models(tmp_path, small_setting(), expected=["hybrid_lstm"])
+
+
+def test_schema_rejects_broken_documents():
+    report = {key: {} for key in ev.TOP_LEVEL_KEYS}
+    report.update(schema_version=1, models={"m": {"family": "baseline"}},
+                  metrics={"m": {"ndcg@10": {"value": 0.2, "ci_low": 0.1, "ci_high": 0.3, "n": 5}}},
+                  policy={p: {} for p in ("oracle", "random", "business_as_usual")})
+    with pytest.raises(io.DataValidationError, match="model 'm' lacks metric 'hit_rate@1'"):
+        ev.validate_metrics(report)
+    del report["verdict"]
+    with pytest.raises(io.DataValidationError, match="missing key 'verdict'"):
+        ev.validate_metrics(report)
+
+
+def test_flat_schema_rejects_bad_values():
+    table = pd.DataFrame({"model": ["m"], "metric": ["ndcg"], "k": pd.array([10], "Int64"), "value": [1.4],
+                          "ci_low": [0.1], "ci_high": [0.3], "n": np.array([3], np.int64)})
+    with pytest.raises(io.DataValidationError, match="unit_metric_in_0_1|interval_contains_value"):
+        io.validate(table, ev.FLAT_SCHEMA, "metrics.json")
+
+
+# --- notebook 06 at tiny scale --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_notebook_06_writes_valid_metrics(tiny_run):
+    run = tiny_run
+    report = json.loads((run / "evaluation" / "metrics.json").read_text())
+    flat = ev.validate_metrics(report)
+    assert {"oracle", "v0.1_classifier", "popularity"} <= set(report["models_found"])
+    assert report["metrics"]["oracle"]["policy_fraction_of_oracle"]["value"] == pytest.approx(1.0)
+    assert report["verdict"]
+    assert (flat["metric"] == "ndcg").sum() >= 4
+    recommendations = pd.read_parquet(run / "evaluation" / "recommendations.parquet")
+    io.validate(recommendations, ev.RECOMMENDATION_SCHEMA, "recommendations.parquet")
+    assert recommendations.groupby(["model", "hcp_id"])["rank"].max().max() <= ev.RECOMMENDATION_DEPTH

@@ -10,7 +10,7 @@ BOOK_DIR ?= outputs/book
 # pytest options, e.g. `make test PYTEST_ARGS="-m 'not slow'"`
 PYTEST_ARGS ?=
 
-.PHONY: report test bench lock clean-outputs help
+.PHONY: report test bench lock vendor-js clean-outputs help
 help:
 	@echo "make report   set up .venv, run every notebook at SCALE=$(SCALE), build the book"
 	@echo "make test     set up .venv, run the tests"
@@ -31,7 +31,9 @@ report: $(VENV)/.installed
 	$(PY) -m hcp_lib book --run $(RUN_DIR) --out $(BOOK_DIR) && \
 	echo "report done in $$(( $$(date +%s) - start )) s (set-up excluded); open $(abspath $(BOOK_DIR))/_build/html/index.html"
 
+# The browser test needs Debian's Chromium and playwright-core (npm); setup.sh installs them.
 test: $(VENV)/.installed
+	bash tests/browser/setup.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
@@ -40,6 +42,13 @@ bench: $(VENV)/.installed
 # Regenerate constraints.txt (every transitive version) from the current .venv.
 lock: $(VENV)/.installed
 	$(PY) -m pip freeze --exclude-editable > constraints.txt
+
+# Refresh the widget JavaScript the book ships (book/_widgets_js/) from package-lock.json.
+vendor-js:
+	npm ci --no-audit --no-fund --ignore-scripts
+	cp node_modules/requirejs/require.js node_modules/@jupyter-widgets/html-manager/dist/embed-amd.js book/_widgets_js/
+	cp node_modules/@jupyter-widgets/html-manager/dist/*.woff node_modules/@jupyter-widgets/html-manager/dist/*.woff2 book/_widgets_js/
+	cp node_modules/@jupyter-widgets/html-manager/dist/embed.js.LICENSE.txt book/_widgets_js/embed-amd.js.LICENSE.txt
 
 clean-outputs:
 	rm -rf outputs/report outputs/book

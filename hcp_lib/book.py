@@ -17,6 +17,15 @@ from pathlib import Path
 from . import config
 
 BOOK_RUN_PATH = Path("outputs") / "report"
+#: staged folder named by ``html_extra_path`` in _config.yml; its content lands at the HTML root
+EXTRA_PATH = "_book_extra"
+#: the ipywidgets JavaScript the book ships (``nb_ipywidgets_js`` in _config.yml), kept out of
+#: ``_static`` because jupyter-book adds every .js there to every page, breaking the load order
+WIDGET_JS_FOLDER = "widgets-js"
+#: vendored copies of npm's @jupyter-widgets/html-manager (embed-amd.js and its fonts) and
+#: requirejs, plus require-config.js; ``make vendor-js`` refreshes them from package-lock.json
+WIDGET_JS_SOURCE = config.PROJECT_ROOT / "book" / "_widgets_js"
+WIDGET_JS_FILES = ("require.js", "require-config.js", "embed-amd.js")
 
 
 class BookBuildError(RuntimeError):
@@ -41,7 +50,18 @@ def stage_sources(run_dir: Path, staging: Path) -> Path:
         shutil.copy2(nb, target / nb.name)
     if (run_dir / "figures").is_dir():
         shutil.copytree(run_dir / "figures", target / "figures")
+    stage_widget_js(staging / EXTRA_PATH / WIDGET_JS_FOLDER)
     return staging
+
+
+def stage_widget_js(folder: Path) -> Path:
+    """Copy the shipped ipywidgets embed manager, its fonts, RequireJS and their config into ``folder``."""
+    missing = [name for name in WIDGET_JS_FILES if not (WIDGET_JS_SOURCE / name).exists()]
+    if missing:
+        raise BookBuildError(f"{WIDGET_JS_SOURCE / missing[0]}: not found; run `make vendor-js` to restore the "
+                             "widget JavaScript the book ships")
+    shutil.copytree(WIDGET_JS_SOURCE, folder, ignore=shutil.ignore_patterns("*.md"))
+    return folder
 
 
 def build_book(run_dir: str | Path = config.DEFAULT_RUN_DIR, out: str | Path = config.OUTPUTS_DIR / "book") -> Path:

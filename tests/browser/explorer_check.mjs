@@ -1,0 +1,86 @@
+// Browser check of the built book, driven by tests/test_browser.py.
+//
+// usage: node explorer_check.mjs BASE_URL PAGES_JSON EXPLORER_PAGE SCREENSHOT
+//   BASE_URL       the book's root served on 127.0.0.1 (e.g. http://127.0.0.1:8123/)
+//   PAGES_JSON     JSON list of page paths relative to BASE_URL; every one is loaded
+//   EXPLORER_PAGE  the explorer chapter's path; its HCP list is changed and the views compared
+//   SCREENSHOT     where the explorer's screenshot goes (PNG)
+// Prints one JSON object: non-local requests (blocked and recorded), failed local requests,
+// page errors, and the explorer's recommendations before and after changing the HCP.
+import { chromium } from "playwright-core";
+import { readFileSync } from "node:fs";
+
+const [baseUrl, pagesFile, explorerPage, screenshot] = process.argv.slice(2);
+const local = new URL(baseUrl);
+const pages = JSON.parse(readFileSync(pagesFile, "utf8"));
+const result = { pages_checked: [], non_local: [], failed: [], page_errors: {}, explorer: {} };
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],
+});
+let current = "";
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 2400 } });
+  const isLocal = (url) => url.startsWith("data:") || url.startsWith("blob:") || url.startsWith("about:")
+    || new URL(url).host === local.host;
+  // Every request passes here: anything not served by the local server is recorded and aborted.
+  await context.route("**/*", (route) => {
+    const url = route.request().url();
+    if (isLocal(url)) return route.continue();
+    result.non_local.push({ page: current, url });
+    return route.abort("blockedbyclient");
+  });
+  // Requests the router does not see (e.g. WebSockets) are recorded too.
+  context.on("request", (request) => {
+    if (!isLocal(request.url()) && !result.non_local.some((r) => r.url === request.url())) {
+      result.non_local.push({ page: current, url: request.url() });
+    }
+  });
+  context.on("response", (response) => {
+    if (response.status() >= 400 && !response.url().endsWith("/favicon.ico")) {
+      result.failed.push({ page: current, url: response.url(), status: response.status() });
+    }
+  });
+  const page = await context.newPage();
+  page.on("pageerror", (error) => {
+    (result.page_errors[current] ||= []).push(String(error));
+  });
+  for (const path of pages) {
+    current = path;
+    await page.goto(new URL(path, baseUrl).href, { waitUntil: "load" });
+    await page.waitForLoadState("networkidle", { timeout: 15000 }).catch(() => {});
+    result.pages_checked.push(path);
+  }
+
+  current = explorerPage;
+  await page.goto(new URL(explorerPage, baseUrl).href, { waitUntil: "load" });
+  const visibleList = page.locator(".hcp-recommendations:visible").first();
+  await visibleList.waitFor({ timeout: 60000 });
+  const read = async () => ({
+    hcp_id: await visibleList.getAttribute("data-hcp"),
+    text: await visibleList.innerText(),
+  });
+  result.explorer.before = await read();
+  const select = page.locator(".widget-dropdown:has(label:text-is('HCP')) select").first();
+  result.explorer.options = await select.locator("option").count();
+  await select.selectOption({ index: 1 });
+  await page.waitForFunction(
+    (before) => {
+      const shown = [...document.querySelectorAll(".hcp-recommendations")].find((t) => t.offsetParent !== null);
+      return shown && shown.getAttribute("data-hcp") !== before;
+    },
+    result.explorer.before.hcp_id,
+    { timeout: 30000 },
+  );
+  result.explorer.after = await read();
+  await page.evaluate(() => document.activeElement && document.activeElement.blur());
+  await page.locator(".widget-vbox").first().screenshot({ path: screenshot });
+  result.explorer.screenshot = screenshot;
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));

@@ -1,0 +1,74 @@
+"""The built book in a real browser with no network: headless Chromium (Debian's, driven by
+playwright-core from npm; tests/browser/explorer_check.mjs) loads every page from a local HTTP
+server with every non-local request blocked and recorded, changes the HCP of the explorer and
+checks that the displayed recommendations change. Set-up: tests/browser/setup.sh."""
+
+import functools
+import json
+import subprocess
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from hcp_lib.config import PROJECT_ROOT
+
+DRIVER = PROJECT_ROOT / "tests" / "browser" / "explorer_check.mjs"
+SETUP = PROJECT_ROOT / "tests" / "browser" / "setup.sh"
+EXPLORER_PAGE = "outputs/report/07_explorer.html"
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # the driver reports failures itself
+        pass
+
+
+def book_pages(html_root: Path) -> list[str]:
+    """Every HTML page of the book (theme snippets under ``_static`` etc. are not pages),
+    the pyLDAvis view of chapter 3 included."""
+    return sorted(str(p.relative_to(html_root)) for p in html_root.rglob("*.html")
+                  if not p.relative_to(html_root).parts[0].startswith("_"))
+
+
+def check_book(html_root: Path, screenshot: Path, scratch: Path) -> dict:
+    """Serve ``html_root`` on 127.0.0.1 (a free port) and run the browser driver on it."""
+    if not (PROJECT_ROOT / "node_modules" / "playwright-core").is_dir() or not Path("/usr/bin/chromium").exists():
+        setup = subprocess.run([str(SETUP)], capture_output=True, text=True, timeout=1200)
+        assert setup.returncode == 0, f"{SETUP} failed:\n{setup.stdout[-2000:]}\n{setup.stderr[-2000:]}"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(html_root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    pages_file = scratch / "pages.json"
+    pages_file.write_text(json.dumps(book_pages(html_root)))
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        result = subprocess.run(["node", str(DRIVER), f"http://127.0.0.1:{server.server_port}/", str(pages_file),
+                                 EXPLORER_PAGE, str(screenshot)], capture_output=True, text=True, timeout=600,
+                                cwd=PROJECT_ROOT)
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, f"browser driver failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return json.loads(result.stdout)
+
+
+def test_book_pages_are_found(tmp_path):
+    for page in ("index.html", "_static/x.html", "outputs/report/figures/ldavis/index.html"):
+        (tmp_path / page).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / page).write_text("<html></html>")
+    assert book_pages(tmp_path) == ["index.html", "outputs/report/figures/ldavis/index.html"]
+
+
+@pytest.mark.slow
+def test_explorer_is_interactive_offline_in_chromium(tiny_book, tiny_run, tmp_path):
+    assert (tiny_book / EXPLORER_PAGE).exists(), f"the book has no {EXPLORER_PAGE}: is 07_explorer in _toc.yml?"
+    screenshot = tiny_run / "browser" / "explorer.png"
+    result = check_book(tiny_book, screenshot, tmp_path)
+    assert set(result["pages_checked"]) == set(book_pages(tiny_book))
+    assert "outputs/report/figures/ldavis/index.html" in result["pages_checked"]
+    assert result["non_local"] == [], f"pages requested non-local resources: {result['non_local']}"
+    assert result["failed"] == [], f"local requests failed: {result['failed']}"
+    before, after = result["explorer"]["before"], result["explorer"]["after"]
+    assert result["explorer"]["options"] >= 2
+    assert before["hcp_id"] != after["hcp_id"]
+    assert before["text"] != after["text"], "the displayed recommendations did not change with the HCP"
+    assert screenshot.stat().st_size > 10_000

@@ -1,0 +1,295 @@
+"""Tests of hcp_lib.explore on a small hand-made world (columns of the world contract) and, marked
+slow, on notebook 07 of the tiny pipeline run."""
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from hcp_lib import explore, io
+from hcp_lib.config import PARAMS, RunDir
+from hcp_lib.split import TemporalSplit
+
+CUTOFF = pd.Timestamp("2025-03-01")
+SPLIT = TemporalSplit("2025-01-01", "2025-02-15", "2025-03-01", "2025-03-29")
+# HCP ids (10 digits), peer groups: A and B share PG1 and health system HS1; C is alone; D never touched.
+A, B, C, D = "1000000001", "1000000002", "1000000003", "1000000004"
+
+
+def hand_made_tables():
+    hcps = pd.DataFrame({
+        "hcp_id": [A, B, C, D], "first_name": ["Ada", "Ben", "Cleo", "Dan"],
+        "last_name": ["Moss", "Ortiz", "Park", "Quinn"], "credential": ["MD", "DO", "MD", "MD"],
+        "specialty": ["cardiology", "cardiology", "pediatrics", "endocrinology"],
+        "taxonomy_code": ["207RC0000X", "207RC0000X", "208000000X", "207RE0101X"],
+        "state": ["TX", "TX", "OH", "CA"], "city": ["Austin", "Austin", "Akron", "Davis"],
+        "zip": ["73301", "73301", "44301", "95616"], "region": ["South", "South", "Midwest", "West"],
+        "practice_setting": ["hospital", "group", "solo", "academic"], "years_in_practice": [10, 20, 5, 30],
+        "age": [40, 50, 35, 60], "prescribing_decile": [5, 6, 2, 9], "digital_affinity": [0.5, 0.2, 0.9, 0.4],
+        "peer_group": ["PG1", "PG1", "PG2", "PG3"], "health_system": ["HS1", "HS1", "HS2", "HS3"],
+        "opted_out": [False, False, False, True]})
+    content = pd.DataFrame({
+        "content_id": ["11", "12", "13", "14", "15"], "pmid": ["11", "12", "13", "14", "15"],
+        "title": ["Heart part one", "Heart part two", "Lipids review", "Asthma in children", "Vaccines update"],
+        "therapeutic_area": ["cardiovascular", "cardiovascular", "cardiovascular", "respiratory", "vaccination"],
+        "content_type": ["webinar_deck"] * 5, "release_date": pd.to_datetime(["2024-12-01"] * 5),
+        "approved_specialties": ["cardiology"] * 3 + ["pediatrics"] * 2,
+        "series_id": pd.array(["S1", "S1", None, None, None], dtype="string"),
+        "series_part": pd.array([1, 2, None, None, None], dtype="Int64")})
+    rows = [  # hcp, content, channel, day, engaged
+        (A, "11", "email", "2025-01-10", True), (A, "13", "email", "2025-01-20", False),
+        (A, "13", "rep_visit", "2025-02-01", True), (B, "13", "webinar", "2025-01-15", True),
+        (B, "12", "email", "2025-01-16", True), (C, "14", "webinar", "2025-01-05", True),
+        (C, "11", "email", "2025-01-06", False),
+        (A, "12", "email", "2025-03-05", True), (C, "15", "webinar", "2025-03-10", False),
+    ]
+    interactions = pd.DataFrame(rows, columns=["hcp_id", "content_id", "channel", "exposed_at", "engaged"])
+    interactions["exposed_at"] = pd.to_datetime(interactions["exposed_at"])
+    recs = []
+    for model, lists in {"m1": {A: [("12", "email"), ("14", "webinar"), ("15", "rep_visit")],
+                                C: [("12", "webinar"), ("11", "email"), ("13", "email")]},
+                         "m2": {A: [("15", "email"), ("12", "rep_visit")], C: [("13", "webinar")]}}.items():
+        for hcp, items in lists.items():
+            for rank, (content_id, channel) in enumerate(items, 1):
+                recs.append((model, hcp, rank, content_id, channel, 1.0 / rank))
+    recommendations = pd.DataFrame(recs, columns=["model", "hcp_id", "rank", "content_id", "channel", "score"])
+    doc_topics = pd.DataFrame({"pmid": ["11", "12", "13", "14", "15"], "topic_0": [0.9, 0.8, 0.7, 0.1, 0.05],
+                               "topic_1": [0.1, 0.2, 0.3, 0.9, 0.95]})
+    topics = pd.DataFrame({"topic": [0, 1], "label": ["heart / lipid", "child / vaccine"]})
+    topic_terms = pd.DataFrame({"topic": [0, 0, 1, 1], "rank": [1, 2, 1, 2], "term": ["heart", "lipid", "child", "vaccine"],
+                                "weight": [0.1, 0.05, 0.2, 0.1]})
+    return dict(hcps=hcps, content=content, interactions=interactions, recommendations=recommendations,
+                doc_topics=doc_topics, topics=topics, topic_terms=topic_terms)
+
+
+@pytest.fixture
+def data():
+    return explore.from_tables(**{**hand_made_tables(), "split": SPLIT}, default_model="m1")
+
+
+# --- reasons come from the data ---------------------------------------------------------------
+
+
+def test_series_cue_names_the_engaged_previous_part(data):
+    assert "Series: follows part 1 of series S1, which this HCP engaged with on 2025-01-10." in \
+        explore.reasons(data, A, "12", "email")
+
+
+def test_series_cue_when_previous_part_was_shown_without_engagement(data):
+    assert ("Series: part 2 of series S1; part 1 was shown on 2025-01-06 without engagement."
+            in explore.reasons(data, C, "12", "webinar"))
+    assert "Series: opens series S1 (2 parts)." in explore.reasons(data, C, "11", "email")
+
+
+def test_peer_reason_counts_peers_of_the_same_group_and_system(data):
+    # B (same peer group and health system as A) engaged with 12 before the cut-off; A's own
+    # later engagement (test window) does not count.
+    reasons = explore.reasons(data, A, "12", "email")
+    assert "Peers: 1 of 1 peers in peer group PG1 and 1 of 1 peers in health system HS1 engaged with it." in reasons
+    assert not any(r.startswith("Peers") for r in explore.reasons(data, C, "12", "webinar"))
+
+
+def test_topic_reason_uses_the_hcp_profile_against_the_population(data):
+    # A read 11 and 13 (topic 0: 0.8 on average); profiles of A, B, C average (0.8 + 0.75 + 0.1) / 3.
+    topic = [r for r in explore.reasons(data, A, "12", "email") if r.startswith("Matches topic")]
+    assert topic == ["Matches topic “heart / lipid” (80% of this item; 80% of this HCP's engaged reading vs 55% on "
+                     "average)."]
+    # an HCP without engagement is a cold start
+    assert explore.reasons(data, D, "12", "email")[0].startswith("Topics: no engagement before the cut-off")
+
+
+def test_channel_reason_gives_own_and_specialty_rates(data):
+    reason = explore.reasons(data, A, "12", "email")[-1]
+    # A: 2 email touches, 1 engaged; cardiology email touches: A's 2 + B's 1, 2 engaged
+    assert reason == "Channel Email: this HCP engaged with 1 of 2 touches (50%); Cardiovascular Disease overall 67%."
+
+
+def test_reasons_without_topic_model_fall_back_to_the_area():
+    tables = hand_made_tables()
+    data = explore.from_tables(**{k: v for k, v in tables.items() if k not in ("doc_topics", "topics", "topic_terms")},
+                               split=SPLIT)
+    assert "Area cardiovascular: 2 of the 2 items this HCP engaged with." in explore.reasons(data, A, "12", "email")
+    assert "no topic model" in explore.topic_view_html(data, 0)
+
+
+# --- recommendation lists and their filters -------------------------------------------------
+
+
+def test_recommend_filters_channels_and_seen_content_and_reranks(data):
+    full = explore.recommend(data, C, "m1", top_n=10)
+    assert list(full["content_id"]) == ["12", "11", "13"]
+    emails = explore.recommend(data, C, "m1", top_n=10, channels=["email"])
+    assert list(emails["content_id"]) == ["11", "13"] and list(emails["shown_rank"]) == [1, 2]
+    unseen = explore.recommend(data, C, "m1", top_n=10, exclude_seen=True)
+    assert list(unseen["content_id"]) == ["12", "13"]  # C was shown 11 before the cut-off
+    assert list(explore.recommend(data, C, "m1", top_n=1)["content_id"]) == ["12"]
+
+
+def test_bad_input_is_a_message_in_the_view_not_a_traceback(data):
+    assert "No HCP with id '9999999999'" in explore.hcp_view_html(data, "9999999999", "m1")
+    assert "No recommendations from model 'nope'" in explore.hcp_view_html(data, A, "nope")
+    nothing = explore.hcp_view_html(data, A, "m2", channels=["conference_event"])
+    assert "hcpx-message" in nothing and "passes the filters" in nothing
+    assert "hcp-recommendations" not in nothing
+    assert "No content item with id 'x'" in explore.content_view_html(data, "x")
+    assert "No topic 7" in explore.topic_view_html(data, 7)
+    with pytest.raises(explore.ExplorerError, match="Unknown channel 'fax'"):
+        explore.recommend(data, A, "m1", channels=["fax"])
+
+
+def test_empty_recommendation_table_is_reported(data):
+    tables = hand_made_tables()
+    tables["recommendations"] = tables["recommendations"].iloc[:0]
+    empty = explore.from_tables(**tables, split=SPLIT)
+    assert "recommendation table is empty" in explore.hcp_view_html(empty, A)
+    widget = explore.static_hcp_explorer(empty, explore.sample_hcps(empty, 5, 0))
+    assert "No HCP to show" in widget.value
+    live = explore.hcp_explorer(empty)
+    assert "recommendation table is empty" in live.children[-1].value
+
+
+def test_view_shows_profile_list_next_actions_and_timeline(data):
+    view = explore.hcp_view_html(data, A, "m1")
+    assert "Ada Moss, MD" in view and "data-hcp='1000000001'" in view
+    assert view.index("Heart part two") < view.index("Asthma in children") < view.index("Vaccines update")
+    # A engaged with 12 in the test window, and 12 is first in m1's list
+    assert "1 touches, 1 engaged; 1 of the engaged items are in the list above." in view
+    table = explore.timeline(data, A)
+    assert table.to_dict("list") == {"month": ["2025-01", "2025-02", "2025-03"],
+                                     "window": ["before cut-off", "before cut-off", "test"],
+                                     "exposures": [2, 1, 1], "engagements": [1, 1, 1]}
+    assert "No touches in the test window." in explore.hcp_view_html(data, B, "m1")
+
+
+def test_find_hcps_by_id_name_specialty_and_state(data):
+    assert list(explore.find_hcps(data, "0000003")["hcp_id"]) == [C]
+    assert list(explore.find_hcps(data, "ada moss")["hcp_id"]) == [A]
+    assert list(explore.find_hcps(data, "Cardiovascular disease")["hcp_id"]) == [A, B]
+    assert list(explore.find_hcps(data, "tx ortiz")["hcp_id"]) == [B]
+    assert explore.find_hcps(data, "zz").empty
+
+
+def test_content_and_topic_summaries(data):
+    summary = explore.content_summary(data, "13", "m1")
+    assert (summary["exposures"], summary["engagements"], summary["hcps_engaged"]) == (3, 2, 2)
+    by_channel = summary["by_channel"].set_index("channel")
+    assert by_channel.loc["email", "rate"] == 0 and by_channel.loc["rep_visit", "rate"] == 1
+    assert summary["recommended"].to_dict("list") == {"specialty": ["pediatrics"], "channel": ["email"], "hcps": [1]}
+    topic = explore.topic_summary(data, 1, n_documents=2)
+    assert list(topic["documents"]["content_id"]) == ["15", "14"] and topic["n_documents"] == 2
+    assert list(topic["terms"]["term"]) == ["child", "vaccine"]
+
+
+# --- widgets ------------------------------------------------------------------------------------
+
+
+def test_live_hcp_explorer_recomputes_on_every_control(data):
+    box = explore.hcp_explorer(data)
+    search, matches = box.children[1].children
+    model, top_n = box.children[2].children
+    channel_boxes = box.children[3].children[1:]
+    exclude_seen, view = box.children[4], box.children[5]
+    search.value = "park"
+    assert matches.value == C and "Cleo Park" in view.value and "Heart part two" in view.value
+    top_n.value = 1
+    assert "Heart part one" not in view.value
+    top_n.value = 3
+    exclude_seen.value = True
+    assert "Heart part one" not in view.value and "Lipids review" in view.value
+    model.value = "m2"
+    assert "Heart part two" not in view.value and "Lipids review" in view.value
+    channel_boxes[1].value = False  # webinar off: m2's only item for C goes
+    assert "passes the filters" in view.value
+    search.value = "nobody-here"
+    assert matches.value is None and "No HCP matches 'nobody-here'" in view.value
+
+
+def test_live_content_and_topic_explorers(data):
+    box = explore.content_explorer(data)
+    search, items = box.children[1].children
+    search.value = "asthma"
+    assert items.value == "14" and "Asthma in children" in box.children[-1].value
+    search.value = "no such title"
+    assert "No content item matches" in box.children[-1].value
+    topics = explore.topic_explorer(data)
+    picker, view = topics.children[1:]
+    picker.value = 1
+    assert "child / vaccine" in view.value
+
+
+def test_static_explorer_links_dropdown_index_to_stack_in_the_browser(data):
+    import ipywidgets as w
+    from ipywidgets.widgets.widget_link import Link
+
+    box = explore.static_hcp_explorer(data, [A, C], "m1")
+    picker, stack = box.children[1], box.children[2]
+    assert isinstance(stack, w.Stack) and len(stack.children) == 2
+    assert "Ada Moss" in stack.children[0].value and "Cleo Park" in stack.children[1].value
+    links = [m for m in w.Widget.widgets.values() if isinstance(m, Link)
+             and m.source == (picker, "index") and m.target == (stack, "selected_index")]
+    # jslink runs in the browser only (no kernel round trip): tests/test_browser.py drives it
+    assert links, "the Dropdown's index must be jslink-ed to the Stack's selected_index"
+
+
+def test_sample_is_seeded_and_prefers_hcps_active_in_the_test_window(data):
+    assert explore.sample_hcps(data, 1, 0, "m1") == [A]  # A engaged in the test window, C did not
+    assert sorted(explore.sample_hcps(data, 5, 3, "m1")) == [A, C]
+    assert explore.sample_hcps(data, 2, 1, "m1") == explore.sample_hcps(data, 2, 1, "m1")
+    assert explore.most_recommended(data, 1, "m1") == ["12"]
+    assert explore.resolve_model(data, "auto") == "m1"
+    with pytest.raises(explore.ExplorerError, match="models in this run: m1, m2"):
+        explore.resolve_model(data, "hybrid")
+
+
+# --- loading from a run folder --------------------------------------------------------------
+
+
+def write_run(root):
+    run = RunDir(root)
+    tables = hand_made_tables()
+    io.write_parquet(tables["hcps"], run.world / "hcp_master.parquet")
+    io.write_parquet(tables["content"], run.world / "campaigns_with_content.parquet")
+    io.write_parquet(tables["interactions"], run.world / "hcp_interaction_data.parquet")
+    io.write_json(SPLIT.to_dict(), run.cf / "split.json")
+    io.write_parquet(tables["doc_topics"], run.topics / "doc_topics.parquet")
+    io.write_parquet(tables["recommendations"], run.evaluation / "recommendations.parquet")
+    io.write_json({"best_baseline": "m2"}, run.evaluation / "metrics.json")
+    return run
+
+
+def test_load_reads_a_run_folder_and_names_missing_files(tmp_path):
+    run = write_run(tmp_path)
+    data = explore.load(tmp_path)
+    assert data.models == ["m2", "m1"] and data.cutoff == CUTOFF
+    assert data.topics.loc[1, "label"] == "topic 1"  # labels default when topics.parquet is absent
+    (run.evaluation / "recommendations.parquet").unlink()
+    with pytest.raises(explore.ExplorerError, match=r"recommendations.parquet: not found; run notebook 06_evaluation"):
+        explore.load(tmp_path)
+
+
+def test_missing_column_is_named(tmp_path):
+    tables = hand_made_tables()
+    tables["recommendations"] = tables["recommendations"].drop(columns="channel")
+    with pytest.raises(explore.ExplorerError, match="recommendations: missing column 'channel'"):
+        explore.from_tables(**tables, split=SPLIT)
+    tables = hand_made_tables()
+    tables["recommendations"].loc[0, "channel"] = "fax"
+    with pytest.raises(explore.ExplorerError, match="column 'channel' has value 'fax'"):
+        explore.from_tables(**tables, split=SPLIT)
+
+
+@pytest.mark.slow
+def test_notebook_07_stores_linked_widget_state(tiny_run):
+    nb = nbformat.read(tiny_run / "07_explorer.ipynb", as_version=4)
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    models = [m["model_name"] for m in state.values()]
+    assert models.count("StackModel") == 3 and models.count("LinkModel") == 3
+    stacks = [m for m in state.values() if m["model_name"] == "StackModel"]
+    n_views = sorted(len(m["state"]["children"]) for m in stacks)
+    data = explore.load(tiny_run)
+    n_sample = PARAMS["explorer_sample_hcps"].default_for("tiny")
+    expected_hcps = len(explore.sample_hcps(data, n_sample, 42, explore.resolve_model(data, "auto")))
+    assert expected_hcps in n_views and len(data.doc_topics.columns) in n_views
+    html = [m["state"]["value"] for m in state.values() if m["model_name"] == "HTMLModel"]
+    assert sum("hcp-recommendations" in v for v in html) == expected_hcps
+    assert np.all([("Traceback" not in v) for v in html])

@@ -266,6 +266,62 @@ _PARAM_LIST: list[Param] = [
     # --- 06_evaluation ----------------------------------------------------------
     Param("n_bootstrap", "int", 1000, "Bootstrap resamples of HCPs behind every 95% interval of the evaluation.",
           minimum=50, maximum=100_000, scale_defaults={"tiny": 200, "stress": 500}),
+    # --- 07_explorer ------------------------------------------------------------
+    Param("explorer_sample_hcps", "int", 100,
+          "HCPs whose explorer views are precomputed for the published book (each adds about 10 kB to the page).",
+          minimum=0, maximum=2000, scale_defaults={"tiny": 20}),
+    Param("explorer_sample_content", "int", 30,
+          "Content items (the most recommended) whose views are precomputed for the published book.",
+          minimum=0, maximum=2000, scale_defaults={"tiny": 10}),
+    Param("explorer_top_n", "int", 10, "Recommendations shown per HCP in the book's explorer.", minimum=1,
+          maximum=1000),
+    Param("explorer_model", "str", "auto",
+          "Model whose recommendations the book's explorer shows: 'auto' (the hybrid model when present, else the "
+          "best baseline of notebook 06) or a model name of evaluation/recommendations.parquet."),
+    Param("explorer_live", "bool", False,
+          "Also show the live explorers (kernel callbacks); the pipeline leaves them out because the book has no "
+          "kernel, the notebook's own cell sets true for JupyterLab."),
+    # --- 08_next_best_action ----------------------------------------------------
+    Param("plan_model", "str", "auto",
+          "Engagement probabilities the plan is built from: 'hybrid' (the saved model of notebook 05), "
+          "'baseline' (ALS affinity + specialty x channel rates, see hcp_lib.plan), or 'auto' (hybrid when saved).",
+          choices=("auto", "hybrid", "baseline")),
+    Param("plan_period_days", "int", 7, "Length of the planned period, starting at the test cut-off (days).",
+          minimum=1, maximum=28),
+    Param("plan_max_actions_per_hcp", "int", 2, "Most suggested actions per HCP in the period.", minimum=0,
+          maximum=10),
+    Param("plan_hcp_cap_email", "int", 1, "Most emails per HCP in the period.", minimum=0, maximum=10),
+    Param("plan_hcp_cap_webinar", "int", 1, "Most webinar invitations per HCP in the period.", minimum=0, maximum=10),
+    Param("plan_hcp_cap_rep_visit", "int", 1, "Most rep visits per HCP in the period.", minimum=0, maximum=10),
+    Param("plan_hcp_cap_in_person_meeting", "int", 1, "Most in-person meeting invitations per HCP in the period.",
+          minimum=0, maximum=10),
+    Param("plan_hcp_cap_conference_event", "int", 1, "Most social/conference event touches per HCP in the period.",
+          minimum=0, maximum=10),
+    Param("plan_territory", "str", "state", "Territory of the field force (rep visits, in-person meetings).",
+          choices=("state", "region")),
+    Param("plan_rep_visits_per_territory_week", "int", None,
+          "Rep visits per territory and week; none = the business-as-usual volume of the last weeks "
+          "(times plan_capacity_scale).", minimum=0, maximum=100_000, allow_none=True),
+    Param("plan_meetings_per_territory_week", "int", None,
+          "In-person meetings per territory and week; none = the business-as-usual volume of the last weeks "
+          "(times plan_capacity_scale).", minimum=0, maximum=100_000, allow_none=True),
+    Param("plan_capacity_scale", "float", 1.0,
+          "Touches per channel allowed in the period, as a multiple of the business-as-usual volume of the last "
+          "plan_capacity_lookback_weeks (1 = the same capacity as business as usual).", minimum=0.0, maximum=100.0),
+    Param("plan_capacity_lookback_weeks", "int", 4, "Weeks before the plan whose logged volume sets the capacities.",
+          minimum=1, maximum=26),
+    Param("plan_repeat_window_days", "int", 28,
+          "Content the HCP received (any channel) in this many days before the plan is not suggested again.",
+          minimum=0, maximum=365),
+    Param("plan_interest_window_days", "int", 30, "Window of the 'recent topic interest' reason (days).",
+          minimum=1, maximum=365),
+    Param("plan_candidates_per_channel", "int", 3,
+          "Candidate items kept per HCP and channel (highest model probability) before the solver.", minimum=1,
+          maximum=100),
+    Param("plan_solver_time_limit_s", "float", 60.0, "Time limit of the MILP solver (HiGHS) in seconds.",
+          minimum=1.0, maximum=3600.0, scale_defaults={"tiny": 20.0, "full": 300.0, "stress": 600.0}),
+    Param("plan_mip_rel_gap", "float", 1e-4, "Relative optimality gap at which the MILP solver stops.",
+          minimum=0.0, maximum=0.5, scale_defaults={"full": 1e-3, "stress": 1e-3}),
     # --- end of notebook parameters ---------------------------------------------
 ]
 
@@ -338,6 +394,11 @@ class RunDir:
     def evaluation(self) -> Path:
         """06_evaluation: metrics.json, recommendations.parquet."""
         return self.root / "evaluation"
+
+    @property
+    def plan(self) -> Path:
+        """08_next_best_action: the constrained plan, its reasons and CRM export."""
+        return self.root / "plan"
 
     @property
     def metrics(self) -> Path:

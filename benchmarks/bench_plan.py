@@ -1,0 +1,67 @@
+"""Benchmark of the plan's solvers: MILP (HiGHS) against greedy on candidate sets of the size
+the plan builds at each scale (n_hcps × 5 channels × candidates per channel), with the plan's
+constraint families (per HCP, per HCP and channel, per HCP and item, per channel and
+territory, per campaign) and capacities at the business-as-usual volume (~0.55 touches per HCP
+and week, rep visits and meetings over 50 territories).
+
+Prints, per size: candidates, constraints kept, MILP status, seconds, relative gap, objective,
+greedy seconds and objective. Run: ``.venv/bin/python benchmarks/bench_plan.py [--sizes 3500 38000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+
+from hcp_lib import plan
+from hcp_lib.domain import CHANNELS
+
+MIX = np.array([0.62, 0.12, 0.14, 0.04, 0.08])  # business-as-usual channel mix (hcp_lib.synth_simulate)
+
+
+def candidate_set(n_hcps: int, per_channel: int, n_items: int, seed: int):
+    rng = np.random.default_rng(seed)
+    n = n_hcps * len(CHANNELS) * per_channel
+    hcp = np.repeat(np.arange(n_hcps), len(CHANNELS) * per_channel)
+    channel = np.tile(np.repeat(np.arange(len(CHANNELS)), per_channel), n_hcps)
+    item = rng.integers(0, n_items, n)
+    territory = np.where(np.isin(channel, [2, 3]), rng.integers(0, 50, n_hcps)[hcp], -1)
+    probability = rng.beta(1.5, 12, n) * np.array([0.6, 1.0, 2.5, 2.0, 1.2])[channel]
+    volume = 0.55 * n_hcps * MIX
+    table = pd.DataFrame({"hcp": hcp, "channel": channel, "item": item, "territory": territory})
+    families = []
+    for name, keys, capacity in (
+            ("hcp", table["hcp"], lambda u: np.full(len(u), 2)),
+            ("hcp_channel", table["hcp"] * 10 + table["channel"], lambda u: np.ones(len(u))),
+            ("hcp_content", table["hcp"] * n_items + table["item"], lambda u: np.ones(len(u))),
+            ("channel_capacity", table["channel"] * 100 + table["territory"] + 1,
+             lambda u: np.array([max(1, round(volume[k // 100] / (50 if k % 100 else 1))) for k in u])),
+            ("campaign", table["item"] * 10 + table["channel"],
+             lambda u: np.where(u % 10 == 0, 10_000, np.maximum(1, rng.poisson(3, len(u)))))):
+        codes, uniques = pd.factorize(keys, sort=True)
+        families.append(plan.ConstraintFamily(name, codes, np.asarray(capacity(np.asarray(uniques)), np.int64),
+                                              np.asarray(uniques).astype(str)))
+    return probability, families
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 3500])
+    parser.add_argument("--per-channel", type=int, default=3)
+    parser.add_argument("--time-limit", type=float, default=60.0)
+    args = parser.parse_args()
+    for n_hcps in args.sizes:
+        probability, families = candidate_set(n_hcps, args.per_channel, n_items=max(200, n_hcps // 2), seed=0)
+        milp = plan.solve_milp(probability, families, args.time_limit, 1e-4)
+        greedy = plan.solve_greedy(probability, families)
+        kept = sum(int((np.bincount(f.group, minlength=len(f.capacity)) > f.capacity).sum()) for f in families)
+        print(f"n_hcps={n_hcps:>6} candidates={len(probability):>7} binding_constraints={kept:>7} "
+              f"milp: {milp.status} {milp.seconds:.2f}s gap={milp.gap} objective={milp.objective:.2f} | "
+              f"greedy: {greedy.seconds:.2f}s objective={greedy.objective:.2f} "
+              f"({greedy.objective / milp.objective - 1:+.3%})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1068 @@
+"""Next-best-action plan for the coming period: constrained, explained actions (notebook 08).
+
+For each HCP the plan suggests at most ``max_actions_per_hcp`` actions — a (content item,
+channel, suggested day and time window) with a priority score, an expiry and the reasons
+behind it — for the period ``[plan_start, plan_start + period_days)``.
+
+Steps (each a function, so tests and the notebook can check them one by one):
+
+1. :func:`read_context` / :func:`make_context`: what is known at ``plan_start`` — the HCP
+   master, the catalogue, the campaigns and the exposure log strictly before ``plan_start``
+   (nothing later is read for planning).
+2. :func:`action_slots`: the (content, channel) pairs deliverable in the period: a campaign on
+   that channel runs in the period; webinars only at their scheduled sessions (weekly, on the
+   weekday the campaign started).
+3. :func:`candidate_actions`: per HCP, the eligible pairs — approved for the HCP's specialty,
+   not engaged with before, not received in the last ``repeat_window_days``, deliverable,
+   allowed by the per-HCP channel cap, HCP not opted out — pruned to the
+   ``candidates_per_channel`` pairs with the highest model probability per HCP and channel
+   (the solver then sees about n_hcp × 5 × k variables instead of n_hcp × n_content × 5).
+   HCPs left with no candidate get an ``unplanned`` row saying why.
+4. :func:`capacity_table` and :func:`constraint_families`: per-HCP limit, per-HCP channel
+   caps, one channel per item and HCP, field-force capacity per territory and period (rep
+   visits, in-person meetings), global capacity of the other channels, and each campaign's
+   ``capacity_per_week``. Capacities default to the business-as-usual volume of the last
+   ``capacity_lookback_weeks`` (times ``capacity_scale``), so the plan is compared with business
+   as usual at the same capacity.
+5. :func:`solve_milp` maximises the total expected engagements (sum of the model's
+   probabilities of the chosen candidates) with ``scipy.optimize.milp`` (HiGHS branch and
+   cut), under a time limit and a relative gap it reports; :func:`solve_greedy` is the
+   comparison (best probability first while every constraint has room).
+6. :func:`make_plan`: the CRM table (:data:`PLAN_COLUMNS`), reasons per action computed from
+   the HCP's history (:data:`REASON_CODES`) and who got no suggestion and why.
+
+Measurement (notebook only, never used for planning): :func:`policy_comparison` values any set
+of actions with the simulator's true engagement probabilities at ``plan_start`` (one number
+per action, summed: expected engagements; the fatigue of several touches in one week is not
+in this first-order sum). Writes (via :func:`write_plan`) ``plan/plan.parquet``,
+``plan/plan.csv``, ``plan/unplanned.parquet``, ``plan/reasons.parquet`` and ``metrics/plan.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import scipy.sparse as sp
+
+from . import io
+from .config import RunDir
+from .domain import CHANNEL_LABELS, CHANNELS
+
+#: channels the field force delivers; their capacity is set per territory
+FIELD_CHANNELS = ("rep_visit", "in_person_meeting")
+ALL_TERRITORIES = "all"
+TIME_WINDOW_HOURS = 2
+HCP_BATCH = 256
+#: the reasons an action can carry, in the order they are listed
+REASON_CODES = ("series_continuation", "topic_interest", "peer_engagement", "channel_preference", "last_touch",
+                "model_estimate")
+#: why an HCP can get no suggestion
+UNPLANNED_CODES = ("opted_out", "no_channel_allowed", "no_approved_content", "all_received", "no_active_campaign",
+                   "capacity_exhausted", "not_selected")
+
+#: the CRM export, one row per suggested action (documented in notebook 08)
+PLAN_COLUMNS = ("plan_id", "action_id", "hcp_id", "specialty", "territory", "action_rank", "content_id",
+                "content_title", "channel", "campaign_id", "suggested_date", "time_window", "priority_score",
+                "expires_at", "reasons", "reason_codes", "model", "solver")
+
+PLAN_SCHEMA = pa.DataFrameSchema({
+    "plan_id": pa.Column(str), "action_id": pa.Column(str, unique=True),
+    "hcp_id": pa.Column(str, pa.Check.str_matches(r"^\d{10}$")), "specialty": pa.Column(str),
+    "territory": pa.Column(str), "action_rank": pa.Column("int64", pa.Check.ge(1)),
+    "content_id": pa.Column(str), "content_title": pa.Column(str),
+    "channel": pa.Column(str, pa.Check.isin(list(CHANNELS))), "campaign_id": pa.Column(str),
+    "suggested_date": pa.Column(str, pa.Check.str_matches(r"^\d{4}-\d{2}-\d{2}$")),
+    "time_window": pa.Column(str, pa.Check.str_matches(r"^\d{2}:00-\d{2}:00$")),
+    "priority_score": pa.Column(float, pa.Check.in_range(0, 1)),
+    "expires_at": pa.Column("datetime64[us]", coerce=True),
+    "reasons": pa.Column(str, pa.Check.str_length(min_value=1)), "reason_codes": pa.Column(str),
+    "model": pa.Column(str), "solver": pa.Column(str),
+}, name="next_best_action_plan", strict=True, ordered=True)
+
+
+class PlanError(ValueError):
+    """The plan cannot be built from these inputs; the message names the parameter, table or column."""
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """The rules of one plan. ``hcp_caps``: most touches per HCP and channel in the period;
+    ``territory_capacity``: field channel -> touches per territory and week (None or absent:
+    the business-as-usual volume); the other fields mirror the ``plan_*`` parameters."""
+
+    period_days: int = 7
+    max_actions_per_hcp: int = 2
+    hcp_caps: dict = field(default_factory=lambda: {c: 1 for c in CHANNELS})
+    territory: str = "state"
+    territory_capacity: dict = field(default_factory=dict)
+    capacity_scale: float = 1.0
+    capacity_lookback_weeks: int = 4
+    repeat_window_days: int = 28
+    interest_window_days: int = 30
+    candidates_per_channel: int = 3
+    time_limit_s: float = 60.0
+    mip_rel_gap: float = 1e-4
+
+    def validate(self) -> "PlanSettings":
+        checks = [("period_days", self.period_days >= 1, ">= 1"),
+                  ("max_actions_per_hcp", self.max_actions_per_hcp >= 0, ">= 0"),
+                  ("territory", self.territory in ("state", "region"), "'state' or 'region'"),
+                  ("capacity_scale", self.capacity_scale >= 0, ">= 0"),
+                  ("capacity_lookback_weeks", self.capacity_lookback_weeks >= 1, ">= 1"),
+                  ("repeat_window_days", self.repeat_window_days >= 0, ">= 0"),
+                  ("interest_window_days", self.interest_window_days >= 1, ">= 1"),
+                  ("candidates_per_channel", self.candidates_per_channel >= 1, ">= 1"),
+                  ("time_limit_s", self.time_limit_s > 0, "> 0"), ("mip_rel_gap", self.mip_rel_gap >= 0, ">= 0")]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise PlanError(f"plan setting {name!r}: got {getattr(self, name)!r}; expected {allowed}")
+        unknown = sorted(set(self.hcp_caps) - set(CHANNELS)) + sorted(set(self.territory_capacity) - set(FIELD_CHANNELS))
+        if unknown:
+            raise PlanError(f"plan setting: unknown channel {unknown[0]!r}; caps take {', '.join(CHANNELS)}, "
+                            f"territory capacities take {', '.join(FIELD_CHANNELS)}")
+        for channel, cap in {**self.hcp_caps, **{k: v for k, v in self.territory_capacity.items() if v is not None}}.items():
+            if int(cap) < 0:
+                raise PlanError(f"plan setting: the cap or capacity of channel {channel!r} is {cap}; expected >= 0")
+        return self
+
+
+def settings_from_parameters(params: dict) -> PlanSettings:
+    """:class:`PlanSettings` from the notebook's ``plan_*`` parameters (names as in hcp_lib.config)."""
+    return PlanSettings(
+        period_days=params["plan_period_days"], max_actions_per_hcp=params["plan_max_actions_per_hcp"],
+        hcp_caps={c: params[f"plan_hcp_cap_{c}"] for c in CHANNELS}, territory=params["plan_territory"],
+        territory_capacity={"rep_visit": params["plan_rep_visits_per_territory_week"],
+                            "in_person_meeting": params["plan_meetings_per_territory_week"]},
+        capacity_scale=params["plan_capacity_scale"], capacity_lookback_weeks=params["plan_capacity_lookback_weeks"],
+        repeat_window_days=params["plan_repeat_window_days"],
+        interest_window_days=params["plan_interest_window_days"],
+        candidates_per_channel=params["plan_candidates_per_channel"],
+        time_limit_s=params["plan_solver_time_limit_s"], mip_rel_gap=params["plan_mip_rel_gap"]).validate()
+
+
+# --- what is known at the start of the plan ---------------------------------------------------------
+
+_REQUIRED = {
+    "hcps": ("hcp_id", "specialty", "state", "region", "opted_out", "peer_group", "health_system"),
+    "catalogue": ("content_id", "title", "release_date", "approved_specialties", "series_id", "series_part"),
+    "campaigns": ("campaign_id", "content_id", "channel", "start_date", "end_date", "capacity_per_week"),
+    "interactions": ("hcp_id", "content_id", "channel", "exposed_at", "engaged"),
+}
+
+
+@dataclass
+class PlanContext:
+    """Everything the plan may use, as known at ``plan_start``: ``hcps`` (master order, with a
+    ``territory`` column), ``catalogue`` (catalogue order), ``campaigns``, ``history`` (exposures
+    strictly before ``plan_start``), ``item_topic`` (dominant LDA topic per item, -1 unknown) and
+    ``topic_labels``."""
+
+    plan_start: pd.Timestamp
+    plan_end: pd.Timestamp
+    hcps: pd.DataFrame
+    catalogue: pd.DataFrame
+    campaigns: pd.DataFrame
+    history: pd.DataFrame
+    item_topic: np.ndarray
+    topic_labels: list
+
+    @property
+    def hcp_ids(self) -> pd.Index:
+        return pd.Index(self.hcps["hcp_id"].to_numpy(dtype=object))
+
+    @property
+    def content_ids(self) -> pd.Index:
+        return pd.Index(self.catalogue["content_id"].to_numpy(dtype=object))
+
+    @property
+    def plan_id(self) -> str:
+        return f"NBA-{self.plan_start.date().isoformat()}"
+
+
+def _require(table: pd.DataFrame, name: str, source: str) -> None:
+    missing = [c for c in _REQUIRED[name] if c not in table.columns]
+    if missing:
+        raise PlanError(f"{source}: missing column {missing[0]!r} (the plan needs {', '.join(_REQUIRED[name])})")
+
+
+def make_context(hcps: pd.DataFrame, catalogue: pd.DataFrame, campaigns: pd.DataFrame, interactions: pd.DataFrame,
+                 plan_start, settings: PlanSettings, doc_topics: pd.DataFrame | None = None,
+                 topic_labels: Iterable[str] | None = None, sources: dict | None = None) -> PlanContext:
+    """A :class:`PlanContext` from the world's tables; exposures at or after ``plan_start`` are
+    dropped here, so nothing later can reach the plan. ``doc_topics`` (pmid, topic_0..) and
+    ``topic_labels`` (one per topic) come from notebook 03; without them the topic reason is off."""
+    sources = sources or {}
+    for name, table in (("hcps", hcps), ("catalogue", catalogue), ("campaigns", campaigns),
+                        ("interactions", interactions)):
+        _require(table, name, sources.get(name, f"{name} table"))
+    settings.validate()
+    plan_start = pd.Timestamp(plan_start)
+    people = hcps.loc[:, list(_REQUIRED["hcps"]) + [c for c in ("opted_out_at",) if c in hcps]].reset_index(drop=True)
+    people["hcp_id"] = people["hcp_id"].astype(str)
+    people["territory"] = people[settings.territory].astype(str)
+    items = catalogue.loc[:, list(_REQUIRED["catalogue"])].reset_index(drop=True)
+    items["content_id"] = items["content_id"].astype(str)
+    past = interactions.loc[interactions["exposed_at"] < plan_start, list(_REQUIRED["interactions"])].copy()
+    for column in ("hcp_id", "content_id", "channel"):
+        past[column] = past[column].astype(str)
+    bad = sorted(set(past["channel"]) - set(CHANNELS))
+    if bad:
+        raise PlanError(f"{sources.get('interactions', 'interactions table')}: column 'channel' has value {bad[0]!r}; "
+                        f"allowed: {', '.join(CHANNELS)}")
+    past = past.sort_values(["exposed_at", "hcp_id", "content_id"], kind="stable").reset_index(drop=True)
+    item_topic = np.full(len(items), -1)
+    labels: list = []
+    if doc_topics is not None and len(doc_topics):
+        topic_cols = [c for c in doc_topics.columns if c.startswith("topic_")]
+        table = doc_topics.set_index(doc_topics["pmid"].astype(str))[topic_cols]
+        found = table.reindex(items["content_id"])
+        known = found.notna().all(axis=1).to_numpy()
+        item_topic[known] = found.to_numpy()[known].argmax(axis=1)
+        labels = list(topic_labels) if topic_labels is not None else [c for c in topic_cols]
+        if len(labels) != len(topic_cols):
+            raise PlanError(f"{len(labels)} topic labels for {len(topic_cols)} topics in the doc-topic table")
+    campaigns = campaigns.loc[:, list(_REQUIRED["campaigns"])].copy()
+    for column in ("campaign_id", "content_id", "channel"):
+        campaigns[column] = campaigns[column].astype(str)
+    return PlanContext(plan_start, plan_start + pd.Timedelta(days=settings.period_days), people, items, campaigns,
+                       past, item_topic, labels)
+
+
+def read_context(run_dir: str | Path, plan_start, settings: PlanSettings) -> PlanContext:
+    """:func:`make_context` from the run folder's ``world/`` and ``topics/`` (topics optional).
+    The simulator's truth files are not read."""
+    run = RunDir(Path(run_dir))
+    files = {"hcps": run.world / "hcp_master.parquet", "catalogue": run.world / "campaigns_with_content.parquet",
+             "campaigns": run.world / "campaigns.parquet", "interactions": run.world / "hcp_interaction_data.parquet"}
+    tables = {name: io.read_parquet(path) for name, path in files.items()}
+    doc_topics = labels = None
+    if (run.topics / "doc_topics.parquet").exists() and (run.topics / "topics.parquet").exists():
+        doc_topics = io.read_parquet(run.topics / "doc_topics.parquet")
+        labels = io.read_parquet(run.topics / "topics.parquet").sort_values("topic")["label"].astype(str).tolist()
+    return make_context(**tables, plan_start=plan_start, settings=settings, doc_topics=doc_topics,
+                        topic_labels=labels, sources={k: str(v) for k, v in files.items()})
+
+
+# --- what can be delivered in the period ---------------------------------------------------------
+
+
+def action_slots(context: PlanContext) -> pd.DataFrame:
+    """One row per deliverable (content, channel) in the period: content_id, channel, col, ch,
+    campaign_id, capacity (the campaign's ``capacity_per_week`` × period weeks, rounded up),
+    available_from, available_until (the campaign's overlap with the period, not before the
+    item's release) and session_at (webinars: the first weekly session — on the weekday the
+    campaign started — inside the period; a webinar with no session in the period is not
+    deliverable; NaT for the other channels)."""
+    start, end = context.plan_start, context.plan_end
+    weeks = (end - start) / pd.Timedelta(days=7)
+    live = context.campaigns[(context.campaigns["start_date"] < end) & (context.campaigns["end_date"] > start)].copy()
+    release = context.catalogue.set_index("content_id")["release_date"]
+    live = live[live["content_id"].isin(release.index)]
+    opens = live["start_date"].clip(lower=start).to_numpy(dtype="datetime64[us]")
+    released = release.reindex(live["content_id"]).to_numpy(dtype="datetime64[us]")
+    live["available_from"] = pd.DatetimeIndex(np.maximum(opens, released)).floor("D").to_numpy()
+    live["available_until"] = live["end_date"].clip(upper=end)
+    live = live[live["available_from"] < live["available_until"]]
+    session = pd.Series(pd.NaT, index=live.index, dtype="datetime64[us]")
+    webinar = live["channel"] == "webinar"
+    if webinar.any():
+        first = live.loc[webinar, "start_date"]
+        weeks_on = np.ceil((live.loc[webinar, "available_from"] - first) / pd.Timedelta(days=7)).clip(lower=0)
+        at = first + pd.to_timedelta(weeks_on * 7, unit="D")
+        session.loc[webinar] = at.where(at < live.loc[webinar, "available_until"])
+    live["session_at"] = session
+    live = live[~webinar | live["session_at"].notna()]
+    live["capacity"] = np.ceil(live["capacity_per_week"].to_numpy(float) * weeks).astype(np.int64)
+    live["col"] = context.content_ids.get_indexer(live["content_id"])
+    live["ch"] = pd.Index(CHANNELS).get_indexer(live["channel"])
+    live = live.sort_values(["col", "ch"], kind="stable").drop_duplicates(["col", "ch"])
+    return live[["content_id", "channel", "col", "ch", "campaign_id", "capacity", "available_from", "available_until",
+                 "session_at"]].reset_index(drop=True)
+
+
+# --- candidates -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Candidates:
+    """Pruned candidate actions (one row each: row, hcp_id, col, content_id, ch, channel,
+    probability, campaign_id, territory) and ``unplanned`` (hcp_id, reason_code, reason) for
+    HCPs left with no candidate; ``slots`` from :func:`action_slots`; ``n_eligible`` the number
+    of eligible (HCP, content, channel) triples before pruning."""
+
+    table: pd.DataFrame
+    unplanned: pd.DataFrame
+    slots: pd.DataFrame
+    n_eligible: int
+
+
+def _approval(context: PlanContext) -> dict[str, np.ndarray]:
+    approved = context.catalogue["approved_specialties"].astype(object).to_numpy()
+    return {s: np.array([isinstance(a, str) and s in a.split("; ") for a in approved], bool)
+            for s in sorted(set(context.hcps["specialty"].astype(str)))}
+
+
+def _pair_matrix(frame: pd.DataFrame, context: PlanContext) -> sp.csr_matrix:
+    rows = context.hcp_ids.get_indexer(frame["hcp_id"])
+    cols = context.content_ids.get_indexer(frame["content_id"])
+    keep = (rows >= 0) & (cols >= 0)
+    data = np.ones(int(keep.sum()), bool)
+    return sp.csr_matrix((data, (rows[keep], cols[keep])), shape=(len(context.hcps), len(context.catalogue)), dtype=bool)
+
+
+def candidate_actions(context: PlanContext, score_channels: Callable, content_ids: Iterable[str],
+                      settings: PlanSettings, batch_size: int = HCP_BATCH) -> Candidates:
+    """Eligible actions of every HCP, pruned to the ``candidates_per_channel`` best items per
+    HCP and channel by the model's probability (see the module docstring for the rules).
+
+    ``score_channels(hcp_ids)`` returns engagement probabilities (n_hcp, n_content, n_channel)
+    over ``content_ids`` (which must be the catalogue, in its order) and CHANNELS; it is
+    called in batches of ``batch_size`` HCPs. Values outside [0, 1] raise :class:`PlanError`.
+    """
+    settings.validate()
+    model_items = pd.Index(np.asarray(list(content_ids), dtype=object).astype(str))
+    if not model_items.equals(pd.Index(context.content_ids.astype(str))):
+        raise PlanError(f"the model scores {len(model_items)} items that are not the catalogue's "
+                        f"{len(context.content_ids)} in catalogue order; refit or reorder the model")
+    slots = action_slots(context)
+    n_hcp, n_content, n_channel = len(context.hcps), len(context.catalogue), len(CHANNELS)
+    deliverable = np.zeros((n_content, n_channel), bool)
+    deliverable[slots["col"], slots["ch"]] = True
+    slot_campaign = pd.Series(slots["campaign_id"].to_numpy(), index=slots["col"] * n_channel + slots["ch"])
+    caps = np.array([settings.hcp_caps.get(c, 0) for c in CHANNELS]) > 0
+    caps &= settings.max_actions_per_hcp > 0
+    approval = _approval(context)
+    released = (context.catalogue["release_date"] < context.plan_end).to_numpy(bool)
+    history = context.history
+    engaged_before = _pair_matrix(history[history["engaged"].astype(bool)], context)
+    recent_start = context.plan_start - pd.Timedelta(days=settings.repeat_window_days)
+    received_recently = _pair_matrix(history[history["exposed_at"] >= recent_start], context)
+    specialty = context.hcps["specialty"].astype(str).to_numpy()
+    opted = context.hcps["opted_out"].astype(bool).to_numpy()
+    k = min(settings.candidates_per_channel, n_content)
+    frames, status, n_eligible = [], np.full(n_hcp, "", dtype=object), 0
+    hcp_ids = context.hcp_ids.to_numpy()
+    for first in range(0, n_hcp, batch_size):
+        rows = np.arange(first, min(first + batch_size, n_hcp))
+        approved = np.stack([approval[s] for s in specialty[rows]]) & released[None, :]
+        fresh = approved & ~engaged_before[rows].toarray() & ~received_recently[rows].toarray()
+        live = fresh[:, :, None] & deliverable[None] & caps[None, None, :] & ~opted[rows, None, None]
+        status[rows] = np.select(
+            [opted[rows], ~caps.any() | np.zeros(len(rows), bool), ~approved.any(axis=1), ~fresh.any(axis=1),
+             ~live.any(axis=(1, 2))],
+            ["opted_out", "no_channel_allowed", "no_approved_content", "all_received", "no_active_campaign"], "")
+        if not live.any():
+            continue
+        probability = np.asarray(score_channels(hcp_ids[rows]), dtype=np.float64)
+        if probability.shape != (len(rows), n_content, n_channel):
+            raise PlanError(f"the model's probabilities have shape {probability.shape}; expected "
+                            f"{(len(rows), n_content, n_channel)} (HCPs, catalogue items, channels)")
+        bad = ~np.isfinite(probability) | (probability < 0) | (probability > 1)
+        if bad.any():
+            where = np.argwhere(bad)[0]
+            raise PlanError(f"the model's probability for HCP {hcp_ids[rows][where[0]]!r} is "
+                            f"{probability[tuple(where)]!r}; engagement probabilities must lie in [0, 1]")
+        n_eligible += int(live.sum())
+        masked = np.where(live, probability, -np.inf)
+        top = np.argsort(-masked, axis=1, kind="stable")[:, :k, :]
+        value = np.take_along_axis(masked, top, axis=1)
+        b, rank, ch = np.nonzero(np.isfinite(value))
+        cols = top[b, rank, ch]
+        frames.append(pd.DataFrame({"row": rows[b], "col": cols, "ch": ch, "probability": value[b, rank, ch]}))
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        {"row": np.array([], int), "col": np.array([], int), "ch": np.array([], int), "probability": np.array([])})
+    table = table.sort_values(["row", "ch", "probability", "col"], ascending=[True, True, False, True],
+                              kind="stable").reset_index(drop=True)
+    table["hcp_id"] = hcp_ids[table["row"]].astype(str)
+    table["content_id"] = context.content_ids.to_numpy()[table["col"]].astype(str)
+    table["channel"] = np.asarray(CHANNELS, dtype=object)[table["ch"]].astype(str)
+    table["campaign_id"] = slot_campaign.reindex(table["col"] * n_channel + table["ch"]).to_numpy().astype(str)
+    table["territory"] = context.hcps["territory"].to_numpy()[table["row"]].astype(str)
+    unplanned = _unplanned_before_solving(context, status, settings)
+    return Candidates(table, unplanned, slots, n_eligible)
+
+
+_NO_CANDIDATE_TEXT = {
+    "opted_out": "opted out of promotional contact",
+    "no_channel_allowed": "the per-HCP caps allow no action in this period",
+    "no_approved_content": "no released item is approved for the specialty {specialty}",
+    "all_received": "every approved item was engaged with before or received in the last {window} days",
+    "no_active_campaign": "no campaign runs this period on the approved items not yet received",
+}
+
+
+def _unplanned_before_solving(context: PlanContext, status: np.ndarray, settings: PlanSettings) -> pd.DataFrame:
+    rows = np.flatnonzero(status != "")
+    reasons = []
+    for r in rows:
+        text = _NO_CANDIDATE_TEXT[status[r]].format(specialty=context.hcps["specialty"].iat[r],
+                                                    window=settings.repeat_window_days)
+        if status[r] == "opted_out" and "opted_out_at" in context.hcps and pd.notna(context.hcps["opted_out_at"].iat[r]):
+            text += f" (on {pd.Timestamp(context.hcps['opted_out_at'].iat[r]).date()})"
+        reasons.append(text)
+    return pd.DataFrame({"hcp_id": context.hcp_ids.to_numpy()[rows].astype(str),
+                         "reason_code": status[rows].astype(str), "reason": np.asarray(reasons, dtype=object).astype(str)})
+
+
+# --- capacities and constraints ------------------------------------------------------------------
+
+
+def _apportion(volume: pd.Series, total: int) -> pd.Series:
+    """Integer shares of ``total`` proportional to ``volume`` (largest remainder), so that
+    rounding each territory on its own does not change the channel's total."""
+    if total <= 0 or volume.sum() <= 0:
+        return pd.Series(0, index=volume.index, dtype=np.int64)
+    exact = volume / volume.sum() * total
+    share = np.floor(exact).astype(np.int64)
+    extra = (exact - share).sort_values(ascending=False, kind="stable").index[: total - int(share.sum())]
+    share.loc[extra] += 1
+    return share
+
+
+def capacity_table(context: PlanContext, settings: PlanSettings) -> pd.DataFrame:
+    """Touches allowed in the period: channel, territory (``all`` for the channels without a
+    territory), capacity, basis. Field channels: the parameter per territory-week × weeks when
+    set, else the channel's business-as-usual volume of the last ``capacity_lookback_weeks``
+    (per period, × ``capacity_scale``) shared among territories by their volume; other
+    channels: that volume for the whole universe."""
+    weeks = settings.period_days / 7
+    lookback = context.plan_start - pd.Timedelta(weeks=settings.capacity_lookback_weeks)
+    recent = context.history[context.history["exposed_at"] >= lookback]
+    territory_of = context.hcps.set_index("hcp_id")["territory"]
+    territories = sorted(set(context.hcps["territory"]))
+    rows = []
+    for channel in CHANNELS:
+        on_channel = recent[recent["channel"] == channel]
+        total = int(round(len(on_channel) / settings.capacity_lookback_weeks * weeks * settings.capacity_scale))
+        fixed = settings.territory_capacity.get(channel)
+        if channel in FIELD_CHANNELS and fixed is not None:
+            per = int(np.ceil(int(fixed) * weeks))
+            rows += [(channel, t, per, f"parameter: {fixed} per {settings.territory} and week") for t in territories]
+        elif channel in FIELD_CHANNELS:
+            volume = territory_of.reindex(on_channel["hcp_id"]).value_counts().reindex(territories, fill_value=0)
+            share = _apportion(volume.astype(float), total)
+            basis = f"business-as-usual volume of the last {settings.capacity_lookback_weeks} weeks x {settings.capacity_scale:g}"
+            rows += [(channel, t, int(share[t]), basis) for t in territories]
+        else:
+            rows.append((channel, ALL_TERRITORIES, total,
+                         f"business-as-usual volume of the last {settings.capacity_lookback_weeks} weeks x "
+                         f"{settings.capacity_scale:g}"))
+    return pd.DataFrame(rows, columns=["channel", "territory", "capacity", "basis"]).astype(
+        {"channel": str, "territory": str, "capacity": np.int64, "basis": str})
+
+
+@dataclass
+class ConstraintFamily:
+    """One family of "at most" constraints: candidate i belongs to group ``group[i]``, and
+    the chosen candidates of group g number at most ``capacity[g]`` (``labels[g]`` names it)."""
+
+    name: str
+    group: np.ndarray
+    capacity: np.ndarray
+    labels: np.ndarray
+
+
+def _family(name: str, keys: pd.Series, capacity_of: Callable[[pd.Index], np.ndarray]) -> ConstraintFamily:
+    codes, uniques = pd.factorize(keys, sort=True)
+    return ConstraintFamily(name, codes.astype(np.int64), np.asarray(capacity_of(pd.Index(uniques)), np.int64),
+                            np.asarray(uniques, dtype=object).astype(str))
+
+
+def constraint_families(candidates: pd.DataFrame, settings: PlanSettings, capacities: pd.DataFrame,
+                        slots: pd.DataFrame) -> list[ConstraintFamily]:
+    """The plan's constraints on ``candidates``: per HCP (``max_actions_per_hcp``), per HCP and
+    channel (``hcp_caps``), per HCP and item (one channel), per channel and territory
+    (``capacities``; a missing pair has capacity 0) and per campaign (``slots``' capacity)."""
+    caps = {c: int(settings.hcp_caps.get(c, 0)) for c in CHANNELS}
+    territory = np.where(candidates["channel"].isin(FIELD_CHANNELS), candidates["territory"], ALL_TERRITORIES)
+    capacity_of = capacities.set_index(capacities["channel"] + " in " + capacities["territory"])["capacity"]
+    campaign_capacity = slots.set_index("campaign_id")["capacity"]
+    return [
+        _family("hcp", candidates["hcp_id"], lambda u: np.full(len(u), settings.max_actions_per_hcp)),
+        _family("hcp_channel", candidates["hcp_id"] + " " + candidates["channel"],
+                lambda u: np.array([caps[key.rsplit(" ", 1)[1]] for key in u])),
+        _family("hcp_content", candidates["hcp_id"] + " " + candidates["content_id"], lambda u: np.ones(len(u))),
+        _family("channel_capacity", pd.Series(candidates["channel"].to_numpy() + " in " + territory),
+                lambda u: capacity_of.reindex(u, fill_value=0).to_numpy()),
+        _family("campaign", candidates["campaign_id"], lambda u: campaign_capacity.reindex(u, fill_value=0).to_numpy()),
+    ]
+
+
+# --- solvers -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Assignment:
+    """Which candidates a solver chose (``chosen``, boolean per candidate) and how: objective
+    (sum of the model's probabilities of the chosen), solver, status, the relative gap to the
+    solver's bound (MILP; 0 when proven optimal) and the bound, wall seconds."""
+
+    chosen: np.ndarray
+    objective: float
+    solver: str
+    status: str
+    gap: float | None
+    bound: float | None
+    seconds: float
+
+
+def _usage(families: list[ConstraintFamily], chosen: np.ndarray) -> list[np.ndarray]:
+    return [np.bincount(f.group[chosen], minlength=len(f.capacity)) for f in families]
+
+
+def check_assignment(families: list[ConstraintFamily], chosen: np.ndarray) -> None:
+    """Raise :class:`PlanError` naming the first constraint the choice breaks."""
+    for family, used in zip(families, _usage(families, chosen)):
+        over = np.flatnonzero(used > family.capacity)
+        if len(over):
+            g = over[0]
+            raise PlanError(f"constraint {family.name} {family.labels[g]!r}: {used[g]} chosen, capacity {family.capacity[g]}")
+
+
+def solve_milp(probability: np.ndarray, families: list[ConstraintFamily], time_limit_s: float = 60.0,
+               mip_rel_gap: float = 1e-4) -> Assignment:
+    """Maximise sum(probability[i] · x[i]) over binary x under every family's capacities with
+    ``scipy.optimize.milp`` (HiGHS). Rows whose group cannot exceed its capacity anyway are left
+    out (they cannot bind). When HiGHS returns no solution (e.g. the time limit hits before
+    the first feasible point), the greedy assignment is returned and the status says so."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    started = time.perf_counter()
+    n = len(probability)
+    if n == 0:
+        return Assignment(np.zeros(0, bool), 0.0, "milp", "no candidates", 0.0, 0.0, 0.0)
+    blocks, upper = [], []
+    for family in families:
+        size = np.bincount(family.group, minlength=len(family.capacity))
+        binding = np.flatnonzero(size > family.capacity)
+        if not len(binding):
+            continue
+        row_of = np.full(len(family.capacity), -1)
+        row_of[binding] = np.arange(len(binding))
+        member = np.flatnonzero(row_of[family.group] >= 0)
+        blocks.append(sp.csr_matrix((np.ones(len(member)), (row_of[family.group[member]], member)),
+                                    shape=(len(binding), n)))
+        upper.append(family.capacity[binding].astype(float))
+    constraints = [LinearConstraint(sp.vstack(blocks).tocsr(), -np.inf, np.concatenate(upper))] if blocks else []
+    result = milp(-np.asarray(probability, float), constraints=constraints, integrality=np.ones(n),
+                  bounds=Bounds(0, 1), options={"time_limit": time_limit_s, "mip_rel_gap": mip_rel_gap, "disp": False})
+    if result.x is None:
+        fallback = solve_greedy(probability, families)
+        fallback.status = f"milp found no solution ({result.message.strip()}); greedy used"
+        return fallback
+    chosen = result.x > 0.5
+    check_assignment(families, chosen)
+    objective = float(np.asarray(probability)[chosen].sum())
+    bound = -float(result.mip_dual_bound) if getattr(result, "mip_dual_bound", None) is not None else None
+    gap = float(result.mip_gap) if getattr(result, "mip_gap", None) is not None else None
+    status = "optimal" if result.status == 0 else result.message.strip()
+    return Assignment(chosen, objective, "milp", status, gap, bound, time.perf_counter() - started)
+
+
+def solve_greedy(probability: np.ndarray, families: list[ConstraintFamily]) -> Assignment:
+    """Take candidates in order of decreasing probability (ties: earlier candidate first) when
+    every constraint still has room — the usual hand-written heuristic, kept as the comparison."""
+    started = time.perf_counter()
+    left = [f.capacity.copy() for f in families]
+    groups = np.column_stack([f.group for f in families]) if families else np.zeros((len(probability), 0), int)
+    chosen = np.zeros(len(probability), bool)
+    # a plain loop: each decision depends on the capacities the previous ones used up
+    for i in np.argsort(-np.asarray(probability, float), kind="stable"):
+        g = groups[i]
+        if all(left[j][g[j]] > 0 for j in range(len(families))):
+            chosen[i] = True
+            for j in range(len(families)):
+                left[j][g[j]] -= 1
+    return Assignment(chosen, float(np.asarray(probability)[chosen].sum()), "greedy", "heuristic", None, None,
+                      time.perf_counter() - started)
+
+
+# --- the plan: timing, reasons, CRM table -------------------------------------------------------------
+
+
+def timing_preferences(history: pd.DataFrame) -> pd.DataFrame:
+    """Per (hcp_id, channel) the weekday (0 = Monday) and hour of the HCP's engaged exposures
+    most often seen (ties: earliest), plus rows with hcp_id ``*`` for each channel's population
+    habit (fallback for HCPs who never engaged on it)."""
+    engaged = history[history["engaged"].astype(bool)]
+    frame = pd.DataFrame({"hcp_id": engaged["hcp_id"].astype(str), "channel": engaged["channel"].astype(str),
+                          "weekday": engaged["exposed_at"].dt.dayofweek, "hour": engaged["exposed_at"].dt.hour})
+    everyone = frame.assign(hcp_id="*")
+    out = []
+    for part in (frame, everyone):
+        for what in ("weekday", "hour"):
+            counts = part.groupby(["hcp_id", "channel", what]).size().rename("n").reset_index()
+            counts = counts.sort_values(["hcp_id", "channel", "n", what], ascending=[True, True, False, True],
+                                        kind="stable").drop_duplicates(["hcp_id", "channel"])
+            out.append(counts.drop(columns="n").set_index(["hcp_id", "channel"]))
+    personal = pd.concat(out[:2], axis=1)
+    population = pd.concat(out[2:], axis=1)
+    return pd.concat([personal, population]).reset_index()
+
+
+def _schedule(actions: pd.DataFrame, slots: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """suggested_date, time_window and expires_at of each action (see :func:`make_plan`)."""
+    habits = timing_preferences(history).set_index(["hcp_id", "channel"])
+    personal = habits.reindex(pd.MultiIndex.from_frame(actions[["hcp_id", "channel"]]))
+    population = habits.reindex(pd.MultiIndex.from_arrays([np.full(len(actions), "*"), actions["channel"]]))
+    weekday = personal["weekday"].fillna(pd.Series(population["weekday"].to_numpy(), index=personal.index)).fillna(1)
+    hour = personal["hour"].fillna(pd.Series(population["hour"].to_numpy(), index=personal.index)).fillna(10)
+    weekday, hour = weekday.to_numpy(int), hour.to_numpy(int).clip(0, 24 - TIME_WINDOW_HOURS)
+    slot = slots.set_index(["col", "ch"]).reindex(pd.MultiIndex.from_frame(actions[["col", "ch"]]))
+    start = slot["available_from"].to_numpy(dtype="datetime64[us]")
+    until = slot["available_until"].to_numpy(dtype="datetime64[us]")
+    shift = (weekday - pd.DatetimeIndex(start).dayofweek.to_numpy()) % 7
+    day = start + shift.astype("timedelta64[D]")
+    day = np.where(day < until, day, start)
+    session = slot["session_at"].to_numpy(dtype="datetime64[us]")
+    is_session = ~np.isnat(session)
+    day = np.where(is_session, session.astype("datetime64[D]").astype("datetime64[us]"), day)
+    session_hour = pd.DatetimeIndex(session[is_session]).hour.to_numpy() if is_session.any() else np.array([], int)
+    hour[is_session] = np.where(session_hour > 0, session_hour, hour[is_session])
+    expires = np.where(is_session, day + (hour + TIME_WINDOW_HOURS).astype("timedelta64[h]"), until)
+    return pd.DataFrame({
+        "suggested_date": pd.DatetimeIndex(day).strftime("%Y-%m-%d"),
+        "time_window": [f"{h:02d}:00-{h + TIME_WINDOW_HOURS:02d}:00" for h in hour],
+        "expires_at": pd.DatetimeIndex(expires).astype("datetime64[us]"),
+    }, index=actions.index)
+
+
+def _reason(rows: pd.DataFrame, code: str, text: pd.Series | list, count, date, ids) -> pd.DataFrame:
+    return pd.DataFrame({"action_id": rows["action_id"].to_numpy(), "reason_code": code,
+                         "reason": np.asarray(text, dtype=object).astype(str),
+                         "evidence_count": np.asarray(count, dtype=np.int64),
+                         "evidence_date": pd.to_datetime(np.asarray(date)).astype("datetime64[us]"),
+                         "evidence_ids": np.asarray(ids, dtype=object).astype(str)})
+
+
+def _join(values) -> str:
+    return ";".join(sorted(map(str, set(values))))
+
+
+def reason_table(actions: pd.DataFrame, context: PlanContext, settings: PlanSettings) -> pd.DataFrame:
+    """Every reason of every action, one row each: action_id, reason_code (:data:`REASON_CODES`),
+    reason (the text a field team reads), evidence_count, evidence_date (the latest event
+    behind it) and evidence_ids (the content ids or HCP ids it rests on, ";"-joined), all
+    computed from the exposures before ``plan_start``:
+
+    - ``series_continuation``: the item is part p >= 2 of a series and the HCP engaged with part p-1;
+    - ``topic_interest``: the HCP engaged with items of the item's dominant LDA topic in the last
+      ``interest_window_days`` days;
+    - ``peer_engagement``: other HCPs of the same health system (else the same peer group) engaged
+      with the item;
+    - ``channel_preference``: the suggested channel has the HCP's highest engagement rate
+      (at least two exposures on it);
+    - ``last_touch``: the HCP's most recent touch — engaged on the suggested channel, or ignored
+      on another channel;
+    - ``model_estimate``: the model's probability (every action has it).
+    """
+    history = context.history
+    engaged = history[history["engaged"].astype(bool)]
+    catalogue = context.catalogue.set_index("content_id")
+    parts = []
+    # series continuation
+    series = catalogue["series_id"].reindex(actions["content_id"]).to_numpy(dtype=object)
+    part = catalogue["series_part"].reindex(actions["content_id"]).to_numpy(dtype=object)
+    in_series = pd.notna(series) & pd.notna(part)
+    if in_series.any():
+        item_part = catalogue[catalogue["series_id"].notna()][["series_id", "series_part"]].reset_index()
+        done = engaged.merge(item_part, on="content_id")
+        last = done.groupby(["hcp_id", "series_id", "series_part"])["exposed_at"].max()
+        rows = actions[in_series].copy()
+        rows["series_id"], rows["previous"] = series[in_series], part[in_series].astype(int) - 1
+        key = pd.MultiIndex.from_arrays([rows["hcp_id"], rows["series_id"], rows["previous"]])
+        rows["when"] = last.reindex(key).to_numpy()
+        rows = rows[rows["previous"].ge(1) & rows["when"].notna()]
+        if len(rows):
+            prev_id = item_part.set_index(["series_id", "series_part"])["content_id"]
+            ids = prev_id.reindex(pd.MultiIndex.from_arrays([rows["series_id"], rows["previous"]])).to_numpy()
+            text = [f"part {p + 1} of series {s}; engaged with part {p} on {pd.Timestamp(w).date()}"
+                    for s, p, w in zip(rows["series_id"], rows["previous"], rows["when"])]
+            parts.append(_reason(rows, "series_continuation", text, np.ones(len(rows)), rows["when"], ids))
+    # recent topic interest
+    if len(context.topic_labels):
+        since = context.plan_start - pd.Timedelta(days=settings.interest_window_days)
+        recent = engaged[engaged["exposed_at"] >= since].copy()
+        recent["topic"] = context.item_topic[context.content_ids.get_indexer(recent["content_id"])]
+        rows = actions.copy()
+        rows["topic"] = context.item_topic[rows["col"].to_numpy()]
+        hits = rows.merge(recent[["hcp_id", "topic", "content_id", "exposed_at"]].rename(
+            columns={"content_id": "evidence"}), on=["hcp_id", "topic"])
+        hits = hits[hits["topic"] >= 0]
+        if len(hits):
+            summary = hits.groupby("action_id").agg(n=("evidence", "nunique"), when=("exposed_at", "max"),
+                                                   ids=("evidence", _join), topic=("topic", "first"))
+            rows = actions.set_index("action_id").loc[summary.index].reset_index()
+            text = [f"engaged with {n} item{'s' if n > 1 else ''} on topic '{context.topic_labels[t]}' in the last "
+                    f"{settings.interest_window_days} days (last on {w.date()})"
+                    for n, t, w in zip(summary["n"], summary["topic"], summary["when"])]
+            parts.append(_reason(rows, "topic_interest", text, summary["n"], summary["when"], summary["ids"]))
+    # peers who engaged with the item
+    people = context.hcps.set_index("hcp_id")
+    for level, label in (("health_system", "health system"), ("peer_group", "peer group")):
+        rows = actions.copy()
+        rows["unit"] = people[level].reindex(rows["hcp_id"]).to_numpy()
+        peers = engaged[["hcp_id", "content_id", "exposed_at"]].rename(columns={"hcp_id": "peer"})
+        peers["unit"] = people[level].reindex(peers["peer"]).to_numpy()
+        hits = rows.merge(peers, on=["unit", "content_id"])
+        hits = hits[hits["peer"] != hits["hcp_id"]]
+        if not len(hits):
+            continue
+        summary = hits.groupby("action_id").agg(n=("peer", "nunique"), when=("exposed_at", "max"),
+                                               ids=("peer", _join), unit=("unit", "first"))
+        already = set().union(*[set(p.loc[p["reason_code"] == "peer_engagement", "action_id"]) for p in parts])
+        summary = summary[~summary.index.isin(already)]
+        if len(summary):
+            rows = actions.set_index("action_id").loc[summary.index].reset_index()
+            text = [f"{n} peer{'s' if n > 1 else ''} in the same {label} ({u}) engaged with this item"
+                    for n, u in zip(summary["n"], summary["unit"])]
+            parts.append(_reason(rows, "peer_engagement", text, summary["n"], summary["when"], summary["ids"]))
+    # channel preference: the suggested channel has the HCP's best engagement rate
+    rates = history.groupby(["hcp_id", "channel"]).agg(exposed=("engaged", "size"), engaged=("engaged", "sum"),
+                                                        when=("exposed_at", "max")).reset_index()
+    rates = rates[rates["exposed"] >= 2]
+    rates["rate"] = rates["engaged"] / rates["exposed"]
+    best = rates.sort_values(["hcp_id", "rate", "exposed"], ascending=[True, False, False], kind="stable")
+    best = best.drop_duplicates("hcp_id")
+    best = best[best["engaged"] > 0]
+    rows = actions.merge(best, on=["hcp_id", "channel"])
+    if len(rows):
+        text = [f"prefers {CHANNEL_LABELS[c].lower()}: engaged on {int(e)} of {int(x)} touches, the best rate of "
+                f"the HCP's channels" for c, e, x in zip(rows["channel"], rows["engaged"], rows["exposed"])]
+        parts.append(_reason(rows, "channel_preference", text, rows["engaged"], rows["when"], rows["channel"]))
+    # last touch outcome
+    last = history.drop_duplicates("hcp_id", keep="last").set_index("hcp_id")
+    rows = actions[actions["hcp_id"].isin(last.index)].copy()
+    rows["last_channel"] = last["channel"].reindex(rows["hcp_id"]).to_numpy()
+    rows["last_engaged"] = last["engaged"].reindex(rows["hcp_id"]).to_numpy(bool)
+    rows["last_at"] = last["exposed_at"].reindex(rows["hcp_id"]).to_numpy()
+    rows["last_item"] = last["content_id"].reindex(rows["hcp_id"]).to_numpy()
+    same = (rows["last_channel"] == rows["channel"]) & rows["last_engaged"]
+    other = (rows["last_channel"] != rows["channel"]) & ~rows["last_engaged"]
+    rows = rows[same | other]
+    if len(rows):
+        text = [f"engaged with the last {CHANNEL_LABELS[c].lower()} on {pd.Timestamp(w).date()}" if e else
+                f"last {CHANNEL_LABELS[c].lower()} on {pd.Timestamp(w).date()} not engaged; switching channel"
+                for c, e, w in zip(rows["last_channel"], rows["last_engaged"], rows["last_at"])]
+        parts.append(_reason(rows, "last_touch", text, np.ones(len(rows)), rows["last_at"], rows["last_item"]))
+    # the model's estimate, always present
+    text = [f"model estimates a {p:.0%} chance of engagement via {CHANNEL_LABELS[c].lower()}"
+            for p, c in zip(actions["priority_score"], actions["channel"])]
+    parts.append(_reason(actions, "model_estimate", text, np.zeros(len(actions)), np.full(len(actions), np.datetime64("NaT", "us")),
+                         np.full(len(actions), "")))
+    table = pd.concat(parts, ignore_index=True)
+    table["order"] = pd.Index(REASON_CODES).get_indexer(table["reason_code"])
+    return table.sort_values(["action_id", "order"], kind="stable").drop(columns="order").reset_index(drop=True)
+
+
+@dataclass
+class Plan:
+    """A built plan: ``actions`` (the CRM table, :data:`PLAN_COLUMNS`), ``reasons``
+    (:func:`reason_table`), ``unplanned`` (hcp_id, reason_code, reason — every HCP of the
+    master without an action, with why), ``capacities`` (with ``used``), the solver's
+    :class:`Assignment` and the candidates it chose from."""
+
+    actions: pd.DataFrame
+    reasons: pd.DataFrame
+    unplanned: pd.DataFrame
+    capacities: pd.DataFrame
+    assignment: Assignment
+    candidates: Candidates
+
+
+def _blocked(chosen_table: pd.DataFrame, candidates: pd.DataFrame, families: list[ConstraintFamily],
+             chosen: np.ndarray, hcp_ids: np.ndarray) -> pd.DataFrame:
+    """Why HCPs with candidates got nothing: the full constraints their candidates hit."""
+    full = [used >= f.capacity for f, used in zip(families, _usage(families, chosen))]
+    reasons = []
+    index = {h: np.flatnonzero(candidates["hcp_id"].to_numpy() == h) for h in hcp_ids}
+    for hcp in hcp_ids:
+        hit = sorted({f"{f.name.replace('_', ' ')} {f.labels[f.group[i]]} ({f.capacity[f.group[i]]} available)"
+                      for i in index[hcp] for f, is_full in zip(families, full)
+                      if f.name not in ("hcp", "hcp_channel", "hcp_content") and is_full[f.group[i]]})
+        reasons.append(("capacity_exhausted", "capacity used up by higher-priority actions: " + "; ".join(hit)) if hit
+                       else ("not_selected", "not selected by the solver within its time limit"))
+    return pd.DataFrame({"hcp_id": np.asarray(hcp_ids, dtype=object).astype(str),
+                         "reason_code": [r[0] for r in reasons], "reason": [r[1] for r in reasons]})
+
+
+def make_plan(context: PlanContext, candidates: Candidates, assignment: Assignment, families: list[ConstraintFamily],
+              capacities: pd.DataFrame, settings: PlanSettings, model_name: str) -> Plan:
+    """The CRM table of the chosen candidates, their reasons and the HCPs left out.
+
+    Per action: ``action_rank`` 1..n within the HCP by decreasing ``priority_score`` (the
+    model's engagement probability); ``suggested_date``: webinars on their session, other
+    channels on the first day of the campaign's window in the period that falls on the
+    weekday the HCP engaged on most via that channel (else the channel's usual weekday
+    across HCPs); ``time_window``: two hours from the HCP's usual hour on that channel (same
+    fallback); ``expires_at``: the end of the webinar's session window, else the end of the
+    campaign's window in the period.
+    """
+    table = candidates.table
+    chosen = table[assignment.chosen].copy()
+    chosen = chosen.sort_values(["row", "probability", "ch"], ascending=[True, False, True], kind="stable")
+    chosen["action_rank"] = chosen.groupby("row").cumcount() + 1
+    chosen["action_id"] = [f"{context.plan_id}-{i:06d}" for i in range(1, len(chosen) + 1)]
+    chosen["priority_score"] = chosen["probability"].astype(float)
+    chosen = chosen.reset_index(drop=True)
+    schedule = _schedule(chosen, candidates.slots, context.history)
+    reasons = reason_table(chosen, context, settings) if len(chosen) else pd.DataFrame(
+        columns=["action_id", "reason_code", "reason", "evidence_count", "evidence_date", "evidence_ids"])
+    joined = reasons.groupby("action_id").agg(reasons=("reason", " | ".join), reason_codes=("reason_code", "; ".join))
+    titles = context.catalogue.set_index("content_id")["title"]
+    people = context.hcps.set_index("hcp_id")
+    actions = pd.DataFrame({
+        "plan_id": context.plan_id, "action_id": chosen["action_id"], "hcp_id": chosen["hcp_id"],
+        "specialty": people["specialty"].reindex(chosen["hcp_id"]).astype(str).to_numpy(),
+        "territory": chosen["territory"], "action_rank": chosen["action_rank"].astype(np.int64),
+        "content_id": chosen["content_id"], "content_title": titles.reindex(chosen["content_id"]).astype(str).to_numpy(),
+        "channel": chosen["channel"], "campaign_id": chosen["campaign_id"], **schedule,
+        "priority_score": chosen["priority_score"],
+        "reasons": joined["reasons"].reindex(chosen["action_id"]).to_numpy(),
+        "reason_codes": joined["reason_codes"].reindex(chosen["action_id"]).to_numpy(),
+        "model": model_name, "solver": assignment.solver,
+    })
+    actions = actions.astype({c: str for c in PLAN_COLUMNS if c not in ("action_rank", "priority_score", "expires_at")}
+                             | {"action_rank": np.int64, "priority_score": float, "expires_at": "datetime64[us]"})
+    actions = io.validate(actions[list(PLAN_COLUMNS)], PLAN_SCHEMA, "plan")
+    with_candidates = set(table["hcp_id"])
+    left_out = sorted(with_candidates - set(actions["hcp_id"]))
+    unplanned = pd.concat([candidates.unplanned,
+                           _blocked(chosen, table, families, assignment.chosen, np.asarray(left_out, dtype=object))],
+                          ignore_index=True)
+    order = context.hcp_ids.get_indexer(unplanned["hcp_id"])
+    unplanned = unplanned.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
+    used = _usage(families, assignment.chosen)[[f.name for f in families].index("channel_capacity")]
+    family = families[[f.name for f in families].index("channel_capacity")]
+    used_of = pd.Series(used, index=family.labels)
+    capacities = capacities.assign(used=used_of.reindex(capacities["channel"] + " in " + capacities["territory"],
+                                                        fill_value=0).to_numpy(np.int64))
+    return Plan(actions, reasons, unplanned, capacities, assignment, candidates)
+
+
+def build_plan(context: PlanContext, score_channels: Callable, content_ids: Iterable[str], settings: PlanSettings,
+               model_name: str, solver: str = "milp") -> Plan:
+    """Candidates, capacities, constraints, the ``solver``'s ('milp' or 'greedy') assignment
+    and :func:`make_plan`, in one call."""
+    if solver not in ("milp", "greedy"):
+        raise PlanError(f"solver {solver!r}: expected 'milp' or 'greedy'")
+    candidates = candidate_actions(context, score_channels, content_ids, settings)
+    capacities = capacity_table(context, settings)
+    families = constraint_families(candidates.table, settings, capacities, candidates.slots)
+    probability = candidates.table["probability"].to_numpy()
+    assignment = (solve_milp(probability, families, settings.time_limit_s, settings.mip_rel_gap) if solver == "milp"
+                  else solve_greedy(probability, families))
+    return make_plan(context, candidates, assignment, families, capacities, settings, model_name)
+
+
+# --- where the probabilities come from -----------------------------------------------------------------
+
+
+@dataclass
+class ProbabilityModel:
+    """A source of engagement probabilities: ``score_channels(hcp_ids)`` -> (n_hcp,
+    n_content, n_channel) over ``content_ids`` and CHANNELS; ``name`` and ``description``
+    say which model it is."""
+
+    name: str
+    description: str
+    content_ids: pd.Index
+    score_channels: Callable
+
+
+class BaselineEngagementModel:
+    """The documented baseline combination used when no hybrid model is saved: a logistic
+    regression of ``engaged`` on the logged exposures before the cut-off with features
+    one-hot(specialty × channel) and the ALS affinity of the (HCP, item) pair (notebook 04's
+    factors fitted on the same data) times one-hot(channel). Its logit is additive, so the
+    (HCP, item, channel) tensor is a broadcast, not one prediction per triple."""
+
+    name = "baseline_als_specialty_channel"
+
+    def fit(self, history: pd.DataFrame, hcps: pd.DataFrame, hcp_factors: pd.DataFrame,
+            item_factors: pd.DataFrame, content_ids: pd.Index) -> "BaselineEngagementModel":
+        from sklearn.linear_model import LogisticRegression
+
+        factor_cols = [c for c in hcp_factors.columns if c.startswith("factor_")]
+        self.hcp_ids_ = pd.Index(hcps["hcp_id"].astype(str))
+        self.content_ids_ = pd.Index(np.asarray(content_ids, dtype=object).astype(str))
+        self.hcp_vectors_ = hcp_factors.set_index(hcp_factors["hcp_id"].astype(str))[factor_cols].reindex(
+            self.hcp_ids_).fillna(0.0).to_numpy()
+        self.item_vectors_ = item_factors.set_index(item_factors["content_id"].astype(str))[factor_cols].reindex(
+            self.content_ids_).fillna(0.0).to_numpy()
+        self.specialties_ = sorted(set(hcps["specialty"].astype(str)))
+        self.hcp_specialty_ = pd.Index(self.specialties_).get_indexer(hcps["specialty"].astype(str))
+        rows = self.hcp_ids_.get_indexer(history["hcp_id"])
+        cols = self.content_ids_.get_indexer(history["content_id"])
+        keep = (rows >= 0) & (cols >= 0)
+        features = self._features(rows[keep], cols[keep], pd.Index(CHANNELS).get_indexer(history["channel"])[keep])
+        model = LogisticRegression(max_iter=2000).fit(features, history["engaged"].to_numpy(bool)[keep])
+        n_sc = len(self.specialties_) * len(CHANNELS)
+        self.specialty_channel_ = model.coef_[0, :n_sc].reshape(len(self.specialties_), len(CHANNELS))
+        self.affinity_ = model.coef_[0, n_sc:]
+        self.intercept_ = float(model.intercept_[0])
+        return self
+
+    def _features(self, rows: np.ndarray, cols: np.ndarray, channels: np.ndarray) -> np.ndarray:
+        n_sc = len(self.specialties_) * len(CHANNELS)
+        onehot = np.zeros((len(rows), n_sc + len(CHANNELS)))
+        onehot[np.arange(len(rows)), self.hcp_specialty_[rows] * len(CHANNELS) + channels] = 1.0
+        affinity = np.einsum("ij,ij->i", self.hcp_vectors_[rows], self.item_vectors_[cols])
+        onehot[np.arange(len(rows)), n_sc + channels] = affinity
+        return onehot
+
+    def score_channels(self, hcp_ids) -> np.ndarray:
+        from scipy.special import expit
+
+        rows = self.hcp_ids_.get_indexer(pd.Index(np.asarray(list(hcp_ids), dtype=object).astype(str)))
+        if (rows < 0).any():
+            raise PlanError(f"HCP id {np.asarray(list(hcp_ids))[rows < 0][0]!r} is unknown to {self.name}")
+        affinity = self.hcp_vectors_[rows] @ self.item_vectors_.T
+        logit = (self.intercept_ + self.specialty_channel_[self.hcp_specialty_[rows]][:, None, :]
+                 + affinity[:, :, None] * self.affinity_[None, None, :])
+        return expit(logit)
+
+
+def load_probability_model(run_dir: str | Path, context: PlanContext, choice: str = "auto") -> ProbabilityModel:
+    """The engagement model the plan is built from. ``hybrid``: the model notebook 05 saved in
+    ``hybrid/model/`` (it must have been trained with cut-off ``plan_start``); ``baseline``:
+    :class:`BaselineEngagementModel` from ``cf/als_*_factors.parquet`` (fit ``train+validation``);
+    ``auto``: the hybrid when saved, else the baseline. Never the simulator's truth."""
+    run = RunDir(Path(run_dir))
+    if choice not in ("auto", "hybrid", "baseline"):
+        raise PlanError(f"parameter 'plan_model': got {choice!r}; expected one of 'auto', 'hybrid', 'baseline'")
+    saved = run.hybrid / "model" / "model.keras"
+    why_not_hybrid = f"no saved hybrid model at {saved}"
+    if choice == "hybrid" or (choice == "auto" and saved.exists()):
+        try:
+            return _hybrid_model(run, context)
+        except (PlanError, ValueError, OSError, KeyError) as err:
+            if choice == "hybrid":
+                raise PlanError(f"{saved}: the hybrid model cannot be used: {err}") from err
+            # auto: a saved model from another code version must not stop the plan; the notebook says why
+            why_not_hybrid = f"the saved hybrid model could not be used ({type(err).__name__}: {err})"
+    tables = {}
+    for side, key in (("hcp", "hcp_id"), ("item", "content_id")):
+        path = run.cf / f"als_{side}_factors.parquet"
+        if not path.exists():
+            raise PlanError(f"{path}: missing (run notebook 04 first)")
+        table = io.read_parquet(path)
+        tables[side] = table[table["fit"] == "train+validation"]
+        if tables[side].empty:
+            raise PlanError(f"{path}: no rows with fit 'train+validation' (the factors fitted before the test cut-off)")
+    model = BaselineEngagementModel().fit(context.history, context.hcps, tables["hcp"], tables["item"],
+                                          context.content_ids)
+    return ProbabilityModel(model.name, "logistic regression on ALS affinity x channel + specialty x channel "
+                            f"(notebook 04's factors); hybrid not used: {why_not_hybrid}", model.content_ids_,
+                            model.score_channels)
+
+
+def _hybrid_model(run: RunDir, context: PlanContext) -> ProbabilityModel:
+    if not (run.hybrid / "model" / "model.keras").exists():
+        raise PlanError(f"{run.hybrid / 'model'}: no saved hybrid model (run notebook 05 first, or set plan_model=baseline)")
+    from . import hybrid, hybrid_eval
+
+    inputs = hybrid_eval.read_inputs(run.root)
+    if inputs.stage.split.test_start != context.plan_start:
+        raise PlanError(f"the hybrid was trained up to {inputs.stage.split.test_start}, the plan starts "
+                        f"{context.plan_start}")
+    model = hybrid.load(run.hybrid / "model", inputs.stage.train_valid, inputs.hcp_master, inputs.doc_topics)
+    model.score_channels(context.hcp_ids[:1])  # a model saved by another code version fails here, not mid-plan
+    return ProbabilityModel("hybrid", "hybrid LSTM of notebook 05 (engagement head)",
+                            pd.Index(model.content_ids_.astype(str)), model.score_channels)
+
+
+def matrix_scorer(matrix: np.ndarray, hcp_ids: Iterable[str]) -> Callable:
+    """A ``score_channels`` callable over a precomputed (n_hcp, n_content, n_channel) array whose
+    rows follow ``hcp_ids`` (e.g. the oracle, to measure the best plan under the same rules)."""
+    index = pd.Index(np.asarray(list(hcp_ids), dtype=object).astype(str))
+
+    def score(ids):
+        rows = index.get_indexer(pd.Index(np.asarray(list(ids), dtype=object).astype(str)))
+        if (rows < 0).any():
+            raise PlanError(f"HCP id {np.asarray(list(ids))[rows < 0][0]!r} is not a row of the matrix")
+        return matrix[rows]
+
+    return score
+
+
+# --- measured value (truth used here only) -------------------------------------------------------------
+
+
+def unconstrained_top1(candidates: Candidates) -> pd.DataFrame:
+    """Each HCP's single best candidate by the model (no caps, no capacities): hcp_id,
+    content_id, channel, probability, plus row/col/ch/campaign_id/territory."""
+    table = candidates.table
+    return table.sort_values(["row", "probability", "ch"], ascending=[True, False, True],
+                             kind="stable").drop_duplicates("row").reset_index(drop=True)
+
+
+def logged_actions(interactions: pd.DataFrame, hcp_ids: Iterable[str], start, end) -> pd.DataFrame:
+    """The business-as-usual touches logged in ``[start, end)`` for ``hcp_ids``: hcp_id,
+    content_id, channel (measurement only: this is the future of the plan's start)."""
+    rows = interactions[(interactions["exposed_at"] >= pd.Timestamp(start)) & (interactions["exposed_at"] < pd.Timestamp(end))]
+    rows = rows[rows["hcp_id"].astype(str).isin(set(map(str, hcp_ids)))]
+    return pd.DataFrame({"hcp_id": rows["hcp_id"].astype(str).to_numpy(), "content_id": rows["content_id"].astype(str).to_numpy(),
+                         "channel": rows["channel"].astype(str).to_numpy()})
+
+
+def true_probabilities(actions: pd.DataFrame, truth: np.ndarray, hcp_ids: Iterable[str],
+                       content_ids: Iterable[str]) -> np.ndarray:
+    """The truth's probability of each (hcp_id, content_id, channel) row; ``truth`` is
+    (n_hcp, n_content, n_channel) over ``hcp_ids``, ``content_ids`` and CHANNELS."""
+    rows = pd.Index(np.asarray(list(hcp_ids), dtype=object).astype(str)).get_indexer(actions["hcp_id"].astype(str))
+    cols = pd.Index(np.asarray(list(content_ids), dtype=object).astype(str)).get_indexer(actions["content_id"].astype(str))
+    chans = pd.Index(CHANNELS).get_indexer(actions["channel"].astype(str))
+    if (rows < 0).any() or (cols < 0).any() or (chans < 0).any():
+        raise PlanError("an action names an HCP, item or channel outside the truth matrix")
+    return truth[rows, cols, chans]
+
+
+def policy_comparison(policies: dict[str, pd.DataFrame], truth: np.ndarray, hcp_ids: Iterable[str],
+                      content_ids: Iterable[str], reference: str | None = None) -> pd.DataFrame:
+    """One row per policy: touches (in total and per channel), HCPs reached, expected
+    engagements (sum of the truth's probabilities of its touches), expected engagements per
+    touch and, with ``reference``, the share of that policy's expected engagements."""
+    hcp_ids = list(hcp_ids)
+    content_ids = list(content_ids)
+    rows = []
+    for name, actions in policies.items():
+        value = true_probabilities(actions, truth, hcp_ids, content_ids) if len(actions) else np.zeros(0)
+        counts = actions["channel"].value_counts().reindex(list(CHANNELS), fill_value=0)
+        rows.append({"policy": name, "touches": len(actions), "hcps_reached": actions["hcp_id"].nunique(),
+                     **{f"touches_{c}": int(counts[c]) for c in CHANNELS},
+                     "expected_engagements": float(value.sum()),
+                     "per_touch": float(value.mean()) if len(value) else float("nan")})
+    table = pd.DataFrame(rows).set_index("policy")
+    if reference is not None:
+        table[f"share_of_{reference}"] = table["expected_engagements"] / table.loc[reference, "expected_engagements"]
+    return table
+
+
+# --- export ------------------------------------------------------------------------------------------
+
+
+def write_plan(plan: Plan, run_dir: str | Path, summary: dict) -> dict[str, Path]:
+    """Write ``plan/plan.parquet`` and ``plan/plan.csv`` (the CRM import, :data:`PLAN_COLUMNS`),
+    ``plan/reasons.parquet``, ``plan/unplanned.parquet``, ``plan/capacities.parquet`` and
+    ``metrics/plan.json`` (``summary``); the table is validated before anything is written."""
+    run = RunDir(Path(run_dir))
+    folder = run.plan
+    actions = io.validate(plan.actions, PLAN_SCHEMA, folder / "plan.parquet")
+    return {
+        "plan": io.write_parquet(actions, folder / "plan.parquet", PLAN_SCHEMA),
+        "csv": io.write_csv(actions, folder / "plan.csv"),
+        "reasons": io.write_parquet(plan.reasons, folder / "reasons.parquet"),
+        "unplanned": io.write_parquet(plan.unplanned, folder / "unplanned.parquet"),
+        "capacities": io.write_parquet(plan.capacities, folder / "capacities.parquet"),
+        "summary": io.write_json(summary, run.metrics / "plan.json"),
+    }

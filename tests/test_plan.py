@@ -1,0 +1,325 @@
+"""Tests of hcp_lib.plan: every constraint on generated plans, the solver against brute force,
+reasons checked against the history, and bad input."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hcp_lib import plan
+from hcp_lib.domain import CHANNELS
+
+START = pd.Timestamp("2025-03-03")  # a Monday
+
+
+def _world(n_hcps: int = 12, n_items: int = 8, seed: int = 0):
+    """A small hand-made world: two states, one opted-out HCP, one HCP whose specialty has no
+    approved item, a two-part series, campaigns on every channel and a history before START."""
+    rng = np.random.default_rng(seed)
+    specialties = ["cardiology", "endocrinology"] * (n_hcps // 2)
+    specialties[-1] = "pediatrics"  # nothing is approved for pediatrics
+    hcps = pd.DataFrame({
+        "hcp_id": [f"10000000{i:02d}" for i in range(n_hcps)], "specialty": specialties,
+        "state": ["TX" if i % 2 else "CA" for i in range(n_hcps)],
+        "region": ["South" if i % 2 else "West" for i in range(n_hcps)],
+        "opted_out": [i == 0 for i in range(n_hcps)],
+        "opted_out_at": [START - pd.Timedelta(days=10) if i == 0 else pd.NaT for i in range(n_hcps)],
+        "peer_group": [f"PG{i % 3}" for i in range(n_hcps)], "health_system": [f"HS{i % 2}" for i in range(n_hcps)],
+    })
+    items = [f"{100 + j}" for j in range(n_items)]
+    catalogue = pd.DataFrame({
+        "content_id": items, "title": [f"Item {j}" for j in range(n_items)],
+        "release_date": [START - pd.Timedelta(days=60)] * (n_items - 1) + [START + pd.Timedelta(days=30)],
+        "approved_specialties": ["cardiology; endocrinology" if j % 3 else "cardiology" for j in range(n_items)],
+        "series_id": pd.array(["S1", "S1"] + [None] * (n_items - 2), dtype="string"),
+        "series_part": pd.array([1, 2] + [None] * (n_items - 2), dtype="Int64"),
+    })
+    campaigns = []
+    for j, item in enumerate(items):
+        for channel in CHANNELS:
+            start = START - pd.Timedelta(days=3) if channel == "webinar" else START - pd.Timedelta(days=20)
+            campaigns.append({"campaign_id": f"CMP-{item}-{channel}", "content_id": item, "channel": channel,
+                              "start_date": start, "end_date": START + pd.Timedelta(days=40),
+                              "capacity_per_week": 2 if channel != "email" else 50})
+    campaigns = pd.DataFrame(campaigns)
+    rows = []
+    for i, hcp in enumerate(hcps["hcp_id"]):
+        for k in range(6):
+            rows.append({"hcp_id": hcp, "content_id": items[int(rng.integers(0, n_items - 1))],
+                         "channel": CHANNELS[int(rng.integers(0, len(CHANNELS)))],
+                         "exposed_at": START - pd.Timedelta(days=int(rng.integers(1, 50)), hours=int(rng.integers(0, 20))),
+                         "engaged": bool(rng.random() < 0.5)})
+    # HCP 1 engaged with part 1 of the series: part 2 is a continuation for it
+    rows.append({"hcp_id": hcps["hcp_id"][1], "content_id": "100", "channel": "email",
+                 "exposed_at": START - pd.Timedelta(days=70), "engaged": True})
+    # a row after the plan start must never reach the plan
+    rows.append({"hcp_id": hcps["hcp_id"][2], "content_id": "103", "channel": "email",
+                 "exposed_at": START + pd.Timedelta(days=1), "engaged": True})
+    interactions = pd.DataFrame(rows)
+    doc_topics = pd.DataFrame({"pmid": items, "topic_0": [0.9 if j % 2 else 0.1 for j in range(n_items)]})
+    doc_topics["topic_1"] = 1 - doc_topics["topic_0"]
+    return hcps, catalogue, campaigns, interactions, doc_topics
+
+
+def _context(settings: plan.PlanSettings, **kwargs):
+    hcps, catalogue, campaigns, interactions, doc_topics = _world(**kwargs)
+    return plan.make_context(hcps, catalogue, campaigns, interactions, START, settings, doc_topics=doc_topics,
+                             topic_labels=["heart / failure", "insulin / glucose"])
+
+
+def _scorer(context: plan.PlanContext, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    matrix = rng.uniform(0.01, 0.6, (len(context.hcps), len(context.catalogue), len(CHANNELS)))
+    return plan.matrix_scorer(matrix, context.hcp_ids)
+
+
+SETTINGS = plan.PlanSettings(period_days=7, max_actions_per_hcp=2, repeat_window_days=28, candidates_per_channel=3,
+                             capacity_scale=1.0, territory_capacity={"rep_visit": 1, "in_person_meeting": 1},
+                             time_limit_s=10)
+
+
+@pytest.fixture(scope="module")
+def built():
+    context = _context(SETTINGS)
+    result = plan.build_plan(context, _scorer(context), context.content_ids, SETTINGS, "random-test-model")
+    return context, result
+
+
+def test_plan_respects_every_constraint(built):
+    context, result = built
+    actions = result.actions
+    assert len(actions) > 0
+    assert list(actions.columns) == list(plan.PLAN_COLUMNS)
+    # per-HCP limit and per-HCP channel caps, one channel per item
+    assert actions.groupby("hcp_id").size().max() <= SETTINGS.max_actions_per_hcp
+    assert actions.groupby(["hcp_id", "channel"]).size().max() <= 1
+    assert not actions.duplicated(["hcp_id", "content_id"]).any()
+    # capacities per channel and territory, and per campaign
+    used = actions.assign(territory=np.where(actions["channel"].isin(plan.FIELD_CHANNELS), actions["territory"],
+                                             plan.ALL_TERRITORIES)).groupby(["channel", "territory"]).size()
+    capacity = result.capacities.set_index(["channel", "territory"])["capacity"]
+    assert (used <= capacity.reindex(used.index, fill_value=0)).all()
+    assert (capacity.xs("rep_visit") == 1).all()
+    slots = result.candidates.slots.set_index("campaign_id")["capacity"]
+    per_campaign = actions.groupby("campaign_id").size()
+    assert (per_campaign <= slots.reindex(per_campaign.index)).all()
+    # approval for the HCP's specialty, released items only
+    approved = context.catalogue.set_index("content_id")["approved_specialties"].reindex(actions["content_id"])
+    assert all(s in a.split("; ") for s, a in zip(actions["specialty"], approved))
+    assert "107" not in set(actions["content_id"])  # released after the period
+    # opt-outs
+    opted = set(context.hcps.loc[context.hcps["opted_out"], "hcp_id"])
+    assert opted and not opted & set(actions["hcp_id"])
+    # no repeat of what was received in the window or engaged with before
+    history = context.history
+    recent = history[history["exposed_at"] >= START - pd.Timedelta(days=SETTINGS.repeat_window_days)]
+    blocked = set(zip(recent["hcp_id"], recent["content_id"])) | set(
+        zip(history.loc[history["engaged"], "hcp_id"], history.loc[history["engaged"], "content_id"]))
+    assert not blocked & set(zip(actions["hcp_id"], actions["content_id"]))
+    # every HCP of the master is either planned or said why not
+    assert set(actions["hcp_id"]) | set(result.unplanned["hcp_id"]) == set(context.hcps["hcp_id"])
+    assert not set(actions["hcp_id"]) & set(result.unplanned["hcp_id"])
+
+
+def test_plan_dates_and_expiry_lie_in_the_period(built):
+    context, result = built
+    actions = result.actions
+    day = pd.to_datetime(actions["suggested_date"])
+    assert ((day >= context.plan_start) & (day < context.plan_end)).all()
+    assert (actions["expires_at"] <= context.plan_end).all()
+    webinars = actions[actions["channel"] == "webinar"]
+    # webinar campaigns start on a Friday (START - 3 days): sessions are weekly on Fridays
+    assert (pd.to_datetime(webinars["suggested_date"]).dt.dayofweek == 4).all()
+
+
+def test_history_after_plan_start_is_never_read():
+    context = _context(SETTINGS)
+    assert (context.history["exposed_at"] < START).all()
+
+
+def test_unplanned_reasons_name_the_cause(built):
+    context, result = built
+    why = result.unplanned.set_index("hcp_id")
+    assert why.loc[context.hcps["hcp_id"][0], "reason_code"] == "opted_out"
+    assert "opted out" in why.loc[context.hcps["hcp_id"][0], "reason"]
+    pediatric = context.hcps.loc[context.hcps["specialty"] == "pediatrics", "hcp_id"].iloc[0]
+    assert why.loc[pediatric, "reason_code"] == "no_approved_content"
+    assert "pediatrics" in why.loc[pediatric, "reason"]
+    assert set(why["reason_code"]) <= set(plan.UNPLANNED_CODES)
+
+
+def _families(groups: list[np.ndarray], capacities: list[np.ndarray]) -> list[plan.ConstraintFamily]:
+    return [plan.ConstraintFamily(f"f{k}", g, c, np.array([f"g{i}" for i in range(len(c))]))
+            for k, (g, c) in enumerate(zip(groups, capacities))]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_milp_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n = 10
+    probability = rng.uniform(0, 1, n)
+    groups = [rng.integers(0, 4, n), rng.integers(0, 3, n), rng.integers(0, 2, n)]
+    capacities = [rng.integers(0, 3, 4), rng.integers(1, 3, 3), rng.integers(1, 4, 2)]
+    families = _families(groups, capacities)
+    best = 0.0
+    for chosen in itertools.product([False, True], repeat=n):
+        chosen = np.array(chosen)
+        if all((np.bincount(g[chosen], minlength=len(c)) <= c).all() for g, c in zip(groups, capacities)):
+            best = max(best, probability[chosen].sum())
+    result = plan.solve_milp(probability, families, time_limit_s=10, mip_rel_gap=0)
+    assert result.status == "optimal"
+    assert result.objective == pytest.approx(best, abs=1e-9)
+    plan.check_assignment(families, result.chosen)
+    greedy = plan.solve_greedy(probability, families)
+    plan.check_assignment(families, greedy.chosen)
+    assert greedy.objective <= best + 1e-12
+
+
+def test_greedy_loses_where_a_scarce_seat_matters():
+    # HCP A: rep visit 0.50 or email 0.45; HCP B: rep visit 0.49 or email 0.01; one rep seat, one action each
+    probability = np.array([0.50, 0.45, 0.49, 0.01])
+    hcp = np.array([0, 0, 1, 1])
+    rep_seat = np.array([0, 1, 0, 1])  # group 0 = the rep seat (capacity 1), group 1 = email (plenty)
+    families = _families([hcp, rep_seat], [np.array([1, 1]), np.array([1, 10])])
+    assert plan.solve_greedy(probability, families).objective == pytest.approx(0.51)
+    milp = plan.solve_milp(probability, families)
+    assert milp.objective == pytest.approx(0.94)
+    assert milp.chosen.tolist() == [False, True, True, False]
+
+
+def test_reasons_refer_to_the_hcps_history(built):
+    context, result = built
+    reasons = result.reasons.merge(result.actions[["action_id", "hcp_id", "content_id", "channel"]], on="action_id")
+    assert set(reasons["reason_code"]) <= set(plan.REASON_CODES)
+    assert (reasons.groupby("action_id")["reason_code"].apply(lambda c: "model_estimate" in set(c))).all()
+    history = context.history
+    engaged = history[history["engaged"]]
+    topic = dict(zip(context.content_ids, context.item_topic))
+    people = context.hcps.set_index("hcp_id")
+    checked = set()
+    for row in reasons.itertuples():
+        if row.reason_code == "topic_interest":
+            since = START - pd.Timedelta(days=SETTINGS.interest_window_days)
+            mine = engaged[(engaged["hcp_id"] == row.hcp_id) & (engaged["exposed_at"] >= since)]
+            expected = {c for c in mine["content_id"] if topic[c] == topic[row.content_id]}
+            assert set(row.evidence_ids.split(";")) == expected
+            assert row.evidence_count == len(expected)
+            assert context.topic_labels[topic[row.content_id]] in row.reason
+        elif row.reason_code == "peer_engagement":
+            peers = set(row.evidence_ids.split(";"))
+            assert row.hcp_id not in peers
+            did = set(engaged.loc[engaged["content_id"] == row.content_id, "hcp_id"])
+            assert peers <= did
+            assert len({people.loc[p, "health_system"] for p in peers} | {people.loc[row.hcp_id, "health_system"]}) == 1 \
+                or len({people.loc[p, "peer_group"] for p in peers} | {people.loc[row.hcp_id, "peer_group"]}) == 1
+        elif row.reason_code == "series_continuation":
+            assert row.content_id == "101" and row.evidence_ids == "100"
+            assert ((engaged["hcp_id"] == row.hcp_id) & (engaged["content_id"] == "100")).any()
+        elif row.reason_code == "last_touch":
+            last = history[history["hcp_id"] == row.hcp_id].iloc[-1]
+            assert row.evidence_ids == last["content_id"] and row.evidence_date == last["exposed_at"]
+            assert (last["channel"] == row.channel) == bool(last["engaged"])
+        elif row.reason_code == "channel_preference":
+            mine = history[(history["hcp_id"] == row.hcp_id)].groupby("channel")["engaged"].agg(["sum", "size"])
+            mine = mine[mine["size"] >= 2]
+            rate = mine["sum"] / mine["size"]
+            assert rate[row.channel] == rate.max() and f"{int(mine.loc[row.channel, 'sum'])} of" in row.reason
+        checked.add(row.reason_code)
+    assert {"last_touch", "model_estimate"} <= checked
+
+
+def test_series_continuation_reason_for_the_hcp_who_did_part_one():
+    context = _context(SETTINGS)
+    hcp = context.hcps["hcp_id"][1]
+    candidates = plan.candidate_actions(context, _scorer(context), context.content_ids, SETTINGS)
+    table = candidates.table
+    row = table[(table["hcp_id"] == hcp) & (table["content_id"] == "101")].head(1).copy()
+    assert len(row) == 1
+    row["action_id"], row["priority_score"] = "A1", row["probability"]
+    reasons = plan.reason_table(row, context, SETTINGS)
+    series = reasons[reasons["reason_code"] == "series_continuation"]
+    assert len(series) == 1 and "part 2 of series S1" in series["reason"].iloc[0]
+
+
+def test_zero_capacities_still_build_a_plan_and_say_why():
+    settings = plan.PlanSettings(capacity_scale=0.0, territory_capacity={"rep_visit": 0, "in_person_meeting": 0})
+    context = _context(settings)
+    result = plan.build_plan(context, _scorer(context), context.content_ids, settings, "m")
+    assert result.actions.empty
+    assert list(result.actions.columns) == list(plan.PLAN_COLUMNS)
+    assert set(result.unplanned["hcp_id"]) == set(context.hcps["hcp_id"])
+    exhausted = result.unplanned[result.unplanned["reason_code"] == "capacity_exhausted"]
+    assert len(exhausted) > 0 and exhausted["reason"].str.contains("(0 available)", regex=False).all()
+
+
+def test_no_channel_allowed_and_nothing_left_to_send():
+    settings = plan.PlanSettings(hcp_caps={c: 0 for c in CHANNELS})
+    context = _context(settings)
+    result = plan.build_plan(context, _scorer(context), context.content_ids, settings, "m", solver="greedy")
+    assert result.actions.empty
+    codes = result.unplanned.set_index("hcp_id")["reason_code"]
+    assert codes.iloc[0] == "opted_out" and (codes.iloc[1:] == "no_channel_allowed").all()
+    # every approved item received within the window: the HCP is told so
+    hcps, catalogue, campaigns, interactions, doc_topics = _world()
+    hcp = hcps["hcp_id"][3]
+    flood = pd.DataFrame({"hcp_id": hcp, "content_id": catalogue["content_id"], "channel": "email",
+                          "exposed_at": START - pd.Timedelta(days=2), "engaged": False})
+    context = plan.make_context(hcps, catalogue, campaigns, pd.concat([interactions, flood]), START, SETTINGS)
+    result = plan.build_plan(context, _scorer(context), context.content_ids, SETTINGS, "m")
+    assert result.unplanned.set_index("hcp_id").loc[hcp, "reason_code"] == "all_received"
+
+
+def test_no_campaign_running_means_no_candidate():
+    hcps, catalogue, campaigns, interactions, _ = _world()
+    campaigns = campaigns.assign(end_date=START - pd.Timedelta(days=1))
+    context = plan.make_context(hcps, catalogue, campaigns, interactions, START, SETTINGS)
+    result = plan.build_plan(context, _scorer(context), context.content_ids, SETTINGS, "m")
+    assert result.actions.empty
+    assert "no_active_campaign" in set(result.unplanned["reason_code"])
+
+
+def test_bad_input_is_named():
+    hcps, catalogue, campaigns, interactions, _ = _world()
+    with pytest.raises(plan.PlanError, match="'health_system'"):
+        plan.make_context(hcps.drop(columns="health_system"), catalogue, campaigns, interactions, START, SETTINGS)
+    with pytest.raises(plan.PlanError, match="'candidates_per_channel'"):
+        plan.PlanSettings(candidates_per_channel=0).validate()
+    with pytest.raises(plan.PlanError, match="unknown channel 'fax'"):
+        plan.PlanSettings(hcp_caps={"fax": 1}).validate()
+    context = _context(SETTINGS)
+    bad = np.full((len(context.hcps), len(context.catalogue), len(CHANNELS)), 1.5)
+    with pytest.raises(plan.PlanError, match="must lie in \\[0, 1\\]"):
+        plan.candidate_actions(context, plan.matrix_scorer(bad, context.hcp_ids), context.content_ids, SETTINGS)
+    with pytest.raises(plan.PlanError, match="catalogue order"):
+        plan.candidate_actions(context, _scorer(context), list(context.content_ids)[::-1], SETTINGS)
+    with pytest.raises(plan.PlanError, match="solver 'lp'"):
+        plan.build_plan(context, _scorer(context), context.content_ids, SETTINGS, "m", solver="lp")
+
+
+def test_capacities_follow_business_as_usual_volume():
+    settings = plan.PlanSettings(capacity_lookback_weeks=4, capacity_scale=1.0)
+    context = _context(settings)
+    table = plan.capacity_table(context, settings)
+    recent = context.history[context.history["exposed_at"] >= START - pd.Timedelta(weeks=4)]
+    for channel in CHANNELS:
+        expected = round(int((recent["channel"] == channel).sum()) / 4)
+        assert table.loc[table["channel"] == channel, "capacity"].sum() == expected
+    assert set(table.loc[table["channel"] == "rep_visit", "territory"]) == {"CA", "TX"}
+
+
+def test_policy_comparison_and_export(built, tmp_path):
+    context, result = built
+    truth = np.full((len(context.hcps), len(context.catalogue), len(CHANNELS)), 0.25)
+    top1 = plan.unconstrained_top1(result.candidates)
+    value = plan.policy_comparison({"plan": result.actions, "top1": top1}, truth, context.hcp_ids,
+                                   context.content_ids, reference="plan")
+    assert value.loc["plan", "expected_engagements"] == pytest.approx(0.25 * len(result.actions))
+    assert value.loc["top1", "touches"] == top1["hcp_id"].nunique() == len(top1)
+    assert value.loc["plan", "share_of_plan"] == pytest.approx(1.0)
+    written = plan.write_plan(result, tmp_path, {"n_actions": len(result.actions)})
+    csv = pd.read_csv(written["csv"], dtype=str)
+    assert list(csv.columns) == list(plan.PLAN_COLUMNS) and len(csv) == len(result.actions)
+    assert pd.read_parquet(written["plan"])["action_id"].tolist() == result.actions["action_id"].tolist()

@@ -36,8 +36,17 @@ test: $(VENV)/.installed
 	bash tests/browser/setup.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Figures, not tests: time and memory per stage. The hybrid and evaluation benchmarks
+# read a run folder (RUN_DIR, by default the report's: `make report` first).
 bench: $(VENV)/.installed
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(PY) benchmarks/bench_synth.py tiny small full
+	$(PY) benchmarks/bench_topics.py --scale small
+	$(PY) benchmarks/bench_cf.py --scale small
+	$(PY) benchmarks/bench_cf.py --scale full
+	$(PY) benchmarks/bench_plan.py --sizes 200 3500
+	@test -f $(RUN_DIR)/manifest.json || { echo "bench: no run in $(RUN_DIR); run make report first"; exit 1; }
+	$(PY) benchmarks/bench_hybrid.py --run $(RUN_DIR) --scale $(SCALE)
+	$(PY) benchmarks/bench_evaluate.py $(RUN_DIR)
 
 # Regenerate constraints.txt (every transitive version) from the current .venv.
 lock: $(VENV)/.installed

@@ -47,11 +47,31 @@ def stage_sources(run_dir: Path, staging: Path) -> Path:
     target = staging / BOOK_RUN_PATH
     target.mkdir(parents=True)
     for nb in notebooks:
-        shutil.copy2(nb, target / nb.name)
+        stage_notebook(nb, target / nb.name)
     if (run_dir / "figures").is_dir():
         shutil.copytree(run_dir / "figures", target / "figures")
     stage_widget_js(staging / EXTRA_PATH / WIDGET_JS_FOLDER)
     return staging
+
+
+def stage_notebook(source: Path, destination: Path) -> Path:
+    """Copy an executed notebook for the book, folding away its parameter cells.
+
+    The ``parameters`` cell holds the notebook's defaults, superseded by the values papermill
+    injected; the book removes it and shows the injected cell collapsed (myst-nb cell tags),
+    so a reader sees the narrative first and can still open the run's parameters.
+    """
+    import nbformat
+
+    nb = nbformat.read(source, as_version=4)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "parameters" in tags:
+            cell.metadata["tags"] = tags + ["remove-cell"]
+        elif "injected-parameters" in tags:
+            cell.metadata["tags"] = tags + ["hide-input"]
+    nbformat.write(nb, destination)
+    return destination
 
 
 def stage_widget_js(folder: Path) -> Path:

@@ -13,13 +13,20 @@ def test_staging_copies_pages_notebooks_figures_and_widget_js(tmp_path):
     run = tmp_path / "run"
     (run / "figures" / "ldavis").mkdir(parents=True)
     (run / "figures" / "ldavis" / "index.html").write_text("<html></html>")
-    nbformat.write(nbformat.v4.new_notebook(), run / "01_ingestion.ipynb")
+    executed = nbformat.v4.new_notebook()
+    executed.cells = [nbformat.v4.new_markdown_cell("# Title"), nbformat.v4.new_code_cell("seed = 0"),
+                      nbformat.v4.new_code_cell("seed = 7"), nbformat.v4.new_code_cell("print(seed)")]
+    executed.cells[1].metadata["tags"] = ["parameters"]
+    executed.cells[2].metadata["tags"] = ["injected-parameters"]
+    nbformat.write(executed, run / "01_ingestion.ipynb")
     (run / "content").mkdir()
     (run / "content" / "pubmed.parquet").write_bytes(b"not staged")
     staging = book.stage_sources(run, tmp_path / "staging")
     assert (staging / "_toc.yml").exists() and (staging / "_config.yml").exists()
     assert (staging / "book" / "intro.md").exists()
-    assert (staging / "outputs" / "report" / "01_ingestion.ipynb").exists()
+    staged = nbformat.read(staging / "outputs" / "report" / "01_ingestion.ipynb", as_version=4)
+    assert [c.metadata.get("tags", []) for c in staged.cells] == [
+        [], ["parameters", "remove-cell"], ["injected-parameters", "hide-input"], []]
     assert (staging / "outputs" / "report" / "figures" / "ldavis" / "index.html").exists()
     assert not (staging / "outputs" / "report" / "content").exists(), "data artifacts stay out of the book"
     widgets = staging / book.EXTRA_PATH / book.WIDGET_JS_FOLDER

@@ -6,11 +6,13 @@ in order on a kernel of this Python environment, each receiving the same values 
 the parameters it declares. The first failure stops the run with the notebook, the
 cell and the exception named; the failed executed notebook stays in the run folder.
 ``manifest.json`` records parameters, package versions, the git commit and, per
-notebook, its status, wall time and peak memory.
+notebook, its status, wall time and peak memory; what a kernel prints on its own stderr
+(library start-up chatter) goes to ``logs/NN_name.log`` in the run folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -153,6 +155,27 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+@contextlib.contextmanager
+def _kernel_stderr_to(log_path: Path):
+    """Send this process's stderr file descriptor (inherited by the kernel it starts) to a log.
+
+    Kernels print start-up chatter on stderr (TensorFlow's device probing, ipykernel's
+    warnings) that would bury the runner's own messages; it is kept in the run's logs/
+    folder instead, beside the executed notebook that shows the cell outputs.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 @dataclass
 class NotebookResult:
     notebook: str
@@ -221,14 +244,15 @@ def run_pipeline(
 
     with tempfile.TemporaryDirectory(prefix="hcp-kernel-") as kernel_root:
         _kernel_environment(Path(kernel_root))
-        bar = tqdm(notebooks, desc="pipeline", unit="notebook", disable=not progress)
+        # The bar goes to stdout: stderr is redirected to the kernel logs while a notebook runs.
+        bar = tqdm(notebooks, desc="pipeline", unit="notebook", disable=not progress, file=sys.stdout)
         for nb in bar:
             bar.set_postfix_str(nb.name)
             output = run_dir / nb.name
             record = results[nb.name]
             started = time.perf_counter()
             try:
-                with _PeakMemory() as memory:
+                with _PeakMemory() as memory, _kernel_stderr_to(run_dir / "logs" / f"{nb.stem}.log"):
                     papermill.execute_notebook(
                         str(nb),
                         str(output),

@@ -31,7 +31,8 @@ def notebooks(tmp_path):
     _notebook(
         folder / "02_second.ipynb",
         "run_dir = ''\nscale = 'small'",
-        ["import pathlib", "pathlib.Path(run_dir, 'second.txt').write_text(scale)"],
+        ["import os, pathlib", "pathlib.Path(run_dir, 'second.txt').write_text(scale)",
+         "os.write(2, b'start-up chatter of some library\\n')"],
     )
     return folder
 
@@ -54,6 +55,7 @@ def test_runs_in_order_with_injected_parameters_on_this_python(notebooks, tmp_pa
     assert saved["packages"]["papermill"]
     assert all(n["status"] == "ok" and n["wall_seconds"] > 0 and n["peak_memory_mb"] > 0 for n in saved["notebooks"])
     assert "commit" in saved["git"]
+    assert "start-up chatter of some library" in (out / "logs" / "02_second.log").read_text()
 
 
 def test_first_failure_stops_and_names_notebook_cell_and_exception(notebooks, tmp_path):

@@ -5,7 +5,9 @@
 Needs a run folder where notebooks 02-04 have run (world/, topics/, cf/). Prints:
 
 * ``fit``: wall seconds of ``HybridRecommender.fit`` on everything before the test window with
-  the scale's default parameters (early stopping on the validation window), on
+  the scale's default parameters and the settings of ``--variant`` (a name of
+  ``hybrid_eval.ABLATIONS``, e.g. the variant notebook 05 chose; default ``hybrid``), early
+  stopping on the validation window, on
   ``HCP_TF_THREADS`` TensorFlow threads (default 2), with the number of epochs run;
 * ``batched``: seconds to score 50 HCPs x every item x every channel with
   ``score_channels`` (a few large predict calls);
@@ -45,6 +47,8 @@ def main() -> None:
     parser.add_argument("--scale", default="small", choices=config.SCALES, help="parameter preset (default small)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--hcps", type=int, default=50, help="HCPs scored both ways (default 50)")
+    parser.add_argument("--variant", default="hybrid", choices=list(hybrid_eval.ABLATIONS),
+                        help="variant whose settings are fitted (default hybrid, the full model)")
     parser.add_argument("--loop-items", type=int, default=10, help="items per HCP timed in the loop (default 10)")
     args = parser.parse_args()
 
@@ -52,11 +56,13 @@ def main() -> None:
     stage = inputs.stage
     model = hybrid.HybridRecommender(inputs.hcp_master, inputs.doc_topics,
                                      cf.ALS(random_state=args.seed, **inputs.als_params),
-                                     settings_for(args.scale, args.seed), validation_start=stage.split.valid_start)
+                                     hybrid.HybridSettings(**{**settings_for(args.scale, args.seed).__dict__,
+                                                              **hybrid_eval.ABLATIONS[args.variant][0]}),
+                                     validation_start=stage.split.valid_start)
     started = time.perf_counter()
     model.fit(stage.train_valid)
     fit_seconds = time.perf_counter() - started
-    print(f"fit: {fit_seconds:.1f} s for {model.n_train_examples_:,} training examples, {len(model.history_)} epochs "
+    print(f"fit ({args.variant}): {fit_seconds:.1f} s for {model.n_train_examples_:,} training examples, {len(model.history_)} epochs "
           f"({args.scale} parameters, {len(stage.train_valid.interactions):,} exposures before the test window)")
 
     hcp_ids = np.asarray(model.hcp_ids_[:args.hcps], dtype=object)

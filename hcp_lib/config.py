@@ -262,7 +262,8 @@ _PARAM_LIST: list[Param] = [
     Param("hybrid_negatives", "int", 32, "Negative items sampled per example for the next-content softmax.",
           minimum=1, maximum=10_000, scale_defaults={"tiny": 8}),
     Param("hybrid_ablations", "bool", True,
-          "Also train the ablations (no topics, no CF factors, static features only, sequence only)."),
+          "Compare every variant of hybrid_eval.ABLATIONS on the validation window (the ablations, GRU and "
+          "attention pooling); false compares only hybrid_eval.SELECTION_CANDIDATES (full, no CF, attention)."),
     # --- 06_evaluation ----------------------------------------------------------
     Param("n_bootstrap", "int", 1000, "Bootstrap resamples of HCPs behind every 95% interval of the evaluation.",
           minimum=50, maximum=100_000, scale_defaults={"tiny": 200, "stress": 500}),

@@ -24,8 +24,10 @@ Inputs, per training example (one logged exposure of HCP ``u`` to item ``i`` thr
 
 Model (Keras functional API; :func:`build_model`): a shared item tower maps item features to
 an item vector, and a small dense layer maps the item's activity to a context vector; an LSTM
-(or GRU) encodes the sequence of (item vector, channel embedding, event features); a dense
-fusion layer combines the sequence state with the static features into the HCP vector ``h``.
+(or GRU) encodes the sequence of (item vector, channel embedding, event features) and its last
+state, or (``sequence_pooling="attention"``) the attention-weighted mean of its outputs over the
+real steps, is the sequence state; a dense fusion layer combines the sequence state with the
+static features into the HCP vector ``h``.
 Three heads:
 
 (a) ``next_content`` — sampled softmax over the catalogue, trained on engaged exposures to an
@@ -66,6 +68,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
@@ -93,9 +96,17 @@ ITEM_CONTEXT_FEATURES = ("log_exposures_1d", "log_exposures_3d", "log_exposures_
                          "log_engaged_7d", "log_engaged_28d", "log_days_since_last_exposure",
                          "log_days_since_first_exposure", "ever_exposed", "log_days_since_release", "released")
 SEQUENCE_ENCODERS = ("lstm", "gru")
+#: how the encoder's outputs become one sequence state: its last state, or an attention-weighted
+#: mean of its outputs at every real step (padded steps get weight 0)
+SEQUENCE_POOLINGS = ("last", "attention")
 #: validation losses early stopping may watch: the content head's (the ranking aim) or the total
 EARLY_STOPPING_MONITORS = ("val_next_content_loss", "val_loss")
 FORMAT_VERSION = 1
+
+# Attention pooling masks padded steps itself (a -1e9 score), so the Keras mask that its Reshape
+# drops is not needed; Keras warns about the drop each time the graph is built or loaded.
+warnings.filterwarnings("ignore", message="Layer 'attention_step_score' .* does not support masking",
+                        category=UserWarning)
 
 
 class CatalogueChangedError(ValueError):
@@ -125,6 +136,7 @@ class HybridSettings:
     sequence_units: int = 32
     hidden_units: int = 64
     sequence_encoder: str = "lstm"
+    sequence_pooling: str = "last"
     n_negatives: int = 32
     epochs: int = 10
     batch_size: int = 512
@@ -151,6 +163,8 @@ class HybridSettings:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if self.sequence_encoder not in SEQUENCE_ENCODERS:
             raise ValueError(f"sequence_encoder must be one of {', '.join(SEQUENCE_ENCODERS)}, got {self.sequence_encoder!r}")
+        if self.sequence_pooling not in SEQUENCE_POOLINGS:
+            raise ValueError(f"sequence_pooling must be one of {', '.join(SEQUENCE_POOLINGS)}, got {self.sequence_pooling!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0 <= self.dropout < 1:
@@ -449,7 +463,19 @@ def build_model(settings: HybridSettings, n_items: int, topic_table: np.ndarray,
         steps = layers.Multiply(name="history_steps_padded_zero")([steps, is_event(inputs["history_channel"])])
         steps = layers.Masking(0.0, name="history_padding_mask")(steps)
         recurrent = layers.LSTM if s.sequence_encoder == "lstm" else layers.GRU
-        hcp_parts.append(recurrent(s.sequence_units, name="sequence_encoder")(steps))
+        if s.sequence_pooling == "last":
+            hcp_parts.append(recurrent(s.sequence_units, name="sequence_encoder")(steps))
+        else:
+            # attention pooling: softmax over steps of a learned score of each output; a frozen
+            # lookup adds -1e9 to padded steps' scores, so they get weight 0 (an all-padding
+            # history gets uniform weights over outputs that are all the zero initial state)
+            outputs = recurrent(s.sequence_units, return_sequences=True, name="sequence_encoder")(steps)
+            step_score = layers.Reshape((L,), name="attention_step_score")(layers.Dense(1, name="attention_score")(outputs))
+            padding_penalty = layers.Embedding(len(CHANNELS) + 1, 1, trainable=False, name="attention_padding_penalty")
+            penalty = layers.Reshape((L,), name="attention_step_penalty")(padding_penalty(inputs["history_channel"]))
+            weights = layers.Softmax(axis=-1, name="attention_weights")(
+                layers.Add(name="attention_masked_score")([step_score, penalty]))
+            hcp_parts.append(layers.Dot(axes=(1, 1), name="sequence_state")([weights, outputs]))
     if s.use_static:
         for column, key, dim in (("specialty", "hcp_specialty", 4), ("practice_setting", "hcp_setting", 2),
                                  ("region", "hcp_region", 2)):
@@ -489,6 +515,8 @@ def build_model(settings: HybridSettings, n_items: int, topic_table: np.ndarray,
                         name="hybrid_lstm")
     if s.use_sequence:
         model.get_layer("history_is_event").set_weights([np.r_[0.0, np.ones(len(CHANNELS))][:, None]])
+        if s.sequence_pooling == "attention":
+            model.get_layer("attention_padding_penalty").set_weights([np.r_[-1e9, np.zeros(len(CHANNELS))][:, None]])
     if s.use_topics:
         topic_lookup.set_weights([topic_table])
     if s.use_cf:
@@ -581,10 +609,10 @@ class HybridRecommender(Recommender):
         if validation_start is not None and not validation_start < self.cutoff_:
             raise ValueError(f"validation_start {validation_start} must be before the cut-off {self.cutoff_}")
         if s.use_cf:
-            # Factors from all the training data: items first engaged in the last weeks then have
-            # factors at scoring time. (Fitting them before the validation window keeps the
-            # early-stopping examples out of their sample, but scored worse on the small test
-            # window: NDCG@10 0.061 against 0.064.)
+            # Factors from all the training data, so items first engaged in the last weeks have
+            # factors at scoring time. They also encode each training example's own outcome,
+            # which the network can over-trust; whether CF inputs help at all is therefore
+            # decided on the validation window (notebook 05 compares variants without them).
             self.cf_model.fit(train)
             cf_ids = pd.Index(self.cf_model.content_ids_)
             item_cf = np.asarray(self.cf_model.item_factors_, dtype=np.float64)[cf_ids.get_indexer(self.content_ids_)]

@@ -140,8 +140,9 @@ def channel_index(channel_scores: np.ndarray) -> np.ndarray:
     return np.argmax(channel_scores, axis=-1)
 
 
-#: the ablations (and one alternative encoder) of notebook 05: name -> settings changed from the
-#: full model, and what the variant is
+#: the variants of notebook 05 — the ablations and two alternative encoders: name -> settings
+#: changed from the full model, and what the variant is. All are fitted before the validation
+#: window and compared on it (:func:`selection_table`); the best is refitted for the test window.
 ABLATIONS: dict[str, tuple[dict, str]] = {
     "hybrid": ({}, "everything: sequence, static features, topics, CF factors, id embedding"),
     "no_topics": ({"use_topics": False}, "without the LDA topic vectors of the items"),
@@ -149,7 +150,31 @@ ABLATIONS: dict[str, tuple[dict, str]] = {
     "static_only": ({"use_sequence": False}, "without the sequence: static HCP features (and CF) only"),
     "sequence_only": ({"use_static": False}, "without static HCP features and HCP factors: the sequence only"),
     "gru": ({"sequence_encoder": "gru"}, "alternative: a GRU instead of the LSTM, everything else equal"),
+    "attention": ({"sequence_pooling": "attention"},
+                  "alternative: attention pooling over the LSTM outputs instead of its last state"),
 }
+#: the variants compared on the validation window when the ablations are not run
+SELECTION_CANDIDATES = ("hybrid", "no_cf", "attention")
+
+
+def selection_validation_start(split) -> pd.Timestamp:
+    """Where early stopping starts for a variant fitted on the data before the validation window:
+    the last window of the validation window's length before it (``valid_start - (test_start -
+    valid_start)``), so the validation window itself is only used to compare the variants."""
+    return split.valid_start - (split.test_start - split.valid_start)
+
+
+def selection_table(per_hcp: dict[str, np.ndarray], n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """The variants' validation-window NDCG@10 with 95% bootstrap intervals over HCPs, in the
+    order given, and ``chosen``: True for the variant with the highest mean (the first one on
+    ties). An empty ``per_hcp`` raises ``ValueError``."""
+    if not per_hcp:
+        raise ValueError("selection_table needs at least one variant's per-HCP NDCG")
+    rows = {name: bootstrap_interval(values, n_resamples, seed) for name, values in per_hcp.items()}
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=["ndcg@10", "ci_low", "ci_high"]).rename_axis("model")
+    means = table["ndcg@10"].fillna(-np.inf).to_numpy()
+    table["chosen"] = np.arange(len(table)) == int(np.argmax(means))
+    return table
 
 
 def baseline_channels(run_dir: str | Path, hcp_ids: np.ndarray, n_content: int) -> dict[str, np.ndarray]:

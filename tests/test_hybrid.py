@@ -248,6 +248,7 @@ def test_ablation_without_sequence_and_without_cf_fit_and_score(world, train):
     ({"sequence_encoder": "transformer"}, "sequence_encoder must be one of lstm, gru, got 'transformer'"),
     ({"use_sequence": False, "use_static": False}, "use_sequence and use_static cannot both be false"),
     ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+    ({"sequence_pooling": "max"}, "sequence_pooling must be one of last, attention, got 'max'"),
 ])
 def test_bad_settings_are_refused_naming_the_setting(world, train, change, message):
     settings = hybrid.HybridSettings(**{**SETTINGS.__dict__, **change})
@@ -315,6 +316,10 @@ def test_notebook_05_saves_a_model_that_reloads_and_lists_with_channels(tiny_run
     assert summary["split"] == read_json(run.cf / "split.json")
     assert {r["model"] for r in summary["ndcg@10"]} >= {"hybrid", "oracle", "recency_popularity"}
     assert [r["model"] for r in summary["ablations"]] == list(hybrid_eval.ABLATIONS)
+    chosen = [r["model"] for r in summary["ablations"] if r["chosen"]]
+    assert chosen == [summary["chosen_variant"]] and summary["selection_window"] == "validation"
+    best = max(r["ndcg@10"] for r in summary["ablations"])
+    assert next(r for r in summary["ablations"] if r["chosen"])["ndcg@10"] == best
     assert 0 < summary["share_of_oracle_ndcg"] and np.isfinite(summary["relative_lift_over_best_baseline"])
     inputs = hybrid_eval.read_inputs(tiny_run)
     model = hybrid.load(run.hybrid / "model", inputs.stage.train_valid, inputs.hcp_master)
@@ -338,3 +343,70 @@ def test_batched_content_scores_equal_the_training_model_logits(fitted):
     logits = np.asarray(fitted.model_(x, training=False)["next_content"])
     scores = fitted.score(fitted.hcp_ids_[rows])
     np.testing.assert_allclose(scores[:, :1 + SETTINGS.n_negatives], logits, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def attention_fitted(world, train):
+    return fit_model(world, train, hybrid.HybridSettings(**{**SETTINGS.__dict__, "sequence_pooling": "attention"}))
+
+
+def test_attention_pooling_ignores_padded_steps_and_scores_cold_hcps(attention_fitted):
+    model = attention_fitted
+    assert model.model_.get_layer("attention_weights") is not None
+    rows = np.arange(len(model.hcp_ids_))
+    x = model._hcp_inputs(rows)
+    padded = x["history_channel"] == 0
+    assert padded.any() and (~padded).any()
+    changed = {k: v.copy() for k, v in x.items()}
+    changed["history_content"][padded] = hybrid.FIRST_ITEM + 1
+    changed["history_numeric"][padded] = 0.7
+    before, after = model._scorers.hcp.predict(x, verbose=0)[0], model._scorers.hcp.predict(changed, verbose=0)[0]
+    np.testing.assert_array_equal(before, after)
+    cold = model.score([_hcp_id(N_HCP - 1)])
+    assert padded[-1].all() and np.isfinite(cold).all()
+
+
+def test_attention_pooling_weights_sum_to_one_over_real_steps(attention_fitted):
+    import keras
+
+    model = attention_fitted
+    m = model.model_
+    probe = keras.Model([m.get_layer(n).output for n in ("history_content", "history_channel", "history_numeric")],
+                        m.get_layer("attention_weights").output)
+    x = model._hcp_inputs(np.arange(len(model.hcp_ids_) - 1))  # the last HCP has no history
+    weights = probe.predict([x["history_content"], x["history_channel"], x["history_numeric"]], verbose=0)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
+    assert (weights[x["history_channel"] == 0] == 0).all()
+
+
+def test_attention_model_saves_and_reloads_the_same_scores(world, train, attention_fitted, tmp_path):
+    hcps, _, doc_topics, _ = world
+    attention_fitted.save(tmp_path / "model")
+    reloaded = hybrid.load(tmp_path / "model", train, hcps, doc_topics)
+    assert reloaded.settings.sequence_pooling == "attention"
+    np.testing.assert_array_equal(reloaded.score(attention_fitted.hcp_ids_), attention_fitted.score(attention_fitted.hcp_ids_))
+
+
+def test_selection_table_chooses_the_best_validation_mean_first_on_ties():
+    from hcp_lib import hybrid_eval
+
+    per_hcp = {"hybrid": np.array([0.25, 0.75, np.nan]), "no_cf": np.array([1.0, 0.0]), "attention": np.array([0.5, 0.5])}
+    table = hybrid_eval.selection_table(per_hcp, n_resamples=50)
+    assert list(table.index) == ["hybrid", "no_cf", "attention"]
+    assert table["ndcg@10"].tolist() == [0.5, 0.5, 0.5]
+    assert table["chosen"].tolist() == [True, False, False]
+    table = hybrid_eval.selection_table({"a": np.array([0.1]), "b": np.array([0.5, 0.3]), "c": np.array([np.nan])})
+    assert table["chosen"].tolist() == [False, True, False]
+    assert table.loc["b", "ci_low"] >= 0.3 and table.loc["b", "ci_high"] <= 0.5 and np.isnan(table.loc["c", "ndcg@10"])
+    with pytest.raises(ValueError, match="at least one variant"):
+        hybrid_eval.selection_table({})
+
+
+def test_selection_fits_stop_early_on_the_window_before_validation():
+    from hcp_lib import hybrid_eval
+    from hcp_lib.split import TemporalSplit
+
+    split = TemporalSplit(pd.Timestamp("2025-01-06"), pd.Timestamp("2025-11-10"), pd.Timestamp("2025-12-08"),
+                          pd.Timestamp("2026-01-05"))
+    assert hybrid_eval.selection_validation_start(split) == pd.Timestamp("2025-10-13")
+    assert set(hybrid_eval.SELECTION_CANDIDATES) <= set(hybrid_eval.ABLATIONS)

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import cf, io, metrics
+from . import cf, io
 from .config import RunDir
 from .domain import CHANNELS
+from .evaluate_metrics import ndcg_at_k
 from .recommender import top_n
 
 
@@ -58,15 +59,6 @@ def read_inputs(run_dir: str | Path) -> HybridInputs:
     return HybridInputs(stage, master, doc_topics, als_params)
 
 
-def ndcg_per_hcp(recommended: np.ndarray, relevant, k: int = 10) -> np.ndarray:
-    """NDCG@k of each HCP's list (the per-HCP terms whose mean is
-    :func:`hcp_lib.metrics.ndcg_at_k`); NaN for an HCP with no relevant item."""
-    flags, n_relevant = metrics.hits_at_k(recommended, relevant, k)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    ideal = np.cumsum(discounts)[np.maximum(np.minimum(n_relevant, k), 1) - 1]
-    return np.where(n_relevant > 0, (flags @ discounts) / ideal, np.nan)
-
-
 def bootstrap_interval(values: np.ndarray, n_resamples: int = 1000, seed: int = 0,
                        level: float = 0.95) -> tuple[float, float, float]:
     """(mean, lower, upper): the mean of ``values`` (NaN ignored) and its percentile bootstrap
@@ -96,7 +88,7 @@ def top_n_from_lists(lists: pd.DataFrame, hcp_ids: np.ndarray, content_ids: pd.I
 def baseline_ndcg(run_dir: str | Path, frame: cf.EvaluationWindow, content_ids: pd.Index, k: int = 10) -> dict[str, np.ndarray]:
     """Per-HCP NDCG@k on ``frame`` of every content baseline's saved test list (``cf/test_top_n``)."""
     tops = baseline_tops(run_dir, frame, content_ids, k)
-    return {name: ndcg_per_hcp(top, frame.relevant, k) for name, top in tops.items()}
+    return {name: ndcg_at_k(top, frame.relevant, k) for name, top in tops.items()}
 
 
 def oracle_content_scores(truth: np.ndarray) -> np.ndarray:
@@ -121,7 +113,7 @@ def channel_policy_value(top: np.ndarray, chosen_channel: np.ndarray, truth: np.
 def content_evaluation(scores: dict[str, np.ndarray], frame: cf.EvaluationWindow, k: int = 10) -> dict[str, np.ndarray]:
     """Per-HCP NDCG@k of each score matrix (rows = ``frame.hcp_ids``), seen/unapproved/unreleased
     items excluded as for the baselines."""
-    return {name: ndcg_per_hcp(top_n(s, k, frame.exclude), frame.relevant, k) for name, s in scores.items()}
+    return {name: ndcg_at_k(top_n(s, k, frame.exclude), frame.relevant, k) for name, s in scores.items()}
 
 
 def interval_table(per_hcp: dict[str, np.ndarray], n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:

@@ -10,11 +10,13 @@ BOOK_DIR ?= outputs/book
 # pytest options, e.g. `make test PYTEST_ARGS="-m 'not slow'"`
 PYTEST_ARGS ?=
 
-.PHONY: report test bench lock vendor-js clean-outputs help
+.PHONY: report test bench bench-regimes bench-full lock vendor-js clean-outputs help
 help:
 	@echo "make report   set up .venv, run every notebook at SCALE=$(SCALE), build the book"
 	@echo "make test     set up .venv, run the tests"
 	@echo "make bench    print the benchmarks' figures"
+	@echo "make bench-regimes  rerun the pipeline in worlds with weak and strong temporal effects (about 1.5 h)"
+	@echo "make bench-full     the headline metrics at full scale, 38k HCPs (hours)"
 
 # Reinstall whenever the pins change; the stamp records what was installed.
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
@@ -47,6 +49,15 @@ bench: $(VENV)/.installed
 	@test -f $(RUN_DIR)/manifest.json || { echo "bench: no run in $(RUN_DIR); run make report first"; exit 1; }
 	$(PY) benchmarks/bench_hybrid.py --run $(RUN_DIR) --scale $(SCALE)
 	$(PY) benchmarks/bench_evaluate.py $(RUN_DIR)
+
+# Where the sequence earns its place: the whole pipeline in three worlds (not part of the report's
+# time budget). Writes benchmarks/results/regimes.json and the book page book/regimes.md; commit them.
+bench-regimes: $(VENV)/.installed
+	$(PY) benchmarks/bench_regimes.py --scale $(SCALE) --seed $(SEED)
+
+# The headline metrics at full scale (38k HCPs); writes benchmarks/results/full.json; commit it.
+bench-full: $(VENV)/.installed
+	$(PY) benchmarks/bench_full.py --seed $(SEED)
 
 # Regenerate constraints.txt (every transitive version) from the current .venv.
 lock: $(VENV)/.installed

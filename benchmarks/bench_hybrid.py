@@ -1,20 +1,18 @@
-"""Benchmark: training time of the hybrid LSTM, and batched scoring against a per-item loop.
+"""Benchmark: fitting and scoring the engagement models (the hybrid LSTM and the tabular challenger).
 
-    .venv/bin/python benchmarks/bench_hybrid.py --run /tmp/hybrid-small --scale small
+    .venv/bin/python benchmarks/bench_hybrid.py --run outputs/report --scale small
 
-Needs a run folder where notebooks 02-04 have run (world/, topics/, cf/). Prints:
+Needs a run folder where notebooks 01-04 have run (world/, topics/, cf/). For each model, on
+everything before the test window with the scale's default parameters and a fixed number of
+epochs / rounds (``--epochs``, ``--rounds``; no early stopping, so the figure is the cost of
+one fit), on ``HCP_TF_THREADS`` TensorFlow threads (default 2), it prints:
 
-* ``fit``: wall seconds of ``HybridRecommender.fit`` on everything before the test window with
-  the scale's default parameters and the settings of ``--variant`` (a name of
-  ``hybrid_eval.ABLATIONS``, e.g. the variant notebook 05 chose; default ``hybrid``), early
-  stopping on the validation window, on
-  ``HCP_TF_THREADS`` TensorFlow threads (default 2), with the number of epochs run;
-* ``batched``: seconds to score 50 HCPs x every item x every channel with
-  ``score_channels`` (a few large predict calls);
-* ``loop``: seconds per (HCP, item, channel) of one model call per triple (the v0.1 way),
-  timed on 50 HCPs x ``--loop-items`` items x 5 channels and extrapolated to the whole
-  catalogue (the full loop would take hours), the extrapolated speed ratio, and the largest
-  difference between the two ways' probabilities (they compute the same thing).
+* ``fit``: wall seconds of ``fit`` and training examples per second;
+* ``probabilities``: seconds to compute every (HCP, item, channel) probability at the cut-off
+  (``score_channels`` for every HCP of the master), and cells per second. The hybrid adds three
+  tower outputs with a broadcast; the trees of the challenger score one row per cell (the
+  cells no list may hold are skipped);
+* ``exposures``: seconds to score every logged test exposure at its own instant.
 """
 
 from __future__ import annotations
@@ -22,23 +20,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hcp_lib import cf, config, hybrid, hybrid_eval  # noqa: E402
-from hcp_lib.domain import CHANNELS  # noqa: E402
-
-
-def settings_for(scale: str, seed: int) -> hybrid.HybridSettings:
-    p = config.resolve_parameters(scale=scale, seed=seed)
-    return hybrid.HybridSettings(
-        max_seq_len=p["max_seq_len"], embedding_dim=p["hybrid_embedding_dim"], sequence_units=p["hybrid_sequence_units"],
-        hidden_units=p["hybrid_hidden_units"], sequence_encoder=p["hybrid_sequence_encoder"],
-        n_negatives=p["hybrid_negatives"], epochs=p["hybrid_epochs"], batch_size=p["hybrid_batch_size"],
-        learning_rate=p["hybrid_learning_rate"], patience=p["hybrid_patience"], seed=seed)
+from hcp_lib import config, engagement_stage as es, hybrid, tabular  # noqa: E402
+from hcp_lib.recommender import exclusion_mask  # noqa: E402
 
 
 def main() -> None:
@@ -46,50 +34,35 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="run folder with world/, topics/ and cf/")
     parser.add_argument("--scale", default="small", choices=config.SCALES, help="parameter preset (default small)")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--hcps", type=int, default=50, help="HCPs scored both ways (default 50)")
-    parser.add_argument("--variant", default="hybrid", choices=list(hybrid_eval.ABLATIONS),
-                        help="variant whose settings are fitted (default hybrid, the full model)")
-    parser.add_argument("--loop-items", type=int, default=10, help="items per HCP timed in the loop (default 10)")
+    parser.add_argument("--epochs", type=int, default=10, help="hybrid epochs (default 10)")
+    parser.add_argument("--rounds", type=int, default=150, help="boosting rounds of the challenger (default 150)")
     args = parser.parse_args()
-
-    inputs = hybrid_eval.read_inputs(args.run)
+    params = config.resolve_parameters(scale=args.scale, seed=args.seed)
+    inputs = es.read_inputs(args.run, params)
     stage = inputs.stage
-    model = hybrid.HybridRecommender(inputs.hcp_master, inputs.doc_topics,
-                                     cf.ALS(random_state=args.seed, **inputs.als_params),
-                                     hybrid.HybridSettings(**{**settings_for(args.scale, args.seed).__dict__,
-                                                              **hybrid_eval.ABLATIONS[args.variant][0]}),
-                                     validation_start=stage.split.valid_start)
-    started = time.perf_counter()
-    model.fit(stage.train_valid)
-    fit_seconds = time.perf_counter() - started
-    print(f"fit ({args.variant}): {fit_seconds:.1f} s for {model.n_train_examples_:,} training examples, {len(model.history_)} epochs "
-          f"({args.scale} parameters, {len(stage.train_valid.interactions):,} exposures before the test window)")
-
-    hcp_ids = np.asarray(model.hcp_ids_[:args.hcps], dtype=object)
-    n_items = len(model.content_ids_)
-    model.score_channels(hcp_ids[:1])  # build the predict functions once, as any long-lived scorer would
-    started = time.perf_counter()
-    batched = model.score_channels(hcp_ids)
-    batched_seconds = time.perf_counter() - started
-    print(f"batched: {batched_seconds:.2f} s for {len(hcp_ids)} HCPs x {n_items} items x {len(CHANNELS)} channels "
-          f"({batched.size:,} probabilities)")
-
-    items = model.content_ids_[:args.loop_items]
-    largest_difference = 0.0
-    started = time.perf_counter()
-    for row, hcp_id in enumerate(hcp_ids):
-        for column, content_id in enumerate(items):
-            for k, channel in enumerate(CHANNELS):
-                value = model.score_pair_loop(hcp_id, content_id, channel)
-                largest_difference = max(largest_difference, abs(value - batched[row, column, k]))
-    loop_seconds = time.perf_counter() - started
-    n_calls = len(hcp_ids) * len(items) * len(CHANNELS)
-    per_call = loop_seconds / n_calls
-    extrapolated = per_call * batched.size
-    print(f"loop: {per_call * 1e3:.2f} ms per triple over {n_calls:,} calls; the whole catalogue would take "
-          f"{extrapolated:,.0f} s")
-    print(f"speed ratio (loop / batched, extrapolated): {extrapolated / batched_seconds:,.0f}x; largest difference "
-          f"between the two: {largest_difference:.2e}")
+    hcp_ids = stage.train_valid.hcp_ids.astype(str).to_numpy(dtype=object)
+    exclude = exclusion_mask(hcp_ids, stage.train_valid.content_ids.astype(object), stage.train_valid,
+                             released_by=stage.split.test_end, catalogue=stage.catalogue)
+    models = {
+        "hybrid": hybrid.HybridRecommender(inputs.data, es.cf_factory(inputs, args.seed)(),
+                                           replace(hybrid.HybridSettings.from_parameters(params), epochs=args.epochs)),
+        "tabular": tabular.TabularEngagement(inputs.data, es.cf_factory(inputs, args.seed)(),
+                                             tabular.TabularSettings(max_iter=args.rounds, seed=args.seed)),
+    }
+    print(f"run: {args.run}; scale {args.scale}; {len(hcp_ids):,} HCPs x {len(stage.catalogue):,} items x 5 channels")
+    for name, model in models.items():
+        started = time.perf_counter()
+        model.fit(stage.train_valid)
+        fit = time.perf_counter() - started
+        started = time.perf_counter()
+        probability = model.score_channels(hcp_ids, exclude)
+        scored = time.perf_counter() - started
+        started = time.perf_counter()
+        model.exposure_probabilities(inputs.test_rows, inputs.interactions)
+        exposures = time.perf_counter() - started
+        cells = probability.size
+        print(f"{name:8s} fit {fit:7.1f} s ({model.n_train_examples_ / fit:,.0f} examples/s) | probabilities "
+              f"{scored:6.1f} s ({cells / scored:,.0f} cells/s) | {len(inputs.test_rows):,} exposures {exposures:5.1f} s")
 
 
 if __name__ == "__main__":

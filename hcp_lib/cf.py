@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from . import metrics
 from .domain import CHANNELS
+from .evaluate_metrics import log_loss_value
 from .recommender import Recommender, UnknownIdError, exclusion_mask, positions, top_n
 from .split import TrainingData
 
@@ -362,6 +363,10 @@ def area_features(catalogue: pd.DataFrame) -> pd.DataFrame:
 
 # --- channel baselines ---------------------------------------------------------------------
 
+#: channel baselines whose scores are engagement probabilities (SpecialtyBestChannel: a shrunk
+#: engagement rate per exposure); the others rank channels by counts or shares
+PROBABILITY_CHANNEL_MODELS = ("specialty_best_channel",)
+
 
 class ChannelRecommender(Recommender):
     """A model of channels alone: ``channel_scores(hcp_ids)`` (n_hcp, n_channel) in CHANNELS
@@ -519,12 +524,14 @@ def channel_factories() -> dict[str, Callable[..., ChannelRecommender]]:
 class EvaluationWindow:
     """What a model is judged on in one window: the HCPs with at least one new engagement,
     the mask of items they may not be recommended, the items they engaged with (the
-    engaged window rows give the channel targets)."""
+    engaged window rows give the channel targets), and every logged exposure of the window
+    (``exposures``: what the choice criterion reads)."""
 
     hcp_ids: np.ndarray
     exclude: np.ndarray
     relevant: sp.csr_matrix
     engaged_rows: pd.DataFrame
+    exposures: pd.DataFrame | None = None
 
 
 def evaluation_window(train: TrainingData, window: pd.DataFrame, catalogue: pd.DataFrame,
@@ -544,21 +551,52 @@ def evaluation_window(train: TrainingData, window: pd.DataFrame, catalogue: pd.D
     relevant = metrics.relevance_matrix(engaged, candidates, content_ids, exclude)
     keep = np.asarray(relevant.sum(axis=1)).ravel() > 0
     hcp_ids = candidates[keep]
-    return EvaluationWindow(hcp_ids, exclude[keep], relevant[keep], engaged[engaged["hcp_id"].isin(set(hcp_ids))])
+    known = window["hcp_id"].astype(str).isin(set(train.hcp_ids.astype(str)))
+    return EvaluationWindow(hcp_ids, exclude[keep], relevant[keep], engaged[engaged["hcp_id"].isin(set(hcp_ids))],
+                            window[known].reset_index(drop=True))
+
+
+def exposure_scores(model: Recommender, exposures: pd.DataFrame, batch_size: int = 2048) -> np.ndarray:
+    """``model``'s score of the (HCP, item) of every logged exposure (rows of ``exposures``),
+    from its score matrix at its cut-off, scored in batches of HCPs."""
+    hcp_ids = np.asarray(sorted(exposures["hcp_id"].astype(str).unique()), dtype=object)
+    rows = pd.Index(hcp_ids).get_indexer(exposures["hcp_id"].astype(str))
+    cols = pd.Index(model.content_ids_.astype(str)).get_indexer(exposures["content_id"].astype(str))
+    values = np.empty(len(exposures))
+    for first in range(0, len(hcp_ids), batch_size):
+        batch = hcp_ids[first:first + batch_size]
+        inside = (rows >= first) & (rows < first + len(batch))
+        values[inside] = model.score(batch)[rows[inside] - first, cols[inside]]
+    return values
 
 
 def evaluate_content(model: Recommender, frame: EvaluationWindow, k: int = 10) -> dict[str, float]:
-    """HR@k and NDCG@k of ``model``'s top-k lists on ``frame``."""
+    """The choice criterion ``exposure_auc`` (:func:`hcp_lib.metrics.exposure_auc` of the
+    model's scores on the window's logged exposures), and HR@k and NDCG@k of its top-k lists
+    on observed engagements (a replay diagnostic, biased toward what the logging policy showed)."""
     top = top_n(model.score(frame.hcp_ids), k, frame.exclude)
-    return {f"hr@{k}": metrics.hit_rate_at_k(top, frame.relevant, k), f"ndcg@{k}": metrics.ndcg_at_k(top, frame.relevant, k)}
+    result = {f"hr@{k}": metrics.hit_rate_at_k(top, frame.relevant, k), f"ndcg@{k}": metrics.ndcg_at_k(top, frame.relevant, k)}
+    if frame.exposures is not None:
+        result["exposure_auc"] = metrics.exposure_auc(frame.exposures["engaged"].to_numpy(bool),
+                                                      exposure_scores(model, frame.exposures))
+    return result
 
 
 def evaluate_channel(model: ChannelRecommender, frame: EvaluationWindow) -> dict[str, float]:
-    """Accuracy of the model's top channel against the channel of each engaged window row
-    (a first look: it rewards agreeing with the channels the logging policy chose)."""
+    """Accuracy of the model's top channel against the channel of each engaged window row (a
+    diagnostic: it rewards agreeing with the channels the logging policy chose) and, for
+    models whose channel scores are engagement rates (:data:`PROBABILITY_CHANNEL_MODELS`),
+    the choice criterion ``exposure_log_loss``: the cross-entropy of the HCP's rate on the
+    logged channel against the outcome of every exposure of the window."""
     rows = frame.engaged_rows
     predicted = model.predict_channel(rows["hcp_id"].astype(object).to_numpy())
-    return {"channel_accuracy": metrics.channel_accuracy(predicted, rows["channel"].astype(object).to_numpy())}
+    result = {"channel_accuracy": metrics.channel_accuracy(predicted, rows["channel"].astype(object).to_numpy())}
+    if frame.exposures is not None and model.name in PROBABILITY_CHANNEL_MODELS:
+        exposures = frame.exposures
+        rates = model.channel_scores(exposures["hcp_id"].astype(object).to_numpy())
+        probability = rates[np.arange(len(exposures)), pd.Index(CHANNELS).get_indexer(exposures["channel"].astype(str))]
+        result["exposure_log_loss"] = log_loss_value(exposures["engaged"].to_numpy(bool), probability)
+    return result
 
 
 def _grid(space: dict[str, list]) -> list[dict[str, Any]]:
@@ -566,16 +604,22 @@ def _grid(space: dict[str, list]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(space[k] for k in keys))]
 
 
+#: the choice criteria, computable from logged data alone: name -> (metric, higher is better)
+CONTENT_CRITERION = ("exposure_auc", True)
+CHANNEL_CRITERION = ("exposure_log_loss", False)
+
+
 def tune(factories: dict[str, Callable[..., Recommender]], grids: dict[str, dict[str, list]], train: TrainingData,
-         frame: EvaluationWindow, objective: str | None = None, k: int = 10) -> tuple[dict[str, dict[str, Any]], pd.DataFrame]:
+         frame: EvaluationWindow, k: int = 10) -> tuple[dict[str, dict[str, Any]], pd.DataFrame]:
     """Fit every model at every grid point on ``train``; score it on the validation ``frame``.
 
-    Returns (chosen hyper-parameters per model: the grid point with the highest
-    ``objective`` (default NDCG@k), the first one on ties; the tuning table: model, params (JSON), the
-    metrics, fit_seconds, score_seconds, chosen). Channel models are judged by
-    ``channel_accuracy``.
+    Returns (chosen hyper-parameters per model: the grid point with the best choice criterion,
+    the first one on ties; the tuning table: model, params (JSON), the metrics, fit_seconds,
+    score_seconds, chosen). Content models are chosen by :data:`CONTENT_CRITERION` (AUC of
+    their scores on the logged validation exposures), channel models by
+    :data:`CHANNEL_CRITERION` when they have it (else their only grid point is kept).
+    Observed-engagement NDCG and HR are computed too, as diagnostics, and never choose.
     """
-    objective = objective or f"ndcg@{k}"
     records, chosen = [], {}
     for name, factory in factories.items():
         if name not in grids:
@@ -586,13 +630,15 @@ def tune(factories: dict[str, Callable[..., Recommender]], grids: dict[str, dict
             model = factory(**params).fit(train)
             fitted = time.perf_counter()
             if isinstance(model, ChannelRecommender):
-                scores, target = evaluate_channel(model, frame), "channel_accuracy"
+                scores, (target, higher) = evaluate_channel(model, frame), CHANNEL_CRITERION
             else:
-                scores, target = evaluate_content(model, frame, k), objective
+                scores, (target, higher) = evaluate_content(model, frame, k), CONTENT_CRITERION
             records.append({"model": name, "params": json.dumps(params, sort_keys=True), **scores,
                             "fit_seconds": fitted - started, "score_seconds": time.perf_counter() - fitted})
-            if scores[target] > best_value:
-                best_value, best_params = scores[target], params
+            value = scores.get(target, np.nan)
+            value = -np.inf if not np.isfinite(value) else (value if higher else -value)
+            if best_params is None or value > best_value:
+                best_value, best_params = value, params
         chosen[name] = best_params
     table = pd.DataFrame.from_records(records)
     table["chosen"] = [json.loads(p) == chosen[m] for m, p in zip(table["model"], table["params"])]
@@ -691,14 +737,14 @@ def grids_for(tune_hyper_parameters: bool) -> dict[str, dict[str, list]]:
 
 
 def validation_table(tuning: pd.DataFrame) -> pd.DataFrame:
-    """The chosen grid point of every model, one row per model, best NDCG@10 first (content
-    models), then the channel models by accuracy."""
+    """The chosen grid point of every model, one row per model: the content models, best
+    choice criterion (:data:`CONTENT_CRITERION`) first, then the channel models."""
     chosen = tuning[tuning["chosen"]].drop(columns="chosen").set_index("model")
-    content = chosen[chosen["ndcg@10"].notna()].sort_values("ndcg@10", ascending=False, kind="stable") \
-        if "ndcg@10" in chosen else chosen.iloc[:0]
-    channel = chosen[chosen["ndcg@10"].isna()].sort_values("channel_accuracy", ascending=False, kind="stable") \
-        if "ndcg@10" in chosen else chosen
-    return pd.concat([content, channel]).dropna(axis=1, how="all")
+    is_content = chosen["ndcg@10"].notna() if "ndcg@10" in chosen else pd.Series(False, index=chosen.index)
+    criterion = CONTENT_CRITERION[0]
+    content = chosen[is_content].sort_values(criterion, ascending=False, kind="stable") \
+        if criterion in chosen else chosen[is_content]
+    return pd.concat([content, chosen[~is_content]]).dropna(axis=1, how="all")
 
 
 def test_top_n(model: Recommender, stage: StageSplit, n: int) -> pd.DataFrame:
@@ -805,7 +851,7 @@ def summary(stage: StageSplit, chosen: dict[str, dict[str, Any]], table: pd.Data
     """The stage's summary for ``metrics/cf.json``: split, evaluated HCPs, chosen
     hyper-parameters and each model's validation metrics."""
     metrics_by_model = {name: {k: (None if pd.isna(v) else float(v)) for k, v in row.items()
-                               if k in ("hr@10", "ndcg@10", "channel_accuracy")}
+                               if k in ("exposure_auc", "exposure_log_loss", "hr@10", "ndcg@10", "channel_accuracy")}
                         for name, row in table.iterrows()}
     return {"split": stage.split.to_dict(), "validation_hcps": int(len(stage.validation.hcp_ids)),
             "test_hcps": int(len(stage.test.hcp_ids)), "content_features": feature_source,

@@ -241,29 +241,33 @@ _PARAM_LIST: list[Param] = [
     Param("cf_tune", "bool", True,
           "Grid-search each baseline's hyper-parameters on the validation window (false: each model's default values)."),
     # --- 05_hybrid_lstm ---------------------------------------------------------
-    Param("max_seq_len", "int", 50, "Most recent exposures of an HCP the sequence encoder reads (older ones are cut).",
-          minimum=1, maximum=1000, scale_defaults={"tiny": 20}),
-    Param("hybrid_epochs", "int", 12, "Most training epochs of the hybrid model (early stopping may end sooner).",
+    Param("max_seq_len", "int", 15, "Most recent exposures of an HCP the sequence encoder reads (older ones are cut).",
+          minimum=1, maximum=1000, scale_defaults={"tiny": 10}),
+    Param("hybrid_epochs", "int", 60,
+          "Most training epochs of the hybrid model (early stopping on the validation log-loss ends sooner).",
           minimum=1, maximum=500, scale_defaults={"tiny": 3}),
-    Param("hybrid_patience", "int", 2, "Epochs without a better validation loss before training stops.",
+    Param("hybrid_patience", "int", 2, "Epochs without a lower validation log-loss before training stops.",
           minimum=0, maximum=100),
-    Param("hybrid_batch_size", "int", 512, "Training examples (exposures) per batch.", minimum=8, maximum=65_536,
-          scale_defaults={"tiny": 128, "full": 1024, "stress": 2048}),
-    Param("hybrid_learning_rate", "float", 0.003, "Initial Adam learning rate (cosine decay to 10% of it).",
-          minimum=1e-5, maximum=1.0),
-    Param("hybrid_embedding_dim", "int", 16, "Size of the learned content id embedding (item vectors are twice it).",
-          minimum=2, maximum=512, scale_defaults={"tiny": 8}),
-    Param("hybrid_sequence_units", "int", 32, "Units of the recurrent sequence encoder.", minimum=2, maximum=1024,
-          scale_defaults={"tiny": 16}),
-    Param("hybrid_hidden_units", "int", 64, "Units of the dense fusion layers.", minimum=2, maximum=2048,
-          scale_defaults={"tiny": 32}),
-    Param("hybrid_sequence_encoder", "str", "lstm", "Recurrent layer of the sequence encoder.",
-          choices=("lstm", "gru")),
-    Param("hybrid_negatives", "int", 32, "Negative items sampled per example for the next-content softmax.",
-          minimum=1, maximum=10_000, scale_defaults={"tiny": 8}),
+    Param("hybrid_batch_size", "int", 1024, "Training examples (logged exposures) per batch.", minimum=8,
+          maximum=65_536, scale_defaults={"tiny": 256, "full": 4096, "stress": 8192}),
+    Param("hybrid_learning_rate", "float", 0.002, "Adam learning rate of the hybrid model.", minimum=1e-5, maximum=1.0),
+    Param("hybrid_embedding_dim", "int", 16, "Size of the HCP taste and item content vectors whose dot product scores "
+          "taste against content.", minimum=2, maximum=512, scale_defaults={"tiny": 8}),
+    Param("hybrid_sequence_units", "int", 16, "Units of the recurrent sequence encoder.", minimum=2, maximum=1024,
+          scale_defaults={"tiny": 8}),
+    Param("hybrid_hidden_units", "int", 16, "Units of the hidden layers of the channel and (HCP, item) history parts.",
+          minimum=2, maximum=2048, scale_defaults={"tiny": 8}),
+    Param("hybrid_l2", "float", 1e-4, "L2 penalty on the hybrid's embeddings and dense weights (the per-HCP taste "
+          "embedding gets 100 times it). The default has the lowest validation log-loss of 1e-5, 1e-4, 3e-4 and 1e-3 "
+          "in the default small world.", minimum=0.0, maximum=1.0),
+    Param("hybrid_sequence_encoder", "str", "compare",
+          "Recurrent layer of the sequence encoder: 'lstm', 'gru', or 'compare' (fit both, keep the one with the lower "
+          "validation log-loss).", choices=("compare", "lstm", "gru"), scale_defaults={"tiny": "lstm"}),
     Param("hybrid_ablations", "bool", True,
-          "Compare every variant of hybrid_eval.ABLATIONS on the validation window (the ablations, GRU and "
-          "attention pooling); false compares only hybrid_eval.SELECTION_CANDIDATES (full, no CF, attention)."),
+          "Also fit the hybrid without each of its inputs (sequence, topics, CF, static profile) and write their "
+          "outputs, so the evaluation reports what each input carries."),
+    Param("tabular_tune", "bool", True,
+          "Search the tabular challenger's grid on the validation window (false: its first point only)."),
     # --- 06_evaluation ----------------------------------------------------------
     Param("n_bootstrap", "int", 1000, "Bootstrap resamples of HCPs behind every 95% interval of the evaluation.",
           minimum=50, maximum=100_000, scale_defaults={"tiny": 200, "stress": 500}),
@@ -284,9 +288,9 @@ _PARAM_LIST: list[Param] = [
           "kernel, the notebook's own cell sets true for JupyterLab."),
     # --- 08_next_best_action ----------------------------------------------------
     Param("plan_model", "str", "auto",
-          "Engagement probabilities the plan is built from: 'hybrid' (the saved model of notebook 05), "
-          "'baseline' (ALS affinity + specialty x channel rates, see hcp_lib.plan), or 'auto' (hybrid when saved).",
-          choices=("auto", "hybrid", "baseline")),
+          "Engagement probabilities the plan is built from: 'auto' (the model with the lowest validation log-loss, "
+          "chosen in notebook 06) or the name of a model evaluated there (e.g. 'hybrid', 'tabular', "
+          "'v0.1_classifier')."),
     Param("plan_period_days", "int", 7, "Length of the planned period, starting at the test cut-off (days).",
           minimum=1, maximum=28),
     Param("plan_max_actions_per_hcp", "int", 2, "Most suggested actions per HCP in the period.", minimum=0,

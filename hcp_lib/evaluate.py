@@ -8,11 +8,12 @@ test cut-off is the oracle), ``cf/split.json``, ``cf/test_top_n/<model>.parquet`
 baselines), ``cf/test_channels/<model>.parquet`` (channel baselines), ``metrics/cf.json``
 (validation scores: they pick the best baseline and the channel paired with content-only
 models, so no choice looks at the test window), ``topics/doc_topics.parquet`` (diversity), and,
-when the folder exists, ``hybrid/test_top_n/<model>.parquet`` (same columns as the baselines'
-lists plus an optional ``channel`` column: the model's channel for that item) and
-``hybrid/test_exposure_probs/<model>.parquet`` (optional: ``exposure_id``,
-``engagement_prob`` for every test exposure). :func:`model_output_tables` writes both for any
-:class:`hcp_lib.recommender.Recommender`.
+when notebook 05 ran, the engagement models it wrote (:mod:`hcp_lib.engagement_stage`):
+``hybrid/models.json`` (their families and validation log-losses),
+``hybrid/test_top_n/<model>.parquet`` (the baselines' list columns plus ``channel``: the
+model's channel for that item), ``hybrid/test_exposure_probs/<model>.parquet``
+(``exposure_id``, ``engagement_prob`` for every test exposure) and
+``hybrid/plan_candidates/<model>.parquet`` (the model's candidate actions for the plan).
 
 Writes (via the notebook) under ``evaluation/``: ``metrics.json`` and
 ``recommendations.parquet`` (:data:`RECOMMENDATION_SCHEMA`), and ``metrics/evaluation.json``.
@@ -26,29 +27,46 @@ the oracle's probability of its top-1 (content, channel) per HCP; content-only m
 their channel from :func:`policy_channel_model` (the specialty's best engagement-rate channel). Reference
 policies: ``oracle`` (the best candidate pair), ``random`` (the expectation over candidate
 pairs, computed exactly) and ``business_as_usual`` (the first (content, channel) the logging
-policy sent the HCP in the test window). Intervals: 95% percentile bootstrap over HCPs, one
-set of resamples shared by every model and metric (paired).
+policy sent the HCP in the test window).
 
-``metrics.json`` (``schema_version`` 1) has these keys:
+Plan value of a model = the oracle's expected engagements of the week's plan notebook 08 would
+make from the model's probabilities (:func:`hcp_lib.plan.candidate_actions`, then
+:func:`hcp_lib.plan.solve_milp` under the run's caps, capacities, approvals, repeat window and
+opt-outs), as a share of the plan made under the same rules from the oracle's probabilities
+(:func:`plan_terms`). Content-only models plan with pseudo-probabilities: their paired
+channel's engagement rate times a weight falling linearly with the item's rank in their saved
+list (:func:`list_scorer`). The reference ``business_as_usual`` plan is the touches the logging
+policy sent that week.
+
+Probability quality (models with probabilities): AUC, log-loss, Brier score and ECE (ten
+equal-count bins) on the logged test exposures, each probability taken at the exposure's own
+instant. Intervals: 95% percentile bootstrap over HCPs, one set of resamples shared by every
+model and metric (paired).
+
+``metrics.json`` (``schema_version`` 2) has these keys:
 
 - ``schema_version`` (int), ``run`` {scale, seed, n_bootstrap, confidence_level, eval_k},
   ``split`` {train_start, valid_start, test_start, test_end}, ``population`` {n_hcps,
   n_hcps_with_test_engagement, n_test_exposures, n_test_engagements, n_content, n_new_items};
-- ``models``: {model: {family (oracle | baseline | hybrid | v0.1 | channel_baseline), source,
-  channel_from}}; ``models_found`` (list), ``hybrid_found`` (bool);
+- ``models``: {model: {family (oracle | baseline | hybrid | tabular | ablation | v0.1 |
+  channel_baseline), source, channel_from}}; ``models_found`` (list), ``hybrid_found`` (bool);
 - ``metrics``: {model: {metric_key: {value, ci_low, ci_high, n}}}, metric keys ``<name>@<k>``
   for :data:`RANKING_METRICS` and ``coverage@<k>`` (no interval) at every k of
   :data:`EVAL_K`, and :data:`CHANNEL_METRICS` / :data:`POLICY_METRICS` without ``@k``; a
   value is ``null`` where undefined (e.g. log-loss of a model without probabilities);
-- ``policy``: {policy: {policy_value: {...}, policy_fraction_of_oracle: {...}}} for the
-  reference policies;
+- ``policy``: {policy: {policy_value: {...}, policy_fraction_of_oracle: {...}, plan_value,
+  plan_fraction_of_oracle}} for the reference policies (random has no plan);
 - ``comparisons``: [{model, baseline, metric, difference, ci_low, ci_high, share_better}]
-  (paired bootstrap of model − baseline);
+  (paired bootstrap of model − baseline, for the pairs of :func:`comparison_pairs`);
+- ``selection``: {criterion, validation_log_loss {model: value}, chosen}: the engagement
+  model the validation window ranks best (the one notebook 08 plans with);
+- ``plan``: {plan_start, period_days, solver {model: {status, gap, seconds, actions}}};
 - ``breakdowns``: [{dimension (specialty | activity | cold_start | channel), group, model,
   metric, value, n}];
 - ``calibration``: {model: [{bin, lower, upper, mean_predicted, observed_rate, count}]};
 - ``v01``: {random_split_auc, random_split_accuracy, temporal_auc, temporal_accuracy,
-  n_train_random, n_test_random}; ``best_baseline`` (str); ``verdict`` (str).
+  n_train_random, n_test_random, validation_log_loss}; ``best_baseline`` (str: the content
+  baseline with the best validation exposure AUC); ``verdict`` (str).
 
 :func:`validate_metrics` checks a loaded ``metrics.json`` against this layout and its
 flattened table (:func:`flatten_metrics`) against :data:`FLAT_SCHEMA`.
@@ -59,7 +77,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -70,24 +88,28 @@ from . import evaluate_metrics as em
 from . import io, metrics
 from .config import RunDir
 from .domain import CHANNELS
+from .cf import PROBABILITY_CHANNEL_MODELS
 from .recommender import exclusion_mask, top_n
 
 #: the list lengths every ranking metric is computed at (fixed, so metric keys are stable)
 EVAL_K = (1, 5, 10, 20)
 #: per-HCP ranking metrics (each at every k)
 RANKING_METRICS = ("hit_rate", "precision", "recall", "ndcg", "graded_ndcg", "mrr", "map", "novelty", "diversity")
-CHANNEL_METRICS = ("channel_accuracy", "channel_macro_f1", "log_loss", "brier", "auc")
-POLICY_METRICS = ("policy_value", "policy_fraction_of_oracle")
+CHANNEL_METRICS = ("channel_accuracy", "channel_macro_f1", "log_loss", "brier", "auc", "ece")
+POLICY_METRICS = ("policy_value", "policy_fraction_of_oracle", "plan_value", "plan_fraction_of_oracle")
+#: the headline metrics (what choices are judged by in the book; never observed-engagement NDCG)
+HEADLINE_METRICS = ("policy_fraction_of_oracle", "plan_fraction_of_oracle", "graded_ndcg@10")
 #: metrics bounded to [0, 1] (the others: novelty >= 0, log-loss >= 0)
 UNIT_METRICS = {"hit_rate", "precision", "recall", "ndcg", "graded_ndcg", "mrr", "map", "diversity", "coverage",
-                "channel_accuracy", "channel_macro_f1", "brier", "auc", "policy_value"}
-#: channel baselines whose scores are engagement probabilities (SpecialtyBestChannel: a shrunk
-#: engagement rate per exposure); the others rank channels by counts or shares
-PROBABILITY_CHANNEL_MODELS = ("specialty_best_channel",)
+                "channel_accuracy", "channel_macro_f1", "brier", "auc", "ece", "policy_value"}
+#: families of the models notebook 05 writes (hcp_lib.engagement_stage) and of the others
+ENGAGEMENT_FAMILIES = ("hybrid", "tabular", "ablation")
 #: how many of each model's items go to recommendations.parquet
 RECOMMENDATION_DEPTH = 10
+#: how deep a model's list is kept when it is built here from a score matrix (as notebook 05's cf_top_n)
+LIST_DEPTH = 50
 ACTIVITY_BINS = ((0, 0, "none"), (1, 2, "1-2"), (3, 9, "3-9"), (10, np.inf, "10+"))
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class EvaluationError(ValueError):
@@ -122,6 +144,13 @@ class EvaluationSetting:
     new_items: np.ndarray
     catalogue: pd.DataFrame
     validation: dict = field(default_factory=dict)
+    plan_context: Any = None
+    plan_settings: Any = None
+
+    @property
+    def plan_rows(self) -> np.ndarray:
+        """For each HCP of the plan's context (the master), its row in ``hcp_ids`` (-1: not evaluated)."""
+        return pd.Index(self.hcp_ids.astype(str)).get_indexer(self.plan_context.hcp_ids.astype(str))
 
     @property
     def candidate_oracle(self) -> np.ndarray:
@@ -133,9 +162,11 @@ class EvaluationSetting:
         return self.test_rows[self.test_rows["engaged"]]
 
 
-def load_setting(run_dir: str | Path) -> EvaluationSetting:
-    """Read the run's world, truth, split and topics into an :class:`EvaluationSetting`."""
-    from . import cf, synth
+def load_setting(run_dir: str | Path, plan_settings=None) -> EvaluationSetting:
+    """Read the run's world, truth, split and topics into an :class:`EvaluationSetting`, with
+    the plan's context at the test cut-off under ``plan_settings`` (default: the default
+    :class:`hcp_lib.plan.PlanSettings`)."""
+    from . import cf, plan, synth
     from .split import training_data
 
     run = RunDir(Path(run_dir))
@@ -169,9 +200,11 @@ def load_setting(run_dir: str | Path) -> EvaluationSetting:
     oracle = synth.true_engagement_matrix(world, hcp_ids, split.test_start, content_ids=content_ids)
     cf_metrics_path = run.metrics / "cf.json"
     validation = io.read_json(cf_metrics_path).get("validation", {}) if cf_metrics_path.exists() else {}
+    plan_settings = plan_settings or plan.PlanSettings()
+    context = plan.read_context(run_dir, split.test_start, plan_settings)
     return EvaluationSetting(split, hcp_ids, content_ids, population["specialty"].astype(str).to_numpy(dtype=object),
                              oracle, exclude, relevant, test_rows, train_engagements, item_popularity, item_vectors,
-                             new_items, catalogue, validation)
+                             new_items, catalogue, validation, context, plan_settings)
 
 
 # --- one model's outputs, checked --------------------------------------------------------------
@@ -185,7 +218,10 @@ class ModelOutput:
     scores; ``top_channel`` the channel index of each listed item (None: content-only model);
     ``engaged_channel`` the predicted channel of each engaged test row (None: no channel
     model); ``exposure_prob`` the engagement probability of each test row (None: no
-    probabilities); ``hcp_channel`` the channel index per HCP (channel-only models).
+    probabilities); ``hcp_channel`` the channel index per HCP (channel-only models) and
+    ``hcp_channel_rates`` its engagement rates (probability channel models); ``candidates``
+    the model's plan candidates (:class:`hcp_lib.plan.Candidates`; None: built from
+    ``list_top``, the whole saved list, and its paired channel's rates).
     """
 
     name: str
@@ -198,6 +234,10 @@ class ModelOutput:
     exposure_prob: np.ndarray | None = None
     channel_from: str | None = None
     hcp_channel: np.ndarray | None = None
+    candidates: Any = None
+    list_top: np.ndarray | None = None
+    hcp_channel_rates: np.ndarray | None = None
+    new_top: np.ndarray | None = None
 
 
 def _check_finite(name: str, values: np.ndarray, what: str, rows: np.ndarray | None = None) -> None:
@@ -238,6 +278,8 @@ def from_scores(name: str, hcp_ids: Iterable[str], content_ids: Iterable[str], s
     top = top_n(scores, max(EVAL_K), setting.exclude)
     top_scores = np.where(top >= 0, np.take_along_axis(scores, np.maximum(top, 0), axis=1), np.nan)
     output = ModelOutput(name, family, source, top, top_scores)
+    output.list_top = top_n(scores, LIST_DEPTH, setting.exclude)
+    output.new_top = top_n(scores, 10, setting.exclude | ~setting.new_items[None, :])
     if channel_scores is not None:
         channel_scores = np.asarray(channel_scores, dtype=np.float64)
         if channel_scores.shape != scores.shape + (len(CHANNELS),):
@@ -277,6 +319,7 @@ def from_lists(name: str, lists: pd.DataFrame, setting: EvaluationSetting, famil
         raise EvaluationError(f"model {name!r} ({source}): missing column {missing[0]!r}; lists need "
                               f"{', '.join(LIST_COLUMNS)}")
     k = max(EVAL_K)
+    whole = lists
     lists = lists[lists["rank"] <= k]
     rows = pd.Index(setting.hcp_ids).get_indexer(lists["hcp_id"].astype(str))
     lists, rows = lists[rows >= 0], rows[rows >= 0]  # opted-out HCPs are not evaluated
@@ -309,6 +352,8 @@ def from_lists(name: str, lists: pd.DataFrame, setting: EvaluationSetting, famil
     if (np.nan_to_num(np.diff(ordered, axis=1), nan=0.0) > 1e-12).any():
         raise EvaluationError(f"model {name!r} ({source}): ranks are not in descending score order")
     output = ModelOutput(name, family, source, top, top_scores)
+    depth = int(whole["rank"].max()) if len(whole) else k
+    output.list_top = top_n_from_lists(whole, setting.hcp_ids, setting.content_ids, depth)
     if "channel" in lists.columns:
         channel = pd.Index(CHANNELS).get_indexer(lists["channel"].astype(str))
         if (channel < 0).any():
@@ -357,7 +402,20 @@ def channel_output(name: str, table: pd.DataFrame, setting: EvaluationSetting, s
     if name in PROBABILITY_CHANNEL_MODELS:
         rows = setting.test_rows
         output.exposure_prob = matrix[rows["row"].to_numpy(), pd.Index(CHANNELS).get_indexer(rows["channel"].astype(str))]
+        output.hcp_channel_rates = matrix
     return output
+
+
+def top_n_from_lists(lists: pd.DataFrame, hcp_ids: np.ndarray, content_ids: pd.Index, k: int) -> np.ndarray:
+    """Column indices (n_hcp, k) of the top-``k`` of saved lists (hcp_id, rank, content_id),
+    in ``hcp_ids`` order; -1 where a list is shorter (an HCP without a list gets only -1)."""
+    lists = lists[lists["rank"] <= k]
+    rows = pd.Index(np.asarray(hcp_ids, dtype=object).astype(str)).get_indexer(lists["hcp_id"].astype(str))
+    cols = content_ids.get_indexer(lists["content_id"].astype(str))
+    keep = (rows >= 0) & (cols >= 0)
+    top = np.full((len(hcp_ids), k), -1, dtype=np.int64)
+    top[rows[keep], lists["rank"].to_numpy()[keep] - 1] = cols[keep]
+    return top
 
 
 def oracle_output(setting: EvaluationSetting) -> ModelOutput:
@@ -386,7 +444,9 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
 
     First as v0.1 did: a random 80/20 split of ALL exposure rows (future rows train the model
     that predicts past ones) → AUC and accuracy. Then as every model here: fitted on rows
-    before the test cut-off, scored on the test window. Its logit is additive (text + specialty
+    before the test cut-off, scored on the test window (and, for the choice criterion, fitted
+    before the validation window and scored on it: ``validation_log_loss``); its plan
+    candidates come from its full probability tensor. Its logit is additive (text + specialty
     + channel), so the full (HCP, content, channel) probability tensor is built by
     broadcasting rather than by scoring every triple.
     """
@@ -420,6 +480,11 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
     def classifier():
         return LogisticRegression(max_iter=2000, C=1.0)
 
+    before_valid = (rows["exposed_at"] < setting.split.valid_start).to_numpy()
+    in_valid = ~before_valid & (rows["exposed_at"] < setting.split.test_start).to_numpy()
+    valid_model = classifier().fit(features[before_valid], target[before_valid])
+    validation_log_loss = em.log_loss_value(target[in_valid], valid_model.predict_proba(features[in_valid])[:, 1])
+
     train_idx, test_idx = train_test_split(np.arange(len(rows)), test_size=0.2, random_state=seed, stratify=target)
     random_model = classifier().fit(features[train_idx], target[train_idx])
     random_prob = random_model.predict_proba(features[test_idx])[:, 1]
@@ -436,6 +501,10 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
     output = from_scores("v0.1_classifier", setting.hcp_ids, setting.content_ids, probability.max(axis=2), setting,
                          channel_scores=probability, channel_scores_are_probabilities=True, family="v0.1",
                          source="logistic regression on TF-IDF + specialty + channel")
+    from . import plan
+
+    output.candidates = plan.candidate_actions(setting.plan_context, setting_scorer(setting, probability),
+                                               setting.content_ids, setting.plan_settings)
     test = setting.test_rows
     temporal_prob = output.exposure_prob
     random_split = {
@@ -444,6 +513,7 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
         "temporal_auc": float(roc_auc_score(test["engaged"], temporal_prob)) if test["engaged"].nunique() == 2 else None,
         "temporal_accuracy": float(accuracy_score(test["engaged"], temporal_prob >= 0.5)),
         "n_train_random": int(len(train_idx)), "n_test_random": int(len(test_idx)),
+        "validation_log_loss": validation_log_loss,
     }
     return V01Result(random_split, output)
 
@@ -469,12 +539,15 @@ def policy_channel_model(setting: EvaluationSetting, available: Iterable[str]) -
 
 
 def best_baseline(setting: EvaluationSetting, outputs: dict[str, ModelOutput]) -> str:
-    """The content baseline with the best validation NDCG@10 (``metrics/cf.json``), never chosen
-    on test; ``random`` is not a candidate. Falls back to the first baseline by name."""
+    """The content baseline with the best validation criterion (the AUC of its scores on the
+    logged validation exposures, ``metrics/cf.json``), never chosen on test; ``random`` is not a
+    candidate. Falls back to the first baseline by name."""
+    from .cf import CONTENT_CRITERION
+
     baselines = sorted(n for n, o in outputs.items() if o.family == "baseline" and n != "random")
     if not baselines:
         raise EvaluationError("no content baseline in cf/test_top_n/ besides random (did notebook 04 run?)")
-    scored = {m: setting.validation.get(m, {}).get("ndcg@10") for m in baselines}
+    scored = {m: setting.validation.get(m, {}).get(CONTENT_CRITERION[0]) for m in baselines}
     scored = {m: v for m, v in scored.items() if v is not None}
     return max(scored, key=lambda m: (scored[m], m)) if scored else baselines[0]
 
@@ -486,19 +559,32 @@ def load_models(run_dir: str | Path, setting: EvaluationSetting, expected: Itera
     A model named in ``expected`` but absent raises :class:`EvaluationError` naming it.
     Content-only models are paired with :func:`policy_channel_model` for their channel.
     """
+    from . import plan
+    from .engagement_stage import read_registry
+
     run = RunDir(Path(run_dir))
+    registry = read_registry(run_dir)
     outputs: dict[str, ModelOutput] = {}
     channel_folder = run.cf / "test_channels"
     for path in sorted(channel_folder.glob("*.parquet")):
         outputs[path.stem] = channel_output(path.stem, io.read_parquet(path), setting, str(path.relative_to(run.root)))
-    for family, folder in (("baseline", run.cf / "test_top_n"), ("hybrid", run.hybrid / "test_top_n")):
+    for stage_family, folder in (("baseline", run.cf / "test_top_n"), ("hybrid", run.hybrid / "test_top_n")):
         for path in sorted(folder.glob("*.parquet")):
             probs_path = folder.parent / "test_exposure_probs" / path.name
             probs = io.read_parquet(probs_path) if probs_path.exists() else None
             if path.stem in outputs:
                 raise EvaluationError(f"model {path.stem!r}: two outputs ({outputs[path.stem].source} and {path})")
+            family = registry.get(path.stem, {}).get("family", stage_family) if stage_family == "hybrid" else stage_family
             outputs[path.stem] = from_lists(path.stem, io.read_parquet(path), setting, family,
                                             str(path.relative_to(run.root)), probs)
+            new_path = folder.parent / "test_new_items" / path.name
+            if new_path.exists():
+                outputs[path.stem].new_top = top_n_from_lists(io.read_parquet(new_path), setting.hcp_ids,
+                                                              setting.content_ids, 10)
+            candidates_path = folder.parent / "plan_candidates" / path.name
+            if candidates_path.exists():
+                outputs[path.stem].candidates = plan.read_candidates(candidates_path, setting.plan_context,
+                                                                     setting.plan_settings)
     missing = [m for m in expected if m not in outputs]
     if missing:
         found = ", ".join(sorted(outputs)) or "none"
@@ -513,7 +599,113 @@ def load_models(run_dir: str | Path, setting: EvaluationSetting, expected: Itera
             output.top_channel = np.where(output.top >= 0, hcp_channel[:, None], -1)
             output.engaged_channel = outputs[paired].engaged_channel
             output.channel_from = paired
+            output.hcp_channel_rates = outputs[paired].hcp_channel_rates
     return outputs
+
+
+# --- the week's plan of each model -----------------------------------------------------------------
+
+
+def setting_scorer(setting: EvaluationSetting, tensor: np.ndarray) -> Callable:
+    """A ``score_channels`` callable for the plan over a (n_hcp, n_content, n_channel) array whose
+    rows follow ``setting.hcp_ids``; HCPs not evaluated (opted out) get zeros (they have no
+    eligible action anyway)."""
+    rows_of = pd.Series(setting.plan_rows, index=setting.plan_context.hcp_ids.astype(str))
+
+    def score(hcp_ids):
+        rows = rows_of.reindex(pd.Index(np.asarray(list(hcp_ids), dtype=object).astype(str))).fillna(-1).to_numpy(int)
+        out = np.zeros((len(rows), tensor.shape[1], tensor.shape[2]))
+        out[rows >= 0] = tensor[rows[rows >= 0]]
+        return out
+
+    return score
+
+
+def list_scorer(setting: EvaluationSetting, list_top: np.ndarray, channel_rates: np.ndarray) -> Callable:
+    """Pseudo-probabilities for planning with a content-only model: for the items of its saved
+    list (``list_top``, (n_hcp, N) columns best first, rows = ``setting.hcp_ids``), the
+    paired channel's engagement rate of the HCP (``channel_rates`` (n_hcp, n_channel)) times
+    ``1 - rank / N`` (rank 0 = first); 0 for items outside the list, which the plan then
+    leaves out. The MILP thus takes the model's order within an HCP and the channel model's
+    rates across HCPs and channels."""
+    depth = list_top.shape[1]
+    weight = 1.0 - np.arange(depth) / depth
+    rows_of = pd.Series(setting.plan_rows, index=setting.plan_context.hcp_ids.astype(str))
+    n_content = len(setting.content_ids)
+
+    def score(hcp_ids):
+        rows = rows_of.reindex(pd.Index(np.asarray(list(hcp_ids), dtype=object).astype(str))).fillna(-1).to_numpy(int)
+        out = np.zeros((len(rows), n_content, len(CHANNELS)))
+        b, j = np.nonzero((rows[:, None] >= 0) & (list_top[np.maximum(rows, 0)] >= 0))
+        out[b, list_top[rows[b], j]] = channel_rates[rows[b]] * weight[j][:, None]
+        return out
+
+    return score
+
+
+@dataclass
+class PlanOutcome:
+    """One model's plan: the candidates it chose from, the solver's assignment, the chosen
+    actions and their true value per evaluated HCP (``value``, rows = ``setting.hcp_ids``)."""
+
+    candidates: Any
+    assignment: Any
+    actions: pd.DataFrame
+    value: np.ndarray
+
+
+def plan_terms(setting: EvaluationSetting, candidates) -> PlanOutcome:
+    """The plan notebook 08 would make from ``candidates`` (:class:`hcp_lib.plan.Candidates`;
+    rows with probability 0 are dropped), solved with the MILP under the setting's plan rules,
+    and the oracle's probability of each chosen action summed per HCP."""
+    from . import plan
+
+    settings = setting.plan_settings
+    table = plan.usable(candidates).table
+    capacities = plan.capacity_table(setting.plan_context, settings)
+    families = plan.constraint_families(table, settings, capacities, candidates.slots)
+    assignment = plan.solve_milp(table["probability"].to_numpy(), families, settings.time_limit_s, settings.mip_rel_gap)
+    actions = table[assignment.chosen].reset_index(drop=True)
+    rows = setting.plan_rows[actions["row"].to_numpy()]
+    if (rows < 0).any():
+        raise EvaluationError(f"a plan action names HCP {actions['hcp_id'].iloc[int(np.flatnonzero(rows < 0)[0])]!r}, "
+                              "who is not evaluated (opted out?)")
+    truth = setting.oracle[rows, actions["col"].to_numpy(), actions["ch"].to_numpy()].astype(np.float64)
+    value = np.bincount(rows, weights=truth, minlength=len(setting.hcp_ids))
+    return PlanOutcome(candidates, assignment, actions, value)
+
+
+def model_candidates(setting: EvaluationSetting, output: ModelOutput):
+    """The plan candidates of a model: its own (engagement models and the v0.1 classifier), or,
+    for a content-only model with a paired probability channel model, those of
+    :func:`list_scorer`; None when neither exists."""
+    from . import plan
+
+    if output.candidates is not None:
+        return output.candidates
+    if output.list_top is None or output.hcp_channel_rates is None:
+        return None
+    return plan.candidate_actions(setting.plan_context, list_scorer(setting, output.list_top, output.hcp_channel_rates),
+                                  setting.content_ids, setting.plan_settings)
+
+
+def oracle_candidates(setting: EvaluationSetting):
+    """The oracle's plan candidates: the same rules, the simulator's true probabilities."""
+    from . import plan
+
+    return plan.candidate_actions(setting.plan_context, setting_scorer(setting, setting.oracle), setting.content_ids,
+                                  setting.plan_settings)
+
+
+def business_as_usual_plan(setting: EvaluationSetting) -> np.ndarray:
+    """Per evaluated HCP, the oracle's expected engagements of the touches the logging policy
+    sent in the plan's week (each valued at the plan's start, like every plan)."""
+    context = setting.plan_context
+    rows = setting.test_rows
+    week = rows[(rows["exposed_at"] >= context.plan_start) & (rows["exposed_at"] < context.plan_end)]
+    truth = setting.oracle[week["row"].to_numpy(), week["col"].to_numpy(),
+                           pd.Index(CHANNELS).get_indexer(week["channel"].astype(str))].astype(np.float64)
+    return np.bincount(week["row"].to_numpy(), weights=truth, minlength=len(setting.hcp_ids))
 
 
 # --- per-HCP metrics and their intervals --------------------------------------------------------
@@ -591,26 +783,61 @@ def _interval(value, low, high, n) -> dict[str, Any]:
 
 @dataclass
 class Evaluation:
-    """Everything :func:`evaluate` computed: the metrics.json content and per-HCP terms."""
+    """Everything :func:`evaluate` computed: the metrics.json content, per-HCP terms and each
+    model's plan."""
 
     report: dict
     per_hcp: dict[str, dict[str, np.ndarray]]
     outputs: dict[str, ModelOutput]
     setting: EvaluationSetting
+    plans: dict = field(default_factory=dict)
+
+
+def comparison_pairs(outputs: dict[str, "ModelOutput"], best: str) -> list[tuple[str, str]]:
+    """(model, baseline) pairs compared with paired intervals: the hybrid against the v0.1
+    classifier, the tabular challenger and the best baseline; the tabular challenger against
+    the v0.1 classifier and the best baseline; each ablation against the hybrid."""
+    families = {name: output.family for name, output in outputs.items()}
+    hybrid = [n for n, f in families.items() if f == "hybrid"]
+    tabular = [n for n, f in families.items() if f == "tabular"]
+    v01 = [n for n, f in families.items() if f == "v0.1"]
+    pairs = [(h, b) for h in hybrid for b in (*v01, *tabular, best)]
+    pairs += [(t, b) for t in tabular for b in (*v01, best)]
+    pairs += [(a, h) for a, f in families.items() if f == "ablation" for h in hybrid]
+    return pairs
+
+
+#: the metrics every pair of :func:`comparison_pairs` is compared on (observed NDCG@10 last: a diagnostic)
+COMPARISON_METRICS = ("policy_fraction_of_oracle", "plan_fraction_of_oracle", "graded_ndcg@10", "log_loss", "ndcg@10")
+
+
+def selection(report_models: dict, validation_losses: dict[str, float | None]) -> dict[str, Any]:
+    """The engagement model the validation window ranks best: the lowest validation log-loss
+    among the hybrid, the tabular challenger and the v0.1 classifier (ablations are diagnostics,
+    not candidates)."""
+    candidates = {m: v for m, v in validation_losses.items()
+                  if v is not None and report_models.get(m, {}).get("family") in ("hybrid", "tabular", "v0.1")}
+    return {"criterion": "log-loss of the engagement probability on the logged exposures of the validation window "
+                         "(each model fitted before the window)",
+            "validation_log_loss": {m: float(v) for m, v in sorted(candidates.items(), key=lambda kv: kv[1])},
+            "chosen": min(candidates, key=candidates.get) if candidates else None}
 
 
 def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_bootstrap: int = 1000, seed: int = 0,
-             level: float = 0.95, v01: dict | None = None, run_info: dict | None = None) -> Evaluation:
-    """Every metric of every model with bootstrap intervals, the reference policies, paired
-    comparisons with the best baseline, breakdowns and calibration: the ``metrics.json``
-    document described in the module docstring (``verdict`` included)."""
-    from sklearn.metrics import roc_auc_score
-
+             level: float = 0.95, v01: dict | None = None, run_info: dict | None = None,
+             validation_losses: dict[str, float | None] | None = None, plans: bool = True,
+             progress: Callable | None = None) -> Evaluation:
+    """Every metric of every model with bootstrap intervals, the reference policies, each
+    model's plan (``plans``), paired comparisons (:func:`comparison_pairs`), breakdowns,
+    calibration and the selection: the ``metrics.json`` document described in the module
+    docstring (``verdict`` included). ``validation_losses``: each engagement model's validation
+    log-loss (notebook 05's registry and the v0.1 classifier's)."""
     weights = em.resample_weights(len(setting.hcp_ids), n_bootstrap, seed)
     references = reference_policies(setting)
     oracle_value = references["oracle"]
     numerators, denominators, keys = [], [], []  # (model, metric) of every bootstrapped statistic
     per_hcp: dict[str, dict[str, np.ndarray]] = {}
+    n = len(setting.hcp_ids)
 
     def add(model: str, metric: str, num: np.ndarray, den: np.ndarray) -> None:
         numerators.append(num)
@@ -622,28 +849,57 @@ def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_boot
         add(model, "policy_value", *em.mean_terms(np.where(defined, value, np.nan)))
         add(model, "policy_fraction_of_oracle", np.where(defined, value, 0.0), np.where(defined, oracle_value, 0.0))
 
-    for name, output in outputs.items():
-        per_hcp[name] = {}
+    plan_outcomes: dict[str, PlanOutcome] = {}
+    oracle_plan = None
+    if plans:
+        oracle_plan = plan_terms(setting, oracle_candidates(setting))
+        plan_outcomes["oracle"] = oracle_plan
+
+    def add_plan(model: str, value: np.ndarray) -> None:
+        per_hcp.setdefault(model, {})["plan_value"] = value
+        add(model, "plan_value", value, np.full(n, 1.0 / n))  # the week's total expected engagements
+        add(model, "plan_fraction_of_oracle", value, oracle_plan.value)
+
+    names = list(outputs)
+    for name in (progress(names, desc="models") if progress else names):
+        output = outputs[name]
+        per_hcp.setdefault(name, {})
         if output.top is not None:
-            per_hcp[name] = ranking_terms(output, setting)
-            for metric, values in per_hcp[name].items():
+            per_hcp[name].update(ranking_terms(output, setting))
+            for metric, values in list(per_hcp[name].items()):
                 add(name, metric, *em.mean_terms(values))
             per_hcp[name]["policy_value"] = policy_terms(setting, output.top[:, 0], output.top_channel[:, 0])
             add_policy(name, per_hcp[name]["policy_value"])
         for metric, (num, den) in channel_terms(output, setting).items():
             add(name, metric, num, den)
+        if plans and output.family == "oracle":
+            add_plan(name, oracle_plan.value)
+        elif plans and output.family != "channel_baseline":
+            candidates = model_candidates(setting, output)
+            if candidates is not None:
+                plan_outcomes[name] = plan_terms(setting, candidates)
+                add_plan(name, plan_outcomes[name].value)
     for name, value in references.items():
         add_policy(f"policy:{name}", value)
+    if plans:
+        add(f"policy:business_as_usual", "plan_value", business_as_usual_plan(setting), np.full(n, 1.0 / n))
+        add(f"policy:business_as_usual", "plan_fraction_of_oracle", business_as_usual_plan(setting), oracle_plan.value)
+        add("policy:oracle", "plan_value", oracle_plan.value, np.full(n, 1.0 / n))
+        add("policy:oracle", "plan_fraction_of_oracle", oracle_plan.value, oracle_plan.value)
     point, low, high, resampled = em.bootstrap_ratio(np.stack(numerators), np.stack(denominators), weights, level)
     counts = (np.stack(denominators) > 0).sum(axis=1)
 
     report_metrics: dict[str, dict[str, Any]] = {}
     policy: dict[str, dict[str, Any]] = {}
     for i, (model, metric) in enumerate(keys):
-        target = policy.setdefault(model[7:], {}) if model.startswith("policy:") else report_metrics.setdefault(model, {})
+        if model.startswith("policy:"):
+            target = policy.setdefault(model.removeprefix("policy:"), {})
+        else:
+            target = report_metrics.setdefault(model, {})
         target[metric] = _interval(point[i], low[i], high[i], counts[i])
     engaged = setting.engaged_rows
     calibration = {}
+    y = setting.test_rows["engaged"].to_numpy(bool)
     for name, output in outputs.items():
         entry = report_metrics.setdefault(name, {})
         if output.top is not None:
@@ -656,9 +912,8 @@ def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_boot
             entry["channel_macro_f1"] = _interval(em.channel_macro_f1(predicted, actual, sorted(set(actual))), None, None,
                                                   len(actual))
         if output.exposure_prob is not None:
-            y = setting.test_rows["engaged"].to_numpy(bool)
-            auc = roc_auc_score(y, output.exposure_prob) if 0 < y.sum() < len(y) else np.nan
-            entry["auc"] = _interval(auc, None, None, len(y))
+            entry["auc"] = _interval(metrics.exposure_auc(y, output.exposure_prob), None, None, len(y))
+            entry["ece"] = _interval(em.expected_calibration_error(y, output.exposure_prob), None, None, len(y))
             calibration[name] = em.reliability_curve(y, output.exposure_prob).to_dict(orient="records")
         for metric in (*CHANNEL_METRICS, *POLICY_METRICS):
             entry.setdefault(metric, _interval(None, None, None, 0))
@@ -666,19 +921,19 @@ def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_boot
     best = best_baseline(setting, outputs)
     index = {key: i for i, key in enumerate(keys)}
     comparisons = []
-    challengers = [n for n, o in outputs.items() if o.family in ("hybrid", "v0.1")]
-    for challenger in challengers:
-        for metric in ("ndcg@10", "hit_rate@10", "graded_ndcg@10", "policy_fraction_of_oracle"):
-            a, b = index.get((challenger, metric)), index.get((best, metric))
+    tail = (1 - level) / 2
+    for model, baseline in comparison_pairs(outputs, best):
+        for metric in COMPARISON_METRICS:
+            a, b = index.get((model, metric)), index.get((baseline, metric))
             if a is None or b is None:
                 continue
             difference = resampled[:, a] - resampled[:, b]
-            tail = (1 - level) / 2
-            comparisons.append({"model": challenger, "baseline": best, "metric": metric,
+            comparisons.append({"model": model, "baseline": baseline, "metric": metric,
                                 "difference": float(point[a] - point[b]),
                                 "ci_low": float(np.nanquantile(difference, tail)),
                                 "ci_high": float(np.nanquantile(difference, 1 - tail)),
                                 "share_better": float(np.nanmean(difference > 0))})
+    models = {n: {"family": o.family, "source": o.source, "channel_from": o.channel_from} for n, o in outputs.items()}
     report = {
         "schema_version": SCHEMA_VERSION,
         "run": {**(run_info or {}), "n_bootstrap": int(n_bootstrap), "confidence_level": level, "eval_k": list(EVAL_K)},
@@ -687,19 +942,33 @@ def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_boot
                        "n_hcps_with_test_engagement": int((np.asarray(setting.relevant.sum(axis=1)).ravel() > 0).sum()),
                        "n_test_exposures": int(len(setting.test_rows)), "n_test_engagements": int(len(engaged)),
                        "n_content": int(len(setting.content_ids)), "n_new_items": int(setting.new_items.sum())},
-        "models": {n: {"family": o.family, "source": o.source, "channel_from": o.channel_from} for n, o in outputs.items()},
+        "models": models,
         "models_found": sorted(outputs),
         "hybrid_found": any(o.family == "hybrid" for o in outputs.values()),
         "metrics": report_metrics,
         "policy": policy,
         "comparisons": comparisons,
+        "selection": selection(models, validation_losses or {}),
+        "plan": plan_summary(setting, plan_outcomes),
         "breakdowns": breakdowns(setting, outputs, per_hcp),
         "calibration": calibration,
         "v01": v01 or {},
         "best_baseline": best,
     }
     report["verdict"] = verdict(report)
-    return Evaluation(report, per_hcp, outputs, setting)
+    return Evaluation(report, per_hcp, outputs, setting, plan_outcomes)
+
+
+def plan_summary(setting: EvaluationSetting, outcomes: dict[str, "PlanOutcome"]) -> dict[str, Any]:
+    """The plan section of metrics.json: the week, its rules and each model's solver status."""
+    from dataclasses import asdict
+
+    context = setting.plan_context
+    return {"plan_start": str(context.plan_start.date()), "period_days": setting.plan_settings.period_days,
+            "settings": {k: v for k, v in asdict(setting.plan_settings).items()},
+            "solver": {name: {"status": o.assignment.status, "gap": o.assignment.gap,
+                              "seconds": float(o.assignment.seconds), "actions": int(len(o.actions)),
+                              "candidates": int(len(o.candidates.table))} for name, o in outcomes.items()}}
 
 
 def activity_level(train_engagements: np.ndarray) -> np.ndarray:
@@ -710,11 +979,27 @@ def activity_level(train_engagements: np.ndarray) -> np.ndarray:
     return labels
 
 
+def new_item_graded_ndcg(setting: EvaluationSetting, list_top: np.ndarray, k: int = 10) -> np.ndarray:
+    """Per HCP: graded NDCG@k of the model's ranking of the items released in the test window
+    alone — the new items of ``list_top``, in its order (a model's ranking of the new items
+    alone when it wrote one, else its saved list) — against the oracle's best k new items
+    (gains: true best-channel probabilities). New items outside the list count as not ranked.
+    NaN for an HCP with no new candidate item."""
+    new = setting.new_items[np.maximum(list_top, 0)] & (list_top >= 0)
+    order = np.argsort(~new, axis=1, kind="stable")[:, :k]  # the new items first, in list order
+    ranked = np.where(np.take_along_axis(new, order, axis=1), np.take_along_axis(list_top, order, axis=1), -1)
+    if ranked.shape[1] < k:
+        ranked = np.pad(ranked, ((0, 0), (0, k - ranked.shape[1])), constant_values=-1)
+    eligible = ~setting.exclude & setting.new_items[None, :]
+    return em.graded_ndcg_at_k(ranked, setting.oracle.max(axis=2), k, eligible)
+
+
 def breakdowns(setting: EvaluationSetting, outputs: dict[str, ModelOutput],
                per_hcp: dict[str, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
     """Point estimates by specialty and activity band (NDCG@10, HR@10, graded NDCG@10, policy
     value), for items new in the test window (recall@10 of new-item engagements, share of
-    new items in the top 10) and by channel of the engaged test row (channel accuracy)."""
+    new items in the top 10, :func:`new_item_graded_ndcg`) and by channel of the engaged test
+    row (channel accuracy)."""
     records = []
     groups = {"specialty": setting.specialty, "activity": activity_level(setting.train_engagements)}
     for dimension, labels in groups.items():
@@ -740,6 +1025,11 @@ def breakdowns(setting: EvaluationSetting, outputs: dict[str, ModelOutput],
         share = float(setting.new_items[top[top >= 0]].mean()) if (top >= 0).any() else None
         records.append({"dimension": "cold_start", "group": "new_items", "model": name, "metric": "list_share@10",
                         "value": share, "n": int(len(top))})
+        graded = new_item_graded_ndcg(setting, next(t for t in (output.new_top, output.list_top, output.top)
+                                                    if t is not None))
+        defined = np.isfinite(graded)
+        records.append({"dimension": "cold_start", "group": "new_items", "model": name, "metric": "graded_ndcg@10",
+                        "value": float(graded[defined].mean()) if defined.any() else None, "n": int(defined.sum())})
     engaged = setting.engaged_rows
     actual = pd.Index(CHANNELS).get_indexer(engaged["channel"].astype(str))
     for name, output in outputs.items():
@@ -757,11 +1047,13 @@ def breakdowns(setting: EvaluationSetting, outputs: dict[str, ModelOutput],
 
 
 def headline_table(report: dict, k: int = 10) -> pd.DataFrame:
-    """One row per model (content models, best NDCG@k first, then channel-only models):
-    NDCG@k, HR@k, graded NDCG@k, coverage@k, channel accuracy, log-loss, policy value as a
-    fraction of the oracle's, each with its interval as "value [low, high]" columns."""
-    wanted = (f"ndcg@{k}", f"hit_rate@{k}", f"graded_ndcg@{k}", f"coverage@{k}", "channel_accuracy", "log_loss",
-              "policy_fraction_of_oracle")
+    """One row per model (best policy value first; channel-only models last) and per reference
+    policy: the headline metrics (policy value and plan value as fractions of the oracle's,
+    graded NDCG@k), the probability metrics (AUC, log-loss, ECE), coverage@k and the replay
+    diagnostic NDCG@k on observed engagements, each with its interval as ``<metric> low`` /
+    ``<metric> high`` columns where it has one."""
+    wanted = ("policy_fraction_of_oracle", "plan_fraction_of_oracle", f"graded_ndcg@{k}", "auc", "log_loss", "ece",
+              f"coverage@{k}", f"ndcg@{k}")
     rows = []
     for model, entries in report["metrics"].items():
         row = {"model": model, "family": report["models"].get(model, {}).get("family")}
@@ -772,68 +1064,123 @@ def headline_table(report: dict, k: int = 10) -> pd.DataFrame:
     for policy, entries in report["policy"].items():
         if policy == "oracle":
             continue
-        entry = entries["policy_fraction_of_oracle"]
-        rows.append({"model": f"policy: {policy}", "family": "reference", "policy_fraction_of_oracle": entry["value"],
-                     "policy_fraction_of_oracle low": entry["ci_low"], "policy_fraction_of_oracle high": entry["ci_high"]})
+        row = {"model": f"policy: {policy}", "family": "reference"}
+        for metric in ("policy_fraction_of_oracle", "plan_fraction_of_oracle"):
+            entry = entries.get(metric, {})
+            row[metric], row[f"{metric} low"], row[f"{metric} high"] = entry.get("value"), entry.get("ci_low"), entry.get("ci_high")
+        rows.append(row)
     table = pd.DataFrame(rows).set_index("model")
     table = table.astype({c: float for c in table.columns if c != "family"})
-    return table.sort_values(f"ndcg@{k}", ascending=False, na_position="last", kind="stable")
+    return table.sort_values("policy_fraction_of_oracle", ascending=False, na_position="last", kind="stable")
+
+
+def plan_table(report: dict) -> pd.DataFrame:
+    """The week's plan of every model with a plan value, business as usual and the oracle plan:
+    expected engagements (the truth's, summed over the plan's actions), the share of the oracle
+    plan's and its 95% interval (``low``, ``high``); best first."""
+    rows = {}
+    for model, entries in report["metrics"].items():
+        entry = entries.get("plan_fraction_of_oracle") or {}
+        if entry.get("value") is not None and report["models"][model]["family"] != "oracle":
+            rows[model] = (entries["plan_value"]["value"], entry["value"], entry["ci_low"], entry["ci_high"])
+    for policy, label in (("business_as_usual", "business as usual"), ("oracle", "oracle plan")):
+        entries = report["policy"].get(policy, {})
+        if (entries.get("plan_fraction_of_oracle") or {}).get("value") is not None:
+            entry = entries["plan_fraction_of_oracle"]
+            rows[label] = (entries["plan_value"]["value"], entry["value"], entry["ci_low"], entry["ci_high"])
+    table = pd.DataFrame.from_dict(rows, orient="index",
+                                   columns=["expected engagements", "share of oracle plan", "low", "high"])
+    return table.astype(float).sort_values("share of oracle plan", ascending=False, kind="stable").rename_axis("plan from")
+
+
+def _fmt(entry: dict | None) -> str:
+    if not entry or entry.get("value") is None:
+        return "n/a"
+    if entry.get("ci_low") is None:
+        return f"{entry['value']:.3f}"
+    return f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+
+
+def comparison(report: dict, model: str, baseline: str, metric: str) -> dict | None:
+    """The paired comparison of ``model`` − ``baseline`` on ``metric`` in a metrics.json, or None."""
+    for entry in report["comparisons"]:
+        if (entry["model"], entry["baseline"], entry["metric"]) == (model, baseline, metric):
+            return entry
+    return None
+
+
+def outcome(entry: dict) -> str:
+    """'better than', 'worse than' or 'not distinguishable from', by the paired interval."""
+    if entry["ci_low"] > 0:
+        return "better than"
+    if entry["ci_high"] < 0:
+        return "worse than"
+    return "not distinguishable from"
+
+
+def ablation_summary(report: dict) -> list[str]:
+    """One plain sentence per ablation of the hybrid: what removing the input does to the
+    policy value and the plan value (paired differences, ablation − hybrid), read as 'carries
+    signal' (a value falls, its interval below zero), 'costs' (a value rises, its interval above
+    zero) or 'adds nothing measurable' (both intervals straddle zero)."""
+    sentences = []
+    families = {m: e["family"] for m, e in report["models"].items()}
+    for model in [m for m, f in families.items() if f == "ablation"]:
+        parts, verdicts = [], []
+        for metric, label in (("policy_fraction_of_oracle", "policy value"), ("plan_fraction_of_oracle", "plan value")):
+            entry = next((c for c in report["comparisons"] if c["model"] == model and c["metric"] == metric), None)
+            if entry is None:
+                continue
+            parts.append(f"{label} {entry['difference']:+.3f} [{entry['ci_low']:+.3f}, {entry['ci_high']:+.3f}]")
+            if entry["ci_high"] < 0:
+                verdicts.append(f"the input carries {label}")
+            elif entry["ci_low"] > 0:
+                verdicts.append(f"the input costs {label}")
+        name = model.removeprefix("hybrid_no_").replace("_", " ")
+        reading = "; ".join(verdicts) if verdicts else "the input adds nothing measurable here"
+        sentences.append(f"Without the {name}: {', '.join(parts)} — {reading}.")
+    return sentences
 
 
 def verdict(report: dict) -> str:
-    """A few sentences generated from the numbers: the best model by NDCG@10 and by policy
-    value, how the hybrid (if any) compares with the best baseline, and the v0.1 gap."""
+    """A few sentences generated from the numbers: which model the validation window chooses
+    and why, its policy and plan value against business as usual and the oracle, how the
+    hybrid compares with the tabular challenger, the v0.1 classifier and the best baseline."""
     metric_of = report["metrics"]
-    learned = {m: e for m, e in metric_of.items() if report["models"][m]["family"] not in ("oracle", "channel_baseline")}
-
-    def value(model, metric):
-        return (metric_of.get(model, {}).get(metric) or {}).get("value")
-
-    def fmt(entry):
-        return f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]" \
-            if entry.get("ci_low") is not None else f"{entry['value']:.3f}"
-
-    ranked = sorted((m for m in learned if value(m, "ndcg@10") is not None), key=lambda m: -value(m, "ndcg@10"))
-    policy_ranked = sorted((m for m in learned if value(m, "policy_fraction_of_oracle") is not None),
-                           key=lambda m: -value(m, "policy_fraction_of_oracle"))
+    families = {m: e["family"] for m, e in report["models"].items()}
     sentences = []
+    chosen = report.get("selection", {}).get("chosen")
+    if chosen:
+        losses = report["selection"]["validation_log_loss"]
+        others = ", ".join(f"{m} {v:.4f}" for m, v in losses.items() if m != chosen)
+        sentences.append(f"The validation window ranks {chosen} best by the log-loss of its engagement probabilities on "
+                         f"the logged validation exposures ({losses[chosen]:.4f}" + (f"; {others}" if others else "")
+                         + "), so the week's plan is built from it.")
+    learned = [m for m, f in families.items() if f not in ("oracle", "channel_baseline")]
+    ranked = sorted((m for m in learned if (metric_of[m].get("policy_fraction_of_oracle") or {}).get("value") is not None),
+                    key=lambda m: -metric_of[m]["policy_fraction_of_oracle"]["value"])
     if ranked:
         top = ranked[0]
-        sentences.append(f"On the test window, {top} ranks observed engagements best (NDCG@10 "
-                         f"{fmt(metric_of[top]['ndcg@10'])}), over {report['population']['n_hcps_with_test_engagement']} "
-                         "HCPs with a test engagement.")
-    if policy_ranked:
-        top = policy_ranked[0]
-        bau = report["policy"].get("business_as_usual", {}).get("policy_fraction_of_oracle", {}).get("value")
-        rnd = report["policy"].get("random", {}).get("policy_fraction_of_oracle", {}).get("value")
-        sentences.append(f"By policy value, {top}'s top (content, channel) reaches "
-                         f"{fmt(metric_of[top]['policy_fraction_of_oracle'])} of the oracle's true engagement "
-                         f"probability" + (f", against {bau:.3f} for business as usual" if bau is not None else "")
-                         + (f" and {rnd:.3f} for random choice." if rnd is not None else "."))
-    best = report["best_baseline"]
-    for comparison in report["comparisons"]:
-        if comparison["metric"] not in ("ndcg@10", "policy_fraction_of_oracle"):
-            continue
-        if comparison["ci_low"] > 0:
-            outcome = "better than"
-        elif comparison["ci_high"] < 0:
-            outcome = "worse than"
-        else:
-            outcome = "not distinguishable from"
-        sentences.append(f"{comparison['model']} is {outcome} the best baseline ({best}, chosen on validation) on "
-                         f"{comparison['metric']}: difference {comparison['difference']:+.3f} "
-                         f"[{comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}].")
+        bau = report["policy"].get("business_as_usual", {})
+        sentences.append(f"On the test window, {top}'s first (content, channel) per HCP reaches "
+                         f"{_fmt(metric_of[top]['policy_fraction_of_oracle'])} of the oracle's expected engagement "
+                         f"(business as usual {_fmt(bau.get('policy_fraction_of_oracle'))}).")
+    for model in [m for m, f in families.items() if f == "hybrid"] + ([chosen] if chosen and families.get(chosen) != "hybrid" else []):
+        plan_entry = metric_of.get(model, {}).get("plan_fraction_of_oracle")
+        if plan_entry and plan_entry.get("value") is not None:
+            bau = report["policy"].get("business_as_usual", {}).get("plan_fraction_of_oracle")
+            sentences.append(f"The week's plan made from {model}'s probabilities is worth {_fmt(plan_entry)} of the plan "
+                             f"made under the same rules from the true probabilities"
+                             + (f"; business as usual reaches {_fmt(bau)}." if bau and bau.get("value") is not None else "."))
+    for entry in report["comparisons"]:
+        if entry["metric"] in ("policy_fraction_of_oracle", "plan_fraction_of_oracle") and \
+                families.get(entry["model"]) == "hybrid" and families.get(entry["baseline"]) != "ablation":
+            sentences.append(f"{entry['model']} is {outcome(entry)} {entry['baseline']} on "
+                             f"{entry['metric'].replace('_', ' ')}: {entry['difference']:+.3f} "
+                             f"[{entry['ci_low']:+.3f}, {entry['ci_high']:+.3f}].")
     if not report["hybrid_found"]:
         sentences.append("No hybrid model was found in this run (no hybrid/test_top_n/), so only the baselines, "
                          "the v0.1 classifier and the references are compared.")
-    v01 = report.get("v01") or {}
-    if v01.get("random_split_auc") is not None and v01.get("temporal_auc") is not None:
-        gap = v01["random_split_auc"] - v01["temporal_auc"]
-        direction = "higher than" if gap > 0.005 else ("lower than" if gap < -0.005 else "about the same as")
-        sentences.append(f"The v0.1 classifier's AUC on a random row split ({v01['random_split_auc']:.3f}) is "
-                         f"{direction} on the temporal test window ({v01['temporal_auc']:.3f}); as a recommender "
-                         f"its NDCG@10 is {value('v0.1_classifier', 'ndcg@10') or float('nan'):.3f}, since it ranks "
-                         "content the same way for every HCP of a specialty.")
     return " ".join(sentences)
 
 
@@ -854,7 +1201,8 @@ FLAT_SCHEMA = pa.DataFrameSchema({
 ], name="evaluation_metrics", strict=True, unique=["model", "metric", "k"])
 
 TOP_LEVEL_KEYS = ("schema_version", "run", "split", "population", "models", "models_found", "hybrid_found", "metrics",
-                  "policy", "comparisons", "breakdowns", "calibration", "v01", "best_baseline", "verdict")
+                  "policy", "comparisons", "selection", "plan", "breakdowns", "calibration", "v01", "best_baseline",
+                  "verdict")
 
 
 def flatten_metrics(report: dict) -> pd.DataFrame:
@@ -945,72 +1293,47 @@ def recommendations_table(evaluation: Evaluation, depth: int = RECOMMENDATION_DE
     return io.validate(table, RECOMMENDATION_SCHEMA, "recommendations.parquet")
 
 
-# --- the hybrid stage's side of the contract -----------------------------------------------------
-
-
-def model_output_tables(model, hcp_ids: Iterable[str], exclude: np.ndarray, test_rows: pd.DataFrame,
-                        n: int = 50) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The files :func:`load_models` reads from a stage folder, for any fitted recommender.
-
-    Returns (``test_top_n`` list: hcp_id, rank, content_id, score, channel — the argmax of
-    ``model.score_channels`` for that item when the model has it; ``test_exposure_probs``:
-    exposure_id, engagement_prob of every row of ``test_rows`` (hcp_id, content_id,
-    channel, exposure_id) from ``score_channels``, or None for a model without it).
-    ``exclude`` aligns with ``hcp_ids`` (e.g. :func:`hcp_lib.recommender.exclusion_mask`).
-    Use it for models whose ``score_channels`` are engagement probabilities.
-    """
-    hcp_ids = np.asarray(list(hcp_ids), dtype=object)
-    scores = model.score(hcp_ids)
-    _check_finite(model.name, scores, "the score matrix", hcp_ids)
-    top = top_n(scores, n, exclude)
-    rows, ranks = np.nonzero(top >= 0)
-    cols = top[rows, ranks]
-    lists = pd.DataFrame({"hcp_id": pd.array(hcp_ids[rows].astype(str), dtype="string"),
-                          "rank": (ranks + 1).astype(np.int32),
-                          "content_id": pd.array(model.content_ids_.to_numpy(dtype=object)[cols].astype(str), dtype="string"),
-                          "score": scores[rows, cols]})
-    if not hasattr(model, "score_channels"):
-        return lists, None
-    channel_scores = model.score_channels(hcp_ids)
-    _check_finite(model.name, channel_scores, "the channel scores", hcp_ids)
-    lists["channel"] = pd.array(np.asarray(CHANNELS, dtype=object)[channel_scores[rows, cols].argmax(axis=1)], dtype="string")
-    test_rows = test_rows[pd.Index(hcp_ids).get_indexer(test_rows["hcp_id"].astype(str)) >= 0]
-    prob = channel_scores[pd.Index(hcp_ids).get_indexer(test_rows["hcp_id"].astype(str)),
-                          model.content_ids_.get_indexer(test_rows["content_id"].astype(str)),
-                          pd.Index(CHANNELS).get_indexer(test_rows["channel"].astype(str))]
-    return lists, pd.DataFrame({"exposure_id": test_rows["exposure_id"].to_numpy(np.int64), "engagement_prob": prob})
-
-
 # --- the stage ----------------------------------------------------------------------------------
 
 
 def run_evaluation(run_dir: str | Path, seed: int, n_bootstrap: int, scale: str | None = None,
-                   expected: Iterable[str] = ()) -> Evaluation:
+                   expected: Iterable[str] = (), plan_settings=None, progress: Callable | None = None) -> Evaluation:
     """Load the setting and every model of the run, add the oracle and the v0.1 classifier,
     and evaluate them all (the notebook's one call). ``expected`` names models that must be
-    present (an absent one raises :class:`EvaluationError`)."""
-    setting = load_setting(run_dir)
+    present (an absent one raises :class:`EvaluationError`); ``plan_settings`` are the plan's
+    rules (:func:`hcp_lib.plan.settings_from_parameters` of the run's parameters)."""
+    from .engagement_stage import read_registry
+
+    setting = load_setting(run_dir, plan_settings)
     outputs = {"oracle": oracle_output(setting), **load_models(run_dir, setting, expected)}
     v01 = v01_classifier(run_dir, setting, seed)
     outputs["v0.1_classifier"] = v01.output
+    losses = {name: entry.get("validation_log_loss") for name, entry in read_registry(run_dir).items()}
+    losses["v0.1_classifier"] = v01.random_split["validation_log_loss"]
     return evaluate(setting, outputs, n_bootstrap=n_bootstrap, seed=seed, v01=v01.random_split,
-                    run_info={"scale": scale, "seed": seed})
+                    run_info={"scale": scale, "seed": seed}, validation_losses=losses, progress=progress)
 
 
 def write_outputs(evaluation: Evaluation, run_dir: str | Path) -> dict[str, Path]:
-    """Validate, then write ``evaluation/metrics.json``, ``evaluation/recommendations.parquet``
-    and the stage summary ``metrics/evaluation.json`` (headline metrics only)."""
+    """Validate, then write ``evaluation/metrics.json``, ``evaluation/recommendations.parquet``,
+    each model's plan candidates (``evaluation/plan_candidates/<model>.parquet``, what notebook
+    08 plans from) and the stage summary ``metrics/evaluation.json`` (headline metrics only)."""
     run = RunDir(Path(run_dir))
     report = json.loads(json.dumps(evaluation.report, allow_nan=False))
     validate_metrics(report, str(run.evaluation / "metrics.json"))
     recommendations = recommendations_table(evaluation)
-    headline = {model: {m: entries[m]["value"] for m in ("ndcg@10", "hit_rate@10", "policy_fraction_of_oracle")
+    headline = {model: {m: entries[m]["value"] for m in (*HEADLINE_METRICS, "auc", "ece", "ndcg@10")
                         if m in entries} for model, entries in report["metrics"].items()}
+    from . import plan
+
+    for name, outcome in evaluation.plans.items():
+        plan.write_candidates(outcome.candidates, plan.candidates_path(run_dir, name), evaluation.setting.plan_settings,
+                              evaluation.setting.plan_context.plan_start)
     return {
         "metrics": io.write_json(report, run.evaluation / "metrics.json"),
         "recommendations": io.write_parquet(recommendations, run.evaluation / "recommendations.parquet",
                                             RECOMMENDATION_SCHEMA),
         "summary": io.write_json({"models_found": report["models_found"], "hybrid_found": report["hybrid_found"],
-                                  "best_baseline": report["best_baseline"], "headline": headline,
-                                  "verdict": report["verdict"]}, run.metrics / "evaluation.json"),
+                                  "best_baseline": report["best_baseline"], "selection": report["selection"],
+                                  "headline": headline, "verdict": report["verdict"]}, run.metrics / "evaluation.json"),
     }

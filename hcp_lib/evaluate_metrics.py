@@ -164,6 +164,24 @@ def log_loss_terms(engaged: np.ndarray, probability: np.ndarray) -> np.ndarray:
     return -np.where(y, np.log(p), np.log1p(-p))
 
 
+def expected_calibration_error(engaged: np.ndarray, probability: np.ndarray, n_bins: int = 10) -> float:
+    """ECE: the exposures are sorted by predicted probability and cut into ``n_bins`` bins of
+    (nearly) equal count; ECE = sum over bins of (bin size / n) * |mean predicted - observed
+    rate|. Equal-count bins, because engagement probabilities crowd below 0.3 and equal-width
+    bins would leave most bins nearly empty. min=0, max=1; NaN for no exposures."""
+    p = np.asarray(probability, dtype=np.float64)
+    y = np.asarray(engaged, dtype=np.float64)
+    if p.shape != y.shape:
+        raise ValueError(f"engaged has shape {y.shape} but probability has {p.shape}")
+    if not len(p):
+        return float("nan")
+    if not np.isfinite(p).all():
+        raise ValueError(f"probability holds {int((~np.isfinite(p)).sum())} NaN or infinite values")
+    order = np.argsort(p, kind="stable")
+    bins = np.array_split(order, min(n_bins, len(p)))
+    return float(sum(len(b) * abs(p[b].mean() - y[b].mean()) for b in bins) / len(p))
+
+
 def reliability_curve(engaged: np.ndarray, probability: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
     """Calibration table over ``n_bins`` equal-width probability bins of [0, 1]: bin, lower,
     upper, mean_predicted, observed_rate, count (empty bins left out). Written by hand rather

@@ -202,15 +202,18 @@ def load(run_dir: str | Path) -> ExplorerData:
     optional = {name: run.topics / f"{name}.parquet" for name in ("doc_topics", "topics", "topic_terms")}
     optional = {name: io.read_parquet(path) if path.exists() else None for name, path in optional.items()}
     metrics_path = run.evaluation / "metrics.json"
-    best = io.read_json(metrics_path).get("best_baseline") if metrics_path.exists() else None
-    hybrid = sorted(tables["recommendations"]["model"].astype(str).unique())
-    hybrid = [m for m in hybrid if m.startswith("hybrid")]
+    report = io.read_json(metrics_path) if metrics_path.exists() else {}
+    listed = set(tables["recommendations"]["model"].astype(str))
+    # the model the validation window chose (the one the plan uses), else the hybrid, else the best baseline
+    preferred = [(report.get("selection") or {}).get("chosen"), "hybrid", report.get("best_baseline")]
+    default = next((m for m in preferred if m in listed), None)
     return from_tables(tables["hcps"], tables["content"], tables["interactions"], tables["recommendations"], split,
-                       default_model=hybrid[0] if hybrid else best, source=str(run.root), **optional)
+                       default_model=default, source=str(run.root), **optional)
 
 
 def resolve_model(data: ExplorerData, model: str) -> str:
-    """``"auto"`` -> the default model (the hybrid model when the run has one, else notebook
+    """``"auto"`` -> the default model (the engagement model chosen on the validation window, else
+    the hybrid model when the run has one, else notebook
     06's best baseline, else the first by name); otherwise ``model`` itself, which must be in
     the recommendation table (else :class:`ExplorerError` listing the models)."""
     if model == "auto":

@@ -91,3 +91,22 @@ def channel_accuracy(predicted: np.ndarray, actual: np.ndarray) -> float:
     if predicted.shape != actual.shape:
         raise ValueError(f"predicted has shape {predicted.shape} but actual has {actual.shape}")
     return float((predicted == actual).mean()) if len(actual) else float("nan")
+
+
+def exposure_auc(engaged: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of ``scores`` for the outcomes ``engaged`` of logged exposures: the probability
+    that an engaged exposure outscores a not-engaged one (ties count half; scikit-learn's
+    ``roc_auc_score``). It asks whether a model knows which shown (HCP, item) pairs engage,
+    not which items the logging policy shows, so it can choose among models that output
+    scores rather than probabilities. min=0, max=1; NaN unless both outcomes occur."""
+    from sklearn.metrics import roc_auc_score
+
+    engaged = np.asarray(engaged, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if engaged.shape != scores.shape:
+        raise ValueError(f"engaged has shape {engaged.shape} but scores has {scores.shape}")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"scores hold {int((~np.isfinite(scores)).sum())} NaN or infinite values")
+    if engaged.all() or not engaged.any():
+        return float("nan")
+    return float(roc_auc_score(engaged, scores))

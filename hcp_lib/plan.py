@@ -41,7 +41,7 @@ in this first-order sum). Writes (via :func:`write_plan`) ``plan/plan.parquet``,
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -319,6 +319,50 @@ def _pair_matrix(frame: pd.DataFrame, context: PlanContext) -> sp.csr_matrix:
     return sp.csr_matrix((data, (rows[keep], cols[keep])), shape=(len(context.hcps), len(context.catalogue)), dtype=bool)
 
 
+def _eligible_batches(context: PlanContext, settings: PlanSettings, batch_size: int = HCP_BATCH):
+    """Yield, per batch of HCP rows, ``(rows, live, status)``: ``live`` (n, n_content,
+    n_channel) marks the eligible (HCP, item, channel) actions (see the module docstring),
+    ``status`` the reason code of HCPs with none ("" for the others). No model is involved."""
+    slots = action_slots(context)
+    n_hcp, n_content, n_channel = len(context.hcps), len(context.catalogue), len(CHANNELS)
+    deliverable = np.zeros((n_content, n_channel), bool)
+    deliverable[slots["col"], slots["ch"]] = True
+    caps = np.array([settings.hcp_caps.get(c, 0) for c in CHANNELS]) > 0
+    caps &= settings.max_actions_per_hcp > 0
+    approval = _approval(context)
+    released = (context.catalogue["release_date"] < context.plan_end).to_numpy(bool)
+    history = context.history
+    engaged_before = _pair_matrix(history[history["engaged"].astype(bool)], context)
+    recent_start = context.plan_start - pd.Timedelta(days=settings.repeat_window_days)
+    received_recently = _pair_matrix(history[history["exposed_at"] >= recent_start], context)
+    specialty = context.hcps["specialty"].astype(str).to_numpy()
+    opted = context.hcps["opted_out"].astype(bool).to_numpy()
+    for first in range(0, n_hcp, batch_size):
+        rows = np.arange(first, min(first + batch_size, n_hcp))
+        approved = np.stack([approval[s] for s in specialty[rows]]) & released[None, :]
+        fresh = approved & ~engaged_before[rows].toarray() & ~received_recently[rows].toarray()
+        live = fresh[:, :, None] & deliverable[None] & caps[None, None, :] & ~opted[rows, None, None]
+        status = np.select(
+            [opted[rows], ~caps.any() | np.zeros(len(rows), bool), ~approved.any(axis=1), ~fresh.any(axis=1),
+             ~live.any(axis=(1, 2))],
+            ["opted_out", "no_channel_allowed", "no_approved_content", "all_received", "no_active_campaign"], "")
+        yield rows, live, status
+
+
+def _candidate_frame(context: PlanContext, table: pd.DataFrame, slots: pd.DataFrame) -> pd.DataFrame:
+    """Add hcp_id, content_id, channel, campaign_id and territory to (row, col, ch, probability) rows."""
+    n_channel = len(CHANNELS)
+    slot_campaign = pd.Series(slots["campaign_id"].to_numpy(), index=slots["col"] * n_channel + slots["ch"])
+    table = table.sort_values(["row", "ch", "probability", "col"], ascending=[True, True, False, True],
+                              kind="stable").reset_index(drop=True)
+    table["hcp_id"] = context.hcp_ids.to_numpy()[table["row"]].astype(str)
+    table["content_id"] = context.content_ids.to_numpy()[table["col"]].astype(str)
+    table["channel"] = np.asarray(CHANNELS, dtype=object)[table["ch"]].astype(str)
+    table["campaign_id"] = slot_campaign.reindex(table["col"] * n_channel + table["ch"]).to_numpy().astype(str)
+    table["territory"] = context.hcps["territory"].to_numpy()[table["row"]].astype(str)
+    return table
+
+
 def candidate_actions(context: PlanContext, score_channels: Callable, content_ids: Iterable[str],
                       settings: PlanSettings, batch_size: int = HCP_BATCH) -> Candidates:
     """Eligible actions of every HCP, pruned to the ``candidates_per_channel`` best items per
@@ -334,43 +378,24 @@ def candidate_actions(context: PlanContext, score_channels: Callable, content_id
         raise PlanError(f"the model scores {len(model_items)} items that are not the catalogue's "
                         f"{len(context.content_ids)} in catalogue order; refit or reorder the model")
     slots = action_slots(context)
-    n_hcp, n_content, n_channel = len(context.hcps), len(context.catalogue), len(CHANNELS)
-    deliverable = np.zeros((n_content, n_channel), bool)
-    deliverable[slots["col"], slots["ch"]] = True
-    slot_campaign = pd.Series(slots["campaign_id"].to_numpy(), index=slots["col"] * n_channel + slots["ch"])
-    caps = np.array([settings.hcp_caps.get(c, 0) for c in CHANNELS]) > 0
-    caps &= settings.max_actions_per_hcp > 0
-    approval = _approval(context)
-    released = (context.catalogue["release_date"] < context.plan_end).to_numpy(bool)
-    history = context.history
-    engaged_before = _pair_matrix(history[history["engaged"].astype(bool)], context)
-    recent_start = context.plan_start - pd.Timedelta(days=settings.repeat_window_days)
-    received_recently = _pair_matrix(history[history["exposed_at"] >= recent_start], context)
-    specialty = context.hcps["specialty"].astype(str).to_numpy()
-    opted = context.hcps["opted_out"].astype(bool).to_numpy()
+    n_content, n_channel = len(context.catalogue), len(CHANNELS)
     k = min(settings.candidates_per_channel, n_content)
-    frames, status, n_eligible = [], np.full(n_hcp, "", dtype=object), 0
+    frames, status, n_eligible = [], np.full(len(context.hcps), "", dtype=object), 0
     hcp_ids = context.hcp_ids.to_numpy()
-    for first in range(0, n_hcp, batch_size):
-        rows = np.arange(first, min(first + batch_size, n_hcp))
-        approved = np.stack([approval[s] for s in specialty[rows]]) & released[None, :]
-        fresh = approved & ~engaged_before[rows].toarray() & ~received_recently[rows].toarray()
-        live = fresh[:, :, None] & deliverable[None] & caps[None, None, :] & ~opted[rows, None, None]
-        status[rows] = np.select(
-            [opted[rows], ~caps.any() | np.zeros(len(rows), bool), ~approved.any(axis=1), ~fresh.any(axis=1),
-             ~live.any(axis=(1, 2))],
-            ["opted_out", "no_channel_allowed", "no_approved_content", "all_received", "no_active_campaign"], "")
+    for rows, live, batch_status in _eligible_batches(context, settings, batch_size):
+        status[rows] = batch_status
         if not live.any():
             continue
         probability = np.asarray(score_channels(hcp_ids[rows]), dtype=np.float64)
         if probability.shape != (len(rows), n_content, n_channel):
             raise PlanError(f"the model's probabilities have shape {probability.shape}; expected "
                             f"{(len(rows), n_content, n_channel)} (HCPs, catalogue items, channels)")
-        bad = ~np.isfinite(probability) | (probability < 0) | (probability > 1)
+        bad = live & (~np.isfinite(probability) | (probability < 0) | (probability > 1))
         if bad.any():
             where = np.argwhere(bad)[0]
             raise PlanError(f"the model's probability for HCP {hcp_ids[rows][where[0]]!r} is "
-                            f"{probability[tuple(where)]!r}; engagement probabilities must lie in [0, 1]")
+                            f"{probability[tuple(where)]!r}; engagement probabilities must lie in [0, 1] "
+                            f"({int(bad.sum())} such values in this batch)")
         n_eligible += int(live.sum())
         masked = np.where(live, probability, -np.inf)
         top = np.argsort(-masked, axis=1, kind="stable")[:, :k, :]
@@ -380,15 +405,87 @@ def candidate_actions(context: PlanContext, score_channels: Callable, content_id
         frames.append(pd.DataFrame({"row": rows[b], "col": cols, "ch": ch, "probability": value[b, rank, ch]}))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         {"row": np.array([], int), "col": np.array([], int), "ch": np.array([], int), "probability": np.array([])})
-    table = table.sort_values(["row", "ch", "probability", "col"], ascending=[True, True, False, True],
-                              kind="stable").reset_index(drop=True)
-    table["hcp_id"] = hcp_ids[table["row"]].astype(str)
-    table["content_id"] = context.content_ids.to_numpy()[table["col"]].astype(str)
-    table["channel"] = np.asarray(CHANNELS, dtype=object)[table["ch"]].astype(str)
-    table["campaign_id"] = slot_campaign.reindex(table["col"] * n_channel + table["ch"]).to_numpy().astype(str)
-    table["territory"] = context.hcps["territory"].to_numpy()[table["row"]].astype(str)
-    unplanned = _unplanned_before_solving(context, status, settings)
-    return Candidates(table, unplanned, slots, n_eligible)
+    return Candidates(_candidate_frame(context, table, slots), _unplanned_before_solving(context, status, settings),
+                      slots, n_eligible)
+
+
+def usable(candidates: Candidates) -> Candidates:
+    """The candidates a plan may choose: those with a positive probability (a content-only
+    model's pseudo-probabilities are 0 outside its list, and such an item is not its choice)."""
+    keep = candidates.table["probability"].to_numpy() > 0
+    if keep.all():
+        return candidates
+    return Candidates(candidates.table[keep].reset_index(drop=True), candidates.unplanned, candidates.slots,
+                      candidates.n_eligible)
+
+
+#: the columns of a saved candidate table (:func:`write_candidates`)
+CANDIDATE_COLUMNS = ("hcp_id", "content_id", "channel", "probability")
+
+
+def write_candidates(candidates: Candidates, path: str | Path, settings: PlanSettings, plan_start) -> Path:
+    """Write a model's pruned candidates (:data:`CANDIDATE_COLUMNS`) to ``path`` (Parquet) and the
+    rules they were made under to ``<path>.json`` (plan start and settings), so that a later
+    stage can check it plans under the same rules."""
+    path = Path(path)
+    io.write_parquet(candidates.table.loc[:, list(CANDIDATE_COLUMNS)].reset_index(drop=True), path)
+    io.write_json({"plan_start": pd.Timestamp(plan_start).isoformat(), "settings": _settings_record(settings),
+                   "n_eligible": int(candidates.n_eligible)}, path.with_suffix(".json"))
+    return path
+
+
+def _settings_record(settings: PlanSettings) -> dict:
+    record = asdict(settings)
+    record.pop("time_limit_s"), record.pop("mip_rel_gap")  # how long to solve does not change the candidates
+    return record
+
+
+def read_candidates(path: str | Path, context: PlanContext, settings: PlanSettings) -> Candidates:
+    """The :class:`Candidates` written by :func:`write_candidates`, for ``context`` and
+    ``settings``. Raises :class:`PlanError` when they were made for another plan start or other
+    rules (naming the first setting that differs), or when a row is not an eligible action."""
+    path = Path(path)
+    meta = io.read_json(path.with_suffix(".json"))
+    if pd.Timestamp(meta["plan_start"]) != context.plan_start:
+        raise PlanError(f"{path}: candidates made for a plan starting {meta['plan_start']}, this plan starts "
+                        f"{context.plan_start.isoformat()}; rerun the notebook that wrote them")
+    wanted = json_round_trip(_settings_record(settings))
+    for key, value in wanted.items():
+        if meta["settings"].get(key) != value:
+            raise PlanError(f"{path}: candidates made with plan setting {key}={meta['settings'].get(key)!r}, this plan "
+                            f"uses {value!r}; rerun the notebook that wrote them with the same plan_* parameters")
+    saved = io.read_parquet(path)
+    missing = [c for c in CANDIDATE_COLUMNS if c not in saved.columns]
+    if missing:
+        raise PlanError(f"{path}: missing column {missing[0]!r}")
+    table = pd.DataFrame({"row": context.hcp_ids.get_indexer(saved["hcp_id"].astype(str)),
+                          "col": context.content_ids.get_indexer(saved["content_id"].astype(str)),
+                          "ch": pd.Index(CHANNELS).get_indexer(saved["channel"].astype(str)),
+                          "probability": saved["probability"].to_numpy(np.float64)})
+    if (table[["row", "col", "ch"]] < 0).any().any():
+        raise PlanError(f"{path}: a candidate names an HCP, item or channel this plan does not know")
+    status = np.full(len(context.hcps), "", dtype=object)
+    eligible = np.zeros(len(table), bool)
+    for rows, live, batch_status in _eligible_batches(context, settings):
+        status[rows] = batch_status
+        inside = (table["row"] >= rows[0]) & (table["row"] <= rows[-1])
+        part = table[inside]
+        eligible[inside.to_numpy()] = live[part["row"] - rows[0], part["col"], part["ch"]]
+    if not eligible.all():
+        row, col, ch = (int(v) for v in table.loc[~eligible, ["row", "col", "ch"]].iloc[0])
+        raise PlanError(f"{path}: candidate (HCP {context.hcp_ids[row]!r}, item {context.content_ids[col]!r}, "
+                        f"{CHANNELS[ch]}) is not an eligible action under this plan's rules "
+                        f"({int((~eligible).sum())} such rows)")
+    slots = action_slots(context)
+    return Candidates(_candidate_frame(context, table, slots), _unplanned_before_solving(context, status, settings),
+                      slots, int(meta.get("n_eligible", 0)))
+
+
+def json_round_trip(value):
+    """``value`` as it reads back from JSON (tuples become lists)."""
+    import json
+
+    return json.loads(json.dumps(value))
 
 
 _NO_CANDIDATE_TEXT = {
@@ -867,118 +964,38 @@ def build_plan(context: PlanContext, score_channels: Callable, content_ids: Iter
 # --- where the probabilities come from -----------------------------------------------------------------
 
 
-@dataclass
-class ProbabilityModel:
-    """A source of engagement probabilities: ``score_channels(hcp_ids)`` -> (n_hcp,
-    n_content, n_channel) over ``content_ids`` and CHANNELS; ``name`` and ``description``
-    say which model it is."""
-
-    name: str
-    description: str
-    content_ids: pd.Index
-    score_channels: Callable
+def candidates_path(run_dir: str | Path, model: str) -> Path:
+    """Where notebook 06 writes a model's plan candidates: ``evaluation/plan_candidates/<model>.parquet``."""
+    return RunDir(Path(run_dir)).evaluation / "plan_candidates" / f"{model}.parquet"
 
 
-class BaselineEngagementModel:
-    """The documented baseline combination used when no hybrid model is saved: a logistic
-    regression of ``engaged`` on the logged exposures before the cut-off with features
-    one-hot(specialty × channel) and the ALS affinity of the (HCP, item) pair (notebook 04's
-    factors fitted on the same data) times one-hot(channel). Its logit is additive, so the
-    (HCP, item, channel) tensor is a broadcast, not one prediction per triple."""
-
-    name = "baseline_als_specialty_channel"
-
-    def fit(self, history: pd.DataFrame, hcps: pd.DataFrame, hcp_factors: pd.DataFrame,
-            item_factors: pd.DataFrame, content_ids: pd.Index) -> "BaselineEngagementModel":
-        from sklearn.linear_model import LogisticRegression
-
-        factor_cols = [c for c in hcp_factors.columns if c.startswith("factor_")]
-        self.hcp_ids_ = pd.Index(hcps["hcp_id"].astype(str))
-        self.content_ids_ = pd.Index(np.asarray(content_ids, dtype=object).astype(str))
-        self.hcp_vectors_ = hcp_factors.set_index(hcp_factors["hcp_id"].astype(str))[factor_cols].reindex(
-            self.hcp_ids_).fillna(0.0).to_numpy()
-        self.item_vectors_ = item_factors.set_index(item_factors["content_id"].astype(str))[factor_cols].reindex(
-            self.content_ids_).fillna(0.0).to_numpy()
-        self.specialties_ = sorted(set(hcps["specialty"].astype(str)))
-        self.hcp_specialty_ = pd.Index(self.specialties_).get_indexer(hcps["specialty"].astype(str))
-        rows = self.hcp_ids_.get_indexer(history["hcp_id"])
-        cols = self.content_ids_.get_indexer(history["content_id"])
-        keep = (rows >= 0) & (cols >= 0)
-        features = self._features(rows[keep], cols[keep], pd.Index(CHANNELS).get_indexer(history["channel"])[keep])
-        model = LogisticRegression(max_iter=2000).fit(features, history["engaged"].to_numpy(bool)[keep])
-        n_sc = len(self.specialties_) * len(CHANNELS)
-        self.specialty_channel_ = model.coef_[0, :n_sc].reshape(len(self.specialties_), len(CHANNELS))
-        self.affinity_ = model.coef_[0, n_sc:]
-        self.intercept_ = float(model.intercept_[0])
-        return self
-
-    def _features(self, rows: np.ndarray, cols: np.ndarray, channels: np.ndarray) -> np.ndarray:
-        n_sc = len(self.specialties_) * len(CHANNELS)
-        onehot = np.zeros((len(rows), n_sc + len(CHANNELS)))
-        onehot[np.arange(len(rows)), self.hcp_specialty_[rows] * len(CHANNELS) + channels] = 1.0
-        affinity = np.einsum("ij,ij->i", self.hcp_vectors_[rows], self.item_vectors_[cols])
-        onehot[np.arange(len(rows)), n_sc + channels] = affinity
-        return onehot
-
-    def score_channels(self, hcp_ids) -> np.ndarray:
-        from scipy.special import expit
-
-        rows = self.hcp_ids_.get_indexer(pd.Index(np.asarray(list(hcp_ids), dtype=object).astype(str)))
-        if (rows < 0).any():
-            raise PlanError(f"HCP id {np.asarray(list(hcp_ids))[rows < 0][0]!r} is unknown to {self.name}")
-        affinity = self.hcp_vectors_[rows] @ self.item_vectors_.T
-        logit = (self.intercept_ + self.specialty_channel_[self.hcp_specialty_[rows]][:, None, :]
-                 + affinity[:, :, None] * self.affinity_[None, None, :])
-        return expit(logit)
-
-
-def load_probability_model(run_dir: str | Path, context: PlanContext, choice: str = "auto") -> ProbabilityModel:
-    """The engagement model the plan is built from. ``hybrid``: the model notebook 05 saved in
-    ``hybrid/model/`` (it must have been trained with cut-off ``plan_start``); ``baseline``:
-    :class:`BaselineEngagementModel` from ``cf/als_*_factors.parquet`` (fit ``train+validation``);
-    ``auto``: the hybrid when saved, else the baseline. Never the simulator's truth."""
-    run = RunDir(Path(run_dir))
-    if choice not in ("auto", "hybrid", "baseline"):
-        raise PlanError(f"parameter 'plan_model': got {choice!r}; expected one of 'auto', 'hybrid', 'baseline'")
-    saved = run.hybrid / "model" / "model.keras"
-    why_not_hybrid = f"no saved hybrid model at {saved}"
-    if choice == "hybrid" or (choice == "auto" and saved.exists()):
-        try:
-            return _hybrid_model(run, context)
-        except (PlanError, ValueError, OSError, KeyError) as err:
-            if choice == "hybrid":
-                raise PlanError(f"{saved}: the hybrid model cannot be used: {err}") from err
-            # auto: a saved model from another code version must not stop the plan; the notebook says why
-            why_not_hybrid = f"the saved hybrid model could not be used ({type(err).__name__}: {err})"
-    tables = {}
-    for side, key in (("hcp", "hcp_id"), ("item", "content_id")):
-        path = run.cf / f"als_{side}_factors.parquet"
-        if not path.exists():
-            raise PlanError(f"{path}: missing (run notebook 04 first)")
-        table = io.read_parquet(path)
-        tables[side] = table[table["fit"] == "train+validation"]
-        if tables[side].empty:
-            raise PlanError(f"{path}: no rows with fit 'train+validation' (the factors fitted before the test cut-off)")
-    model = BaselineEngagementModel().fit(context.history, context.hcps, tables["hcp"], tables["item"],
-                                          context.content_ids)
-    return ProbabilityModel(model.name, "logistic regression on ALS affinity x channel + specialty x channel "
-                            f"(notebook 04's factors); hybrid not used: {why_not_hybrid}", model.content_ids_,
-                            model.score_channels)
-
-
-def _hybrid_model(run: RunDir, context: PlanContext) -> ProbabilityModel:
-    if not (run.hybrid / "model" / "model.keras").exists():
-        raise PlanError(f"{run.hybrid / 'model'}: no saved hybrid model (run notebook 05 first, or set plan_model=baseline)")
-    from . import hybrid, hybrid_eval
-
-    inputs = hybrid_eval.read_inputs(run.root)
-    if inputs.stage.split.test_start != context.plan_start:
-        raise PlanError(f"the hybrid was trained up to {inputs.stage.split.test_start}, the plan starts "
-                        f"{context.plan_start}")
-    model = hybrid.load(run.hybrid / "model", inputs.stage.train_valid, inputs.hcp_master, inputs.doc_topics)
-    model.score_channels(context.hcp_ids[:1])  # a model saved by another code version fails here, not mid-plan
-    return ProbabilityModel("hybrid", "hybrid LSTM of notebook 05 (engagement head)",
-                            pd.Index(model.content_ids_.astype(str)), model.score_channels)
+def chosen_model(run_dir: str | Path, choice: str = "auto") -> tuple[str, str]:
+    """(model, why) the plan is built from: with ``choice='auto'`` the engagement model the
+    validation window ranks best (``selection`` in ``evaluation/metrics.json``), else the model
+    named. Raises :class:`PlanError` when notebook 06 has not run or the model has no saved
+    candidates, naming the models that have."""
+    metrics_path = RunDir(Path(run_dir)).evaluation / "metrics.json"
+    if not metrics_path.exists():
+        raise PlanError(f"{metrics_path}: missing (run notebook 06 first: it chooses the model and writes each model's "
+                        "plan candidates)")
+    report = io.read_json(metrics_path)
+    folder = candidates_path(run_dir, "x").parent
+    available = sorted(p.stem for p in folder.glob("*.parquet"))
+    if choice == "auto":
+        selection = report.get("selection") or {}
+        model = selection.get("chosen")
+        if model is None:
+            raise PlanError(f"{metrics_path}: no engagement model was chosen on the validation window; set plan_model to "
+                            f"one of {', '.join(available)}")
+        losses = selection["validation_log_loss"]
+        why = (f"the lowest validation log-loss ({losses[model]:.4f}; "
+               + ", ".join(f"{m} {v:.4f}" for m, v in losses.items() if m != model) + ")")
+    else:
+        model, why = choice, "named by the plan_model parameter"
+    if model not in available:
+        raise PlanError(f"parameter 'plan_model': no plan candidates for model {model!r} in {folder}; available: "
+                        f"{', '.join(available) or 'none (run notebook 06)'}")
+    return model, why
 
 
 def matrix_scorer(matrix: np.ndarray, hcp_ids: Iterable[str]) -> Callable:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from hcp_lib import cf
+from hcp_lib.domain import CHANNELS
 from hcp_lib.recommender import UnknownIdError, exclusion_mask, top_n
 from hcp_lib.split import training_data
 from tests.cf_fixtures import ITEMS, SPLIT, block_world, catalogue, hcps, interactions
@@ -225,3 +226,32 @@ def test_notebook_04_writes_lists_without_seen_or_unapproved_items(tiny_run):
         assert lists.groupby("hcp_id")["rank"].max().max() <= read_json(run.root / "manifest.json")["parameters"]["cf_top_n"]
     factors = read_parquet(run.cf / "als_item_factors.parquet")
     assert set(factors["fit"]) == {"train", "train+validation"}
+
+
+def test_tune_chooses_by_the_exposure_auc_of_the_logged_validation_exposures():
+    """1003 was engaged with recently (three times), 1001 long ago (four times): a short half-life
+    ranks 1003 first, a long one 1001. The validation window shows both to h03, who engages with
+    1001 only, so the long half-life wins on the logged exposures."""
+    train = training_data(block_world(), hcps(), catalogue(), SPLIT.valid_start)
+    validation = interactions([("h03", "1001", "2024-03-05", True), ("h03", "1003", "2024-03-06", False)])
+    frame = cf.evaluation_window(train, validation, catalogue(), released_by=SPLIT.test_start)
+    assert len(frame.exposures) == 2
+    factories = {"recency_popularity": lambda **p: cf.RecencyPopularity(**p),
+                 "popularity": lambda **p: cf.GlobalPopularity(**p)}
+    grids = {"recency_popularity": {"half_life_days": [1.0, 1000.0]}, "popularity": {}}
+    chosen, table = cf.tune(factories, grids, train, frame)
+    assert chosen["recency_popularity"] == {"half_life_days": 1000.0}
+    assert table["exposure_auc"].tolist() == [0.0, 1.0, 1.0]
+
+
+def test_channel_rates_are_judged_by_the_log_loss_of_the_logged_exposures():
+    train = training_data(block_world(), hcps(), catalogue(), SPLIT.valid_start)
+    validation = interactions([("h00", "1001", "2024-03-05", True, "email"), ("h04", "1004", "2024-03-05", False,
+                                                                            "rep_visit")])
+    frame = cf.evaluation_window(train, validation, catalogue(), released_by=SPLIT.test_start)
+    model = cf.SpecialtyBestChannel(shrinkage=5.0).fit(train)
+    scores = cf.evaluate_channel(model, frame)
+    rates = model.channel_scores(np.array(["h00", "h04"], dtype=object))
+    expected = -(np.log(rates[0, CHANNELS.index("email")]) + np.log(1 - rates[1, CHANNELS.index("rep_visit")])) / 2
+    assert scores["exposure_log_loss"] == pytest.approx(expected)
+    assert "exposure_log_loss" not in cf.evaluate_channel(cf.MostFrequentChannel().fit(train), frame)

@@ -86,6 +86,31 @@ def test_channel_metrics_match_sklearn_and_per_hcp_terms():
     assert em.channel_macro_f1(predicted, actual, ["email", "webinar"]) == pytest.approx((2 / 3 + 1 / 2) / 2)
 
 
+def test_expected_calibration_error_by_hand():
+    # two equal-count bins: [0.1, 0.2] observed 1 of 2 -> |0.15 - 0.5|; [0.7, 0.9] observed 2 of 2 -> |0.8 - 1|
+    y = np.array([0, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.7, 0.9])
+    assert em.expected_calibration_error(y, p, n_bins=2) == pytest.approx((2 * 0.35 + 2 * 0.2) / 4)
+    assert em.expected_calibration_error(y, y.astype(float), n_bins=2) == 0.0
+    rng = np.random.default_rng(0)
+    p = rng.random(20000)
+    assert em.expected_calibration_error(rng.random(20000) < p, p) < 0.02  # calibrated by construction
+    assert np.isnan(em.expected_calibration_error(np.array([]), np.array([])))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        em.expected_calibration_error(np.array([1]), np.array([np.nan]))
+
+
+def test_exposure_auc_matches_sklearn_and_refuses_bad_input():
+    from sklearn.metrics import roc_auc_score
+
+    y = np.array([1, 0, 0, 1, 0, 1])
+    s = np.array([0.9, 0.2, 0.4, 0.4, 0.1, 0.8])
+    assert metrics.exposure_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+    assert np.isnan(metrics.exposure_auc(np.ones(3, bool), np.arange(3.0)))
+    with pytest.raises(ValueError, match="scores hold 1 NaN"):
+        metrics.exposure_auc(y, np.r_[s[:-1], np.nan])
+
+
 def test_reliability_curve_bins_and_counts():
     curve = em.reliability_curve(np.array([0, 1, 1, 0]), np.array([0.05, 0.08, 0.95, 1.0]), n_bins=10)
     assert curve["bin"].tolist() == [0, 9]
@@ -186,9 +211,54 @@ def test_missing_model_is_named(tmp_path):
         ev.load_models(tmp_path, small_setting(), expected=["hybrid_lstm"])
 
 
+def test_comparison_pairs_and_selection():
+    outputs = {n: ev.ModelOutput(n, f, "s", None) for n, f in (("hybrid", "hybrid"), ("tabular", "tabular"),
+                                                                ("v0.1_classifier", "v0.1"), ("popularity", "baseline"),
+                                                                ("hybrid_no_cf", "ablation"), ("oracle", "oracle"))}
+    pairs = ev.comparison_pairs(outputs, "popularity")
+    assert pairs == [("hybrid", "v0.1_classifier"), ("hybrid", "tabular"), ("hybrid", "popularity"),
+                     ("tabular", "v0.1_classifier"), ("tabular", "popularity"), ("hybrid_no_cf", "hybrid")]
+    models = {n: {"family": o.family} for n, o in outputs.items()}
+    chosen = ev.selection(models, {"hybrid": 0.28, "tabular": 0.27, "v0.1_classifier": 0.30, "hybrid_no_cf": 0.2,
+                                   "popularity": None})
+    assert chosen["chosen"] == "tabular"  # the ablation is not a candidate, however low its loss
+    assert list(chosen["validation_log_loss"]) == ["tabular", "hybrid", "v0.1_classifier"]
+
+
+def test_list_scorer_gives_rates_times_a_rank_weight():
+    setting = small_setting()
+
+    class Context:
+        hcp_ids = pd.Index(["1000000001", "1000000002", "1000000009"])
+
+    setting.plan_context = Context()
+    list_top = np.array([[1, 0, -1, -1], [2, -1, -1, -1]])
+    rates = np.array([[0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.4, 0.3, 0.2, 0.1]])
+    score = ev.list_scorer(setting, list_top, rates)(["1000000002", "1000000001", "1000000009"])
+    assert score.shape == (3, 3, 5)
+    np.testing.assert_allclose(score[1, 1], rates[0])            # first of its list: weight 1
+    np.testing.assert_allclose(score[1, 0], rates[0] * 0.75)     # second: 1 - 1/4
+    assert (score[1, 2] == 0).all() and (score[2] == 0).all()    # unlisted item, unknown HCP
+    np.testing.assert_allclose(score[0, 2], rates[1])
+
+
+def test_plan_table_orders_the_plans_and_keeps_the_references():
+    entry = lambda v, lo, hi: {"value": v, "ci_low": lo, "ci_high": hi, "n": 3}  # noqa: E731
+    report = {"models": {"a": {"family": "hybrid"}, "b": {"family": "baseline"}, "oracle": {"family": "oracle"}},
+              "metrics": {"a": {"plan_value": entry(80, 70, 90), "plan_fraction_of_oracle": entry(0.8, 0.7, 0.9)},
+                          "b": {"plan_value": entry(50, 40, 60), "plan_fraction_of_oracle": entry(0.5, 0.4, 0.6)},
+                          "oracle": {"plan_value": entry(100, 90, 110), "plan_fraction_of_oracle": entry(1, 1, 1)}},
+              "policy": {"business_as_usual": {"plan_value": entry(20, 15, 25),
+                                               "plan_fraction_of_oracle": entry(0.2, 0.15, 0.25)},
+                         "oracle": {"plan_value": entry(100, 90, 110), "plan_fraction_of_oracle": entry(1, 1, 1)}}}
+    table = ev.plan_table(report)
+    assert table.index.tolist() == ["oracle plan", "a", "b", "business as usual"]
+    assert table.loc["a", "expected engagements"] == 80 and table.loc["b", "low"] == 0.4
+
+
 def test_schema_rejects_broken_documents():
     report = {key: {} for key in ev.TOP_LEVEL_KEYS}
-    report.update(schema_version=1, models={"m": {"family": "baseline"}},
+    report.update(schema_version=2, models={"m": {"family": "baseline"}},
                   metrics={"m": {"ndcg@10": {"value": 0.2, "ci_low": 0.1, "ci_high": 0.3, "n": 5}}},
                   policy={p: {} for p in ("oracle", "random", "business_as_usual")})
     with pytest.raises(io.DataValidationError, match="model 'm' lacks metric 'hit_rate@1'"):
@@ -213,10 +283,42 @@ def test_notebook_06_writes_valid_metrics(tiny_run):
     run = tiny_run
     report = json.loads((run / "evaluation" / "metrics.json").read_text())
     flat = ev.validate_metrics(report)
-    assert {"oracle", "v0.1_classifier", "popularity"} <= set(report["models_found"])
+    assert {"oracle", "v0.1_classifier", "popularity", "hybrid", "tabular"} <= set(report["models_found"])
     assert report["metrics"]["oracle"]["policy_fraction_of_oracle"]["value"] == pytest.approx(1.0)
+    assert report["metrics"]["oracle"]["plan_fraction_of_oracle"]["value"] == pytest.approx(1.0)
     assert report["verdict"]
+    for model in ("hybrid", "tabular", "v0.1_classifier", "popularity"):
+        plan_entry = report["metrics"][model]["plan_fraction_of_oracle"]
+        assert 0 < plan_entry["value"] <= 1 + 1e-6 and plan_entry["ci_low"] <= plan_entry["value"] <= plan_entry["ci_high"]
+    for model in ("hybrid", "tabular", "v0.1_classifier"):
+        assert 0 <= report["metrics"][model]["ece"]["value"] < 0.5
+        assert 0.5 < report["metrics"][model]["auc"]["value"] <= 1
+    bau = report["policy"]["business_as_usual"]["plan_fraction_of_oracle"]["value"]
+    assert 0 < bau < 1
+    pairs = {(c["model"], c["baseline"], c["metric"]) for c in report["comparisons"]}
+    for baseline in ("v0.1_classifier", "tabular", report["best_baseline"]):
+        assert ("hybrid", baseline, "policy_fraction_of_oracle") in pairs
+    assert ("hybrid_no_sequence", "hybrid", "plan_fraction_of_oracle") in pairs
+    assert report["selection"]["chosen"] in ("hybrid", "tabular", "v0.1_classifier")
+    assert set(report["plan"]["solver"]) >= {"oracle", "hybrid", "tabular"}
+    assert report["best_baseline"] != "random"
     assert (flat["metric"] == "ndcg").sum() >= 4
     recommendations = pd.read_parquet(run / "evaluation" / "recommendations.parquet")
     io.validate(recommendations, ev.RECOMMENDATION_SCHEMA, "recommendations.parquet")
     assert recommendations.groupby(["model", "hcp_id"])["rank"].max().max() <= ev.RECOMMENDATION_DEPTH
+
+
+def test_ablation_summary_reads_the_paired_intervals():
+    def comparison(model, metric, d, lo, hi):
+        return {"model": model, "baseline": "hybrid", "metric": metric, "difference": d, "ci_low": lo, "ci_high": hi}
+
+    report = {"models": {"hybrid": {"family": "hybrid"}, "hybrid_no_static": {"family": "ablation"},
+                         "hybrid_no_cf": {"family": "ablation"}},
+              "comparisons": [comparison("hybrid_no_static", "policy_fraction_of_oracle", -0.02, -0.03, -0.01),
+                              comparison("hybrid_no_static", "plan_fraction_of_oracle", 0.01, 0.005, 0.02),
+                              comparison("hybrid_no_cf", "policy_fraction_of_oracle", 0.0, -0.01, 0.01),
+                              comparison("hybrid_no_cf", "plan_fraction_of_oracle", 0.0, -0.01, 0.01)]}
+    static, cf = ev.ablation_summary(report)
+    assert static.startswith("Without the static: policy value -0.020 [-0.030, -0.010], plan value +0.010")
+    assert "the input carries policy value; the input costs plan value" in static
+    assert cf.endswith("the input adds nothing measurable here.")

@@ -323,3 +323,53 @@ def test_policy_comparison_and_export(built, tmp_path):
     csv = pd.read_csv(written["csv"], dtype=str)
     assert list(csv.columns) == list(plan.PLAN_COLUMNS) and len(csv) == len(result.actions)
     assert pd.read_parquet(written["plan"])["action_id"].tolist() == result.actions["action_id"].tolist()
+
+
+def test_saved_candidates_read_back_under_the_same_rules_only(tmp_path):
+    context = _context(SETTINGS)
+    candidates = plan.candidate_actions(context, _scorer(context), context.content_ids, SETTINGS)
+    path = plan.write_candidates(candidates, tmp_path / "m.parquet", SETTINGS, START)
+    back = plan.read_candidates(path, context, SETTINGS)
+    pd.testing.assert_frame_equal(back.table.reset_index(drop=True), candidates.table.reset_index(drop=True),
+                                  check_dtype=False)
+    pd.testing.assert_frame_equal(back.unplanned, candidates.unplanned)
+    # the solver's time budget does not change the candidates; a rule does
+    plan.read_candidates(path, context, plan.PlanSettings(**{**SETTINGS.__dict__, "time_limit_s": 5.0}))
+    other = plan.PlanSettings(**{**SETTINGS.__dict__, "repeat_window_days": 7})
+    with pytest.raises(plan.PlanError, match="plan setting repeat_window_days=28, this plan uses 7"):
+        plan.read_candidates(path, plan.make_context(*_world()[:4], START, other), other)
+    later = plan.make_context(*_world()[:4], START + pd.Timedelta(days=7), SETTINGS)
+    with pytest.raises(plan.PlanError, match="candidates made for a plan starting 2025-03-03"):
+        plan.read_candidates(path, later, SETTINGS)
+    # a row that is not an eligible action (the opted-out HCP) is refused
+    table = pd.read_parquet(path)
+    table.loc[0, "hcp_id"] = context.hcp_ids[0]
+    table.to_parquet(path)
+    with pytest.raises(plan.PlanError, match="is not an eligible action"):
+        plan.read_candidates(path, context, SETTINGS)
+
+
+def test_usable_drops_zero_probability_candidates():
+    context = _context(SETTINGS)
+    candidates = plan.candidate_actions(context, _scorer(context), context.content_ids, SETTINGS)
+    table = candidates.table.copy()
+    table.loc[table.index[:5], "probability"] = 0.0
+    kept = plan.usable(plan.Candidates(table, candidates.unplanned, candidates.slots, candidates.n_eligible))
+    assert len(kept.table) == len(table) - 5 and (kept.table["probability"] > 0).all()
+
+
+def test_chosen_model_needs_the_evaluation_and_names_what_exists(tmp_path):
+    from hcp_lib import io
+
+    with pytest.raises(plan.PlanError, match="run notebook 06 first"):
+        plan.chosen_model(tmp_path)
+    io.write_json({"selection": {"chosen": "hybrid", "validation_log_loss": {"hybrid": 0.27, "tabular": 0.28}}},
+                  tmp_path / "evaluation" / "metrics.json")
+    with pytest.raises(plan.PlanError, match="no plan candidates for model 'hybrid'"):
+        plan.chosen_model(tmp_path)
+    io.write_parquet(pd.DataFrame({"hcp_id": ["1"], "content_id": ["2"], "channel": ["email"], "probability": [0.1]}),
+                     plan.candidates_path(tmp_path, "hybrid"))
+    model, why = plan.chosen_model(tmp_path)
+    assert model == "hybrid" and "0.2700" in why and "tabular 0.2800" in why
+    with pytest.raises(plan.PlanError, match="no plan candidates for model 'bogus' in .*; available: hybrid"):
+        plan.chosen_model(tmp_path, "bogus")

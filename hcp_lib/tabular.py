@@ -1,0 +1,153 @@
+"""The tabular challenger: a gradient-boosted engagement classifier (notebook 05).
+
+scikit-learn's :class:`~sklearn.ensemble.HistGradientBoostingClassifier` on one flat row per
+(HCP, item, channel, instant) built from the engagement models' shared inputs
+(:func:`hcp_lib.features.query_inputs`) without the sequence: the HCP's specialty, setting
+and region (native categorical splits), its numeric profile and patient mix, its history
+counts (touches in the last 7/14/28 days, engagement rate, days since the last touch), its
+history on the queried channel, the item's area, type, abstract flag, series part and LDA topics,
+and the (HCP, item) history: shown or engaged before, series follow-up,
+topic memories of the HCP and of its peer group, the CF similarity of the item to those the
+HCP engaged with, the item's age and its engagement so far.
+The peer group itself is too many categories for native splits; its taste enters through the
+peer topic memory.
+
+It is the strongest simple alternative the hybrid must beat: it sees the same non-sequence
+inputs, learns interactions by trees, and is tuned on the validation window by the same
+criterion (log-loss of the logged validation exposures), with early stopping on that window.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import features as F
+from .domain import CHANNELS
+from .engagement import EngagementData, EngagementModel, Queries
+from .recommender import Recommender
+
+#: the categorical columns of the flat row, first in every row
+CATEGORICAL = ("specialty", "practice_setting", "region", "channel", "item_area", "item_type")
+
+
+@dataclass(frozen=True)
+class TabularSettings:
+    """Hyper-parameters of the gradient-boosted classifier (scikit-learn's names); ``max_iter``
+    is the most boosting rounds (early stopping on the validation window may end sooner)."""
+
+    learning_rate: float = 0.1
+    max_iter: int = 300
+    max_leaf_nodes: int = 31
+    min_samples_leaf: int = 40
+    l2_regularization: float = 1.0
+    seed: int = 0
+
+    def validate(self) -> "TabularSettings":
+        if not 0 < self.learning_rate <= 1:
+            raise ValueError(f"learning_rate must be in (0, 1], got {self.learning_rate!r}")
+        for name in ("max_iter", "max_leaf_nodes", "min_samples_leaf"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < (2 if name == "max_leaf_nodes" else 1):
+                raise ValueError(f"{name} must be an integer >= {2 if name == 'max_leaf_nodes' else 1}, got {value!r}")
+        if self.l2_regularization < 0:
+            raise ValueError(f"l2_regularization must be >= 0, got {self.l2_regularization!r}")
+        return self
+
+
+#: the grid notebook 05 searches on the validation window
+TABULAR_GRID = ({"learning_rate": 0.1, "max_leaf_nodes": 31}, {"learning_rate": 0.05, "max_leaf_nodes": 31},
+                {"learning_rate": 0.1, "max_leaf_nodes": 15}, {"learning_rate": 0.1, "max_leaf_nodes": 63})
+
+
+def flat_rows(x: dict[str, np.ndarray]) -> np.ndarray:
+    """One float32 row per query of :func:`hcp_lib.features.query_inputs`: the
+    :data:`CATEGORICAL` codes, then the numeric inputs (the queried channel's history only)."""
+    own = x["channel_history"][np.arange(len(x["channel"])), x["channel"]]
+    return np.column_stack([x[name] for name in CATEGORICAL] + [
+        x["hcp_numeric"], x["hcp_history"], own, x["item_numeric"], x["topics"], x["pair"]]).astype(np.float32)
+
+
+def feature_names(space: F.FeatureSpace) -> list[str]:
+    """Names of the columns of :func:`flat_rows` for ``space``."""
+    return (list(CATEGORICAL) + list(space.hcp_numeric_names) + list(F.HCP_HISTORY) + list(F.CHANNEL_HISTORY)
+            + ["has_abstract", "series_part"] + [f"topic_{i}" for i in range(space.topics.shape[1])]
+            + list(F.PAIR_FEATURES))
+
+
+class TabularEngagement(EngagementModel):
+    """The tabular challenger as an engagement model (see the module docstring).
+
+    With ``validation_start`` it fits on the exposures before it, stops early on the
+    exposures from it to the cut-off and records ``validation_loss_`` and ``n_iter_``;
+    without, it boosts exactly ``settings.max_iter`` rounds (the refit with the number of
+    rounds chosen on validation).
+    """
+
+    name = "tabular"
+
+    def __init__(self, data: EngagementData, cf_model: Recommender | None = None,
+                 settings: TabularSettings = TabularSettings(), validation_start=None, hcp_chunk: int = 48):
+        super().__init__(data, cf_model, validation_start)
+        self.settings = settings
+        self.hcp_chunk = hcp_chunk
+
+    def _fit_queries(self, queries: Queries, validation: Queries | None) -> None:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        from .evaluate_metrics import log_loss_value
+
+        s = self.settings.validate()
+        started = time.perf_counter()
+        x = flat_rows(self.inputs(queries, training=True))
+        categorical = np.zeros(x.shape[1], bool)
+        categorical[:len(CATEGORICAL)] = True
+        self.classifier_ = HistGradientBoostingClassifier(
+            learning_rate=s.learning_rate, max_iter=s.max_iter, max_leaf_nodes=s.max_leaf_nodes,
+            min_samples_leaf=s.min_samples_leaf, l2_regularization=s.l2_regularization,
+            categorical_features=categorical, early_stopping=validation is not None, scoring="loss",
+            n_iter_no_change=20, random_state=s.seed)
+        if validation is not None:
+            x_val = flat_rows(self.inputs(validation, training=True))
+            self.classifier_.fit(x, queries.y, X_val=x_val, y_val=validation.y)
+            self.validation_loss_ = log_loss_value(validation.y, self.classifier_.predict_proba(x_val)[:, 1])
+        else:
+            self.classifier_.fit(x, queries.y)
+            self.validation_loss_ = None
+        self.n_iter_ = int(self.classifier_.n_iter_)
+        self.fit_seconds_ = time.perf_counter() - started
+
+    def _predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.classifier_.predict_proba(flat_rows(inputs))[:, 1]
+
+    def _predict_snapshot(self, snapshot: F.Snapshot, include: np.ndarray | None = None) -> np.ndarray:
+        # A tree ensemble has no additive structure to broadcast: one row per (HCP, item,
+        # channel) cell, built and predicted a few dozen HCPs at a time, skipping the cells
+        # outside ``include``.
+        n_hcp, n_item, n_channel = len(snapshot.rows), len(self.space_.content_ids), len(CHANNELS)
+        out = np.zeros((n_hcp, n_item, n_channel), np.float32)
+        item = snapshot.item
+        for first in range(0, n_hcp, self.hcp_chunk):
+            part = slice(first, first + self.hcp_chunk)
+            pair = snapshot.pair(part)
+            m = pair.shape[0]
+            keep = np.ones((m, n_item), bool) if include is None else np.asarray(include[part], bool)
+            cell_h, cell_c = np.nonzero(keep)
+            if not len(cell_h):
+                continue
+            idx_h = np.repeat(cell_h, n_channel)
+            idx_c = np.repeat(cell_c, n_channel)
+            x = {name: value[part][idx_h] for name, value in snapshot.hcp.items()
+                 if name in ("specialty", "practice_setting", "region", "hcp_numeric", "hcp_history",
+                             "channel_history")}
+            x.update({name: value[idx_c] for name, value in item.items() if name != "item"})
+            x["channel"] = np.tile(np.arange(n_channel), len(cell_h)).astype(np.int32)
+            x["pair"] = pair[idx_h, idx_c]
+            probability = self.classifier_.predict_proba(flat_rows(x))[:, 1].reshape(len(cell_h), n_channel)
+            out[first + cell_h, cell_c] = probability
+        return out
+
+    def get_params(self) -> dict:
+        return asdict(self.settings)

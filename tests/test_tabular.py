@@ -1,0 +1,85 @@
+"""The tabular challenger on the hand-made world: it learns the planted signal, its
+probabilities have the interface's shape, and bad settings are refused."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from hcp_lib import tabular
+from hcp_lib.domain import CHANNELS
+from tests.engagement_fixtures import (END, N_ITEM, VALID_START, CUTOFF, TinyALS, engagement_data, hcp_id, make_tables,
+                                       specialty_of, topic_of, train_before)
+
+SETTINGS = tabular.TabularSettings(max_iter=60, max_leaf_nodes=7, min_samples_leaf=10, learning_rate=0.1)
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return make_tables()
+
+
+@pytest.fixture(scope="module")
+def fitted(tables):
+    return tabular.TabularEngagement(engagement_data(tables), TinyALS(), SETTINGS).fit(train_before(tables))
+
+
+def test_validation_start_records_the_log_loss_and_rounds(tables):
+    model = tabular.TabularEngagement(engagement_data(tables), TinyALS(), SETTINGS, validation_start=VALID_START)
+    model.fit(train_before(tables))
+    assert 0 < model.validation_loss_ < 0.7
+    assert 1 <= model.n_iter_ <= SETTINGS.max_iter
+    assert model.n_valid_examples_ > 0 and model.n_train_examples_ > model.n_valid_examples_
+
+
+def test_probabilities_have_the_interface_shape_and_follow_the_planted_taste(fitted):
+    hcps = [hcp_id(i) for i in range(8)]
+    probability = fitted.score_channels(hcps)
+    assert probability.shape == (8, N_ITEM, len(CHANNELS))
+    assert ((probability > 0) & (probability < 1)).all()
+    np.testing.assert_allclose(fitted.score(hcps), probability.max(axis=2), rtol=1e-6)
+    # taste: matching items (topic = specialty) beat the others on average
+    match = np.array([[topic_of(j) == ("cardiology", "endocrinology").index(specialty_of(i)) for j in range(N_ITEM)]
+                      for i in range(8)])
+    warm = np.arange(N_ITEM) < N_ITEM - 2
+    best = probability.max(axis=2)
+    assert best[match & warm].mean() > best[~match & warm].mean() + 0.05
+
+
+def test_excluded_cells_are_skipped_and_hold_zero(fitted):
+    hcps = [hcp_id(i) for i in range(3)]
+    exclude = np.zeros((3, N_ITEM), bool)
+    exclude[:, :4] = True
+    partial = fitted.score_channels(hcps, exclude)
+    whole = fitted.score_channels(hcps)
+    assert (partial[:, :4] == 0).all()
+    np.testing.assert_allclose(partial[:, 4:], whole[:, 4:], rtol=1e-6)
+    with pytest.raises(ValueError, match="exclude has shape"):
+        fitted.score_channels(hcps, exclude[:, :3])
+
+
+def test_exposure_probabilities_rank_later_exposures(fitted, tables):
+    *_, interactions = tables
+    later = interactions[(interactions["exposed_at"] >= CUTOFF) & (interactions["exposed_at"] < END)]
+    probability = fitted.exposure_probabilities(later, interactions)
+    assert probability.shape == (len(later),) and ((probability > 0) & (probability < 1)).all()
+    assert roc_auc_score(later["engaged"], probability) > 0.65
+
+
+def test_flat_rows_name_every_column(fitted):
+    names = tabular.feature_names(fitted.space_)
+    queries = pd.DataFrame({"hcp_id": [hcp_id(0)], "content_id": [fitted.content_ids_[0]], "channel": ["email"],
+                            "exposed_at": [CUTOFF], "engaged": [False]})
+    from hcp_lib.engagement import exposure_queries
+
+    row = tabular.flat_rows(fitted.inputs(exposure_queries(fitted.space_, queries)))
+    assert row.shape == (1, len(names)) and len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize("change, message", [({"learning_rate": 0.0}, "learning_rate must be in"),
+                                             ({"max_leaf_nodes": 1}, "max_leaf_nodes must be an integer >= 2"),
+                                             ({"l2_regularization": -1.0}, "l2_regularization must be >= 0")])
+def test_bad_settings_are_refused(tables, change, message):
+    settings = tabular.TabularSettings(**{**SETTINGS.__dict__, **change})
+    with pytest.raises(ValueError, match=message):
+        tabular.TabularEngagement(engagement_data(tables), None, settings).fit(train_before(tables))

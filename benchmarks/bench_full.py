@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_regimes import METRICS, MODELS, git_commit  # noqa: E402
+from bench_regimes import METRICS, MODELS, git_commit, run_pipeline  # noqa: E402
 
 from hcp_lib import io  # noqa: E402
 
@@ -39,12 +37,7 @@ def main(argv=None) -> int:
     parser.add_argument("--scale", default="full")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    command = [sys.executable, "-m", "hcp_lib", "run", "--scale", args.scale, "--seed", str(args.seed), "--out", str(out),
-               "--no-progress"] + [a for k, v in RUN_PARAMETERS.items() for a in ("-p", f"{k}={v}")]
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"the pipeline failed at {args.scale}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    wall = run_pipeline(args.scale, args.seed, out, RUN_PARAMETERS, f"scale {args.scale}")
     report = io.read_json(out / "evaluation" / "metrics.json")
     manifest = io.read_json(out / "manifest.json")
     results = {
@@ -58,7 +51,7 @@ def main(argv=None) -> int:
         "references": {p: report["policy"][p] for p in ("business_as_usual", "random")},
         "notebooks": {n["notebook"]: {"wall_seconds": n["wall_seconds"], "peak_memory_mb": n["peak_memory_mb"]}
                       for n in manifest["notebooks"]},
-        "wall_seconds": time.perf_counter() - started,
+        "wall_seconds": wall,
     }
     io.write_json(results, RESULTS)
     for m in MODELS:

@@ -55,14 +55,21 @@ def world_parameters(regime: str) -> dict[str, float]:
     return {name: config.PARAMS[name].coerce(value) for name, value in values.items()}
 
 
-def run_regime(regime: str, scale: str, seed: int, out: Path) -> dict:
-    overrides = {**{k: str(v) for k, v in REGIMES[regime].items()}, **RUN_PARAMETERS}
+def run_pipeline(scale: str, seed: int, out: Path, overrides: dict[str, str], what: str) -> float:
+    """Run the whole pipeline with the CLI (``-p`` ``overrides``); return its wall seconds, or
+    stop with the pipeline's error naming ``what`` was run."""
     command = [sys.executable, "-m", "hcp_lib", "run", "--scale", scale, "--seed", str(seed), "--out", str(out),
                "--no-progress"] + [arg for k, v in overrides.items() for arg in ("-p", f"{k}={v}")]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
-        raise SystemExit(f"regime {regime}: the pipeline failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        raise SystemExit(f"{what}: the pipeline failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def run_regime(regime: str, scale: str, seed: int, out: Path) -> dict:
+    overrides = {**{k: str(v) for k, v in REGIMES[regime].items()}, **RUN_PARAMETERS}
+    wall = run_pipeline(scale, seed, out, overrides, f"regime {regime}")
     report = io.read_json(out / "evaluation" / "metrics.json")
     metrics = {m: {k: report["metrics"][m][k] for k in METRICS} for m in MODELS}
     comparisons = [c for c in report["comparisons"] if c["model"] == "hybrid"
@@ -71,7 +78,7 @@ def run_regime(regime: str, scale: str, seed: int, out: Path) -> dict:
     return {"world": world_parameters(regime), "n_exposures": synthesis["n_exposures"],
             "n_hcps": report["population"]["n_hcps"], "metrics": metrics, "comparisons": comparisons,
             "selection": report["selection"], "plan_bau": report["policy"]["business_as_usual"]["plan_fraction_of_oracle"],
-            "wall_seconds": time.perf_counter() - started}
+            "wall_seconds": wall}
 
 
 def git_commit() -> str:

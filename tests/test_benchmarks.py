@@ -1,0 +1,50 @@
+"""The regimes benchmark's parameters, page and figure (not its hour-long runs)."""
+
+import sys
+
+import pytest
+
+from hcp_lib.config import PROJECT_ROOT, ParameterError
+
+sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
+
+import bench_regimes  # noqa: E402
+
+
+def test_regimes_are_valid_worlds_from_no_dynamics_to_strong_dynamics():
+    static, default, dynamic = (bench_regimes.world_parameters(r) for r in ("static", "default", "dynamic"))
+    assert all(static[name] == 0.0 for name in bench_regimes.EFFECTS)
+    assert all(dynamic[name] > default[name] for name in bench_regimes.EFFECTS)
+    assert dynamic["touches_per_hcp_week"] == pytest.approx(3 * default["touches_per_hcp_week"])
+    assert list(bench_regimes.REGIMES) == ["static", "default", "dynamic"]
+
+
+def test_a_bad_regime_value_is_refused(monkeypatch):
+    monkeypatch.setitem(bench_regimes.REGIMES, "broken", {"fatigue_per_touch": -1.0})
+    with pytest.raises(ParameterError, match="fatigue_per_touch"):
+        bench_regimes.world_parameters("broken")
+
+
+def _results(edges):
+    def entry(v):
+        return {"value": v, "ci_low": v - 0.01, "ci_high": v + 0.01, "n": 100}
+
+    regimes = {}
+    for regime, edge in zip(("static", "default", "dynamic"), edges):
+        comparisons = [{"model": "hybrid", "baseline": b, "metric": m, "difference": edge, "ci_low": edge - 0.02,
+                        "ci_high": edge + 0.02, "share_better": 0.9}
+                       for b in ("tabular", "v0.1_classifier") for m in ("policy_fraction_of_oracle",
+                                                                          "plan_fraction_of_oracle")]
+        regimes[regime] = {"n_exposures": 1000, "metrics": {m: {k: entry(0.8) for k in bench_regimes.METRICS}
+                                                            for m in bench_regimes.MODELS}, "comparisons": comparisons}
+    return {"scale": "small", "seed": 42, "commit": "abc", "date": "2026-11-29", "regimes": regimes}
+
+
+def test_the_page_says_whether_the_edge_grows(tmp_path):
+    growing = bench_regimes.page(_results([0.0, 0.02, 0.05]))
+    assert "grows with the world's dynamics: static +0.000, default +0.020, dynamic +0.050" in growing
+    assert "figures/regimes.png" in growing and "commit `abc`" in growing
+    flat = bench_regimes.page(_results([0.03, 0.02, 0.03]))
+    assert "does **not** grow steadily" in flat
+    figure = bench_regimes.draw(_results([0.0, 0.02, 0.05]), tmp_path / "regimes.png")
+    assert figure.stat().st_size > 10_000

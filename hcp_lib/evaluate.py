@@ -1118,27 +1118,37 @@ def outcome(entry: dict) -> str:
     return "not distinguishable from"
 
 
+#: how the book names the input each ablation removes (hcp_lib.hybrid.ABLATIONS)
+ABLATION_LABELS = {"sequence": "sequence encoder", "topics": "LDA topics", "cf": "CF similarity",
+                   "static": "HCP's static profile"}
+
+
 def ablation_summary(report: dict) -> list[str]:
     """One plain sentence per ablation of the hybrid: what removing the input does to the
-    policy value and the plan value (paired differences, ablation − hybrid), read as 'carries
-    signal' (a value falls, its interval below zero), 'costs' (a value rises, its interval above
-    zero) or 'adds nothing measurable' (both intervals straddle zero)."""
+    policy value and the plan value (paired differences, ablation − hybrid), read as 'carries'
+    (a value falls, its interval below zero), 'costs' (a value rises, its interval above zero)
+    or 'adds nothing measurable' (both intervals straddle zero)."""
     sentences = []
     families = {m: e["family"] for m, e in report["models"].items()}
     for model in [m for m, f in families.items() if f == "ablation"]:
-        parts, verdicts = [], []
+        parts, carries, costs = [], [], []
         for metric, label in (("policy_fraction_of_oracle", "policy value"), ("plan_fraction_of_oracle", "plan value")):
             entry = next((c for c in report["comparisons"] if c["model"] == model and c["metric"] == metric), None)
             if entry is None:
                 continue
             parts.append(f"{label} {entry['difference']:+.3f} [{entry['ci_low']:+.3f}, {entry['ci_high']:+.3f}]")
             if entry["ci_high"] < 0:
-                verdicts.append(f"the input carries {label}")
+                carries.append(label)
             elif entry["ci_low"] > 0:
-                verdicts.append(f"the input costs {label}")
-        name = model.removeprefix("hybrid_no_").replace("_", " ")
-        reading = "; ".join(verdicts) if verdicts else "the input adds nothing measurable here"
-        sentences.append(f"Without the {name}: {', '.join(parts)} — {reading}.")
+                costs.append(label)
+        key = model.removeprefix("hybrid_no_")
+        reading = []
+        if carries:
+            reading.append("it carries " + " and ".join(carries))
+        if costs:
+            reading.append("it costs " + " and ".join(costs))
+        sentences.append(f"Without the {ABLATION_LABELS.get(key, key.replace('_', ' '))}: {', '.join(parts)} — "
+                         + ("; ".join(reading) if reading else "it adds nothing measurable here") + ".")
     return sentences
 
 
@@ -1156,7 +1166,7 @@ def verdict(report: dict) -> str:
         sentences.append(f"The validation window ranks {chosen} best by the log-loss of its engagement probabilities on "
                          f"the logged validation exposures ({losses[chosen]:.4f}" + (f"; {others}" if others else "")
                          + "), so the week's plan is built from it.")
-    learned = [m for m, f in families.items() if f not in ("oracle", "channel_baseline")]
+    learned = [m for m, f in families.items() if f not in ("oracle", "channel_baseline", "ablation")]
     ranked = sorted((m for m in learned if (metric_of[m].get("policy_fraction_of_oracle") or {}).get("value") is not None),
                     key=lambda m: -metric_of[m]["policy_fraction_of_oracle"]["value"])
     if ranked:

@@ -319,6 +319,6 @@ def test_ablation_summary_reads_the_paired_intervals():
                               comparison("hybrid_no_cf", "policy_fraction_of_oracle", 0.0, -0.01, 0.01),
                               comparison("hybrid_no_cf", "plan_fraction_of_oracle", 0.0, -0.01, 0.01)]}
     static, cf = ev.ablation_summary(report)
-    assert static.startswith("Without the static: policy value -0.020 [-0.030, -0.010], plan value +0.010")
-    assert "the input carries policy value; the input costs plan value" in static
-    assert cf.endswith("the input adds nothing measurable here.")
+    assert static.startswith("Without the HCP's static profile: policy value -0.020 [-0.030, -0.010], plan value +0.010")
+    assert static.endswith("it carries policy value; it costs plan value.")
+    assert cf.startswith("Without the CF similarity") and cf.endswith("it adds nothing measurable here.")

@@ -150,18 +150,23 @@ class EngagementModel(Recommender):
     def _feature_space(self, train: TrainingData) -> F.FeatureSpace:
         hcps, catalogue = model_tables(self.data, train)
         factors = oof = fold = None
-        if self.cf_model is not None:
+        cf_model = self._cf_model()
+        if cf_model is not None:
             # The factors fitted on the whole window score the instants after the cut-off. Each
             # training example reads instead the factors fitted without its HCP's fold, so its own
             # outcome never reaches its CF inputs (fitted on it, they would leak the label).
-            factors = _item_factors(self.cf_model, train)
+            factors = _item_factors(cf_model, train)
             fold = np.random.default_rng(self.cf_seed).integers(0, self.cf_folds, len(hcps))
             fold_of = pd.Series(fold, index=hcps["hcp_id"].astype(str).to_numpy())
             example_fold = fold_of.reindex(train.interactions["hcp_id"].astype(str)).to_numpy()
-            oof = [_item_factors(copy.deepcopy(self.cf_model), replace(train, interactions=train.interactions[
+            oof = [_item_factors(copy.deepcopy(cf_model), replace(train, interactions=train.interactions[
                 example_fold != f].reset_index(drop=True))) for f in range(self.cf_folds)]
         return F.FeatureSpace.from_tables(hcps, catalogue, self.reference_, self.data.patients, self.data.doc_topics,
                                           factors, cf_item_factors_oof=oof, hcp_fold=fold)
+
+    def _cf_model(self) -> Recommender | None:
+        """The CF model whose factors become inputs (None: no CF input)."""
+        return self.cf_model
 
     def _fit_queries(self, queries: Queries, validation: Queries | None) -> None:
         raise NotImplementedError

@@ -322,9 +322,10 @@ class HybridRecommender(EngagementModel):
         s = self.settings.validate()
         if s.use_cf and self.cf_model is None:
             raise ValueError("use_cf is true but no cf_model was given; pass e.g. hcp_lib.cf.ALS() or set use_cf=False")
-        if not s.use_cf:
-            self.cf_model = None
         super()._fit(train)
+
+    def _cf_model(self) -> Recommender | None:
+        return self.cf_model if self.settings.use_cf else None
 
     def _feature_space(self, train: TrainingData) -> F.FeatureSpace:
         space = super()._feature_space(train)

@@ -36,7 +36,10 @@ def _results(edges):
                        for b in ("tabular", "v0.1_classifier") for m in ("policy_fraction_of_oracle",
                                                                           "plan_fraction_of_oracle")]
         regimes[regime] = {"n_exposures": 1000, "metrics": {m: {k: entry(0.8) for k in bench_regimes.METRICS}
-                                                            for m in bench_regimes.MODELS}, "comparisons": comparisons}
+                                                            for m in bench_regimes.MODELS}, "comparisons": comparisons,
+                            "candidate_spread": {m: {"email_candidate_items": 40 + i, "top5_item_share": 0.25}
+                                                 for i, m in enumerate(("oracle", *bench_regimes.MODELS))},
+                            "plan_actions": {m: 1200 for m in ("oracle", *bench_regimes.MODELS)}}
     return {"scale": "small", "seed": 42, "commit": "abc", "date": "2026-11-29", "regimes": regimes}
 
 
@@ -45,6 +48,7 @@ def test_the_page_says_whether_the_edge_grows(tmp_path):
     assert "grows with the world's dynamics: static +0.000, default +0.020, dynamic +0.050" in growing
     assert "figures/regimes.png" in growing and "commit `abc`" in growing
     flat = bench_regimes.page(_results([0.03, 0.02, 0.03]))
-    assert "does **not** grow steadily" in flat
+    assert "does **not** grow with the world's dynamics: static +0.030, default +0.020, dynamic +0.030" in flat
+    assert "| default | hybrid | 41 | 0.25 | 1,200 |" in growing
     figure = bench_regimes.draw(_results([0.0, 0.02, 0.05]), tmp_path / "regimes.png")
     assert figure.stat().st_size > 10_000

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from bs4 import BeautifulSoup
 
+from hcp_lib.config import PROJECT_ROOT
 from hcp_lib.pipeline import list_notebooks
 
 pytestmark = pytest.mark.slow
@@ -36,6 +37,17 @@ def test_book_has_a_page_per_notebook(tiny_book):
     assert (tiny_book / "index.html").exists()
     for nb in list_notebooks():
         assert (tiny_book / "outputs" / "report" / (nb.stem + ".html")).exists(), nb.name
+
+
+def test_regimes_page_shows_the_committed_benchmark_and_is_linked_from_results(tiny_book):
+    page = BeautifulSoup((tiny_book / "book" / "regimes.html").read_text(), "html.parser")
+    figure = page.find("img", src=lambda s: s and s.endswith("regimes.png"))
+    assert figure is not None and (tiny_book / "book" / figure["src"]).stat().st_size > 10_000
+    committed = json.loads((PROJECT_ROOT / "benchmarks" / "results" / "regimes.json").read_text())
+    hybrid_default = committed["regimes"]["default"]["metrics"]["hybrid"]["policy_fraction_of_oracle"]["value"]
+    assert f"{hybrid_default:.3f}" in page.get_text()
+    results = BeautifulSoup((tiny_book / "book" / "results.html").read_text(), "html.parser")
+    assert results.find("a", href=lambda h: h and h.startswith("regimes.html")) is not None
 
 
 def test_ingestion_chapter_shows_title_quality_numbers_and_a_figure(tiny_run, tiny_book):

@@ -58,6 +58,8 @@ model and metric (paired).
   plan_fraction_of_oracle}} for the reference policies (random has no plan);
 - ``comparisons``: [{model, baseline, metric, difference, ci_low, ci_high, share_better}]
   (paired bootstrap of model − baseline, for the pairs of :func:`comparison_pairs`);
+  ``share_better`` is the share of resamples in which ``model`` is the better of the two
+  (higher value, or lower for the metrics in :data:`LOWER_IS_BETTER`);
 - ``selection``: {criterion, validation_log_loss {model: value}, chosen}: the engagement
   model the validation window ranks best (the one notebook 08 plans with);
 - ``plan``: {plan_start, period_days, solver {model: {status, gap, seconds, actions}}};
@@ -809,6 +811,9 @@ def comparison_pairs(outputs: dict[str, "ModelOutput"], best: str) -> list[tuple
 
 #: the metrics every pair of :func:`comparison_pairs` is compared on (observed NDCG@10 last: a diagnostic)
 COMPARISON_METRICS = ("policy_fraction_of_oracle", "plan_fraction_of_oracle", "graded_ndcg@10", "log_loss", "ndcg@10")
+#: metrics where the lower value is the better one (a comparison's ``share_better`` counts the
+#: resamples where the first model's value is lower)
+LOWER_IS_BETTER = frozenset({"log_loss", "ece"})
 
 
 def selection(report_models: dict, validation_losses: dict[str, float | None]) -> dict[str, Any]:
@@ -932,7 +937,8 @@ def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_boot
                                 "difference": float(point[a] - point[b]),
                                 "ci_low": float(np.nanquantile(difference, tail)),
                                 "ci_high": float(np.nanquantile(difference, 1 - tail)),
-                                "share_better": float(np.nanmean(difference > 0))})
+                                "share_better": float(np.nanmean(difference < 0 if metric in LOWER_IS_BETTER
+                                                                 else difference > 0))})
     models = {n: {"family": o.family, "source": o.source, "channel_from": o.channel_from} for n, o in outputs.items()}
     report = {
         "schema_version": SCHEMA_VERSION,

@@ -1,13 +1,15 @@
-"""The regimes benchmark's parameters, page and figure (not its hour-long runs)."""
+"""The regimes and full-scale benchmarks' parameters, pages and figure (not their hour-long runs)."""
 
 import sys
 
 import pytest
 
+from hcp_lib import io
 from hcp_lib.config import PROJECT_ROOT, ParameterError
 
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 
+import bench_full  # noqa: E402
 import bench_regimes  # noqa: E402
 
 
@@ -35,7 +37,7 @@ def _results(edges):
                         "ci_high": edge + 0.02, "share_better": 0.9}
                        for b in ("tabular", "v0.1_classifier") for m in ("policy_fraction_of_oracle",
                                                                           "plan_fraction_of_oracle")]
-        regimes[regime] = {"n_exposures": 1000, "metrics": {m: {k: entry(0.8) for k in bench_regimes.METRICS}
+        regimes[regime] = {"n_exposures": 1000, "n_hcps": 100, "metrics": {m: {k: entry(0.8) for k in bench_regimes.METRICS}
                                                             for m in bench_regimes.MODELS}, "comparisons": comparisons,
                             "candidate_spread": {m: {"email_candidate_items": 40 + i, "top5_item_share": 0.25}
                                                  for i, m in enumerate(("oracle", *bench_regimes.MODELS))},
@@ -52,3 +54,26 @@ def test_the_page_says_whether_the_edge_grows(tmp_path):
     assert "| default | hybrid | 41 | 0.25 | 1,200 |" in growing
     figure = bench_regimes.draw(_results([0.0, 0.02, 0.05]), tmp_path / "regimes.png")
     assert figure.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_full_scale_page_reports_the_run_it_collects(tiny_run, tmp_path):
+    results = bench_full.collect(tiny_run)
+    manifest = io.read_json(tiny_run / "manifest.json")
+    assert results["scale"] == "tiny" and results["commit"].startswith(manifest["git"]["commit"])
+    assert set(results["metrics"]) == set(bench_regimes.MODELS) and results["wall_seconds"] > 0
+    page = bench_full.page(results, _results([0.0, 0.02, 0.05]))
+    report = io.read_json(tiny_run / "evaluation" / "metrics.json")
+    hybrid = report["metrics"]["hybrid"]
+    assert f"| hybrid | {bench_regimes.fmt_value(hybrid['policy_fraction_of_oracle'])} | " in page
+    assert f"**Chosen for the plan:** {report['selection']['chosen']}" in page
+    assert f"{report['population']['n_hcps']:,} HCPs" in page and "0.800 → " in page
+    assert all(nb["notebook"] in page for nb in manifest["notebooks"])
+
+
+def test_full_scale_collect_refuses_an_unfinished_run(tmp_path):
+    (tmp_path / "evaluation").mkdir()
+    io.write_json({"metrics": {}}, tmp_path / "evaluation" / "metrics.json")
+    io.write_json({"status": "running", "finished_at": None}, tmp_path / "manifest.json")
+    with pytest.raises(SystemExit, match="status is 'running', not a finished run"):
+        bench_full.collect(tmp_path)

@@ -299,6 +299,15 @@ def test_notebook_06_writes_valid_metrics(tiny_run):
     for baseline in ("v0.1_classifier", "tabular", report["best_baseline"]):
         assert ("hybrid", baseline, "policy_fraction_of_oracle") in pairs
     assert ("hybrid_no_sequence", "hybrid", "plan_fraction_of_oracle") in pairs
+    for c in report["comparisons"]:
+        # share_better counts resamples where the first model is better: lower log-loss, higher
+        # anything else; an interval clear of zero puts (almost) every resample on one side
+        better_side = c["ci_high"] < 0 if c["metric"] in ev.LOWER_IS_BETTER else c["ci_low"] > 0
+        worse_side = c["ci_low"] > 0 if c["metric"] in ev.LOWER_IS_BETTER else c["ci_high"] < 0
+        if better_side:
+            assert c["share_better"] >= 0.95, c
+        if worse_side:
+            assert c["share_better"] <= 0.05, c
     assert report["selection"]["chosen"] in ("hybrid", "tabular", "v0.1_classifier")
     assert set(report["plan"]["solver"]) >= {"oracle", "hybrid", "tabular"}
     assert report["best_baseline"] != "random"

@@ -55,11 +55,13 @@ def world_parameters(regime: str) -> dict[str, float]:
     return {name: config.PARAMS[name].coerce(value) for name, value in values.items()}
 
 
-def run_pipeline(scale: str, seed: int, out: Path, overrides: dict[str, str], what: str) -> float:
-    """Run the whole pipeline with the CLI (``-p`` ``overrides``); return its wall seconds, or
-    stop with the pipeline's error naming ``what`` was run."""
+def run_pipeline(scale: str, seed: int, out: Path, overrides: dict[str, str], what: str,
+                 only: str | None = None) -> float:
+    """Run the whole pipeline (or the notebook numbered ``only``) with the CLI (``-p``
+    ``overrides``); return its wall seconds, or stop with the pipeline's error naming ``what``."""
     command = [sys.executable, "-m", "hcp_lib", "run", "--scale", scale, "--seed", str(seed), "--out", str(out),
                "--no-progress"] + [arg for k, v in overrides.items() for arg in ("-p", f"{k}={v}")]
+    command += ["--only", only] if only is not None else []
     started = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:

@@ -666,7 +666,8 @@ def plan_terms(setting: EvaluationSetting, candidates) -> PlanOutcome:
     table = plan.usable(candidates).table
     capacities = plan.capacity_table(setting.plan_context, settings)
     families = plan.constraint_families(table, settings, capacities, candidates.slots)
-    assignment = plan.solve_milp(table["probability"].to_numpy(), families, settings.time_limit_s, settings.mip_rel_gap)
+    assignment = plan.solve_milp(table["probability"].to_numpy(), families, settings.time_limit_s, settings.mip_rel_gap,
+                                 settings.milp_max_candidates)
     actions = table[assignment.chosen].reset_index(drop=True)
     rows = setting.plan_rows[actions["row"].to_numpy()]
     if (rows < 0).any():

@@ -111,6 +111,7 @@ class PlanSettings:
     candidates_per_channel: int = 3
     time_limit_s: float = 60.0
     mip_rel_gap: float = 1e-4
+    milp_max_candidates: int = 200_000
 
     def validate(self) -> "PlanSettings":
         checks = [("period_days", self.period_days >= 1, ">= 1"),
@@ -121,7 +122,8 @@ class PlanSettings:
                   ("repeat_window_days", self.repeat_window_days >= 0, ">= 0"),
                   ("interest_window_days", self.interest_window_days >= 1, ">= 1"),
                   ("candidates_per_channel", self.candidates_per_channel >= 1, ">= 1"),
-                  ("time_limit_s", self.time_limit_s > 0, "> 0"), ("mip_rel_gap", self.mip_rel_gap >= 0, ">= 0")]
+                  ("time_limit_s", self.time_limit_s > 0, "> 0"), ("mip_rel_gap", self.mip_rel_gap >= 0, ">= 0"),
+                  ("milp_max_candidates", self.milp_max_candidates >= 1, ">= 1")]
         for name, ok, allowed in checks:
             if not ok:
                 raise PlanError(f"plan setting {name!r}: got {getattr(self, name)!r}; expected {allowed}")
@@ -146,7 +148,8 @@ def settings_from_parameters(params: dict) -> PlanSettings:
         repeat_window_days=params["plan_repeat_window_days"],
         interest_window_days=params["plan_interest_window_days"],
         candidates_per_channel=params["plan_candidates_per_channel"],
-        time_limit_s=params["plan_solver_time_limit_s"], mip_rel_gap=params["plan_mip_rel_gap"]).validate()
+        time_limit_s=params["plan_solver_time_limit_s"], mip_rel_gap=params["plan_mip_rel_gap"],
+        milp_max_candidates=params["plan_milp_max_candidates"]).validate()
 
 
 # --- what is known at the start of the plan ---------------------------------------------------------
@@ -436,7 +439,8 @@ def write_candidates(candidates: Candidates, path: str | Path, settings: PlanSet
 
 def _settings_record(settings: PlanSettings) -> dict:
     record = asdict(settings)
-    record.pop("time_limit_s"), record.pop("mip_rel_gap")  # how long to solve does not change the candidates
+    for how_to_solve in ("time_limit_s", "mip_rel_gap", "milp_max_candidates"):
+        record.pop(how_to_solve)  # how the plan is solved does not change the candidates
     return record
 
 
@@ -626,17 +630,26 @@ def check_assignment(families: list[ConstraintFamily], chosen: np.ndarray) -> No
 
 
 def solve_milp(probability: np.ndarray, families: list[ConstraintFamily], time_limit_s: float = 60.0,
-               mip_rel_gap: float = 1e-4) -> Assignment:
+               mip_rel_gap: float = 1e-4, max_candidates: int | None = None) -> Assignment:
     """Maximise sum(probability[i] · x[i]) over binary x under every family's capacities with
     ``scipy.optimize.milp`` (HiGHS). Rows whose group cannot exceed its capacity anyway are left
     out (they cannot bind). When HiGHS returns no solution (e.g. the time limit hits before
-    the first feasible point), the greedy assignment is returned and the status says so."""
+    the first feasible point), the greedy assignment is returned and the status says so.
+
+    With more than ``max_candidates`` candidates the greedy assignment is returned at once, its
+    status naming the count: HiGHS's MIP set-up (the objective's clique partition) does not
+    check the time limit, and on the full scale's ~570,000 candidates it ran for over 20
+    minutes without reaching the search."""
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     started = time.perf_counter()
     n = len(probability)
     if n == 0:
         return Assignment(np.zeros(0, bool), 0.0, "milp", "no candidates", 0.0, 0.0, 0.0)
+    if max_candidates is not None and n > max_candidates:
+        fallback = solve_greedy(probability, families)
+        fallback.status = f"greedy: {n:,} candidates exceed plan_milp_max_candidates={max_candidates:,}"
+        return fallback
     blocks, upper = [], []
     for family in families:
         size = np.bincount(family.group, minlength=len(family.capacity))
@@ -956,8 +969,8 @@ def build_plan(context: PlanContext, score_channels: Callable, content_ids: Iter
     capacities = capacity_table(context, settings)
     families = constraint_families(candidates.table, settings, capacities, candidates.slots)
     probability = candidates.table["probability"].to_numpy()
-    assignment = (solve_milp(probability, families, settings.time_limit_s, settings.mip_rel_gap) if solver == "milp"
-                  else solve_greedy(probability, families))
+    assignment = (solve_milp(probability, families, settings.time_limit_s, settings.mip_rel_gap,
+                             settings.milp_max_candidates) if solver == "milp" else solve_greedy(probability, families))
     return make_plan(context, candidates, assignment, families, capacities, settings, model_name)
 
 

@@ -188,6 +188,12 @@ def test_greedy_loses_where_a_scarce_seat_matters():
     milp = plan.solve_milp(probability, families)
     assert milp.objective == pytest.approx(0.94)
     assert milp.chosen.tolist() == [False, True, True, False]
+    over = plan.solve_milp(probability, families, max_candidates=3)
+    assert over.solver == "greedy" and over.objective == pytest.approx(0.51)
+    assert over.status == "greedy: 4 candidates exceed plan_milp_max_candidates=3"
+    assert plan.solve_milp(probability, families, max_candidates=4).objective == pytest.approx(0.94)
+    with pytest.raises(plan.PlanError, match="milp_max_candidates"):
+        plan.PlanSettings(milp_max_candidates=0).validate()
 
 
 def test_reasons_refer_to_the_hcps_history(built):

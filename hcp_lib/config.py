@@ -327,9 +327,9 @@ _PARAM_LIST: list[Param] = [
           minimum=1.0, maximum=3600.0, scale_defaults={"tiny": 20.0, "full": 300.0, "stress": 600.0}),
     Param("plan_mip_rel_gap", "float", 1e-4, "Relative optimality gap at which the MILP solver stops.",
           minimum=0.0, maximum=0.5, scale_defaults={"full": 1e-3, "stress": 1e-3}),
-    Param("plan_milp_max_candidates", "int", 200_000,
+    Param("plan_milp_max_candidates", "int", 100_000,
           "Most candidate actions the MILP is given; a larger plan is solved greedily and its status says so "
-          "(HiGHS's MIP set-up does not honour the time limit on plans of about 500,000 candidates).",
+          "(HiGHS's MIP set-up does not honour the time limit on plans of 150,000 candidates and more; the small scale has about 50,000).",
           minimum=1, maximum=100_000_000),
     # --- end of notebook parameters ---------------------------------------------
 ]

@@ -111,7 +111,7 @@ class PlanSettings:
     candidates_per_channel: int = 3
     time_limit_s: float = 60.0
     mip_rel_gap: float = 1e-4
-    milp_max_candidates: int = 200_000
+    milp_max_candidates: int = 100_000
 
     def validate(self) -> "PlanSettings":
         checks = [("period_days", self.period_days >= 1, ">= 1"),

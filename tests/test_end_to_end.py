@@ -39,7 +39,7 @@ def test_book_has_a_page_per_notebook(tiny_book):
         assert (tiny_book / "outputs" / "report" / (nb.stem + ".html")).exists(), nb.name
 
 
-def test_regimes_page_shows_the_committed_benchmark_and_is_linked_from_results(tiny_book):
+def test_benchmark_pages_show_the_committed_figures_and_are_linked_from_results(tiny_book):
     page = BeautifulSoup((tiny_book / "book" / "regimes.html").read_text(), "html.parser")
     figure = page.find("img", src=lambda s: s and s.endswith("regimes.png"))
     assert figure is not None and (tiny_book / "book" / figure["src"]).stat().st_size > 10_000
@@ -48,6 +48,11 @@ def test_regimes_page_shows_the_committed_benchmark_and_is_linked_from_results(t
     assert f"{hybrid_default:.3f}" in page.get_text()
     results = BeautifulSoup((tiny_book / "book" / "results.html").read_text(), "html.parser")
     assert results.find("a", href=lambda h: h and h.startswith("regimes.html")) is not None
+    assert results.find("a", href=lambda h: h and h.startswith("full_scale.html")) is not None
+    full = json.loads((PROJECT_ROOT / "benchmarks" / "results" / "full.json").read_text())
+    full_page = BeautifulSoup((tiny_book / "book" / "full_scale.html").read_text(), "html.parser").get_text()
+    assert f"{full['metrics']['hybrid']['policy_fraction_of_oracle']['value']:.3f}" in full_page
+    assert f"{full['population']['n_hcps_world']:,} HCPs" in full_page
 
 
 def test_ingestion_chapter_shows_title_quality_numbers_and_a_figure(tiny_run, tiny_book):

@@ -67,7 +67,9 @@ def test_full_scale_page_reports_the_run_it_collects(tiny_run, tmp_path):
     hybrid = report["metrics"]["hybrid"]
     assert f"| hybrid | {bench_regimes.fmt_value(hybrid['policy_fraction_of_oracle'])} | " in page
     assert f"**Chosen for the plan:** {report['selection']['chosen']}" in page
-    assert f"{report['population']['n_hcps']:,} HCPs" in page and "0.800 → " in page
+    world = io.read_json(tiny_run / "metrics" / "synthesis.json")
+    assert f"# At tiny scale: {world['n_hcps']:,} HCPs" in page and "0.800 → " in page
+    assert f"{report['population']['n_hcps']:,} of them evaluated" in page
     assert all(nb["notebook"] in page for nb in manifest["notebooks"])
 
 

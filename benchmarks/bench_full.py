@@ -25,24 +25,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_regimes import METRICS, MODELS, fmt_difference, fmt_value, run_pipeline  # noqa: E402
+from bench_regimes import METRICS, MODELS, run_pipeline  # noqa: E402
 
 from hcp_lib import io  # noqa: E402
+from hcp_lib.evaluate import format_difference, format_value, outcome  # noqa: E402
 
 RUN_PARAMETERS = {"hybrid_ablations": "false", "hybrid_sequence_encoder": "lstm"}
 RESULTS = ROOT / "benchmarks" / "results" / "full.json"
 REGIMES_RESULTS = ROOT / "benchmarks" / "results" / "regimes.json"
 PAGE = ROOT / "book" / "full_scale.md"
+NAMES = {"tabular": "tabular challenger", "v0.1_classifier": "v0.1 classifier"}
 METRIC_HEADERS = {"policy_fraction_of_oracle": "policy value / oracle", "plan_fraction_of_oracle": "plan value / oracle",
                   "graded_ndcg@10": "graded NDCG@10", "auc": "AUC", "log_loss": "log-loss", "ece": "ECE"}
-
-
-def _interval_words(c: dict) -> str:
-    if c["ci_low"] > 0:
-        return "above zero"
-    if c["ci_high"] < 0:
-        return "below zero"
-    return "overlapping zero"
 
 
 def page(results: dict, small: dict | None = None) -> str:
@@ -71,20 +65,20 @@ def page(results: dict, small: dict | None = None) -> str:
              "| model | " + " | ".join(METRIC_HEADERS[m] for m in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
     for m in MODELS:
         e = results["metrics"][m]
-        lines.append(f"| {m} | " + " | ".join(fmt_value(e[k]) for k in METRICS) + " |")
+        lines.append(f"| {m} | " + " | ".join(format_value(e[k]) for k in METRICS) + " |")
     for p, e in results["references"].items():
-        lines.append(f"| {p.replace('_', ' ')} | " + " | ".join(fmt_value(e[k]) if k in e else "" for k in METRICS) + " |")
+        lines.append(f"| {p.replace('_', ' ')} | " + " | ".join(format_value(e[k]) if k in e else "" for k in METRICS) + " |")
     lines += ["", "Paired differences (the first model minus the second, on the same HCPs):", "",
               "| comparison | metric | difference [95% interval] |", "|---|---|---|"]
     for c in results["comparisons"]:
         if c["baseline"] in MODELS:
-            lines.append(f"| {c['model']} − {c['baseline']} | {METRIC_HEADERS[c['metric']]} | {fmt_difference(c)} |")
+            lines.append(f"| {c['model']} − {c['baseline']} | {METRIC_HEADERS[c['metric']]} | {format_difference(c)} |")
     sel = results["selection"]
     losses = ", ".join(f"{m} {v:.4f}" for m, v in sorted(sel["validation_log_loss"].items(), key=lambda kv: kv[1]))
     lines += ["", f"**Chosen for the plan:** {sel['chosen']}, the lowest validation log-loss ({losses}).", ""]
-    if small is not None and "default" in small.get("regimes", {}):
-        base = small["regimes"]["default"]
-        lines += [f"## Against the report's scale", "",
+    base = (small or {}).get("regimes", {}).get("default")
+    if base is not None:
+        lines += ["## Against the report's scale", "",
                   f"The regimes benchmark's default world is the report's ({base['n_hcps']:,} HCPs at {small['scale']}, "
                   f"commit `{small['commit'][:10]}`). The same metrics, {small['scale']} → {results['scale']}:", "",
                   "| model | " + " | ".join(METRIC_HEADERS[m] for m in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
@@ -98,11 +92,12 @@ def page(results: dict, small: dict | None = None) -> str:
         for metric in ("policy_fraction_of_oracle", "plan_fraction_of_oracle"):
             c = edge.get((baseline, metric))
             if c is not None:
-                words.append(f"against the {baseline.replace('_', ' ')} on {METRIC_HEADERS[metric]}, "
-                             f"{c['difference']:+.3f} ({_interval_words(c)})")
-    lines += ["## What it shows", "", "The hybrid's paired edge at this scale: " + "; ".join(words) + "."]
-    if small is not None and "default" in small.get("regimes", {}):
-        moves = ", ".join(f"{m} {results['metrics'][m]['policy_fraction_of_oracle']['value'] - small['regimes']['default']['metrics'][m]['policy_fraction_of_oracle']['value']:+.3f}"
+                words.append(f"{outcome(c)} the {NAMES[baseline]} on {METRIC_HEADERS[metric]} "
+                             f"({format_difference(c)})")
+    lines += ["## What it shows", "", "At this scale the hybrid is " + "; ".join(words) + "."]
+    if base is not None:
+        policy = "policy_fraction_of_oracle"
+        moves = ", ".join(f"{m} {results['metrics'][m][policy]['value'] - base['metrics'][m][policy]['value']:+.3f}"
                           for m in MODELS)
         lines.append(f"From {small['scale']} to {results['scale']} the policy value moves {moves}.")
     greedy = [m for m in ("oracle", *MODELS) if results["plan"][m]["status"].startswith("greedy")]
@@ -173,13 +168,14 @@ def main(argv=None) -> int:
     out = Path(args.out)
     resumed = None
     if args.resume:
+        start = args.resume.zfill(2)
         # the notebooks before --resume keep their outputs; the manifest of the first run says
         # which commit made them (the resumed notebooks' manifest will name the new one)
         first = io.read_json(out / "manifest.json")
-        resumed = {"from_notebook": args.resume.zfill(2), "earlier_commit": first["git"]["commit"],
+        resumed = {"from_notebook": start, "earlier_commit": first["git"]["commit"],
                    "earlier_notebooks": [n["notebook"] for n in first["notebooks"]
-                                         if n["status"] == "ok" and n["notebook"][:2] < args.resume.zfill(2)]}
-        for nb in sorted(n["notebook"][:2] for n in first["notebooks"] if n["notebook"][:2] >= args.resume.zfill(2)):
+                                         if n["status"] == "ok" and n["notebook"][:2] < start]}
+        for nb in sorted(n["notebook"][:2] for n in first["notebooks"] if n["notebook"][:2] >= start):
             run_pipeline(args.scale, args.seed, out, RUN_PARAMETERS, f"scale {args.scale}, notebook {nb}", only=nb)
     elif args.collect_only:
         previous = io.read_json(RESULTS) if RESULTS.exists() else {}

@@ -1100,12 +1100,19 @@ def plan_table(report: dict) -> pd.DataFrame:
     return table.astype(float).sort_values("share of oracle plan", ascending=False, kind="stable").rename_axis("plan from")
 
 
-def _fmt(entry: dict | None) -> str:
+def format_value(entry: dict | None) -> str:
+    """A metric entry of ``metrics.json`` as "value [low, high]" ("value" alone without an
+    interval, "n/a" without a value): how the book writes every metric."""
     if not entry or entry.get("value") is None:
         return "n/a"
     if entry.get("ci_low") is None:
         return f"{entry['value']:.3f}"
     return f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+
+
+def format_difference(entry: dict) -> str:
+    """A paired comparison of ``metrics.json`` as "+difference [+low, +high]"."""
+    return f"{entry['difference']:+.3f} [{entry['ci_low']:+.3f}, {entry['ci_high']:+.3f}]"
 
 
 def comparison(report: dict, model: str, baseline: str, metric: str) -> dict | None:
@@ -1143,7 +1150,7 @@ def ablation_summary(report: dict) -> list[str]:
             entry = next((c for c in report["comparisons"] if c["model"] == model and c["metric"] == metric), None)
             if entry is None:
                 continue
-            parts.append(f"{label} {entry['difference']:+.3f} [{entry['ci_low']:+.3f}, {entry['ci_high']:+.3f}]")
+            parts.append(f"{label} {format_difference(entry)}")
             if entry["ci_high"] < 0:
                 carries.append(label)
             elif entry["ci_low"] > 0:
@@ -1180,21 +1187,20 @@ def verdict(report: dict) -> str:
         top = ranked[0]
         bau = report["policy"].get("business_as_usual", {})
         sentences.append(f"On the test window, {top}'s first (content, channel) per HCP reaches "
-                         f"{_fmt(metric_of[top]['policy_fraction_of_oracle'])} of the oracle's expected engagement "
-                         f"(business as usual {_fmt(bau.get('policy_fraction_of_oracle'))}).")
+                         f"{format_value(metric_of[top]['policy_fraction_of_oracle'])} of the oracle's expected engagement "
+                         f"(business as usual {format_value(bau.get('policy_fraction_of_oracle'))}).")
     for model in [m for m, f in families.items() if f == "hybrid"] + ([chosen] if chosen and families.get(chosen) != "hybrid" else []):
         plan_entry = metric_of.get(model, {}).get("plan_fraction_of_oracle")
         if plan_entry and plan_entry.get("value") is not None:
             bau = report["policy"].get("business_as_usual", {}).get("plan_fraction_of_oracle")
-            sentences.append(f"The week's plan made from {model}'s probabilities is worth {_fmt(plan_entry)} of the plan "
+            sentences.append(f"The week's plan made from {model}'s probabilities is worth {format_value(plan_entry)} of the plan "
                              f"made under the same rules from the true probabilities"
-                             + (f"; business as usual reaches {_fmt(bau)}." if bau and bau.get("value") is not None else "."))
+                             + (f"; business as usual reaches {format_value(bau)}." if bau and bau.get("value") is not None else "."))
     for entry in report["comparisons"]:
         if entry["metric"] in ("policy_fraction_of_oracle", "plan_fraction_of_oracle") and \
                 families.get(entry["model"]) == "hybrid" and families.get(entry["baseline"]) != "ablation":
             sentences.append(f"{entry['model']} is {outcome(entry)} {entry['baseline']} on "
-                             f"{entry['metric'].replace('_', ' ')}: {entry['difference']:+.3f} "
-                             f"[{entry['ci_low']:+.3f}, {entry['ci_high']:+.3f}].")
+                             f"{entry['metric'].replace('_', ' ')}: {format_difference(entry)}.")
     if not report["hybrid_found"]:
         sentences.append("No hybrid model was found in this run (no hybrid/test_top_n/), so only the baselines, "
                          "the v0.1 classifier and the references are compared.")

@@ -6,6 +6,7 @@ import pytest
 
 from hcp_lib import io
 from hcp_lib.config import PROJECT_ROOT, ParameterError
+from hcp_lib.evaluate import format_value
 
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 
@@ -65,7 +66,7 @@ def test_full_scale_page_reports_the_run_it_collects(tiny_run, tmp_path):
     page = bench_full.page(results, _results([0.0, 0.02, 0.05]))
     report = io.read_json(tiny_run / "evaluation" / "metrics.json")
     hybrid = report["metrics"]["hybrid"]
-    assert f"| hybrid | {bench_regimes.fmt_value(hybrid['policy_fraction_of_oracle'])} | " in page
+    assert f"| hybrid | {format_value(hybrid['policy_fraction_of_oracle'])} | " in page
     assert f"**Chosen for the plan:** {report['selection']['chosen']}" in page
     world = io.read_json(tiny_run / "metrics" / "synthesis.json")
     assert f"# At tiny scale: {world['n_hcps']:,} HCPs" in page and "0.800 → " in page

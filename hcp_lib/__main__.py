@@ -25,10 +25,12 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the notebooks in order with papermill")
-    run.add_argument("--scale", default=config.DEFAULT_SCALE, help=f"one of {', '.join(config.SCALES)} (default %(default)s)")
-    run.add_argument("--seed", default="42", help="seed for every random choice (default %(default)s)")
+    run.add_argument("--scale", default=None, help=f"one of {', '.join(config.SCALES)} (default {config.DEFAULT_SCALE}; "
+                     "with --only, the run's own)")
+    run.add_argument("--seed", default=None, help="seed for every random choice (default 42; with --only, the run's own)")
     run.add_argument("--out", default=str(config.DEFAULT_RUN_DIR), help="run folder (default %(default)s)")
-    run.add_argument("--only", metavar="NN", help="run one notebook (e.g. 03) against an existing run folder")
+    run.add_argument("--only", metavar="NN", help="rerun one notebook (e.g. 03) in an existing run folder, with that "
+                     "run's parameters (from its manifest)")
     run.add_argument("-p", dest="params", action="append", default=[], metavar="KEY=VALUE",
                      help="set a notebook parameter (repeatable); `python -m hcp_lib params` lists them")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -65,8 +67,16 @@ def main(argv: list[str] | None = None) -> int:
 
             index = build_book(args.run, args.out)
             print(f"book built; open {index}")
-    except (config.ParameterError, RuntimeError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (config.ParameterError, RuntimeError, OSError, ValueError) as err:
+        # One line (or the notebook's own report) instead of a traceback; OSError covers a
+        # folder that cannot be written, or a path that is a file.
+        message = str(err) if not isinstance(err, OSError) or not err.filename else \
+            f"{err.filename}: {err.strerror or err}"
+        print(f"error: {message}", file=sys.stderr)
+        from .pipeline import RunInterrupted
+
+        if isinstance(err, RunInterrupted):
+            return 128 + err.signum
         return 2 if isinstance(err, config.ParameterError) else 1
     return 0
 

@@ -9,9 +9,11 @@ Sphinx warnings are errors, so a broken reference or a missing page fails the bu
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from . import config
@@ -85,9 +87,48 @@ def stage_widget_js(folder: Path) -> Path:
 
 
 def build_book(run_dir: str | Path = config.DEFAULT_RUN_DIR, out: str | Path = config.OUTPUTS_DIR / "book") -> Path:
-    """Build the HTML book from ``run_dir``; return the path of its ``index.html``."""
+    """Build the HTML book from ``run_dir``; return the path of its ``index.html``.
+
+    Only a finished run is published: a run that failed, was interrupted, died, is still
+    running or has a stale or missing notebook is refused (:class:`BookBuildError` saying
+    which notebook and what to run). The book is built in a temporary folder beside ``out``
+    and swapped in only when the build succeeded, so a failed build leaves ``out`` as it was.
+    """
+    from .pipeline import run_state
+
+    run_dir = Path(run_dir).resolve()
+    state = run_state(run_dir)
+    if state["state"] != "ok":
+        raise BookBuildError(f"cannot build the book: {state['message']}")
     out = Path(out).resolve()
-    staging = stage_sources(Path(run_dir).resolve(), out / "src")
+    if out.exists() and not out.is_dir():
+        raise BookBuildError(f"--out {out}: is a file, not a folder; choose another path")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        building.chmod(0o777 & ~umask)  # mkdtemp's folder is private; the book is not
+    except OSError as err:
+        raise BookBuildError(f"--out {out}: cannot write there ({err.strerror or err})") from None
+    try:
+        _build_into(run_dir, building)
+        if out.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            out.rename(retired / out.name)
+            building.rename(out)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            building.rename(out)
+    finally:
+        if building.exists():
+            shutil.rmtree(building, ignore_errors=True)
+    return out / "_build" / "html" / "index.html"
+
+
+def _build_into(run_dir: Path, out: Path) -> Path:
+    """Stage the sources under ``out/src`` and run jupyter-book into ``out/_build``."""
+    staging = stage_sources(run_dir, out / "src")
     command = [
         str(Path(sys.executable).with_name("jupyter-book")), "build", str(staging),
         "--path-output", str(out), "--warningiserror", "--keep-going", "--quiet",

@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from . import metrics
 from .domain import CHANNELS
 from .evaluate_metrics import log_loss_value
-from .recommender import Recommender, UnknownIdError, exclusion_mask, positions, top_n
+from .recommender import Recommender, UnknownIdError, exclusion_mask, model_name, positions, top_n
 from .split import TrainingData
 
 
@@ -574,7 +574,7 @@ def evaluate_content(model: Recommender, frame: EvaluationWindow, k: int = 10) -
     """The choice criterion ``exposure_auc`` (:func:`hcp_lib.metrics.exposure_auc` of the
     model's scores on the window's logged exposures), and HR@k and NDCG@k of its top-k lists
     on observed engagements (a replay diagnostic, biased toward what the logging policy showed)."""
-    top = top_n(model.score(frame.hcp_ids), k, frame.exclude)
+    top = top_n(model.score(frame.hcp_ids), k, frame.exclude, model=model_name(model))
     result = {f"hr@{k}": metrics.hit_rate_at_k(top, frame.relevant, k), f"ndcg@{k}": metrics.ndcg_at_k(top, frame.relevant, k)}
     if frame.exposures is not None:
         result["exposure_auc"] = metrics.exposure_auc(frame.exposures["engaged"].to_numpy(bool),

@@ -9,6 +9,7 @@ the runner injects the same values into every notebook that declares them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ class ParameterError(ValueError):
 class Param:
     """One notebook parameter.
 
-    ``kind`` is one of ``int``, ``float``, ``bool``, ``str``. ``default`` applies at
+    ``kind`` is one of ``int``, ``float``, ``bool``, ``str``, ``date`` (an ISO date,
+    ``YYYY-MM-DD``, kept as that string). ``default`` applies at
     every scale unless ``scale_defaults`` names a value for the scale being run.
     ``choices`` (for strings and ints) or ``minimum``/``maximum`` (inclusive, for
     numbers) bound what is accepted; ``None`` as a default means "decided in the
@@ -64,7 +66,8 @@ class Param:
             high = "inf" if self.maximum is None else fmt.format(self.maximum)
             text = f"{'an integer' if self.kind == 'int' else 'a number'} in [{low}, {high}]"
         else:
-            text = {"int": "an integer", "float": "a number", "str": "a string"}[self.kind]
+            text = {"int": "an integer", "float": "a number", "str": "a string",
+                    "date": "an ISO date such as 2025-01-06"}[self.kind]
         return text + (" or none" if self.allow_none else "")
 
     def coerce(self, value: Any) -> Any:
@@ -122,7 +125,17 @@ def _to_str(value: Any) -> str:
     return value
 
 
-_CONVERTERS = {"int": _to_int, "float": _to_float, "bool": _to_bool, "str": _to_str}
+def _to_date(value: Any) -> str:
+    """An ISO calendar date (``YYYY-MM-DD``, no time of day), returned in that form."""
+    import datetime as dt
+
+    text = value.isoformat() if isinstance(value, dt.date) and not isinstance(value, dt.datetime) else _to_str(value)
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+        raise ValueError(value)
+    return dt.date.fromisoformat(text.strip()).isoformat()
+
+
+_CONVERTERS = {"int": _to_int, "float": _to_float, "bool": _to_bool, "str": _to_str, "date": _to_date}
 
 # Parameters the runner sets itself, present in every notebook.
 RUNNER_PARAMS = ("run_dir", "scale", "seed")
@@ -162,7 +175,7 @@ _PARAM_LIST: list[Param] = [
           scale_defaults={"tiny": 200, "small": 3500, "full": 38_000, "stress": 100_000}),
     Param("horizon_days", "int", 364, "Length of the simulated period in days (52 weeks by default).",
           minimum=56, maximum=1096),
-    Param("world_start", "str", "2025-01-06", "First day of the simulated period (ISO date, YYYY-MM-DD)."),
+    Param("world_start", "date", "2025-01-06", "First day of the simulated period (ISO date, YYYY-MM-DD)."),
     Param("world_holdout_weeks", "int", 4,
           "Weeks at the end of the horizon suggested as test period (and the same length before it as validation).",
           minimum=1, maximum=26),
@@ -365,7 +378,73 @@ def resolve_parameters(scale: str = DEFAULT_SCALE, seed: int | str = 42, overrid
         if name in RUNNER_PARAMS:
             continue
         values[name] = param.coerce(overrides[name]) if name in overrides else param.default_for(scale)
+    check_combinations(values)
     return values
+
+
+def check_world_dates(values: dict[str, Any]) -> None:
+    """The world's horizon must hold the validation and test windows plus four weeks of training."""
+    holdout_days = 2 * 7 * values["world_holdout_weeks"]
+    if values["horizon_days"] < holdout_days + 28:
+        raise ParameterError(
+            f"parameter 'horizon_days': got {values['horizon_days']}; with world_holdout_weeks="
+            f"{values['world_holdout_weeks']} it must be at least {holdout_days + 28} (validation + test + 4 weeks "
+            "of training)")
+
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def check_combinations(values: dict[str, Any]) -> None:
+    """Checks that need more than one parameter, or knowledge of what the pipeline produces.
+
+    Each raises :class:`ParameterError` naming the parameter, the value and what is accepted,
+    so that a run is refused before its first notebook starts rather than in a later one.
+    """
+    check_world_dates(values)
+    if values["pubmed_live"] and values["corpus"] == "v01":
+        raise ParameterError("parameter 'corpus': 'v01' selects the shipped v0.1 corpus and cannot be combined with "
+                             "pubmed_live=true; use corpus='all' with live mode")
+    if values["pubmed_email"] and not _EMAIL.fullmatch(values["pubmed_email"]):
+        raise ParameterError(f"parameter 'pubmed_email': got {values['pubmed_email']!r}; expected an e-mail address "
+                             "(name@example.org) or nothing")
+    if values["topic_sweep_min"] > values["topic_sweep_max"]:
+        raise ParameterError(f"parameter 'topic_sweep_min': got {values['topic_sweep_min']}; it must not exceed "
+                             f"topic_sweep_max ({values['topic_sweep_max']})")
+    _check_spacy_model(values["spacy_model"])
+    names = evaluated_model_names(values["hybrid_ablations"])
+    for key in ("explorer_model", "plan_model"):
+        if values[key] != "auto" and values[key] not in names:
+            raise ParameterError(f"parameter {key!r}: got {values[key]!r}; expected 'auto' or a model the run "
+                                 f"evaluates: {', '.join(names)}")
+
+
+def _check_spacy_model(name: str) -> None:
+    """'auto', 'blank' or an installed package (found without importing spaCy, which is slow to load)."""
+    import importlib.util
+
+    if name in ("auto", "blank"):
+        return
+    package = name.split("==")[0].strip()
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", package) or importlib.util.find_spec(package) is None:
+        raise ParameterError(f"parameter 'spacy_model': got {name!r}; expected 'auto', 'blank' or the name of an "
+                             "installed spaCy pipeline package (e.g. en_core_web_sm)")
+
+
+def evaluated_model_names(hybrid_ablations: bool = True) -> tuple[str, ...]:
+    """Every model notebook 06 evaluates (and names in its recommendations and plan candidates):
+    the oracle, the content baselines, the hybrid and the tabular challenger, the hybrid's
+    ablations when ``hybrid_ablations`` is set, and the v0.1 classifier."""
+    # Imported here: the model modules pull in scipy and scikit-learn, which every use of
+    # config (the notebooks' first cell included) should not pay for.
+    from .cf import content_factories
+    from .engagement_stage import HYBRID_NAME, TABULAR_NAME, ablation_name
+    from .evaluate import V01_NAME, ORACLE_NAME
+    from .hybrid import ABLATIONS
+
+    ablations = tuple(ablation_name(a) for a in ABLATIONS) if hybrid_ablations else ()
+    return (ORACLE_NAME, *content_factories(seed=0, item_features=None), HYBRID_NAME, TABULAR_NAME, *ablations,
+            V01_NAME)
 
 
 @dataclass(frozen=True)

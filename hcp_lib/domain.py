@@ -1,15 +1,25 @@
-"""The domain's fixed vocabularies, shared by every stage: specialties, channels, areas.
+"""The domain's fixed vocabularies, shared by every stage: specialties, channels, areas, HCP ids.
 
 Specialties carry their NUCC Health Care Provider Taxonomy codes (public codes of the
 National Uniform Claim Committee). ``AREA_SPECIALTY_RELEVANCE`` states, as domain
 knowledge, how central each therapeutic area is to each specialty's practice (1 = core,
 0 = rare); the simulator uses it for approvals and interests, and it is documented in
-the data card.
+the data card. :data:`HCP_ID_PATTERN` is the one definition of a (synthetic) HCP id that
+every table schema checks.
 """
 
 from __future__ import annotations
 
 from .pubmed import THERAPEUTIC_AREAS  # noqa: F401  (re-exported: the areas every stage uses)
+
+# Synthetic HCP ids: "SYN" + 8 digits (e.g. "SYN45912233"). Every NPI the NPPES issues is 10
+# digits whose last one is the Luhn check over "80840" + the first nine (CMS, NPI standard), so
+# an id with letters can never equal an issued NPI, a CRM's NPI field (10 digits) refuses it,
+# and even with the letters dropped its 8 digits are not NPI-shaped. The prefix says
+# "synthetic" to anyone who reads the id.
+HCP_ID_PREFIX = "SYN"
+HCP_ID_DIGITS = 8
+HCP_ID_PATTERN = rf"^{HCP_ID_PREFIX}\d{{{HCP_ID_DIGITS}}}$"
 
 # specialty -> (display name, NUCC taxonomy code)
 SPECIALTIES: dict[str, tuple[str, str]] = {

@@ -41,7 +41,8 @@ from . import cf, io, plan
 from .config import RunDir
 from .domain import CHANNELS
 from .engagement import EngagementData, EngagementModel, read_engagement_data
-from .recommender import exclusion_mask, top_n
+from .io import check_finite
+from .recommender import exclusion_mask, model_name, top_n
 
 #: how many of the items released in the test window each model ranks per HCP (test_new_items/)
 NEW_ITEM_DEPTH = 10
@@ -169,37 +170,42 @@ class ModelOutputs:
     seconds: dict
 
 
-def model_outputs(model: EngagementModel, inputs: StageInputs, n: int) -> ModelOutputs:
+def model_outputs(model: EngagementModel, inputs: StageInputs, n: int, name: str | None = None) -> ModelOutputs:
     """The top-``n`` lists, the test exposures' probabilities and the plan candidates of a
     model fitted before the test window; its probabilities at the cut-off are computed once
-    (for every HCP of the master, skipping the cells no list may hold)."""
+    (for every HCP of the master, skipping the cells no list may hold). A NaN or infinite
+    probability raises :class:`hcp_lib.io.NonFiniteError` naming the model (``name``, else
+    its class) and the count."""
     started = time.perf_counter()
     stage = inputs.stage
     hcp_ids = stage.train_valid.hcp_ids.astype(str).to_numpy(dtype=object)
     exclude = exclusion_mask(hcp_ids, model.content_ids_, stage.train_valid, released_by=stage.split.test_end,
                              catalogue=stage.catalogue)
-    probability = model.score_channels(hcp_ids, exclude).astype(np.float32)
+    name = name or model_name(model)
+    probability = check_finite(model.score_channels(hcp_ids, exclude), f"model {name!r}", what="probability",
+                               labels=hcp_ids, label_kind="HCP").astype(np.float32)
     scored = time.perf_counter()
-    lists = lists_table(probability, hcp_ids, model.content_ids_, exclude, n)
+    lists = lists_table(probability, hcp_ids, model.content_ids_, exclude, n, name)
     new = (stage.catalogue["release_date"] >= stage.split.test_start).to_numpy(bool)
-    new_item_lists = lists_table(probability, hcp_ids, model.content_ids_, exclude | ~new[None, :], NEW_ITEM_DEPTH)
+    new_item_lists = lists_table(probability, hcp_ids, model.content_ids_, exclude | ~new[None, :], NEW_ITEM_DEPTH, name)
     exposures = inputs.test_rows
     prob = model.exposure_probabilities(exposures, inputs.interactions)
     exposure_probs = pd.DataFrame({"exposure_id": exposures["exposure_id"].to_numpy(np.int64), "engagement_prob": prob})
     exposed = time.perf_counter()
     candidates = plan.candidate_actions(inputs.plan_context, plan.matrix_scorer(probability, hcp_ids),
-                                        model.content_ids_, inputs.plan_settings)
+                                        model.content_ids_, inputs.plan_settings, model=name)
     return ModelOutputs(lists, new_item_lists, exposure_probs, candidates, {
         "score_seconds": scored - started, "exposure_seconds": exposed - scored,
         "candidate_seconds": time.perf_counter() - exposed})
 
 
-def lists_table(probability: np.ndarray, hcp_ids: np.ndarray, content_ids, exclude: np.ndarray, n: int) -> pd.DataFrame:
+def lists_table(probability: np.ndarray, hcp_ids: np.ndarray, content_ids, exclude: np.ndarray, n: int,
+                model: str | None = None) -> pd.DataFrame:
     """Each HCP's top-``n`` items by their best channel's probability: hcp_id, rank (1 = best),
     content_id, score (that probability) and channel (that channel); excluded cells never
     appear."""
     best = probability.max(axis=2)
-    top = top_n(best, n, exclude)
+    top = top_n(best, n, exclude, model=model)
     rows, ranks = np.nonzero(top >= 0)
     cols = top[rows, ranks]
     return pd.DataFrame({

@@ -89,7 +89,7 @@ import scipy.sparse as sp
 from . import evaluate_metrics as em
 from . import io, metrics
 from .config import RunDir
-from .domain import CHANNELS
+from .domain import CHANNELS, HCP_ID_PATTERN
 from .cf import PROBABILITY_CHANNEL_MODELS
 from .recommender import exclusion_mask, top_n
 
@@ -106,6 +106,9 @@ UNIT_METRICS = {"hit_rate", "precision", "recall", "ndcg", "graded_ndcg", "mrr",
                 "channel_accuracy", "channel_macro_f1", "brier", "auc", "ece", "policy_value"}
 #: families of the models notebook 05 writes (hcp_lib.engagement_stage) and of the others
 ENGAGEMENT_FAMILIES = ("hybrid", "tabular", "ablation")
+#: the names of the two models the evaluation adds to the run's own (one name per model, every chapter)
+ORACLE_NAME = "oracle"
+V01_NAME = "v0.1_classifier"
 #: how many of each model's items go to recommendations.parquet
 RECOMMENDATION_DEPTH = 10
 #: how deep a model's list is kept when it is built here from a score matrix (as notebook 05's cf_top_n)
@@ -116,6 +119,11 @@ SCHEMA_VERSION = 2
 
 class EvaluationError(ValueError):
     """A model's outputs cannot be evaluated; the message names the model and the problem."""
+
+
+class NonFiniteOutputError(EvaluationError, io.NonFiniteError):
+    """A model's scores or probabilities hold NaN or inf (:func:`hcp_lib.io.check_finite`); the
+    message names the model, the count and the first HCP or position."""
 
 
 # --- what every model is judged on -------------------------------------------------------------
@@ -242,12 +250,13 @@ class ModelOutput:
     new_top: np.ndarray | None = None
 
 
-def _check_finite(name: str, values: np.ndarray, what: str, rows: np.ndarray | None = None) -> None:
-    bad = ~np.isfinite(values)
-    if bad.any():
-        where = np.argwhere(bad)[0]
-        hcp = f" (first at HCP {rows[where[0]]!r})" if rows is not None else ""
-        raise EvaluationError(f"model {name!r}: {what} holds {int(bad.sum())} NaN or infinite values{hcp}")
+def _check_finite(name: str, values, what: str, scope: str = "", rows: np.ndarray | None = None) -> np.ndarray:
+    """``values`` of model ``name`` as float64, checked by :func:`hcp_lib.io.check_finite`
+    (raises :class:`NonFiniteOutputError`)."""
+    return io.check_finite(values, f"model {name!r}", what, scope=scope, labels=rows,
+                           label_kind="HCP" if rows is not None else None,
+                           consequence="it cannot be evaluated — check its inputs and training",
+                           error=NonFiniteOutputError)
 
 
 def from_scores(name: str, hcp_ids: Iterable[str], content_ids: Iterable[str], scores: np.ndarray,
@@ -258,8 +267,9 @@ def from_scores(name: str, hcp_ids: Iterable[str], content_ids: Iterable[str], s
     channel scores (n_hcp, n_content, n_channel).
 
     Rows and columns must list exactly the setting's HCPs and items in the setting's order;
-    NaN or infinite scores, a wrong shape or another order raise :class:`EvaluationError`
-    naming the model.
+    NaN or infinite scores raise :class:`NonFiniteOutputError` (an :class:`EvaluationError`)
+    naming the model, the count and the first HCP; a wrong shape or another order raise
+    :class:`EvaluationError` naming the model.
     """
     hcp_ids = np.asarray(list(hcp_ids), dtype=object).astype(str)
     content_ids = np.asarray(list(content_ids), dtype=object).astype(str)
@@ -276,18 +286,18 @@ def from_scores(name: str, hcp_ids: Iterable[str], content_ids: Iterable[str], s
     if scores.shape != (len(hcp_ids), len(content_ids)):
         raise EvaluationError(f"model {name!r}: scores have shape {scores.shape}, expected "
                               f"{(len(hcp_ids), len(content_ids))}")
-    _check_finite(name, scores, "the score matrix", hcp_ids)
-    top = top_n(scores, max(EVAL_K), setting.exclude)
+    _check_finite(name, scores, "score", " in its score matrix", hcp_ids)
+    top = top_n(scores, max(EVAL_K), setting.exclude, model=name)
     top_scores = np.where(top >= 0, np.take_along_axis(scores, np.maximum(top, 0), axis=1), np.nan)
     output = ModelOutput(name, family, source, top, top_scores)
-    output.list_top = top_n(scores, LIST_DEPTH, setting.exclude)
-    output.new_top = top_n(scores, 10, setting.exclude | ~setting.new_items[None, :])
+    output.list_top = top_n(scores, LIST_DEPTH, setting.exclude, model=name)
+    output.new_top = top_n(scores, 10, setting.exclude | ~setting.new_items[None, :], model=name)
     if channel_scores is not None:
         channel_scores = np.asarray(channel_scores, dtype=np.float64)
         if channel_scores.shape != scores.shape + (len(CHANNELS),):
             raise EvaluationError(f"model {name!r}: channel scores have shape {channel_scores.shape}, expected "
                                   f"{scores.shape + (len(CHANNELS),)}")
-        _check_finite(name, channel_scores, "the channel scores", hcp_ids)
+        _check_finite(name, channel_scores, "channel score", "", hcp_ids)
         best = channel_scores.argmax(axis=2)
         output.top_channel = np.where(top >= 0, np.take_along_axis(best, np.maximum(top, 0), axis=1), -1)
         engaged = setting.engaged_rows
@@ -330,7 +340,7 @@ def from_lists(name: str, lists: pd.DataFrame, setting: EvaluationSetting, famil
         raise EvaluationError(f"model {name!r} ({source}): content id {lists['content_id'].iloc[np.flatnonzero(cols < 0)[0]]!r} "
                               "is not in the catalogue")
     scores = lists["score"].to_numpy(dtype=np.float64)
-    _check_finite(name, scores, f"column 'score' of {source}")
+    _check_finite(name, scores, "score", f" in column 'score' of {source}")
     ranks = lists["rank"].to_numpy(dtype=np.int64)
     if (ranks < 1).any() or pd.DataFrame({"r": rows, "k": ranks}).duplicated().any():
         raise EvaluationError(f"model {name!r} ({source}): ranks must be 1, 2, … once per HCP")
@@ -373,12 +383,12 @@ def _exposure_probabilities(name: str, table: pd.DataFrame, setting: EvaluationS
     for column in ("exposure_id", "engagement_prob"):
         if column not in table.columns:
             raise EvaluationError(f"model {name!r}: exposure probabilities lack column {column!r}")
-    prob = pd.Series(table["engagement_prob"].to_numpy(np.float64), index=table["exposure_id"].to_numpy())
+    values = _check_finite(name, table["engagement_prob"], "exposure probability", " in column 'engagement_prob'")
+    prob = pd.Series(values, index=table["exposure_id"].to_numpy())
     prob = prob.reindex(setting.test_rows["exposure_id"].to_numpy()).to_numpy()
     if np.isnan(prob).any():
         raise EvaluationError(f"model {name!r}: exposure probabilities miss {int(np.isnan(prob).sum())} test "
-                              "exposures (or hold NaN)")
-    _check_finite(name, prob, "column 'engagement_prob'")
+                              "exposures")
     if ((prob < 0) | (prob > 1)).any():
         raise EvaluationError(f"model {name!r}: column 'engagement_prob' has values outside [0, 1]")
     return prob
@@ -396,7 +406,7 @@ def channel_output(name: str, table: pd.DataFrame, setting: EvaluationSetting, s
     if len(absent):
         raise EvaluationError(f"model {name!r} ({source}): no row for HCP {absent[0]!r} ({len(absent)} missing)")
     matrix = scores.loc[list(setting.hcp_ids)].to_numpy(np.float64)
-    _check_finite(name, matrix, f"the channel scores of {source}")
+    _check_finite(name, matrix, "channel score", f" in {source}", setting.hcp_ids)
     best = matrix.argmax(axis=1)
     output = ModelOutput(name, "channel_baseline", source, None, channel_from=name)
     output.engaged_channel = best[setting.engaged_rows["row"].to_numpy()]
@@ -423,7 +433,7 @@ def top_n_from_lists(lists: pd.DataFrame, hcp_ids: np.ndarray, content_ids: pd.I
 def oracle_output(setting: EvaluationSetting) -> ModelOutput:
     """The oracle as a model: items ranked by their best-channel true probability, that channel
     chosen; its exposure probabilities are the simulator's ``true_engagement_prob``."""
-    output = from_scores("oracle", setting.hcp_ids, setting.content_ids, setting.oracle.max(axis=2), setting,
+    output = from_scores(ORACLE_NAME, setting.hcp_ids, setting.content_ids, setting.oracle.max(axis=2), setting,
                          channel_scores=setting.oracle, family="oracle", source="synth.true_engagement_matrix")
     output.exposure_prob = setting.test_rows["true_engagement_prob"].to_numpy(np.float64)
     return output
@@ -500,13 +510,13 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
     hcp_logit = specialty_logit.reindex(setting.specialty).to_numpy()
     logit = model.intercept_[0] + hcp_logit[:, None, None] + text_logit[None, :, None] + channel_logit[None, None, :]
     probability = expit(logit)
-    output = from_scores("v0.1_classifier", setting.hcp_ids, setting.content_ids, probability.max(axis=2), setting,
+    output = from_scores(V01_NAME, setting.hcp_ids, setting.content_ids, probability.max(axis=2), setting,
                          channel_scores=probability, channel_scores_are_probabilities=True, family="v0.1",
                          source="logistic regression on TF-IDF + specialty + channel")
     from . import plan
 
     output.candidates = plan.candidate_actions(setting.plan_context, setting_scorer(setting, probability),
-                                               setting.content_ids, setting.plan_settings)
+                                               setting.content_ids, setting.plan_settings, model=V01_NAME)
     test = setting.test_rows
     temporal_prob = output.exposure_prob
     random_split = {
@@ -689,7 +699,7 @@ def model_candidates(setting: EvaluationSetting, output: ModelOutput):
     if output.list_top is None or output.hcp_channel_rates is None:
         return None
     return plan.candidate_actions(setting.plan_context, list_scorer(setting, output.list_top, output.hcp_channel_rates),
-                                  setting.content_ids, setting.plan_settings)
+                                  setting.content_ids, setting.plan_settings, model=output.name)
 
 
 def oracle_candidates(setting: EvaluationSetting):
@@ -697,7 +707,7 @@ def oracle_candidates(setting: EvaluationSetting):
     from . import plan
 
     return plan.candidate_actions(setting.plan_context, setting_scorer(setting, setting.oracle), setting.content_ids,
-                                  setting.plan_settings)
+                                  setting.plan_settings, model=ORACLE_NAME)
 
 
 def business_as_usual_plan(setting: EvaluationSetting) -> np.ndarray:
@@ -1223,9 +1233,14 @@ FLAT_SCHEMA = pa.DataFrameSchema({
     pa.Check(lambda df: df["value"].isna() | (df["value"] >= -1e-9), name="value_non_negative"),
 ], name="evaluation_metrics", strict=True, unique=["model", "metric", "k"])
 
-TOP_LEVEL_KEYS = ("schema_version", "run", "split", "population", "models", "models_found", "hybrid_found", "metrics",
-                  "policy", "comparisons", "selection", "plan", "breakdowns", "calibration", "v01", "best_baseline",
-                  "verdict")
+#: the top-level keys of metrics.json and the JSON type of each (the layout of the module docstring)
+TOP_LEVEL_TYPES = {"schema_version": int, "run": dict, "split": dict, "population": dict, "models": dict,
+                   "models_found": list, "hybrid_found": bool, "metrics": dict, "policy": dict, "comparisons": list,
+                   "selection": dict, "plan": dict, "breakdowns": list, "calibration": dict, "v01": dict,
+                   "best_baseline": str, "verdict": str}
+TOP_LEVEL_KEYS = tuple(TOP_LEVEL_TYPES)
+#: the fields of every metric entry ({value, ci_low, ci_high, n}) of ``metrics`` and ``policy``
+ENTRY_FIELDS = ("value", "ci_low", "ci_high", "n")
 
 
 def flatten_metrics(report: dict) -> pd.DataFrame:
@@ -1247,15 +1262,106 @@ def flatten_metrics(report: dict) -> pd.DataFrame:
     return table
 
 
+_JSON_KINDS = {dict: "an object", list: "a list", str: "a string", int: "an integer", bool: "true or false",
+               float: "a number"}
+
+
+def _json_path(*keys) -> str:
+    return keys[0] + "".join(f"[{k!r}]" for k in keys[1:])
+
+
+def _describe(value) -> str:
+    """A found value for an error message: containers by kind, scalars as they are."""
+    if isinstance(value, (dict, list)):
+        return f"{_JSON_KINDS[dict if isinstance(value, dict) else list]} ({len(value)} entries)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_kind(value, kind: type) -> bool:
+    from numbers import Integral, Real
+
+    if kind is int:  # numpy integers too (a report not yet written to JSON); never true/false
+        return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))
+    if kind is float:  # a JSON number: integer or not, never true/false
+        return isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
+    return isinstance(value, kind)
+
+
+def _require_kind(value, kind: type, path: str, source: str, expected: str | None = None) -> None:
+    if not _is_kind(value, kind):
+        raise io.DataValidationError(f"{source}: {path} is {_describe(value)}; "
+                                     f"expected {expected or _JSON_KINDS[kind]}")
+
+
+def _check_metrics_structure(report: dict, source: str) -> None:
+    """The types of metrics.json, checked before anything is read from it: each top-level key
+    (:data:`TOP_LEVEL_TYPES`), each model's description, each metric entry of ``metrics`` and
+    ``policy`` ({value, ci_low, ci_high: number or null, n: integer} under a key ``<name>`` or
+    ``<name>@<k>``), the rows of ``comparisons`` and ``breakdowns``; every number must be finite
+    (:func:`hcp_lib.io.check_finite`). Raises :class:`hcp_lib.io.DataValidationError` naming
+    ``source``, the key and what was expected."""
+    layouts = {"models": "an object of model -> {family, source, channel_from}",
+               "metrics": "an object of model -> {metric: {value, ci_low, ci_high, n}}",
+               "policy": "an object of policy -> {metric: {value, ci_low, ci_high, n}}"}
+    for key, kind in TOP_LEVEL_TYPES.items():
+        _require_kind(report[key], kind, key, source, layouts.get(key))
+    for model, description in report["models"].items():
+        _require_kind(description, dict, _json_path("models", model), source,
+                      "an object {family, source, channel_from}")
+        if "family" not in description:
+            raise io.DataValidationError(f"{source}: {_json_path('models', model)} lacks 'family'")
+        _require_kind(description["family"], str, _json_path("models", model, "family"), source)
+    for i, model in enumerate(report["models_found"]):
+        _require_kind(model, str, f"models_found[{i}]", source)
+    numbers, paths = [], []
+    for section in ("metrics", "policy"):
+        for model, entries in report[section].items():
+            _require_kind(entries, dict, _json_path(section, model), source, "an object of metric -> entry")
+            for key, entry in entries.items():
+                path = _json_path(section, model, key)
+                _, at, k = key.partition("@")
+                if at and not k.isdigit():
+                    raise io.DataValidationError(f"{source}: {_json_path(section, model)} has metric key {key!r}; "
+                                                 "expected '<metric>' or '<metric>@<k>' with a whole number k")
+                _require_kind(entry, dict, path, source, "an object {value, ci_low, ci_high, n}")
+                absent = [f for f in ENTRY_FIELDS if f not in entry]
+                if absent:
+                    raise io.DataValidationError(f"{source}: {path} lacks {absent[0]!r}; an entry is "
+                                                 "{value, ci_low, ci_high, n}")
+                for field_name in ("value", "ci_low", "ci_high"):
+                    value = entry[field_name]
+                    if value is not None:
+                        _require_kind(value, float, _json_path(section, model, key, field_name), source,
+                                      "a number (or null where undefined)")
+                        numbers.append(value)
+                        paths.append(_json_path(section, model, key, field_name))
+                _require_kind(entry["n"], int, _json_path(section, model, key, "n"), source,
+                              "an integer count")
+    io.check_finite(np.asarray(numbers, dtype=np.float64), source, "metric value", verb="holds", labels=paths,
+                    consequence="a metric is a finite number, or null where undefined", error=io.DataValidationError)
+    for key in ("comparisons", "breakdowns"):
+        for i, row in enumerate(report[key]):
+            _require_kind(row, dict, f"{key}[{i}]", source)
+    for model, curve in report["calibration"].items():
+        _require_kind(curve, list, _json_path("calibration", model), source, "a list of bins")
+
+
 def validate_metrics(report: dict, source: str = "metrics.json") -> pd.DataFrame:
     """Check a metrics.json document against the documented layout; return its flat table.
 
-    Raises :class:`hcp_lib.io.DataValidationError` naming the missing key, the model lacking a
-    metric, or the failing value.
+    Raises :class:`hcp_lib.io.DataValidationError` naming ``source`` and the missing key, the
+    value of the wrong type and what was expected (:func:`_check_metrics_structure`, before
+    anything is flattened), the model lacking a metric, or the failing value; anything that
+    still fails while flattening is reported the same way.
     """
+    if not isinstance(report, dict):
+        raise io.DataValidationError(f"{source}: the document is {_describe(report)}; expected an object with keys "
+                                     + ", ".join(TOP_LEVEL_KEYS))
     missing = [key for key in TOP_LEVEL_KEYS if key not in report]
     if missing:
         raise io.DataValidationError(f"{source}: missing key {missing[0]!r}")
+    _check_metrics_structure(report, source)
     if report["schema_version"] != SCHEMA_VERSION:
         raise io.DataValidationError(f"{source}: schema_version {report['schema_version']!r}, expected {SCHEMA_VERSION}")
     expected = [f"{m}@{k}" for m in RANKING_METRICS for k in EVAL_K] + [f"coverage@{k}" for k in EVAL_K] \
@@ -1270,14 +1376,19 @@ def validate_metrics(report: dict, source: str = "metrics.json") -> pd.DataFrame
     for policy in ("oracle", "random", "business_as_usual"):
         if policy not in report["policy"]:
             raise io.DataValidationError(f"{source}: policy {policy!r} missing from 'policy'")
-    return io.validate(flatten_metrics(report), FLAT_SCHEMA, source)
+    try:
+        table = flatten_metrics(report)
+    except (ValueError, TypeError, KeyError, AttributeError) as err:  # not expected after the checks above
+        raise io.DataValidationError(f"{source}: 'metrics' and 'policy' cannot be flattened into the metrics table "
+                                     f"({type(err).__name__}: {err})") from err
+    return io.validate(table, FLAT_SCHEMA, source)
 
 
 # --- recommendations for the explorers -----------------------------------------------------------
 
 RECOMMENDATION_SCHEMA = pa.DataFrameSchema({
     "model": pa.Column(str),
-    "hcp_id": pa.Column(str, pa.Check.str_matches(r"^\d{10}$")),
+    "hcp_id": pa.Column(str, pa.Check.str_matches(HCP_ID_PATTERN)),
     "specialty": pa.Column(str),
     "rank": pa.Column("int32", pa.Check.ge(1)),
     "content_id": pa.Column(str),
@@ -1328,11 +1439,11 @@ def run_evaluation(run_dir: str | Path, seed: int, n_bootstrap: int, scale: str 
     from .engagement_stage import read_registry
 
     setting = load_setting(run_dir, plan_settings)
-    outputs = {"oracle": oracle_output(setting), **load_models(run_dir, setting, expected)}
+    outputs = {ORACLE_NAME: oracle_output(setting), **load_models(run_dir, setting, expected)}
     v01 = v01_classifier(run_dir, setting, seed)
-    outputs["v0.1_classifier"] = v01.output
+    outputs[V01_NAME] = v01.output
     losses = {name: entry.get("validation_log_loss") for name, entry in read_registry(run_dir).items()}
-    losses["v0.1_classifier"] = v01.random_split["validation_log_loss"]
+    losses[V01_NAME] = v01.random_split["validation_log_loss"]
     return evaluate(setting, outputs, n_bootstrap=n_bootstrap, seed=seed, v01=v01.random_split,
                     run_info={"scale": scale, "seed": seed}, validation_losses=losses, progress=progress)
 

@@ -6,7 +6,10 @@ HCPs. Inputs follow :mod:`hcp_lib.metrics`: ``recommended`` is an integer array 
 of catalogue column indices, best first, -1 for "no item"; ``relevant`` a boolean sparse or
 dense (n_hcp, n_content) matrix of the items each HCP engaged with in the test window. A
 per-HCP value is NaN where the metric is undefined for that HCP (no relevant item; a list of
-fewer than two items for diversity).
+fewer than two items for diversity). Inputs are checked, not trusted: a NaN or infinite gain,
+popularity, topic vector, probability or bootstrap term raises :class:`hcp_lib.io.NonFiniteError`
+(through :func:`hcp_lib.io.check_finite`) naming the function and the count, and a probability
+outside [0, 1] raises ``ValueError``, rather than the metric coming out NaN or inf.
 """
 
 from __future__ import annotations
@@ -18,6 +21,27 @@ import pandas as pd
 from sklearn.metrics import brier_score_loss, f1_score, log_loss
 
 from . import metrics
+from .io import check_finite
+
+
+def _finite(values, source: str, what: str, **kwargs) -> np.ndarray:
+    # every metric input here goes through the project's one finiteness check
+    return check_finite(values, source, what, verb="was given",
+                        consequence="the metric would be NaN or inf — check the model or table it came from", **kwargs)
+
+
+def _outcomes_and_probabilities(engaged, probability, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(engaged as bool, probability as float64) after checking shapes, finiteness and [0, 1]."""
+    y = np.asarray(engaged)
+    p = _finite(probability, source, "probability")
+    if y.shape != p.shape:
+        raise ValueError(f"{source}: engaged has shape {y.shape} but probability has {p.shape}")
+    outside = (p < 0) | (p > 1)
+    if outside.any():
+        raise ValueError(f"{source}: {int(outside.sum()):,} of {p.size:,} probabilities lie outside [0, 1] "
+                         f"(first {float(p[outside][0])!r} at position {int(np.flatnonzero(outside.ravel())[0])}); "
+                         "engagement probabilities must lie in [0, 1]")
+    return y.astype(bool), p
 
 
 def _flags(recommended: np.ndarray, relevant, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,8 +110,8 @@ def graded_ndcg_at_k(recommended: np.ndarray, gains: np.ndarray, k: int, eligibl
     at the top. Linear gains, as ``sklearn.metrics.ndcg_score``; NaN where the ideal DCG is 0.
     min=0, max=1.
     """
-    gains = np.asarray(gains, dtype=np.float64)
-    top = np.asarray(recommended)[:, :k]
+    gains = _finite(gains, "graded_ndcg_at_k", "gain")
+    top = metrics.item_positions(recommended, "graded_ndcg_at_k")[:, :k]
     if top.shape[1] < k:
         raise ValueError(f"recommended has {top.shape[1]} columns; k={k} needs at least {k}")
     if gains.shape[0] != top.shape[0]:
@@ -103,7 +127,7 @@ def graded_ndcg_at_k(recommended: np.ndarray, gains: np.ndarray, k: int, eligibl
 def catalogue_coverage_at_k(recommended: np.ndarray, n_content: int, k: int) -> float:
     """The share of the ``n_content`` catalogue items that appear in at least one top-k list.
     min=0, max=1."""
-    top = np.asarray(recommended)[:, :k]
+    top = metrics.item_positions(recommended, "catalogue_coverage_at_k")[:, :k]
     return float(len(np.unique(top[top >= 0])) / n_content) if n_content else float("nan")
 
 
@@ -111,8 +135,12 @@ def novelty_at_k(recommended: np.ndarray, item_popularity: np.ndarray, n_hcps: i
     """Per HCP: mean self-information -log2((n_i + 1) / (n_hcps + 1)) of the items in its top-k
     list, n_i = HCPs who engaged with item i before the cut-off (+1 so unseen items are finite).
     Higher = less popular items. min=0; NaN for an empty list."""
-    top = np.asarray(recommended)[:, :k]
-    information = -np.log2((np.asarray(item_popularity, dtype=np.float64) + 1.0) / (n_hcps + 1.0))
+    top = metrics.item_positions(recommended, "novelty_at_k")[:, :k]
+    popularity = _finite(item_popularity, "novelty_at_k", "item popularity")
+    if (popularity < 0).any() or n_hcps < 0:
+        raise ValueError(f"novelty_at_k: item popularities and n_hcps are counts (>= 0); got minimum popularity "
+                         f"{float(popularity.min())!r} and n_hcps={n_hcps!r}")
+    information = -np.log2((popularity + 1.0) / (n_hcps + 1.0))
     values = np.where(top >= 0, information[np.maximum(top, 0)], np.nan)
     counts = (top >= 0).sum(axis=1)
     return np.where(counts > 0, np.nansum(values, axis=1) / np.maximum(counts, 1), np.nan)
@@ -121,8 +149,8 @@ def novelty_at_k(recommended: np.ndarray, item_popularity: np.ndarray, n_hcps: i
 def intra_list_diversity_at_k(recommended: np.ndarray, item_vectors: np.ndarray, k: int) -> np.ndarray:
     """Per HCP: mean over pairs of items in its top-k list of 1 - cosine(topic vectors).
     min=0 (identical topics), max=1 for non-negative vectors; NaN for lists of < 2 items."""
-    top = np.asarray(recommended)[:, :k]
-    vectors = np.asarray(item_vectors, dtype=np.float64)
+    top = metrics.item_positions(recommended, "intra_list_diversity_at_k")[:, :k]
+    vectors = _finite(item_vectors, "intra_list_diversity_at_k", "item vector value")
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     listed = np.where((top >= 0)[:, :, None], unit[np.maximum(top, 0)], 0.0)
     cosine = listed @ listed.transpose(0, 2, 1)
@@ -148,19 +176,21 @@ def channel_macro_f1(predicted, actual, labels) -> float:
 def log_loss_value(engaged: np.ndarray, probability: np.ndarray) -> float:
     """Mean binary cross-entropy of ``probability`` for the outcomes ``engaged`` (natural log;
     probabilities clipped to [1e-15, 1 - 1e-15] as sklearn does). min=0."""
-    return float(log_loss(np.asarray(engaged, dtype=int), np.clip(probability, 1e-15, 1 - 1e-15), labels=[0, 1]))
+    y, p = _outcomes_and_probabilities(engaged, probability, "log_loss_value")
+    return float(log_loss(y.astype(int), np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))
 
 
 def brier_value(engaged: np.ndarray, probability: np.ndarray) -> float:
     """Mean squared difference between ``probability`` and the 0/1 outcome. min=0, max=1."""
-    return float(brier_score_loss(np.asarray(engaged, dtype=int), probability))
+    y, p = _outcomes_and_probabilities(engaged, probability, "brier_value")
+    return float(brier_score_loss(y.astype(int), p))
 
 
 def log_loss_terms(engaged: np.ndarray, probability: np.ndarray) -> np.ndarray:
     """Per-exposure cross-entropy terms whose mean is :func:`log_loss_value` (summed per HCP
     for the bootstrap)."""
-    p = np.clip(np.asarray(probability, dtype=np.float64), 1e-15, 1 - 1e-15)
-    y = np.asarray(engaged, dtype=bool)
+    y, p = _outcomes_and_probabilities(engaged, probability, "log_loss_terms")
+    p = np.clip(p, 1e-15, 1 - 1e-15)
     return -np.where(y, np.log(p), np.log1p(-p))
 
 
@@ -169,14 +199,10 @@ def expected_calibration_error(engaged: np.ndarray, probability: np.ndarray, n_b
     (nearly) equal count; ECE = sum over bins of (bin size / n) * |mean predicted - observed
     rate|. Equal-count bins, because engagement probabilities crowd below 0.3 and equal-width
     bins would leave most bins nearly empty. min=0, max=1; NaN for no exposures."""
-    p = np.asarray(probability, dtype=np.float64)
-    y = np.asarray(engaged, dtype=np.float64)
-    if p.shape != y.shape:
-        raise ValueError(f"engaged has shape {y.shape} but probability has {p.shape}")
+    y, p = _outcomes_and_probabilities(engaged, probability, "expected_calibration_error")
+    y = y.astype(np.float64)
     if not len(p):
         return float("nan")
-    if not np.isfinite(p).all():
-        raise ValueError(f"probability holds {int((~np.isfinite(p)).sum())} NaN or infinite values")
     order = np.argsort(p, kind="stable")
     bins = np.array_split(order, min(n_bins, len(p)))
     return float(sum(len(b) * abs(p[b].mean() - y[b].mean()) for b in bins) / len(p))
@@ -187,8 +213,8 @@ def reliability_curve(engaged: np.ndarray, probability: np.ndarray, n_bins: int 
     upper, mean_predicted, observed_rate, count (empty bins left out). Written by hand rather
     than ``sklearn.calibration.calibration_curve`` because the plot and metrics.json need each
     bin's count, which sklearn does not return."""
-    p = np.asarray(probability, dtype=np.float64)
-    y = np.asarray(engaged, dtype=np.float64)
+    y, p = _outcomes_and_probabilities(engaged, probability, "reliability_curve")
+    y = y.astype(np.float64)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     bins = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
     count = np.bincount(bins, minlength=n_bins)
@@ -225,7 +251,8 @@ def bootstrap_ratio(numerators: np.ndarray, denominators: np.ndarray, weights: n
     per-HCP count. ``weights`` come from :func:`resample_weights`. Returns (point, low, high,
     resampled (n_resamples, n_stat)); NaN where the denominator sums to 0.
     """
-    num, den = np.atleast_2d(numerators).astype(np.float64), np.atleast_2d(denominators).astype(np.float64)
+    num = np.atleast_2d(_finite(numerators, "bootstrap_ratio", "numerator"))
+    den = np.atleast_2d(_finite(denominators, "bootstrap_ratio", "denominator"))
     if num.shape != den.shape or num.shape[1] != weights.shape[1]:
         raise ValueError(f"numerators {num.shape}, denominators {den.shape} and weights {weights.shape} do not align")
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -239,7 +266,9 @@ def bootstrap_ratio(numerators: np.ndarray, denominators: np.ndarray, weights: n
 
 
 def mean_terms(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(numerator, denominator) of a per-HCP mean that ignores NaN, for :func:`bootstrap_ratio`."""
-    values = np.asarray(values, dtype=np.float64)
+    """(numerator, denominator) of a per-HCP mean that ignores NaN, for :func:`bootstrap_ratio`.
+    NaN means "undefined for this HCP"; ±inf is never a metric value and raises
+    :class:`hcp_lib.io.NonFiniteError`."""
+    values = _finite(values, "mean_terms", "per-HCP value", allow_nan=True)
     defined = np.isfinite(values)
     return np.where(defined, values, 0.0), defined.astype(np.float64)

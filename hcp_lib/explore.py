@@ -492,7 +492,8 @@ def hcp_view_html(data: ExplorerData, hcp_id: str, model: str | None = None, top
         recs = recommend(data, hcp["hcp_id"], model, top_n, channels, exclude_seen)
     except ExplorerError as error:
         return message_html(str(error))
-    profile = (f"<b>{html.escape(hcp_name(hcp))}</b> · NPI {hcp['hcp_id']} · {html.escape(specialty_label(hcp['specialty']))}"
+    profile = (f"<b>{html.escape(hcp_name(hcp))}</b> · synthetic id {hcp['hcp_id']}"
+               f" · {html.escape(specialty_label(hcp['specialty']))}"
                f" · {html.escape(str(hcp['city']))}, {hcp['state']} ({hcp['region']}) · {hcp['practice_setting']} practice,"
                f" {hcp['years_in_practice']} years · age {hcp['age']} · digital affinity {hcp['digital_affinity']:.2f}"
                f" · peer group {hcp['peer_group']} · {html.escape(str(hcp['health_system']))}"

@@ -3,7 +3,8 @@
 Every artifact is written to a temporary file beside its destination and renamed
 into place only once complete, so a failed run never leaves a half-written file.
 Tables are validated with pandera; a failure becomes a :class:`DataValidationError`
-that names the file, the column and an offending value.
+that names the file, the column and an offending value. :func:`check_finite` is the one check
+that scores, probabilities and metric values hold no NaN or inf (:class:`NonFiniteError`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaError, SchemaErrors
@@ -22,6 +24,60 @@ from pandera.errors import SchemaError, SchemaErrors
 
 class DataValidationError(ValueError):
     """A table does not match its schema; the message names file, column and value."""
+
+
+class NonFiniteError(ValueError):
+    """Scores, probabilities or metric inputs hold NaN or inf; the message names whose, how
+    many and where the first one is (:func:`check_finite`)."""
+
+
+def _plural(noun: str, count: int) -> str:
+    if count == 1:
+        return noun
+    return noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + "s"
+
+
+def check_finite(values: Any, source: str, what: str = "score", *, verb: str = "returned", scope: str = "",
+                 consequence: str = "it cannot be ranked — check its inputs and training",
+                 only: np.ndarray | None = None, labels: Sequence | None = None, label_kind: str | None = None,
+                 allow_nan: bool = False, error: type[ValueError] = NonFiniteError) -> np.ndarray:
+    """``values`` as a float64 array; raise ``error`` (default :class:`NonFiniteError`) when any
+    of them is NaN or ±inf. The one finiteness check of the project: model scores, engagement
+    probabilities, metric inputs and metrics.json values all go through it.
+
+    The message reads "<source> <verb> <count> non-finite <what>s (<n> NaN, <n> inf, <n> -inf)
+    out of <total><scope>, first at <where>; <consequence>", e.g. "model 'hybrid' returned 3
+    non-finite scores (2 NaN, 1 inf) out of 1,200, first at HCP 'SYN00000001', position (0, 4); it
+    cannot be ranked — check its inputs and training". ``what`` is a singular noun.
+
+    ``only``: a boolean mask of the cells to check (the others may hold anything, e.g. cells a
+    caller never reads); ``labels``: names of the positions along the first axis (``label_kind``,
+    e.g. "HCP", is printed before the quoted label; without it the label is printed as is);
+    ``allow_nan``: NaN is allowed (it means "undefined"), only ±inf is refused.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    bad = np.isinf(array) if allow_nan else ~np.isfinite(array)
+    if only is not None:
+        bad &= np.broadcast_to(np.asarray(only, dtype=bool), array.shape)
+    if not bad.any():
+        return array
+    count = int(bad.sum())
+    total = int(array.size if only is None else np.broadcast_to(np.asarray(only, dtype=bool), array.shape).sum())
+    kinds = [(int(np.isnan(array[bad]).sum()), "NaN"), (int(np.isposinf(array[bad]).sum()), "inf"),
+             (int(np.isneginf(array[bad]).sum()), "-inf")]
+    detail = ", ".join(f"{n:,} {kind}" for n, kind in kinds if n)
+    first = tuple(int(i) for i in np.argwhere(bad)[0]) if array.ndim else ()
+    position = f"position {first[0] if len(first) == 1 else first}" if first else ""
+    if labels is not None and first:
+        label = labels[first[0]]
+        label = label.item() if isinstance(label, np.generic) else label  # 'x', not np.str_('x')
+        named = f"{label_kind} {label!r}" if label_kind else str(label)
+        where = named if array.ndim == 1 else f"{named}, {position}"
+    else:
+        where = position
+    message = (f"{source} {verb} {count:,} non-finite {_plural(what, count)} ({detail}) out of {total:,}{scope}"
+               + (f", first at {where}" if where else "") + (f"; {consequence}" if consequence else ""))
+    raise error(message)
 
 
 @contextmanager

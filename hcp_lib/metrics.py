@@ -5,7 +5,9 @@ column indices into the catalogue, best first, -1 for "no item" (as returned by
 :func:`hcp_lib.recommender.top_n`); ``relevant`` is a boolean sparse or dense matrix
 (n_hcp, n_content) marking the items each HCP engaged with in the evaluation window
 (:func:`relevance_matrix`). HCPs with no relevant item are left out of the means, since no
-list can hit for them; the result is NaN when no HCP has a relevant item.
+list can hit for them; the result is NaN when no HCP has a relevant item. Non-finite inputs
+(a NaN item index, a NaN or infinite score) raise :class:`hcp_lib.io.NonFiniteError` naming
+the function and the count, rather than turning into a NaN or inf result.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from .io import check_finite
 
 
 def relevance_matrix(window: pd.DataFrame, hcp_ids, content_ids: pd.Index,
@@ -47,7 +51,7 @@ def hits_at_k(recommended: np.ndarray, relevant, k: int) -> tuple[np.ndarray, np
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    top = np.asarray(recommended)[:, :k]
+    top = item_positions(recommended, "hits_at_k")[:, :k]
     if top.shape[1] < k:
         raise ValueError(f"recommended has {top.shape[1]} columns; k={k} needs at least {k}")
     relevant = sp.csr_matrix(relevant, dtype=bool)
@@ -59,6 +63,22 @@ def hits_at_k(recommended: np.ndarray, relevant, k: int) -> tuple[np.ndarray, np
     valid = cols >= 0
     flags[valid] = np.asarray(relevant[rows[valid], cols[valid]]).ravel()
     return flags.reshape(top.shape), np.asarray(relevant.sum(axis=1)).ravel()
+
+
+def item_positions(recommended, source: str) -> np.ndarray:
+    """``recommended`` (n_hcp, n) as int64 item positions; a float array must hold whole,
+    finite numbers (a NaN or inf raises :class:`hcp_lib.io.NonFiniteError` naming ``source``)."""
+    top = np.asarray(recommended)
+    if top.ndim != 2:
+        raise ValueError(f"{source}: recommended must be a 2-D array (HCPs, ranks), got shape {top.shape}")
+    if top.dtype.kind in "iu":
+        return top.astype(np.int64, copy=False)
+    values = check_finite(top, source, "recommended item position", verb="was given",
+                          consequence="a list holds item positions, -1 for no item")
+    if (values != np.round(values)).any():
+        raise ValueError(f"{source}: recommended holds item position {float(values[values != np.round(values)][0])!r}; "
+                         "positions are whole numbers (-1 for no item)")
+    return values.astype(np.int64)
 
 
 def hit_rate_at_k(recommended: np.ndarray, relevant, k: int = 10) -> float:
@@ -105,8 +125,7 @@ def exposure_auc(engaged: np.ndarray, scores: np.ndarray) -> float:
     scores = np.asarray(scores, dtype=np.float64)
     if engaged.shape != scores.shape:
         raise ValueError(f"engaged has shape {engaged.shape} but scores has {scores.shape}")
-    if not np.isfinite(scores).all():
-        raise ValueError(f"scores hold {int((~np.isfinite(scores)).sum())} NaN or infinite values")
+    check_finite(scores, "exposure_auc", verb="was given", consequence="the AUC of such scores is undefined")
     if engaged.all() or not engaged.any():
         return float("nan")
     return float(roc_auc_score(engaged, scores))

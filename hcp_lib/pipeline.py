@@ -95,6 +95,11 @@ def _kernel_environment(tmp_root: Path) -> None:
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(tmp_root), os.environ.get("JUPYTER_PATH")]))
+    # Connection files go to the same temporary folder, so that they are removed with it even
+    # when a run is interrupted before the kernel manager can clean up after itself.
+    runtime = tmp_root / "runtime"
+    runtime.mkdir(exist_ok=True)
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(runtime)
 
 
 class _PeakMemory:
@@ -199,9 +204,164 @@ def _describe_failure(notebook: Path, output: Path, err: Exception) -> str:
     return f"notebook {notebook.name} failed at {where}: {what}\nThe executed notebook is kept for inspection: {output}"
 
 
+#: notebooks whose outputs no later notebook reads (07 writes the explorers' views only), so
+#: rerunning one with other parameters leaves the later notebooks' outputs valid
+READ_BY_NONE = ("07",)
+#: the manifest status of a run stopped by SIGINT or SIGTERM (and of the notebook it stopped in)
+INTERRUPTED = "interrupted"
+
+
+class RunInterrupted(PipelineError):
+    """The run was stopped by SIGINT or SIGTERM; the manifest records where."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+class _Signalled(BaseException):
+    # Raised from the signal handler; a BaseException so that no ``except Exception`` in
+    # papermill or nbclient swallows it on its way to the runner.
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """Turn SIGTERM and SIGINT into :class:`_Signalled` while the run executes (main thread only)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Signalled(signum)
+
+    saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, previous in saved.items():
+            signal.signal(sig, previous)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _process_alive(pid: int | None, host: str | None) -> bool | None:
+    """Whether process ``pid`` on ``host`` still runs: ``None`` when this machine cannot tell."""
+    import psutil
+
+    if not pid or host != _hostname():
+        return None
+    try:
+        process = psutil.Process(pid)
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def run_state(run_dir: str | Path, notebooks_dir: Path = config.NOTEBOOKS_DIR) -> dict[str, Any]:
+    """What a run folder holds, from its manifest: ``{"state": ..., "message": ...}``.
+
+    ``state`` is ``"missing"`` (no manifest), ``"ok"`` (every notebook ran and none is
+    stale), ``"running"`` (the process that writes it is alive), ``"died"`` (the manifest
+    says running but its process is gone: killed without a chance to record it),
+    ``"interrupted"`` (stopped by a signal), ``"failed"`` or ``"incomplete"`` (a notebook
+    of ``notebooks_dir`` never ran, or ran before an earlier one was rerun with other
+    parameters). ``message``
+    says what to do, in one sentence.
+    """
+    run_dir = Path(run_dir)
+    path = config.RunDir(run_dir).manifest
+    if not path.exists():
+        return {"state": "missing", "message": f"{run_dir}: no manifest.json, so not a run folder of "
+                                               f"`python -m hcp_lib run`; run the pipeline with --out {run_dir}"}
+    from .io import read_json
+
+    manifest = read_json(path)
+    status = manifest.get("status")
+    notebooks = manifest.get("notebooks", [])
+    if status == "running":
+        alive = _process_alive(manifest.get("pid"), manifest.get("host"))
+        if alive is False or not manifest.get("pid"):  # no pid: an older version's run, never finished
+            current = next((n["notebook"] for n in notebooks if n.get("status") == "running"), "a notebook")
+            return {"state": "died", "message": f"{run_dir}: the run started at {manifest.get('started_at')} died in "
+                                                f"{current} (process {manifest.get('pid')} is gone, killed before it "
+                                                "could record it); rerun the pipeline into this folder"}
+        where = "" if alive else f" (on host {manifest.get('host')}, which this machine cannot check)"
+        return {"state": "running", "message": f"{run_dir}: a run is in progress (process {manifest.get('pid')}, "
+                                               f"started at {manifest.get('started_at')}){where}; wait for it to finish"}
+    if status in ("failed", INTERRUPTED):
+        bad = next((n for n in notebooks if n.get("status") in ("failed", INTERRUPTED)), {})
+        first_line = (bad.get("error") or "").splitlines()[:1]
+        return {"state": status, "message": f"{run_dir}: the run {status} in {bad.get('notebook', 'a notebook')}"
+                                            + (f" ({first_line[0]})" if first_line else "")
+                                            + f"; fix it and rerun `python -m hcp_lib run --only "
+                                            f"{bad.get('notebook', 'NN')[:2]} --out {run_dir}` and the notebooks "
+                                            "after it, or the whole pipeline"}
+    expected = [nb.name for nb in list_notebooks(notebooks_dir)]
+    recorded = {n["notebook"]: n for n in notebooks}
+    not_ok = [name for name in expected if recorded.get(name, {}).get("status") != "ok"]
+    if status != "ok" or not_ok:
+        detail = ", ".join(f"{name} ({recorded.get(name, {}).get('status', 'never ran')})" for name in not_ok)
+        return {"state": "incomplete", "message": f"{run_dir}: not every notebook has a current result: "
+                                                  f"{detail or 'status ' + repr(status)}; run them with "
+                                                  f"`python -m hcp_lib run --only NN --out {run_dir}`"}
+    return {"state": "ok", "message": f"{run_dir}: every notebook ran"}
+
+
+def _prepare_run_dir(run_dir: Path, what: str) -> None:
+    """Create ``run_dir`` or say in one line why it cannot be the run folder."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PipelineError(f"{what} {run_dir}: is a file, not a folder; choose another path")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PipelineError(f"{what} {run_dir}: cannot create the folder ({err.strerror or err})") from None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise PipelineError(f"{what} {run_dir}: the folder is not writable; choose another path or fix its permissions")
+
+
+def _rerun_values(run_dir: Path, only: str, chosen: Path, every: list[Path], scale: str | None,
+                  seed: int | str | None, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The parameters of a rerun of one notebook: the run's own (its manifest) plus ``overrides``.
+
+    Returns ``(values, manifest, changed)``. Refused (:class:`PipelineError`): another scale
+    or seed than the run's, and a changed parameter that an earlier notebook of the run also
+    read (its outputs would no longer match the manifest). A changed parameter that only
+    this notebook (or later ones) reads is accepted; the later notebooks are then marked stale.
+    """
+    from .io import read_json
+
+    manifest = read_json(config.RunDir(run_dir).manifest)
+    previous = manifest.get("parameters") or {}
+    for name, given in (("scale", scale), ("seed", seed)):
+        if given is not None and config.PARAMS[name].coerce(given) != previous.get(name):
+            raise PipelineError(
+                f"--only {only}: the run in {run_dir} was made with --{name} {previous.get(name)}, not {given}; "
+                f"a rerun of one notebook uses the run's own {name} (leave out --{name}, or start a new run folder)")
+    kept = {k: v for k, v in previous.items() if k in config.PARAMS and k not in config.RUNNER_PARAMS}
+    values = config.resolve_parameters(scale=previous.get("scale", config.DEFAULT_SCALE),
+                                       seed=previous.get("seed", 42), overrides={**kept, **overrides}, run_dir=run_dir)
+    changed = [k for k in overrides if values[k] != previous.get(k)]
+    ran = {n["notebook"] for n in manifest.get("notebooks", []) if n.get("status") == "ok"}
+    for name in changed:
+        readers = [nb.name for nb in every if nb.name < chosen.name and nb.name in ran and name in declared_parameters(nb)]
+        if readers:
+            raise PipelineError(
+                f"--only {only}: parameter {name!r} is also read by {', '.join(readers)}, which ran with "
+                f"{previous.get(name)!r}; changing it for {chosen.name} alone would leave the run folder inconsistent. "
+                f"Run the whole pipeline with -p {name}={overrides[name]} (into a new folder to keep this one)")
+    return values, manifest, changed
+
+
 def run_pipeline(
-    scale: str = config.DEFAULT_SCALE,
-    seed: int | str = 42,
+    scale: str | None = None,
+    seed: int | str | None = None,
     out: str | Path = config.DEFAULT_RUN_DIR,
     overrides: dict[str, Any] | None = None,
     only: str | None = None,
@@ -210,67 +370,163 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Execute the notebooks in order into ``out``; return the manifest.
 
-    Parameters are validated before any notebook starts. With ``only`` one notebook
-    runs against an existing run folder (its earlier stages' outputs must be there).
-    Raises :class:`PipelineError` at the first failing notebook.
+    Every parameter is validated before any notebook starts (``scale`` and ``seed``
+    default to ``small`` and 42). With ``only`` one notebook runs against an existing
+    run folder, with that run's parameters from its manifest (a folder without one starts
+    a new run with the values given); ``overrides`` may change
+    only what no earlier notebook read, and later notebooks that read this one's outputs
+    are then marked ``stale``. A folder with a live run is refused. SIGINT and SIGTERM stop
+    the run cleanly: the kernel is shut down, its files removed, and the manifest says
+    ``interrupted`` (raised as :class:`RunInterrupted`). Raises :class:`PipelineError` at
+    the first failing notebook.
     """
     import papermill
     from tqdm.auto import tqdm
 
-    values = config.resolve_parameters(scale=scale, seed=seed, overrides=overrides, run_dir=out)
-    notebooks = select_notebooks(list_notebooks(notebooks_dir), only)
-    injected = {nb.name: parameters_for(nb, values) for nb in notebooks}
-    run_dir = Path(values["run_dir"])
+    overrides = dict(overrides or {})
+    every = list_notebooks(notebooks_dir)
+    notebooks = select_notebooks(every, only)
+    run_dir = Path(out).resolve()
+    previous: dict[str, Any] = {}
+    changed: list[str] = []
     if only is not None and not run_dir.is_dir():
         raise PipelineError(f"--only {only}: run folder {run_dir} does not exist; run the whole pipeline first")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if only is not None and config.RunDir(run_dir).manifest.exists():
+        values, previous, changed = _rerun_values(run_dir, only, notebooks[0], every, scale, seed, overrides)
+    else:  # a new run (an empty folder given to --only starts one with these values)
+        values = config.resolve_parameters(scale=scale if scale is not None else config.DEFAULT_SCALE,
+                                           seed=seed if seed is not None else 42, overrides=overrides, run_dir=out)
+    injected = {nb.name: parameters_for(nb, values) for nb in notebooks}
+    if run_state(run_dir)["state"] == "running":
+        raise PipelineError(run_state(run_dir)["message"])
+    _prepare_run_dir(run_dir, "--out")
 
     manifest_path = config.RunDir(run_dir).manifest
-    previous = json.loads(manifest_path.read_text()) if (only is not None and manifest_path.exists()) else {}
-    results = {r["notebook"]: r for r in previous.get("notebooks", [])}
+    results = {nb.name: NotebookResult(nb.name).__dict__ for nb in every}
+    results.update({r["notebook"]: r for r in previous.get("notebooks", [])})
     for nb in notebooks:
         results[nb.name] = NotebookResult(nb.name).__dict__
+    if changed and notebooks[0].name[:2] not in READ_BY_NONE:
+        for name, record in results.items():
+            if name > notebooks[0].name and record.get("status") == "ok":
+                record.update(status="stale", error=f"ran before {notebooks[0].name} was rerun with "
+                              + ", ".join(f"{k}={values[k]!r}" for k in changed) + "; rerun it")
     manifest: dict[str, Any] = {
-        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "started_at": _now(),
         "finished_at": None,
         "status": "running",
+        "pid": os.getpid(),
+        "host": _hostname(),
         "parameters": values,
         "only": only,
         "git": _git_commit(),
         "packages": package_versions(),
-        "notebooks": list(results.values()),
+        "notebooks": sorted(results.values(), key=lambda r: r["notebook"]),
     }
     write_json(manifest, manifest_path)
 
-    with tempfile.TemporaryDirectory(prefix="hcp-kernel-") as kernel_root:
-        _kernel_environment(Path(kernel_root))
-        # The bar goes to stdout: stderr is redirected to the kernel logs while a notebook runs.
-        bar = tqdm(notebooks, desc="pipeline", unit="notebook", disable=not progress, file=sys.stdout)
-        for nb in bar:
-            bar.set_postfix_str(nb.name)
-            output = run_dir / nb.name
-            record = results[nb.name]
-            started = time.perf_counter()
-            try:
-                with _PeakMemory() as memory, _kernel_stderr_to(run_dir / "logs" / f"{nb.stem}.log"):
-                    papermill.execute_notebook(
-                        str(nb),
-                        str(output),
-                        parameters=injected[nb.name],
-                        kernel_name=KERNEL_NAME,
-                        progress_bar=False,
-                        cwd=str(run_dir),
-                    )
-            except Exception as err:  # papermill raises several types; all stop the run
-                record.update(status="failed", error=_describe_failure(nb, output, err))
-                manifest.update(status="failed", finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-                record.update(wall_seconds=round(time.perf_counter() - started, 2),
+    def finish(status: str) -> None:
+        manifest.update(status=status, finished_at=_now())
+        write_json(manifest, manifest_path)
+
+    _sweep_dead_kernel_folders()
+    with tempfile.TemporaryDirectory(prefix=f"{_KERNEL_FOLDER_PREFIX}{os.getpid()}-") as kernel_root, \
+            _signals_raise(), _environment_kept():
+        try:
+            _kernel_environment(Path(kernel_root))
+            # The bar goes to stdout: stderr is redirected to the kernel logs while a notebook runs.
+            bar = tqdm(notebooks, desc="pipeline", unit="notebook", disable=not progress, file=sys.stdout)
+            for nb in bar:
+                bar.set_postfix_str(nb.name)
+                output = run_dir / nb.name
+                record = results[nb.name]
+                record.update(status="running")
+                write_json(manifest, manifest_path)
+                started = time.perf_counter()
+                memory = _PeakMemory()
+                try:
+                    with memory, _kernel_stderr_to(run_dir / "logs" / f"{nb.stem}.log"):
+                        papermill.execute_notebook(
+                            str(nb),
+                            str(output),
+                            parameters=injected[nb.name],
+                            kernel_name=KERNEL_NAME,
+                            progress_bar=False,
+                            cwd=str(run_dir),
+                        )
+                except _Signalled:
+                    raise
+                except Exception as err:  # papermill raises several types; all stop the run
+                    record.update(status="failed", error=_describe_failure(nb, output, err),
+                                  wall_seconds=round(time.perf_counter() - started, 2),
+                                  peak_memory_mb=round(memory.peak_bytes / 2**20, 1))
+                    finish("failed")
+                    raise PipelineError(record["error"]) from err
+                record.update(status="ok", error=None, wall_seconds=round(time.perf_counter() - started, 2),
                               peak_memory_mb=round(memory.peak_bytes / 2**20, 1))
                 write_json(manifest, manifest_path)
-                raise PipelineError(record["error"]) from err
-            record.update(status="ok", wall_seconds=round(time.perf_counter() - started, 2),
-                          peak_memory_mb=round(memory.peak_bytes / 2**20, 1))
-            write_json(manifest, manifest_path)
-    manifest.update(status="ok", finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    write_json(manifest, manifest_path)
+        except _Signalled as stop:
+            import signal
+
+            name = signal.Signals(stop.signum).name
+            current = next((r for r in results.values() if r.get("status") == "running"), None)
+            _stop_kernels()
+            if current is not None:
+                current.update(status=INTERRUPTED, error=f"stopped by {name}")
+            finish(INTERRUPTED)
+            raise RunInterrupted(f"run interrupted by {name}" + (f" during {current['notebook']}" if current else "")
+                                 + f"; {manifest_path} records it", stop.signum) from None
+    # "ok" only when every notebook has a current result (a rerun of one notebook in a folder
+    # where others never ran, failed or are stale leaves the run incomplete)
+    finish("ok" if all(r.get("status") == "ok" for r in results.values()) else "incomplete")
     return manifest
+
+
+_KERNEL_FOLDER_PREFIX = "hcp-kernel-"
+
+
+def _sweep_dead_kernel_folders() -> None:
+    """Remove kernel folders (``hcp-kernel-<pid>-*`` in the temp folder) of runs killed outright.
+
+    SIGKILL gives a run no chance to clean up; the next run on this machine does it for it.
+    """
+    import shutil
+
+    for folder in Path(tempfile.gettempdir()).glob(f"{_KERNEL_FOLDER_PREFIX}*-*"):
+        pid = folder.name[len(_KERNEL_FOLDER_PREFIX):].split("-")[0]
+        if pid.isdigit() and folder.is_dir() and _process_alive(int(pid), _hostname()) is False:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+@contextlib.contextmanager
+def _environment_kept(names: tuple[str, ...] = ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR")):
+    """Restore the environment variables that :func:`_kernel_environment` sets."""
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _stop_kernels(grace: float = 5.0) -> None:
+    """Stop the kernels this process started (an interrupted nbclient may not get to it)."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=grace)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()

@@ -52,7 +52,7 @@ import scipy.sparse as sp
 
 from . import io
 from .config import RunDir
-from .domain import CHANNEL_LABELS, CHANNELS
+from .domain import CHANNEL_LABELS, CHANNELS, HCP_ID_PATTERN
 
 #: channels the field force delivers; their capacity is set per territory
 FIELD_CHANNELS = ("rep_visit", "in_person_meeting")
@@ -66,14 +66,16 @@ REASON_CODES = ("series_continuation", "topic_interest", "peer_engagement", "cha
 UNPLANNED_CODES = ("opted_out", "no_channel_allowed", "no_approved_content", "all_received", "no_active_campaign",
                    "capacity_exhausted", "not_selected")
 
-#: the CRM export, one row per suggested action (documented in notebook 08)
-PLAN_COLUMNS = ("plan_id", "action_id", "hcp_id", "specialty", "territory", "action_rank", "content_id",
-                "content_title", "channel", "campaign_id", "suggested_date", "time_window", "priority_score",
-                "expires_at", "reasons", "reason_codes", "model", "solver")
+#: the CRM export, one row per suggested action (documented in notebook 08); ``synthetic_hcp``
+#: (always true) marks ``hcp_id`` as a synthetic id, never a provider's NPI (data card)
+PLAN_COLUMNS = ("plan_id", "action_id", "hcp_id", "synthetic_hcp", "specialty", "territory", "action_rank",
+                "content_id", "content_title", "channel", "campaign_id", "suggested_date", "time_window",
+                "priority_score", "expires_at", "reasons", "reason_codes", "model", "solver")
 
 PLAN_SCHEMA = pa.DataFrameSchema({
     "plan_id": pa.Column(str), "action_id": pa.Column(str, unique=True),
-    "hcp_id": pa.Column(str, pa.Check.str_matches(r"^\d{10}$")), "specialty": pa.Column(str),
+    "hcp_id": pa.Column(str, pa.Check.str_matches(HCP_ID_PATTERN)),
+    "synthetic_hcp": pa.Column(bool, pa.Check.eq(True)), "specialty": pa.Column(str),
     "territory": pa.Column(str), "action_rank": pa.Column("int64", pa.Check.ge(1)),
     "content_id": pa.Column(str), "content_title": pa.Column(str),
     "channel": pa.Column(str, pa.Check.isin(list(CHANNELS))), "campaign_id": pa.Column(str),
@@ -88,6 +90,17 @@ PLAN_SCHEMA = pa.DataFrameSchema({
 
 class PlanError(ValueError):
     """The plan cannot be built from these inputs; the message names the parameter, table or column."""
+
+
+class NonFiniteProbabilityError(PlanError, io.NonFiniteError):
+    """A model's probabilities or a candidate table hold NaN or inf (:func:`hcp_lib.io.check_finite`);
+    the message names the model or file, the count and the first HCP or candidate."""
+
+
+def _check_finite_probabilities(values, source: str, verb: str, what: str = "probability", **kwargs) -> np.ndarray:
+    return io.check_finite(values, source, what, verb=verb, error=NonFiniteProbabilityError,
+                           consequence="a plan cannot be built from them — check the model that produced them",
+                           **kwargs)
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -367,13 +380,15 @@ def _candidate_frame(context: PlanContext, table: pd.DataFrame, slots: pd.DataFr
 
 
 def candidate_actions(context: PlanContext, score_channels: Callable, content_ids: Iterable[str],
-                      settings: PlanSettings, batch_size: int = HCP_BATCH) -> Candidates:
+                      settings: PlanSettings, batch_size: int = HCP_BATCH, model: str | None = None) -> Candidates:
     """Eligible actions of every HCP, pruned to the ``candidates_per_channel`` best items per
     HCP and channel by the model's probability (see the module docstring for the rules).
 
     ``score_channels(hcp_ids)`` returns engagement probabilities (n_hcp, n_content, n_channel)
     over ``content_ids`` (which must be the catalogue, in its order) and CHANNELS; it is
-    called in batches of ``batch_size`` HCPs. Values outside [0, 1] raise :class:`PlanError`.
+    called in batches of ``batch_size`` HCPs. A NaN or infinite probability of an eligible
+    action raises :class:`NonFiniteProbabilityError` naming ``model`` (for the message), the count
+    and the HCP; other values outside [0, 1] raise :class:`PlanError`.
     """
     settings.validate()
     model_items = pd.Index(np.asarray(list(content_ids), dtype=object).astype(str))
@@ -393,7 +408,10 @@ def candidate_actions(context: PlanContext, score_channels: Callable, content_id
         if probability.shape != (len(rows), n_content, n_channel):
             raise PlanError(f"the model's probabilities have shape {probability.shape}; expected "
                             f"{(len(rows), n_content, n_channel)} (HCPs, catalogue items, channels)")
-        bad = live & (~np.isfinite(probability) | (probability < 0) | (probability > 1))
+        _check_finite_probabilities(probability, f"model {model!r}" if model else "the model's score_channels",
+                                    "returned", only=live, labels=hcp_ids[rows], label_kind="HCP",
+                                    scope=f" eligible actions of a batch of {len(rows):,} HCPs")
+        bad = live & ((probability < 0) | (probability > 1))
         if bad.any():
             where = np.argwhere(bad)[0]
             raise PlanError(f"the model's probability for HCP {hcp_ids[rows][where[0]]!r} is "
@@ -462,10 +480,12 @@ def read_candidates(path: str | Path, context: PlanContext, settings: PlanSettin
     missing = [c for c in CANDIDATE_COLUMNS if c not in saved.columns]
     if missing:
         raise PlanError(f"{path}: missing column {missing[0]!r}")
+    probability = _check_finite_probabilities(saved["probability"], str(path), "holds",
+                                              scope=" in column 'probability'")
     table = pd.DataFrame({"row": context.hcp_ids.get_indexer(saved["hcp_id"].astype(str)),
                           "col": context.content_ids.get_indexer(saved["content_id"].astype(str)),
                           "ch": pd.Index(CHANNELS).get_indexer(saved["channel"].astype(str)),
-                          "probability": saved["probability"].to_numpy(np.float64)})
+                          "probability": probability})
     if (table[["row", "col", "ch"]] < 0).any().any():
         raise PlanError(f"{path}: a candidate names an HCP, item or channel this plan does not know")
     status = np.full(len(context.hcps), "", dtype=object)
@@ -639,10 +659,12 @@ def solve_milp(probability: np.ndarray, families: list[ConstraintFamily], time_l
     With more than ``max_candidates`` candidates the greedy assignment is returned at once, its
     status naming the count: HiGHS's MIP set-up (the objective's clique partition) does not
     check the time limit, and on the full scale's ~570,000 candidates it ran for over 20
-    minutes without reaching the search."""
+    minutes without reaching the search. A NaN or infinite probability raises
+    :class:`NonFiniteProbabilityError` (the solver would otherwise take it first, or fail)."""
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     started = time.perf_counter()
+    probability = _check_finite_probabilities(probability, "solve_milp", "was given", "candidate probability")
     n = len(probability)
     if n == 0:
         return Assignment(np.zeros(0, bool), 0.0, "milp", "no candidates", 0.0, 0.0, 0.0)
@@ -680,8 +702,11 @@ def solve_milp(probability: np.ndarray, families: list[ConstraintFamily], time_l
 
 def solve_greedy(probability: np.ndarray, families: list[ConstraintFamily]) -> Assignment:
     """Take candidates in order of decreasing probability (ties: earlier candidate first) when
-    every constraint still has room — the usual hand-written heuristic, kept as the comparison."""
+    every constraint still has room — the usual hand-written heuristic, kept as the comparison.
+    A NaN or infinite probability raises :class:`NonFiniteProbabilityError` rather than being
+    taken first."""
     started = time.perf_counter()
+    probability = _check_finite_probabilities(probability, "solve_greedy", "was given", "candidate probability")
     left = [f.capacity.copy() for f in families]
     groups = np.column_stack([f.group for f in families]) if families else np.zeros((len(probability), 0), int)
     chosen = np.zeros(len(probability), bool)
@@ -932,6 +957,7 @@ def make_plan(context: PlanContext, candidates: Candidates, assignment: Assignme
     people = context.hcps.set_index("hcp_id")
     actions = pd.DataFrame({
         "plan_id": context.plan_id, "action_id": chosen["action_id"], "hcp_id": chosen["hcp_id"],
+        "synthetic_hcp": True,
         "specialty": people["specialty"].reindex(chosen["hcp_id"]).astype(str).to_numpy(),
         "territory": chosen["territory"], "action_rank": chosen["action_rank"].astype(np.int64),
         "content_id": chosen["content_id"], "content_title": titles.reindex(chosen["content_id"]).astype(str).to_numpy(),
@@ -941,8 +967,10 @@ def make_plan(context: PlanContext, candidates: Candidates, assignment: Assignme
         "reason_codes": joined["reason_codes"].reindex(chosen["action_id"]).to_numpy(),
         "model": model_name, "solver": assignment.solver,
     })
-    actions = actions.astype({c: str for c in PLAN_COLUMNS if c not in ("action_rank", "priority_score", "expires_at")}
-                             | {"action_rank": np.int64, "priority_score": float, "expires_at": "datetime64[us]"})
+    actions = actions.astype({c: str for c in PLAN_COLUMNS
+                              if c not in ("synthetic_hcp", "action_rank", "priority_score", "expires_at")}
+                             | {"synthetic_hcp": bool, "action_rank": np.int64, "priority_score": float,
+                                "expires_at": "datetime64[us]"})
     actions = io.validate(actions[list(PLAN_COLUMNS)], PLAN_SCHEMA, "plan")
     with_candidates = set(table["hcp_id"])
     left_out = sorted(with_candidates - set(actions["hcp_id"]))

@@ -10,7 +10,8 @@ Two ways in, one table out:
   ``PubmedArticleSet`` into rows.
 
 :func:`clean_articles` removes duplicate PMIDs, correction notices and empty records,
-normalises whitespace and markup, and validates the result against :data:`ARTICLE_SCHEMA`.
+normalises whitespace and markup, strips control characters (as every loader does on
+reading: :func:`strip_control_characters`), and validates the result against :data:`ARTICLE_SCHEMA`.
 :func:`ingest` (called by notebook 01) writes it to ``content/pubmed.parquet`` and the
 data-quality counts to ``metrics/ingestion.json`` in the run folder; later stages read the
 articles with :func:`read_articles`. No author names or affiliations are extracted.
@@ -114,21 +115,37 @@ class PubMedUnavailableError(RuntimeError):
 _INLINE_TAG = re.compile(r"</?(?:b|i|u|em|strong|sup|sub|span|mml:[a-z]+)(?:\s[^<>]*)?/?>", re.IGNORECASE)
 _BLOCK_TAG = re.compile(r"</?(?:p|br|div)(?:\s[^<>]*)?/?>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
+# Unicode control characters (category Cc: C0, DEL, C1). The ones that are ordinary line and
+# column breaks (tab, LF, VT, FF, CR, NEL) become a space; the rest (NUL, BEL, ESC, the C1
+# block...) carry no text and are removed without a trace, so "Dia\x00betes" stays one word.
+_CONTROL_WHITESPACE = re.compile(r"[\t\n\v\f\r\x85]")
+_CONTROL_OTHER = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
+
+
+def strip_control_characters(text: str) -> str:
+    """``text`` without control characters: tab/newline/CR/VT/FF/NEL become a space, the others go.
+
+    The one place the ingestion decides what a control character is; used on every
+    snapshot cell as it is read and by :func:`normalise_text` (hence on every XML field).
+    """
+    return _CONTROL_WHITESPACE.sub(" ", _CONTROL_OTHER.sub("", text))
 
 
 def normalise_text(value: object) -> str:
-    """Drop PubMed's inline markup, unescape HTML entities and collapse whitespace.
+    """Drop control characters and PubMed's inline markup, unescape HTML entities, collapse whitespace.
 
-    ``<i>``, ``<b>``, ``<sup>``, ``<sub>`` (and MathML) are removed keeping their text
-    ("H<sub>2</sub>S" -> "H2S"); ``<p>``/``<br>`` become a space; entities such as
-    ``&#39;`` are decoded after the tags are gone, so escaped text is never taken for a
-    tag; every run of whitespace (including no-break and thin spaces) becomes one space.
-    Missing values give ``""``.
+    Control characters (NUL, BEL, the C1 block...) are removed and tabs/newlines become
+    spaces (:func:`strip_control_characters`), before the markup is read and again after
+    the entities are decoded (``&amp;#x81;`` decodes to one); ``<i>``, ``<b>``, ``<sup>``,
+    ``<sub>`` (and MathML) are removed keeping their text ("H<sub>2</sub>S" -> "H2S");
+    ``<p>``/``<br>`` become a space; entities such as ``&#39;`` are decoded after the tags
+    are gone, so escaped text is never taken for a tag; every run of whitespace (including
+    no-break and thin spaces) becomes one space. Missing values give ``""``.
     """
     if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
         return ""
-    text = _BLOCK_TAG.sub(" ", _INLINE_TAG.sub("", str(value)))
-    return _SPACE.sub(" ", html.unescape(text)).strip()
+    text = _BLOCK_TAG.sub(" ", _INLINE_TAG.sub("", strip_control_characters(str(value))))
+    return _SPACE.sub(" ", strip_control_characters(html.unescape(text))).strip()
 
 
 # --------------------------------------------------------------------------------------
@@ -160,6 +177,7 @@ def _read_snapshot_file(raw_dir: Path, source: str) -> pd.DataFrame:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DataValidationError(f"{path}: not a readable UTF-8 CSV file ({err})") from None
+    raw = raw.apply(lambda column: column.map(strip_control_characters))  # a stray NUL must not survive ingestion
     missing = [c for c in spec["columns"] if c not in raw.columns]
     if missing:
         raise DataValidationError(f"{path}: missing column {missing[0]!r}; expected columns {list(spec['columns'])}")
@@ -561,7 +579,8 @@ def clean_articles(raw: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     Rules (documented in ``data/README.md``), applied in this order:
 
     1. text (title, abstract, journal, MeSH terms, keywords, publication types, dates):
-       inline markup removed, entities unescaped, whitespace collapsed (:func:`normalise_text`);
+       control characters removed, inline markup removed, entities unescaped, whitespace
+       collapsed (:func:`normalise_text`);
     2. duplicate PMIDs: one record per PMID, the first one that has an abstract (the
        first one when none has); the v0.1 corpus is read first;
     3. correction notices removed: a title starting "Correction", "Corrigendum" or

@@ -10,7 +10,10 @@ A recommender is fitted on one :class:`hcp_lib.split.TrainingData` and then scor
                                              hcp_lib.domain.CHANNELS order (models that rank channels)
 
 Scores are comparable within one HCP's row, not across models. An HCP id the model was not
-fitted with raises :class:`UnknownIdError` naming it. :func:`exclusion_mask` marks content
+fitted with raises :class:`UnknownIdError` naming it; a model that returns NaN or infinite
+scores is stopped with :class:`hcp_lib.io.NonFiniteError` naming it and the count (every score
+that enters :meth:`Recommender.score`, :func:`top_n` or :func:`recommend` is checked by
+:func:`hcp_lib.io.check_finite`). :func:`exclusion_mask` marks content
 an HCP already engaged with and content not approved for its specialty (and, optionally,
 not yet released); :func:`top_n` ranks the rest.
 """
@@ -23,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .domain import CHANNELS
+from .io import check_finite
 from .split import TrainingData
 
 
@@ -45,6 +49,12 @@ def positions(ids: Iterable[str], index: pd.Index, kind: str) -> np.ndarray:
         unknown = ids[np.flatnonzero(found < 0)[0]]
         raise UnknownIdError(f"{kind} id {unknown!r} is unknown to the fitted model ({len(index)} {kind}s known)")
     return found
+
+
+def model_name(model) -> str:
+    """How error messages name ``model``: its ``name`` attribute, else its class name."""
+    name = getattr(model, "name", None)
+    return name if isinstance(name, str) and name else type(model).__name__
 
 
 class Recommender:
@@ -70,9 +80,12 @@ class Recommender:
         return self
 
     def score(self, hcp_ids: Iterable[str]) -> np.ndarray:
-        """Scores (n_hcp, n_content) for ``hcp_ids`` over ``content_ids_``."""
+        """Scores (n_hcp, n_content) for ``hcp_ids`` over ``content_ids_``; NaN or infinite
+        scores raise :class:`hcp_lib.io.NonFiniteError` naming the model, the count and the
+        first HCP."""
         rows = self._rows(hcp_ids)
-        return np.asarray(self._score(rows), dtype=np.float64)
+        return check_finite(self._score(rows), f"model {model_name(self)!r}", labels=self.hcp_ids_[rows],
+                            label_kind="HCP")
 
     def _rows(self, hcp_ids: Iterable[str]) -> np.ndarray:
         if not hasattr(self, "hcp_ids_"):
@@ -130,16 +143,19 @@ def exclusion_mask(hcp_ids: Iterable[str], content_ids: pd.Index, train: Trainin
     return excluded
 
 
-def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> np.ndarray:
+def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None, model: str | None = None) -> np.ndarray:
     """Column indices (n_hcp, n) of each row's ``n`` highest scores, best first.
 
     Excluded cells are never returned; a row with fewer than ``n`` eligible items is padded
     with -1. Ties are broken by catalogue order (the lower column index first), so the
-    result is deterministic.
+    result is deterministic. A NaN or infinite score (excluded cell or not: the model emitted
+    it) raises :class:`hcp_lib.io.NonFiniteError` naming ``model`` (the scores' source, for
+    the message) and the count.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    scores = np.asarray(scores, dtype=np.float64)
+    source = f"model {model!r}" if model else "top_n"
+    scores = check_finite(scores, source, verb="returned" if model else "was given")
     masked = np.where(exclude, -np.inf, scores) if exclude is not None else scores
     order = np.argsort(-masked, axis=1, kind="stable")[:, :n]
     ranked_scores = np.take_along_axis(masked, order, axis=1)
@@ -154,15 +170,18 @@ def recommend(model: Recommender, hcp_ids: Iterable[str], n: int, exclude: np.nd
     """Long table of each HCP's top-``n`` items: hcp_id, rank (1 = best), content_id, score.
 
     Scores are computed in batches of ``batch_size`` HCPs so memory stays bounded; ``exclude``
-    is an (n_hcp, n_content) mask from :func:`exclusion_mask` (aligned with ``hcp_ids``).
+    is an (n_hcp, n_content) mask from :func:`exclusion_mask` (aligned with ``hcp_ids``). A
+    model that returns NaN or infinite scores raises :class:`hcp_lib.io.NonFiniteError`
+    naming it (:func:`model_name`), the count and the first HCP.
     """
     hcp_ids = np.asarray(list(hcp_ids), dtype=object)
+    name = model_name(model)
     frames = []
     for start in range(0, len(hcp_ids), batch_size):
         batch = hcp_ids[start:start + batch_size]
-        scores = model.score(batch)
+        scores = check_finite(model.score(batch), f"model {name!r}", labels=batch, label_kind="HCP")
         mask = None if exclude is None else exclude[start:start + batch_size]
-        top = top_n(scores, n, mask)
+        top = top_n(scores, n, mask, model=name)
         rows, ranks = np.nonzero(top >= 0)
         cols = top[rows, ranks]
         frames.append(pd.DataFrame({

@@ -56,11 +56,11 @@ TRUTH_FILES = {
     "state_at_cutoff": "truth_hcp_state_at_cutoff.parquet",
     "params": "world_params.json",
 }
-_NPI = pa.Check.str_matches(r"^\d{10}$")
+_HCP_ID = pa.Check.str_matches(domain.HCP_ID_PATTERN)
 _TIMESTAMP = "datetime64[us]"
 
 HCP_SCHEMA = pa.DataFrameSchema({
-    "hcp_id": pa.Column(str, _NPI, unique=True),
+    "hcp_id": pa.Column(str, _HCP_ID, unique=True),
     "first_name": pa.Column(str), "last_name": pa.Column(str),
     "credential": pa.Column(str, pa.Check.isin(["MD", "DO"])),
     "specialty": pa.Column(str, pa.Check.isin(SPECIALTY_KEYS)),
@@ -79,7 +79,7 @@ HCP_SCHEMA = pa.DataFrameSchema({
 }, name="hcp_master", strict=True, ordered=True)
 
 PATIENT_SCHEMA = pa.DataFrameSchema({
-    "patient_id": pa.Column(str, unique=True), "hcp_id": pa.Column(str, _NPI),
+    "patient_id": pa.Column(str, unique=True), "hcp_id": pa.Column(str, _HCP_ID),
     "age": pa.Column("int64", pa.Check.in_range(0, 110)), "sex": pa.Column(str, pa.Check.isin(["F", "M"])),
     "conditions": pa.Column(str, pa.Check.str_length(min_value=1)),
     "primary_area": pa.Column(str, pa.Check.isin(AREAS)),
@@ -109,7 +109,7 @@ CAMPAIGN_SCHEMA = pa.DataFrameSchema({
     checks=pa.Check(lambda df: (df["end_date"] > df["start_date"]).all(), error="end_date after start_date"))
 
 INTERACTION_SCHEMA = pa.DataFrameSchema({
-    "exposure_id": pa.Column("int64", unique=True), "hcp_id": pa.Column(str, _NPI),
+    "exposure_id": pa.Column("int64", unique=True), "hcp_id": pa.Column(str, _HCP_ID),
     "content_id": pa.Column(str), "campaign_id": pa.Column(str),
     "channel": pa.Column(str, pa.Check.isin(CHANNELS)),
     "exposed_at": pa.Column(_TIMESTAMP, coerce=True),
@@ -186,7 +186,7 @@ def synthesis_params(**overrides: Any) -> dict[str, Any]:
     """The 02_synthesis parameters at their ``small`` defaults, with ``overrides`` applied, validated.
 
     Each value is checked by its :class:`hcp_lib.config.Param` (range, type), then the
-    cross-parameter rules below; a problem raises :class:`hcp_lib.config.ParameterError`.
+    horizon against the held-out weeks (:func:`hcp_lib.config.check_world_dates`); a problem raises :class:`hcp_lib.config.ParameterError`.
     Use ``synthesis_params(**config.resolve_parameters(scale=...))`` for another preset's defaults.
     """
     unknown = sorted(set(overrides) - set(PARAM_NAMES) - set(config.RUNNER_PARAMS))
@@ -194,20 +194,7 @@ def synthesis_params(**overrides: Any) -> dict[str, Any]:
         raise config.ParameterError(f"unknown synthesis parameter {unknown[0]!r}; known: {', '.join(PARAM_NAMES)}")
     values = {name: config.PARAMS[name].coerce(overrides.get(name, config.PARAMS[name].default_for("small")))
               for name in PARAM_NAMES}
-    try:
-        start = pd.Timestamp(values["world_start"])
-    except ValueError:
-        raise config.ParameterError(f"parameter 'world_start': got {values['world_start']!r}; expected an ISO date "
-                                    "such as 2025-01-06") from None
-    if start != start.normalize():
-        raise config.ParameterError(f"parameter 'world_start': got {values['world_start']!r}; expected a date "
-                                    "without a time of day")
-    holdout_days = 2 * 7 * values["world_holdout_weeks"]
-    if values["horizon_days"] < holdout_days + 28:
-        raise config.ParameterError(
-            f"parameter 'horizon_days': got {values['horizon_days']}; with world_holdout_weeks="
-            f"{values['world_holdout_weeks']} it must be at least {holdout_days + 28} (validation + test + 4 weeks "
-            "of training)")
+    config.check_world_dates(values)  # world_start itself is checked as a date by its Param
     return values
 
 

@@ -4,7 +4,7 @@ Helpers of :mod:`hcp_lib.synth` (which validates parameters, calls these in orde
 writes the tables). Every function takes a seeded ``numpy.random.Generator``; nothing
 here reads or writes files except :func:`load_state_populations` (shipped reference data).
 All people are synthetic: names come from Faker's en_US word lists, ids are random
-NPI-format numbers.
+``SYN`` + 8-digit strings (:data:`hcp_lib.domain.HCP_ID_PATTERN`) that cannot be issued NPIs.
 """
 
 from __future__ import annotations
@@ -82,23 +82,14 @@ CHANNEL_TABLE = pd.DataFrame(
 )
 
 
-def npi_check_digit(base9: np.ndarray) -> np.ndarray:
-    """Luhn check digit of 9-digit NPI bases, computed with the 80840 card-issuer prefix.
+def make_hcp_ids(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` distinct synthetic HCP ids, ``"SYN"`` + 8 random digits, as strings.
 
-    The NPI standard (CMS) applies the ISO/IEC 7812 Luhn formula to ``80840`` followed by
-    the 9 base digits; the prefix's contribution is the constant 24. Returns an int array.
+    They match :data:`hcp_lib.domain.HCP_ID_PATTERN` and can never be an issued NPI (10
+    digits, see :func:`is_valid_npi`): they carry letters, and their digits are too few.
     """
-    base9 = np.asarray(base9, dtype=np.int64)
-    digits = (base9[:, None] // 10 ** np.arange(8, -1, -1)) % 10  # most significant first
-    doubled = digits[:, 0::2] * 2  # positions 1,3,5,7,9 are doubled (rightmost base digit included)
-    total = 24 + (doubled // 10 + doubled % 10).sum(axis=1) + digits[:, 1::2].sum(axis=1)
-    return (10 - total % 10) % 10
-
-
-def make_npis(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` distinct 10-digit NPI-format ids (first digit 1, valid Luhn check digit), as strings."""
-    bases = _distinct_integers(rng, n, 100_000_000, 200_000_000)
-    return np.char.mod("%010d", bases * 10 + npi_check_digit(bases)).astype(object)
+    numbers = _distinct_integers(rng, n, 0, 10 ** domain.HCP_ID_DIGITS)
+    return np.char.add(domain.HCP_ID_PREFIX, np.char.mod(f"%0{domain.HCP_ID_DIGITS}d", numbers)).astype(object)
 
 
 def _distinct_integers(rng: np.random.Generator, n: int, low: int, high: int) -> np.ndarray:
@@ -109,7 +100,11 @@ def _distinct_integers(rng: np.random.Generator, n: int, low: int, high: int) ->
 
 
 def is_valid_npi(npi: str) -> bool:
-    """True when ``npi`` is 10 digits whose Luhn check over ``80840`` + digits holds."""
+    """True when ``npi`` could be an issued NPI: 10 digits whose Luhn check over ``80840`` + digits holds.
+
+    The NPI standard (CMS) applies the ISO/IEC 7812 Luhn formula to the card-issuer prefix
+    ``80840`` followed by the 10 digits. Kept to show that no synthetic id passes it.
+    """
     if not re.fullmatch(r"\d{10}", npi):
         return False
     total = 0
@@ -177,7 +172,7 @@ def make_hcps(rng: np.random.Generator, n_hcps: int, hcps_per_peer_group: int, o
     opted_out_at = pd.Series(horizon_start + pd.to_timedelta(opt_out_minute, unit="min")).where(opted_out)
 
     hcps = pd.DataFrame({
-        "hcp_id": make_npis(rng, n_hcps),
+        "hcp_id": make_hcp_ids(rng, n_hcps),
         "first_name": first_name, "last_name": last_name, "credential": credential,
         "specialty": specialty, "taxonomy_code": [domain.SPECIALTIES[s][1] for s in specialty],
         "state": state, "city": city, "zip": zip_code, "region": region,

@@ -3,22 +3,46 @@
 Reads the cleaned articles (``content/pubmed.parquet``, :func:`hcp_lib.pubmed.read_articles`)
 and writes, under ``RunDir(run_dir).topics``:
 
-====================== =====================================================================
-``doc_topics.parquet``  one row per article: ``pmid`` and ``topic_0`` .. ``topic_{k-1}`` (each
-                        row sums to 1; an article with no known term gets the model's prior)
-``topic_terms.parquet`` ``topic``, ``rank``, ``term``, ``weight`` (the top terms of each topic)
-``topics.parquet``      ``topic``, ``label``, ``c_v``, ``c_npmi``, ``u_mass``, ``n_documents``
-                        (dominant-topic count), ``top_specialty``, one ``area_<name>`` share per
-                        therapeutic area
+=========================== ==================================================================
+``doc_topics.parquet``      one row per article: ``pmid`` and ``topic_0`` .. ``topic_{k-1}`` (each
+                            row sums to 1; an article with no known term gets the model's prior)
+``topic_terms.parquet``     ``topic``, ``rank``, ``term``, ``weight`` (the top terms of each topic)
+``topics.parquet``          ``topic``, ``label``, ``c_v``, ``c_npmi``, ``u_mass``, ``n_documents``
+                            (dominant-topic count), ``top_specialty``, one ``area_<name>`` share per
+                            therapeutic area
 ``topic_specialty.parquet`` ``topic`` x ``specialty`` relevance (rows sum to 1), see
-                        :func:`topic_specialty_relevance`
-``sweep.parquet``       the coherence sweep: ``n_topics``, ``c_v``, ``c_npmi``, ``u_mass``, ``score``
-``model/``              the fitted model, read back with :func:`load_topic_model`:
-                        ``lda`` (gensim's own save of the ``LdaModel``), ``bigrams`` and
-                        ``trigrams`` (gensim's own save of the ``FrozenPhrases``),
-                        ``dictionary.txt`` (``Dictionary.save_as_text``) and ``topic_model.json``
-                        (settings, spaCy pipeline used, stop-words, labels)
-====================== =====================================================================
+                            :func:`topic_specialty_relevance`
+``sweep.parquet``           the coherence sweep: ``n_topics``, ``c_v``, ``c_npmi``, ``u_mass``, ``score``
+``model/``                  the fitted model, read back with :func:`load_topic_model` (layout below)
+=========================== ==================================================================
+
+The model folder holds only NumPy arrays and JSON, never a pickle, so reading the model back
+from a run folder (even one from elsewhere) cannot execute code (:data:`MODEL_FORMAT_VERSION`
+2):
+
+========================= ==================================================================
+``topic_model.json``      ``format_version``, ``n_topics``, ``seed``, ``labels``, spaCy pipeline
+                          used, preprocessing and LDA settings, stop-words; written last
+``lda.npz``               the LDA's arrays (``np.savez``, read with ``allow_pickle=False``):
+                          ``alpha`` [k], ``eta`` and ``state_eta`` [V] or [k, V], ``sstats``
+                          [k, V] (the variational topic-word statistics; lambda = eta + sstats)
+                          and ``random_state_keys`` [624] (the MT19937 state of its generator)
+``lda.json``              the LDA's scalars: ``num_topics``, ``num_terms``, ``dtype``,
+                          ``iterations``, ``gamma_threshold``, ``minimum_probability``, ...,
+                          ``numdocs`` and the rest of the generator state; the model is rebuilt
+                          as ``LdaModel(id2word, num_topics, alpha, eta, ...)`` without training,
+                          its ``state`` set from the arrays and ``sync_state()`` called
+``dictionary.json``       the gensim ``Dictionary``: ``tokens`` (term of each id, ids 0..V-1),
+                          ``dfs`` and ``cfs`` (per id), ``num_docs``, ``num_pos``, ``num_nnz``
+``bigrams.json``          the first phrase pass (a ``FrozenPhrases``): ``phrasegrams`` (phrase
+                          -> score), ``delimiter``, ``threshold``, ``min_count``, ``scoring``
+                          (gensim's named scorer, ``"default"`` or ``"npmi"``),
+                          ``connector_words``, ``corpus_word_count``
+``trigrams.json``         the second phrase pass, the same fields
+========================= ==================================================================
+
+Files of the older format (``lda``, ``lda.state``, ``lda.*.npy``, ``bigrams``, ``trigrams``:
+gensim's pickles, and ``dictionary.txt``) are never read; :meth:`TopicModel.save` deletes them.
 
 New content is placed in the same topic space with :meth:`TopicModel.transform` (or
 :func:`transform` with a run folder). The pyLDAvis page goes to
@@ -221,7 +245,7 @@ _TRIGRAM_DELIMITER = "~"
 
 def _frozen(phrases):
     frozen = phrases.freeze()
-    # gensim's freeze() drops corpus_word_count, and load() then warns that the file is "older".
+    # gensim's freeze() drops corpus_word_count; kept, it is recorded with the saved phrases.
     frozen.corpus_word_count = phrases.corpus_word_count
     return frozen
 
@@ -470,34 +494,297 @@ class TopicModel:
         return self.topic_matrix(self.bow(self.pipeline.tokens(texts)))
 
     def save(self, folder: str | Path) -> Path:
-        """Write the model to ``folder`` (see the module docstring for the files)."""
+        """Write the model to ``folder`` as NumPy arrays and JSON (layout: module docstring).
+
+        Every part is checked before the first file is written (a phrase model with a custom
+        scoring function, which could only be stored as code, raises :class:`TopicModelError`);
+        each file is written atomically, ``topic_model.json`` last. Files of the older pickle
+        format left in ``folder`` are deleted.
+        """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, obj in (("lda", self.lda), ("bigrams", self.pipeline.bigrams_),
-                          ("trigrams", self.pipeline.trigrams_)):
-            _gensim_save(obj, folder / name)
-        with atomic_path(folder / "dictionary.txt") as tmp:
-            self.pipeline.dictionary_.save_as_text(str(tmp))
-        write_json({
+        pipeline = self.pipeline
+        bigrams = _phrases_record(pipeline.bigrams_, "bigrams_")
+        trigrams = _phrases_record(pipeline.trigrams_, "trigrams_")
+        dictionary = _dictionary_record(pipeline.dictionary_)
+        arrays, lda = _lda_record(self.lda, len(dictionary["tokens"]))
+        meta = {
+            "format_version": MODEL_FORMAT_VERSION,
             "n_topics": self.n_topics,
             "seed": self.seed,
             "labels": self.labels,
-            "spacy_pipeline": self.pipeline.pipeline_name,
-            "preprocess": asdict(self.pipeline.settings),
+            "spacy_pipeline": pipeline.pipeline_name,
+            "preprocess": asdict(pipeline.settings),
             "lda": asdict(self.lda_settings),
-            "stop_words": sorted(self.pipeline.stop_words),
+            "stop_words": sorted(pipeline.stop_words),
             "number_heads": sorted(ORDINAL_HEADS),
-        }, folder / "topic_model.json")
+        }
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / "lda.npz") as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)  # a file object: savez would append ".npz" to a name
+        write_json(lda, folder / "lda.json")
+        write_json(dictionary, folder / "dictionary.json")
+        write_json(bigrams, folder / "bigrams.json")
+        write_json(trigrams, folder / "trigrams.json")
+        write_json(meta, folder / "topic_model.json")
+        for path in _legacy_model_files(folder):
+            path.unlink()
         return folder
 
 
-def _gensim_save(obj, path: Path) -> None:
-    # gensim may write companion files (name.expElogbeta.npy, name.state); write them all
-    # under a temporary name, then rename each into place.
-    tmp = path.with_name(f".{path.name}.tmp")
-    obj.save(str(tmp))
-    for part in sorted(path.parent.glob(f".{path.name}.tmp*")):
-        part.replace(path.parent / (path.name + part.name[len(tmp.name):]))
+# ----------------------------------------------------------------------------------------
+# Saving and loading the model: arrays and JSON only, never a pickle
+# ----------------------------------------------------------------------------------------
+
+MODEL_FORMAT_VERSION = 2  # 1 (unnumbered): gensim's own pickles; 2: arrays and JSON
+_LDA_ARRAYS = ("alpha", "eta", "state_eta", "sstats", "random_state_keys")
+_LDA_DTYPES = ("float16", "float32", "float64")
+_SCORER_NAMES = ("default", "npmi")
+
+
+def _legacy_model_files(folder: Path) -> list[Path]:
+    """Files of the format-1 model (gensim's pickles and their companions) in ``folder``."""
+    names = {"lda", "lda.state", "lda.id2word", "bigrams", "trigrams", "dictionary.txt"}
+    return sorted(p for p in folder.iterdir() if p.is_file() and (
+        p.name in names or (p.name.startswith("lda.") and p.name.endswith(".npy"))))
+
+
+def _scorer_name(scoring) -> str | None:
+    from gensim.models.phrases import npmi_scorer, original_scorer
+
+    if isinstance(scoring, str):
+        return scoring if scoring in _SCORER_NAMES else None
+    return {original_scorer: "default", npmi_scorer: "npmi"}.get(scoring)
+
+
+def _phrases_record(frozen, name: str) -> dict:
+    """What a ``FrozenPhrases`` needs to transform token lists, as JSON-ready values."""
+    from gensim.models.phrases import FrozenPhrases
+
+    if not isinstance(frozen, FrozenPhrases):
+        raise TopicModelError(f"pipeline.{name}: expected a fitted gensim FrozenPhrases, got {type(frozen).__name__}")
+    scoring = _scorer_name(frozen.scoring)
+    if scoring is None:
+        raise TopicModelError(
+            f"pipeline.{name}: scoring {getattr(frozen.scoring, '__name__', frozen.scoring)!r} cannot be saved: "
+            f"only gensim's named scorers {list(_SCORER_NAMES)} can (a custom scoring function could only be "
+            "stored as code, which a saved model must not contain)")
+    return {
+        "delimiter": str(frozen.delimiter),
+        "threshold": float(frozen.threshold),
+        "min_count": frozen.min_count,
+        "scoring": scoring,
+        "connector_words": sorted(frozen.connector_words),
+        "corpus_word_count": int(getattr(frozen, "corpus_word_count", 0)),
+        "phrasegrams": {str(phrase): float(score) for phrase, score in sorted(frozen.phrasegrams.items())},
+    }
+
+
+def _dictionary_record(dictionary) -> dict:
+    """A gensim ``Dictionary`` as JSON-ready lists indexed by term id."""
+    ids = sorted(dictionary.token2id.values())
+    if ids != list(range(len(ids))):
+        raise TopicModelError("pipeline.dictionary_: term ids must be 0 .. n-1 (call compactify() before saving)")
+    tokens = [""] * len(ids)
+    for token, i in dictionary.token2id.items():
+        tokens[i] = token
+    return {
+        "tokens": tokens,
+        "dfs": [int(dictionary.dfs.get(i, 0)) for i in range(len(ids))],
+        "cfs": [int(dictionary.cfs.get(i, 0)) for i in range(len(ids))],
+        "num_docs": int(dictionary.num_docs),
+        "num_pos": int(dictionary.num_pos),
+        "num_nnz": int(dictionary.num_nnz),
+    }
+
+
+def _lda_record(lda, n_terms: int) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays (for ``lda.npz``) and scalars (for ``lda.json``) that rebuild ``lda`` exactly."""
+    dtype = np.dtype(lda.dtype).name
+    if dtype not in _LDA_DTYPES or lda.num_terms != n_terms or lda.state is None:
+        raise TopicModelError(f"lda: expected a trained single-process LdaModel over the pipeline's {n_terms} terms "
+                              f"with a float dtype, got dtype {dtype} and {lda.num_terms} terms")
+    generator, keys, pos, has_gauss, cached_gaussian = lda.random_state.get_state(legacy=True)
+    arrays = {"alpha": np.asarray(lda.alpha), "eta": np.asarray(lda.eta), "state_eta": np.asarray(lda.state.eta),
+              "sstats": np.asarray(lda.state.sstats), "random_state_keys": np.asarray(keys, dtype=np.uint32)}
+    scalars = {
+        "num_topics": int(lda.num_topics), "num_terms": int(lda.num_terms), "dtype": dtype,
+        "iterations": int(lda.iterations), "gamma_threshold": float(lda.gamma_threshold),
+        "minimum_probability": float(lda.minimum_probability), "minimum_phi_value": float(lda.minimum_phi_value),
+        "per_word_topics": bool(lda.per_word_topics), "decay": float(lda.decay), "offset": float(lda.offset),
+        "chunksize": lda.chunksize, "passes": int(lda.passes), "update_every": lda.update_every,
+        "eval_every": lda.eval_every, "num_updates": int(lda.num_updates), "numdocs": int(lda.state.numdocs),
+        "optimize_alpha": bool(lda.optimize_alpha), "optimize_eta": bool(lda.optimize_eta),
+        "random_state": {"bit_generator": generator, "pos": int(pos), "has_gauss": int(has_gauss),
+                         "cached_gaussian": float(cached_gaussian)},
+    }
+    return arrays, scalars
+
+
+def _read_model_json(path: Path):
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found; the saved topic model is incomplete "
+                                "(re-run notebook 03 to save it again)") from None
+    except UnicodeDecodeError as err:  # a binary file (such as a pickle) under a JSON name
+        raise TopicModelError(f"{path}: not valid JSON (not UTF-8 text: {err})") from None
+    except ValueError as err:  # io.DataValidationError: not valid JSON; it names the file
+        raise TopicModelError(str(err)) from None
+
+
+def _field(record, key: str, path: Path, kind, where: str = ""):
+    """``record[key]``, checked to be of ``kind`` ("int", "number", "bool", "str", "list", "dict" or
+    "int_or_null"); a missing key or a wrong type raises :class:`TopicModelError` naming ``path``."""
+    if not isinstance(record, dict):
+        raise TopicModelError(f"{path}: expected a JSON object{where}, got {type(record).__name__}")
+    if key not in record:
+        raise TopicModelError(f"{path}: missing field {key!r}{where}")
+    value = record[key]
+    checks = {
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "int_or_null": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v),
+        "bool": lambda v: isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "list": lambda v: isinstance(v, list),
+        "dict": lambda v: isinstance(v, dict),
+    }
+    if not checks[kind](value):
+        raise TopicModelError(f"{path}: field {key!r}{where} must be {kind.replace('_', ' ')}, got {value!r:.80}")
+    return value
+
+
+def _read_arrays(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The named arrays of an ``.npz`` archive, read with pickling disabled."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found; the saved topic model is incomplete "
+                                "(re-run notebook 03 to save it again)")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as err:  # not an archive: zipfile.BadZipFile, ValueError (pickled data refused), OSError, ...
+        raise TopicModelError(f"{path}: not a NumPy .npz archive of plain arrays ({type(err).__name__}: {err})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise TopicModelError(f"{path}: expected a NumPy .npz archive, found a single .npy array")
+    with archive:
+        missing = [n for n in names if n not in archive.files]
+        if missing:
+            raise TopicModelError(f"{path}: missing array {missing[0]!r} (holds {sorted(archive.files)})")
+        arrays = {}
+        for name in names:
+            try:
+                arrays[name] = archive[name]
+            except Exception as err:  # object arrays (pickles) are refused with allow_pickle=False
+                raise TopicModelError(f"{path}: array {name!r} cannot be read as plain numbers "
+                                      f"({type(err).__name__}: {err})") from None
+    return arrays
+
+
+def _load_dictionary(path: Path):
+    from gensim.corpora import Dictionary
+
+    record = _read_model_json(path)
+    tokens = _field(record, "tokens", path, "list")
+    if not tokens or not all(isinstance(t, str) and t for t in tokens) or len(set(tokens)) != len(tokens):
+        raise TopicModelError(f"{path}: field 'tokens' must be a non-empty list of distinct non-empty strings")
+    counts = {}
+    for key in ("dfs", "cfs"):
+        values = _field(record, key, path, "list")
+        if len(values) != len(tokens) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                 for v in values):
+            raise TopicModelError(f"{path}: field {key!r} must list one count (an integer >= 0) per token "
+                                  f"({len(tokens)}), got {len(values)} values")
+        counts[key] = values
+    dictionary = Dictionary()
+    dictionary.token2id = {token: i for i, token in enumerate(tokens)}
+    dictionary.dfs = dict(enumerate(counts["dfs"]))
+    dictionary.cfs = dict(enumerate(counts["cfs"]))
+    for key in ("num_docs", "num_pos", "num_nnz"):
+        setattr(dictionary, key, _field(record, key, path, "int"))
+    return dictionary
+
+
+def _load_phrases(path: Path):
+    from gensim.models.phrases import FrozenPhrases, npmi_scorer, original_scorer
+
+    record = _read_model_json(path)
+    delimiter = _field(record, "delimiter", path, "str")
+    if not delimiter:
+        raise TopicModelError(f"{path}: field 'delimiter' must not be empty")
+    scoring = _field(record, "scoring", path, "str")
+    if scoring not in _SCORER_NAMES:
+        raise TopicModelError(f"{path}: field 'scoring' must be one of {list(_SCORER_NAMES)}, got {scoring!r}")
+    connector_words = _field(record, "connector_words", path, "list")
+    if not all(isinstance(w, str) for w in connector_words):
+        raise TopicModelError(f"{path}: field 'connector_words' must be a list of strings")
+    phrasegrams = _field(record, "phrasegrams", path, "dict")
+    for phrase in phrasegrams:
+        _field(phrasegrams, phrase, path, "number", " of 'phrasegrams'")
+    # The attributes FrozenPhrases.__init__ sets; __getitem__ / analyze_sentence / score_candidate
+    # read delimiter, threshold, connector_words and phrasegrams.
+    frozen = FrozenPhrases.__new__(FrozenPhrases)
+    frozen.threshold = float(_field(record, "threshold", path, "number"))
+    frozen.min_count = _field(record, "min_count", path, "number")
+    frozen.delimiter = delimiter
+    frozen.scoring = {"default": original_scorer, "npmi": npmi_scorer}[scoring]
+    frozen.connector_words = frozenset(connector_words)
+    frozen.corpus_word_count = _field(record, "corpus_word_count", path, "int")
+    frozen.phrasegrams = {phrase: float(score) for phrase, score in phrasegrams.items()}
+    return frozen
+
+
+def _load_lda(folder: Path, dictionary):
+    """Rebuild the ``LdaModel`` saved in ``folder`` (``lda.json`` + ``lda.npz``) over ``dictionary``."""
+    from gensim.models import LdaModel
+
+    meta_path, arrays_path = folder / "lda.json", folder / "lda.npz"
+    meta = _read_model_json(meta_path)
+    arrays = _read_arrays(arrays_path, _LDA_ARRAYS)
+    k = _field(meta, "num_topics", meta_path, "int")
+    n_terms = _field(meta, "num_terms", meta_path, "int")
+    dtype = _field(meta, "dtype", meta_path, "str")
+    if dtype not in _LDA_DTYPES:
+        raise TopicModelError(f"{meta_path}: field 'dtype' must be one of {list(_LDA_DTYPES)}, got {dtype!r}")
+    if k < 1 or n_terms != len(dictionary):
+        raise TopicModelError(f"{meta_path}: num_topics {k} and num_terms {n_terms} do not fit the dictionary "
+                              f"of {len(dictionary)} terms")
+    eta_shape = arrays["eta"].shape
+    shapes = {"alpha": [(k,)], "eta": [(n_terms,), (k, n_terms)], "state_eta": [eta_shape],
+              "sstats": [(k, n_terms)], "random_state_keys": [(624,)]}
+    for name, allowed in shapes.items():
+        array = arrays[name]
+        kind = "u" if name == "random_state_keys" else "f"
+        if array.dtype.kind != kind or array.shape not in allowed or (kind == "f" and not np.isfinite(array).all()):
+            raise TopicModelError(f"{arrays_path}: array {name!r} must be {'unsigned integers' if kind == 'u' else 'finite floats'} "
+                                  f"of shape {' or '.join(map(str, allowed))}, got {array.dtype} {array.shape} "
+                                  f"(num_topics {k} and num_terms {n_terms} are read from {meta_path})")
+    if (arrays["alpha"] <= 0).any():
+        raise TopicModelError(f"{arrays_path}: array 'alpha' must be positive")
+    generator = _field(meta, "random_state", meta_path, "dict")
+    if _field(generator, "bit_generator", meta_path, "str", " of 'random_state'") != "MT19937":
+        raise TopicModelError(f"{meta_path}: random_state.bit_generator must be 'MT19937'")
+    options = {key: _field(meta, key, meta_path, kind) for key, kind in (
+        ("iterations", "int"), ("gamma_threshold", "number"), ("minimum_probability", "number"),
+        ("minimum_phi_value", "number"), ("per_word_topics", "bool"), ("decay", "number"), ("offset", "number"),
+        ("chunksize", "int"), ("passes", "int"), ("update_every", "int"), ("eval_every", "int_or_null"))}
+    float_type = np.dtype(dtype).type
+    # No corpus: nothing is trained; the state drawn at random here is replaced below.
+    lda = LdaModel(id2word=dictionary, num_topics=k, alpha=arrays["alpha"].astype(float_type),
+                   eta=arrays["eta"].astype(float_type), random_state=0, dtype=float_type, **options)
+    lda.optimize_alpha = _field(meta, "optimize_alpha", meta_path, "bool")
+    lda.optimize_eta = _field(meta, "optimize_eta", meta_path, "bool")
+    lda.num_updates = _field(meta, "num_updates", meta_path, "int")
+    lda.state.eta = arrays["state_eta"].astype(float_type)
+    lda.state.sstats = arrays["sstats"].astype(float_type)
+    lda.state.numdocs = _field(meta, "numdocs", meta_path, "int")
+    try:
+        lda.random_state.set_state(("MT19937", arrays["random_state_keys"].astype(np.uint32),
+                                    _field(generator, "pos", meta_path, "int", " of 'random_state'"),
+                                    _field(generator, "has_gauss", meta_path, "int", " of 'random_state'"),
+                                    _field(generator, "cached_gaussian", meta_path, "number", " of 'random_state'")))
+    except ValueError as err:
+        raise TopicModelError(f"{meta_path}: random_state is not a valid MT19937 state ({err})") from None
+    lda.sync_state()  # expElogbeta, what inference reads, from eta + sstats
+    return lda
 
 
 def fit_topic_model(texts: Sequence[str], n_topics: int, seed: int,
@@ -535,20 +822,43 @@ def sweep_range(sweep_min: int, sweep_max: int, step: int, dictionary) -> list[i
 
 
 def load_topic_model(run_dir: str | Path) -> TopicModel:
-    """The topic model notebook 03 saved under ``RunDir(run_dir).topics / "model"``."""
-    from gensim.corpora import Dictionary
-    from gensim.models import LdaModel
-    from gensim.models.phrases import FrozenPhrases
+    """The topic model notebook 03 saved under ``RunDir(run_dir).topics / "model"``.
 
+    Only JSON and NumPy arrays (``allow_pickle=False``) are read, so a run folder cannot make
+    this run code; gensim's ``load`` (which unpickles) is never called, and files of the older
+    pickle format are ignored. A missing file raises ``FileNotFoundError``, a malformed one
+    :class:`TopicModelError`; both name the file.
+    """
     folder = config.RunDir(Path(run_dir)).topics / "model"
-    meta = read_json(folder / "topic_model.json")
-    pipeline = TextPipeline(PreprocessSettings(**meta["preprocess"]), stop_words=frozenset(meta["stop_words"]))
-    pipeline.nlp, pipeline.pipeline_name = load_nlp(meta["spacy_pipeline"])
-    pipeline.bigrams_ = FrozenPhrases.load(str(folder / "bigrams"))
-    pipeline.trigrams_ = FrozenPhrases.load(str(folder / "trigrams"))
-    pipeline.dictionary_ = Dictionary.load_from_text(str(folder / "dictionary.txt"))
-    lda = LdaModel.load(str(folder / "lda"))
-    return TopicModel(pipeline, lda, int(meta["seed"]), LdaSettings(**meta["lda"]), list(meta["labels"]))
+    meta_path = folder / "topic_model.json"
+    meta = _read_model_json(meta_path)
+    if not isinstance(meta, dict) or meta.get("format_version") != MODEL_FORMAT_VERSION:
+        found = meta.get("format_version") if isinstance(meta, dict) else None
+        if found is None and isinstance(meta, dict) and _legacy_model_files(folder):
+            raise TopicModelError(
+                f"{meta_path}: the topic model in {folder} was saved in gensim's pickle format by an older version; "
+                "it is not loaded, because unpickling a file can execute code. Re-run notebook 03 to save it "
+                "again as arrays and JSON")
+        raise TopicModelError(f"{meta_path}: format_version {found!r}, expected {MODEL_FORMAT_VERSION}")
+    try:
+        settings = PreprocessSettings(**_field(meta, "preprocess", meta_path, "dict"))
+        lda_settings = LdaSettings(**_field(meta, "lda", meta_path, "dict"))
+    except TypeError as err:
+        raise TopicModelError(f"{meta_path}: unexpected settings ({err})") from None
+    stop_words = _field(meta, "stop_words", meta_path, "list")
+    labels = _field(meta, "labels", meta_path, "list")
+    if not all(isinstance(w, str) for w in stop_words + labels):
+        raise TopicModelError(f"{meta_path}: fields 'stop_words' and 'labels' must be lists of strings")
+    pipeline = TextPipeline(settings, stop_words=frozenset(stop_words))
+    pipeline.nlp, pipeline.pipeline_name = load_nlp(_field(meta, "spacy_pipeline", meta_path, "str"))
+    pipeline.bigrams_ = _load_phrases(folder / "bigrams.json")
+    pipeline.trigrams_ = _load_phrases(folder / "trigrams.json")
+    pipeline.dictionary_ = _load_dictionary(folder / "dictionary.json")
+    lda = _load_lda(folder, pipeline.dictionary_)
+    if lda.num_topics != _field(meta, "n_topics", meta_path, "int") or len(labels) != lda.num_topics:
+        raise TopicModelError(f"{meta_path}: n_topics {meta['n_topics']} and {len(labels)} labels do not match "
+                              f"the {lda.num_topics} topics of {folder / 'lda.npz'}")
+    return TopicModel(pipeline, lda, _field(meta, "seed", meta_path, "int"), lda_settings, list(labels))
 
 
 def transform(texts: Sequence[str], run_dir: str | Path = config.DEFAULT_RUN_DIR) -> np.ndarray:

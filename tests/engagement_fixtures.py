@@ -25,7 +25,7 @@ SPECIALTIES = ("cardiology", "endocrinology")
 
 
 def hcp_id(i: int) -> str:
-    return f"{1000000000 + i}"
+    return f"SYN{i:08d}"
 
 
 def item_id(j: int) -> str:

@@ -40,6 +40,48 @@ def test_staging_without_executed_notebooks_says_what_to_run(tmp_path):
         book.stage_sources(tmp_path, tmp_path / "staging")
 
 
+def _run_folder(path, statuses, status="ok"):
+    import json
+
+    from hcp_lib.pipeline import list_notebooks
+
+    path.mkdir(parents=True)
+    names = [nb.name for nb in list_notebooks()]
+    notebooks = [{"notebook": name, "status": statuses.get(name, "ok"),
+                  "error": "notebook 08 failed at cell 3: KeyError: 'x'" if statuses.get(name) == "failed" else None}
+                 for name in names]
+    (path / "manifest.json").write_text(json.dumps({"status": status, "notebooks": notebooks, "parameters": {}}))
+    return path
+
+
+@pytest.mark.parametrize("statuses, status, message", [
+    ({"08_next_best_action.ipynb": "failed"}, "failed",
+     r"the run failed in 08_next_best_action.ipynb \(notebook 08 failed at cell 3: KeyError: 'x'\); .*--only 08"),
+    ({"05_hybrid_lstm.ipynb": "stale"}, "incomplete", r"05_hybrid_lstm.ipynb \(stale\)"),
+    ({"07_explorer.ipynb": "pending", "08_next_best_action.ipynb": "pending"}, "interrupted", r"the run interrupted"),
+])
+def test_the_book_refuses_a_run_that_did_not_finish_and_keeps_the_old_book(tmp_path, statuses, status, message):
+    run = _run_folder(tmp_path / "run", statuses, status)
+    out = tmp_path / "book"
+    (out / "_build" / "html").mkdir(parents=True)
+    (out / "_build" / "html" / "index.html").write_text("the previous book")
+    with pytest.raises(book.BookBuildError, match="cannot build the book: .*" + message):
+        book.build_book(run, out)
+    assert (out / "_build" / "html" / "index.html").read_text() == "the previous book"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["book", "run"], "no half-built folder is left"
+
+
+def test_a_failed_build_leaves_the_previous_book_in_place(tmp_path):
+    run = _run_folder(tmp_path / "run", {})  # the manifest says ok, but the executed notebooks are gone
+    out = tmp_path / "book"
+    (out / "_build" / "html").mkdir(parents=True)
+    (out / "_build" / "html" / "index.html").write_text("the previous book")
+    with pytest.raises(book.BookBuildError, match="no executed notebooks"):
+        book.build_book(run, out)
+    assert (out / "_build" / "html" / "index.html").read_text() == "the previous book"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["book", "run"], "the temporary build folder is removed"
+
+
 def test_shipped_widget_js_matches_the_pinned_npm_packages():
     npm = PROJECT_ROOT / "node_modules"
     if not (npm / "@jupyter-widgets" / "html-manager").is_dir():

@@ -96,7 +96,8 @@ def test_expected_calibration_error_by_hand():
     p = rng.random(20000)
     assert em.expected_calibration_error(rng.random(20000) < p, p) < 0.02  # calibrated by construction
     assert np.isnan(em.expected_calibration_error(np.array([]), np.array([])))
-    with pytest.raises(ValueError, match="NaN or infinite"):
+    with pytest.raises(io.NonFiniteError, match=r"expected_calibration_error was given 1 non-finite probability "
+                                                r"\(1 NaN\) out of 1, first at position 0"):
         em.expected_calibration_error(np.array([1]), np.array([np.nan]))
 
 
@@ -107,8 +108,74 @@ def test_exposure_auc_matches_sklearn_and_refuses_bad_input():
     s = np.array([0.9, 0.2, 0.4, 0.4, 0.1, 0.8])
     assert metrics.exposure_auc(y, s) == pytest.approx(roc_auc_score(y, s))
     assert np.isnan(metrics.exposure_auc(np.ones(3, bool), np.arange(3.0)))
-    with pytest.raises(ValueError, match="scores hold 1 NaN"):
+    with pytest.raises(io.NonFiniteError, match=r"exposure_auc was given 1 non-finite score \(1 NaN\) out of 6, "
+                                                r"first at position 5"):
         metrics.exposure_auc(y, np.r_[s[:-1], np.nan])
+
+
+# each metric helper with one NaN (or inf) input: (helper, call, message start)
+_Y = np.array([1, 0, 1, 0])
+_P = np.array([0.9, 0.2, 0.7, 0.4])
+_NAN_P = np.array([0.9, np.nan, 0.7, 0.4])
+_NAN_LISTS = np.array([[1.0, np.nan, 3.0, 2.0], [0, 2, 4, -1], [0, 1, 2, 3]])
+NON_FINITE_CASES = {
+    "hit_rate_at_k": (lambda: metrics.hit_rate_at_k(_NAN_LISTS, RELEVANT, 2),
+                      r"hits_at_k was given 1 non-finite recommended item position \(1 NaN\) out of 12, "
+                      r"first at position \(0, 1\)"),
+    "ndcg_at_k": (lambda: metrics.ndcg_at_k(_NAN_LISTS, RELEVANT, 2), r"hits_at_k was given 1 non-finite"),
+    "per-HCP ndcg_at_k": (lambda: em.ndcg_at_k(_NAN_LISTS, RELEVANT, 2), r"hits_at_k was given 1 non-finite"),
+    "graded_ndcg_at_k": (lambda: em.graded_ndcg_at_k(LISTS, np.array([[0.1, np.inf, 0, 0, 0]] * 3), 2),
+                         r"graded_ndcg_at_k was given 3 non-finite gains \(3 inf\) out of 15"),
+    "catalogue_coverage_at_k": (lambda: em.catalogue_coverage_at_k(_NAN_LISTS, 5, 2),
+                                r"catalogue_coverage_at_k was given 1 non-finite recommended item position"),
+    "novelty_at_k": (lambda: em.novelty_at_k(LISTS, np.array([3.0, np.nan, 0, 0, 0]), 3, 2),
+                     r"novelty_at_k was given 1 non-finite item popularity \(1 NaN\) out of 5"),
+    "intra_list_diversity_at_k": (lambda: em.intra_list_diversity_at_k(LISTS, np.array([[1.0, np.nan]] * 5), 2),
+                                  r"intra_list_diversity_at_k was given 5 non-finite item vector values \(5 NaN\)"),
+    "log_loss_value": (lambda: em.log_loss_value(_Y, _NAN_P),
+                       r"log_loss_value was given 1 non-finite probability \(1 NaN\) out of 4, first at position 1"),
+    "brier_value": (lambda: em.brier_value(_Y, _NAN_P), r"brier_value was given 1 non-finite probability"),
+    "log_loss_terms": (lambda: em.log_loss_terms(_Y, _NAN_P), r"log_loss_terms was given 1 non-finite probability"),
+    "expected_calibration_error": (lambda: em.expected_calibration_error(_Y, np.r_[_P[:3], np.inf]),
+                                   r"expected_calibration_error was given 1 non-finite probability \(1 inf\)"),
+    "reliability_curve": (lambda: em.reliability_curve(_Y, _NAN_P), r"reliability_curve was given 1 non-finite"),
+    "exposure_auc": (lambda: metrics.exposure_auc(_Y, np.r_[_P[:3], -np.inf]),
+                     r"exposure_auc was given 1 non-finite score \(1 -inf\)"),
+    "bootstrap_ratio": (lambda: em.bootstrap_ratio(np.array([[1.0, np.nan]]), np.ones((1, 2)), np.ones((3, 2))),
+                        r"bootstrap_ratio was given 1 non-finite numerator \(1 NaN\) out of 2"),
+    "mean_terms": (lambda: em.mean_terms(np.array([0.5, np.nan, np.inf])),
+                   r"mean_terms was given 1 non-finite per-HCP value \(1 inf\) out of 3, first at position 2"),
+}
+
+
+@pytest.mark.parametrize("helper", list(NON_FINITE_CASES))
+def test_metric_helpers_refuse_non_finite_input(helper):
+    call, message = NON_FINITE_CASES[helper]
+    with pytest.raises(io.NonFiniteError, match=message) as caught:
+        call()
+    assert isinstance(caught.value, ValueError)  # callers that catch ValueError keep working
+
+
+@pytest.mark.parametrize("helper", [em.log_loss_value, em.brier_value, em.log_loss_terms, em.expected_calibration_error,
+                                    em.reliability_curve])
+def test_probability_metrics_refuse_values_outside_0_1(helper):
+    with pytest.raises(ValueError, match=rf"{helper.__name__}: 1 of 4 probabilities lie outside \[0, 1\] "
+                                         r"\(first 1\.5 at position 2\)"):
+        helper(_Y, np.array([0.9, 0.2, 1.5, 0.4]))
+    with pytest.raises(ValueError, match=rf"{helper.__name__}: engaged has shape \(4,\) but probability has \(3,\)"):
+        helper(_Y, _P[:3])
+
+
+def test_undefined_metric_values_stay_nan():
+    # legitimate "undefined": no relevant item, no exposure, NaN per-HCP values in a mean
+    assert np.isnan(metrics.ndcg_at_k(LISTS, np.zeros((3, 5), bool), 2))
+    assert np.isnan(em.expected_calibration_error(np.array([]), np.array([])))
+    num, den = em.mean_terms(np.array([0.5, np.nan]))
+    assert num.tolist() == [0.5, 0.0] and den.tolist() == [1.0, 0.0]
+    # float item positions that are whole numbers are accepted (-1 = no item)
+    assert metrics.hit_rate_at_k(LISTS.astype(float), RELEVANT, 2) == metrics.hit_rate_at_k(LISTS, RELEVANT, 2)
+    with pytest.raises(ValueError, match=r"hits_at_k: recommended holds item position 1\.5"):
+        metrics.hit_rate_at_k(np.array([[1.5, 0], [0, 1], [1, 2]]), RELEVANT, 2)
 
 
 def test_reliability_curve_bins_and_counts():
@@ -138,7 +205,7 @@ def test_bootstrap_weights_and_ratio():
 
 
 def small_setting() -> ev.EvaluationSetting:
-    hcp_ids = np.array(["1000000001", "1000000002"], dtype=object)
+    hcp_ids = np.array(["SYN00000001", "SYN00000002"], dtype=object)
     content_ids = pd.Index(["a", "b", "c"], dtype=object)
     oracle = np.zeros((2, 3, len(CHANNELS)))
     oracle[0, 1, 2] = 0.6
@@ -162,16 +229,42 @@ def small_setting() -> ev.EvaluationSetting:
 def test_scores_with_nan_name_the_model():
     setting = small_setting()
     scores = np.array([[0.1, np.nan, 0.2], [0.3, 0.2, 0.1]])
-    with pytest.raises(ev.EvaluationError, match=r"model 'hybrid_lstm': the score matrix holds 1 NaN or infinite"):
+    with pytest.raises(ev.NonFiniteOutputError,
+                       match=r"model 'hybrid_lstm' returned 1 non-finite score \(1 NaN\) out of 6 in its score matrix, "
+                             rf"first at HCP '{setting.hcp_ids[0]}', position \(0, 1\); it cannot be evaluated"):
         ev.from_scores("hybrid_lstm", setting.hcp_ids, setting.content_ids, scores, setting)
-    with pytest.raises(ev.EvaluationError, match="model 'm': the channel scores holds"):
+    with pytest.raises(ev.EvaluationError,
+                       match=r"model 'm' returned 30 non-finite channel scores \(30 inf\) out of 30"):
         ev.from_scores("m", setting.hcp_ids, setting.content_ids, np.zeros((2, 3)), setting,
                        channel_scores=np.full((2, 3, 5), np.inf))
+    # one error, catchable as the evaluation's and as every non-finite error of the project
+    assert issubclass(ev.NonFiniteOutputError, ev.EvaluationError)
+    assert issubclass(ev.NonFiniteOutputError, io.NonFiniteError)
+
+
+def test_saved_outputs_with_non_finite_values_name_the_model_and_file():
+    setting = small_setting()
+    first, second = setting.hcp_ids
+    lists = pd.DataFrame({"hcp_id": [first] * 3 + [second] * 2, "rank": [1, 2, 3, 1, 2],
+                          "content_id": ["b", "a", "c", "c", "b"], "score": [np.inf, 0.5, 0.1, 0.8, 0.2]})
+    with pytest.raises(ev.NonFiniteOutputError, match=r"model 'hybrid' returned 1 non-finite score \(1 inf\) out of 5 "
+                                                      r"in column 'score' of hybrid/test_top_n/hybrid\.parquet"):
+        ev.from_lists("hybrid", lists, setting, "hybrid", "hybrid/test_top_n/hybrid.parquet")
+    probs = pd.DataFrame({"exposure_id": [1, 2], "engagement_prob": [0.3, np.nan]})
+    with pytest.raises(ev.NonFiniteOutputError, match=r"model 'hybrid' returned 1 non-finite exposure probability "
+                                                      r"\(1 NaN\) out of 2 in column 'engagement_prob'"):
+        ev.from_lists("hybrid", lists.assign(score=[0.9, 0.5, 0.1, 0.8, 0.2]), setting, "hybrid", "f", probs)
+    channels = pd.DataFrame({"hcp_id": setting.hcp_ids, **{c: [0.1, 0.2] for c in CHANNELS}})
+    channels.loc[1, "email"] = np.nan
+    with pytest.raises(ev.NonFiniteOutputError, match=r"model 'specialty_best_channel' returned 1 non-finite channel "
+                                                      r"score \(1 NaN\) out of 10 in cf/test_channels/x\.parquet, "
+                                                      rf"first at HCP '{second}'"):
+        ev.channel_output("specialty_best_channel", channels, setting, "cf/test_channels/x.parquet")
 
 
 def test_mismatched_id_order_names_the_model():
     setting = small_setting()
-    with pytest.raises(ev.EvaluationError, match=r"model 'als': its HCP ids are in another order .*'1000000002'"):
+    with pytest.raises(ev.EvaluationError, match=r"model 'als': its HCP ids are in another order .*'SYN00000002'"):
         ev.from_scores("als", setting.hcp_ids[::-1], setting.content_ids, np.zeros((2, 3)), setting)
     with pytest.raises(ev.EvaluationError, match="model 'als': its content ids"):
         ev.from_scores("als", setting.hcp_ids, ["a", "b"], np.zeros((2, 2)), setting)
@@ -179,13 +272,13 @@ def test_mismatched_id_order_names_the_model():
 
 def test_lists_are_checked():
     setting = small_setting()
-    good = pd.DataFrame({"hcp_id": ["1000000001"] * 3 + ["1000000002"] * 2, "rank": [1, 2, 3, 1, 2],
+    good = pd.DataFrame({"hcp_id": ["SYN00000001"] * 3 + ["SYN00000002"] * 2, "rank": [1, 2, 3, 1, 2],
                          "content_id": ["b", "a", "c", "c", "b"], "score": [0.9, 0.5, 0.1, 0.8, 0.2],
                          "channel": ["rep_visit", "email", "email", "email", "email"]})
     output = ev.from_lists("hybrid_lstm", good, setting, "hybrid", "hybrid/test_top_n/hybrid_lstm.parquet")
     assert output.top[0, :3].tolist() == [1, 0, 2] and output.top[1, :3].tolist() == [2, 1, -1]
     assert ev.policy_terms(setting, output.top[:, 0], output.top_channel[:, 0]).tolist() == [0.6, 0.4]
-    with pytest.raises(ev.EvaluationError, match="'1000000002' is recommended content 'a', which is not a candidate"):
+    with pytest.raises(ev.EvaluationError, match="'SYN00000002' is recommended content 'a', which is not a candidate"):
         ev.from_lists("m", good.assign(content_id=["b", "a", "c", "a", "b"]), setting, "hybrid", "f")
     with pytest.raises(ev.EvaluationError, match="not in descending score order"):
         ev.from_lists("m", good.assign(score=[0.1, 0.5, 0.9, 0.8, 0.2]), setting, "hybrid", "f")
@@ -229,12 +322,12 @@ def test_list_scorer_gives_rates_times_a_rank_weight():
     setting = small_setting()
 
     class Context:
-        hcp_ids = pd.Index(["1000000001", "1000000002", "1000000009"])
+        hcp_ids = pd.Index(["SYN00000001", "SYN00000002", "SYN00000009"])
 
     setting.plan_context = Context()
     list_top = np.array([[1, 0, -1, -1], [2, -1, -1, -1]])
     rates = np.array([[0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.4, 0.3, 0.2, 0.1]])
-    score = ev.list_scorer(setting, list_top, rates)(["1000000002", "1000000001", "1000000009"])
+    score = ev.list_scorer(setting, list_top, rates)(["SYN00000002", "SYN00000001", "SYN00000009"])
     assert score.shape == (3, 3, 5)
     np.testing.assert_allclose(score[1, 1], rates[0])            # first of its list: weight 1
     np.testing.assert_allclose(score[1, 0], rates[0] * 0.75)     # second: 1 - 1/4
@@ -256,16 +349,87 @@ def test_plan_table_orders_the_plans_and_keeps_the_references():
     assert table.loc["a", "expected engagements"] == 80 and table.loc["b", "low"] == 0.4
 
 
+def _report() -> dict:
+    """A metrics.json document of the documented layout, one channel model and the reference policies."""
+    entry = {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 5}
+    report = {key: kind() for key, kind in ev.TOP_LEVEL_TYPES.items()}
+    report.update(schema_version=2, hybrid_found=False, best_baseline="popularity", verdict="v",
+                  models={"m": {"family": "channel_baseline", "source": "s", "channel_from": "m"}}, models_found=["m"],
+                  metrics={"m": {metric: dict(entry) for metric in ev.CHANNEL_METRICS}},
+                  policy={p: {"policy_value": dict(entry)} for p in ("oracle", "random", "business_as_usual")})
+    return report
+
+
 def test_schema_rejects_broken_documents():
-    report = {key: {} for key in ev.TOP_LEVEL_KEYS}
-    report.update(schema_version=2, models={"m": {"family": "baseline"}},
-                  metrics={"m": {"ndcg@10": {"value": 0.2, "ci_low": 0.1, "ci_high": 0.3, "n": 5}}},
-                  policy={p: {} for p in ("oracle", "random", "business_as_usual")})
+    assert len(ev.validate_metrics(_report())) == len(ev.CHANNEL_METRICS) + 3
+    report = _report()
+    report["models"]["m"]["family"] = "baseline"
     with pytest.raises(io.DataValidationError, match="model 'm' lacks metric 'hit_rate@1'"):
         ev.validate_metrics(report)
     del report["verdict"]
     with pytest.raises(io.DataValidationError, match="missing key 'verdict'"):
         ev.validate_metrics(report)
+
+
+def _broken(change) -> dict:
+    report = _report()
+    change(report)
+    return report
+
+
+BROKEN_REPORTS = {
+    "a string value": (lambda r: r["metrics"]["m"]["auc"].update(value="abc"),
+                       r"^run/metrics\.json: metrics\['m'\]\['auc'\]\['value'\] is 'abc'; expected a number "
+                       r"\(or null where undefined\)$"),
+    "n=None": (lambda r: r["metrics"]["m"]["auc"].update(n=None),
+               r"^run/metrics\.json: metrics\['m'\]\['auc'\]\['n'\] is None; expected an integer count$"),
+    "a fractional n": (lambda r: r["policy"]["random"]["policy_value"].update(n=2.5),
+                       r"policy\['random'\]\['policy_value'\]\['n'\] is 2\.5; expected an integer count"),
+    "metrics as a list": (lambda r: r.update(metrics=[{"m": {}}]),
+                          r"^run/metrics\.json: metrics is a list \(1 entries\); expected an object of model -> "
+                          r"\{metric: \{value, ci_low, ci_high, n\}\}$"),
+    "a model's metrics as a list": (lambda r: r["metrics"].update(m=[]),
+                                    r"metrics\['m'\] is a list \(0 entries\); expected an object of metric -> entry"),
+    "an entry as a number": (lambda r: r["metrics"]["m"].update(auc=0.7),
+                             r"metrics\['m'\]\['auc'\] is 0\.7; expected an object \{value, ci_low, ci_high, n\}"),
+    "an entry without n": (lambda r: r["metrics"]["m"]["auc"].pop("n"), r"metrics\['m'\]\['auc'\] lacks 'n'"),
+    "a NaN value": (lambda r: r["metrics"]["m"]["auc"].update(ci_high=float("nan")),
+                    r"^run/metrics\.json holds 1 non-finite metric value \(1 NaN\) out of \d+, first at "
+                    r"metrics\['m'\]\['auc'\]\['ci_high'\]; a metric is a finite number, or null where undefined$"),
+    "an infinite value": (lambda r: r["policy"]["oracle"]["policy_value"].update(value=float("inf")),
+                          r"1 non-finite metric value \(1 inf\).*policy\['oracle'\]\['policy_value'\]\['value'\]"),
+    "a bad @k": (lambda r: r["metrics"]["m"].update({"ndcg@ten": {"value": 0.1, "ci_low": None, "ci_high": None,
+                                                                  "n": 1}}),
+                 r"metrics\['m'\] has metric key 'ndcg@ten'; expected '<metric>' or '<metric>@<k>'"),
+    "a string schema_version": (lambda r: r.update(schema_version="2"), r"schema_version is '2'; expected an integer"),
+    "models_found as a string": (lambda r: r.update(models_found="m"), r"models_found is 'm'; expected a list"),
+    "hybrid_found as a string": (lambda r: r.update(hybrid_found="no"), r"hybrid_found is 'no'; expected true or false"),
+    "a model described by a string": (lambda r: r["models"].update(m="baseline"),
+                                      r"models\['m'\] is 'baseline'; expected an object \{family, source, channel_from\}"),
+    "a comparison as a list": (lambda r: r.update(comparisons=[[1]]), r"comparisons\[0\] is a list \(1 entries\); "
+                                                                     r"expected an object"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_REPORTS))
+def test_validate_metrics_names_file_key_and_expected_type(case):
+    change, message = BROKEN_REPORTS[case]
+    with pytest.raises(io.DataValidationError, match=message):
+        ev.validate_metrics(_broken(change), "run/metrics.json")
+
+
+def test_validate_metrics_refuses_a_document_that_is_not_an_object_and_wraps_flattening_errors(monkeypatch):
+    with pytest.raises(io.DataValidationError, match=r"^m\.json: the document is a list \(0 entries\); expected an "
+                                                     r"object with keys schema_version, run"):
+        ev.validate_metrics([], "m.json")
+
+    def broken_flatten(report):
+        raise AttributeError("'list' object has no attribute 'items'")
+
+    monkeypatch.setattr(ev, "flatten_metrics", broken_flatten)
+    with pytest.raises(io.DataValidationError, match=r"^m\.json: 'metrics' and 'policy' cannot be flattened into the "
+                                                     r"metrics table \(AttributeError: 'list' object"):
+        ev.validate_metrics(_report(), "m.json")
 
 
 def test_flat_schema_rejects_bad_values():

@@ -13,7 +13,7 @@ from hcp_lib.split import TemporalSplit
 CUTOFF = pd.Timestamp("2025-03-01")
 SPLIT = TemporalSplit("2025-01-01", "2025-02-15", "2025-03-01", "2025-03-29")
 # HCP ids (10 digits), peer groups: A and B share PG1 and health system HS1; C is alone; D never touched.
-A, B, C, D = "1000000001", "1000000002", "1000000003", "1000000004"
+A, B, C, D = "SYN00000001", "SYN00000002", "SYN00000003", "SYN00000004"
 
 
 def hand_made_tables():
@@ -126,7 +126,7 @@ def test_recommend_filters_channels_and_seen_content_and_reranks(data):
 
 
 def test_bad_input_is_a_message_in_the_view_not_a_traceback(data):
-    assert "No HCP with id '9999999999'" in explore.hcp_view_html(data, "9999999999", "m1")
+    assert "No HCP with id 'SYN99999999'" in explore.hcp_view_html(data, "SYN99999999", "m1")
     assert "No recommendations from model 'nope'" in explore.hcp_view_html(data, A, "nope")
     nothing = explore.hcp_view_html(data, A, "m2", channels=["conference_event"])
     assert "hcpx-message" in nothing and "passes the filters" in nothing
@@ -150,7 +150,8 @@ def test_empty_recommendation_table_is_reported(data):
 
 def test_view_shows_profile_list_next_actions_and_timeline(data):
     view = explore.hcp_view_html(data, A, "m1")
-    assert "Ada Moss, MD" in view and "data-hcp='1000000001'" in view
+    assert "Ada Moss, MD" in view and "data-hcp='SYN00000001'" in view
+    assert "synthetic id SYN00000001" in view and "NPI" not in view
     assert view.index("Heart part two") < view.index("Asthma in children") < view.index("Vaccines update")
     # A engaged with 12 in the test window, and 12 is first in m1's list
     assert "1 touches, 1 engaged; 1 of the engaged items are in the list above." in view

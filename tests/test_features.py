@@ -136,7 +136,7 @@ def test_bad_tables_are_refused_naming_the_column_and_value(tables):
     hcps, patients, catalogue, doc_topics, interactions = tables
     with pytest.raises(F.FeatureError, match="HCP table lacks column 'peer_group'"):
         F.FeatureSpace.from_tables(hcps.drop(columns="peer_group"), catalogue, START)
-    with pytest.raises(F.FeatureError, match="column 'age' is missing or not finite for HCP '1000000003'"):
+    with pytest.raises(F.FeatureError, match="column 'age' is missing or not finite for HCP 'SYN00000003'"):
         F.FeatureSpace.from_tables(hcps.assign(age=np.where(np.arange(len(hcps)) == 3, np.nan, hcps["age"])),
                                    catalogue, START)
     with pytest.raises(F.FeatureError, match="'therapeutic_area' has value 'astrology'"):
@@ -146,5 +146,5 @@ def test_bad_tables_are_refused_naming_the_column_and_value(tables):
     space = F.FeatureSpace.from_tables(hcps, catalogue, START)
     with pytest.raises(F.FeatureError, match="'channel' has value 'fax'"):
         F.History(interactions.assign(channel="fax"), space)
-    with pytest.raises(F.FeatureError, match="'hcp_id' has value '9999999999', not in the HCP master"):
-        F.History(interactions.assign(hcp_id="9999999999"), space)
+    with pytest.raises(F.FeatureError, match="'hcp_id' has value 'SYN99999999', not in the HCP master"):
+        F.History(interactions.assign(hcp_id="SYN99999999"), space)

@@ -150,8 +150,8 @@ def test_errors_name_the_problem(tables, train):
         hybrid.HybridRecommender(data, TinyALS(), SETTINGS, validation_start=CUTOFF + pd.Timedelta(days=1)).fit(train)
     with pytest.raises(ValueError, match="sequence_encoder must be one of lstm, gru"):
         hybrid.HybridRecommender(data, TinyALS(), hybrid.HybridSettings(sequence_encoder="rnn")).fit(train)
-    with pytest.raises(UnknownIdError, match="HCP id '9999999999' is unknown"):
-        hybrid.HybridRecommender(data, TinyALS(), SETTINGS).fit(train).score_channels(["9999999999"])
+    with pytest.raises(UnknownIdError, match="HCP id 'SYN99999999' is unknown"):
+        hybrid.HybridRecommender(data, TinyALS(), SETTINGS).fit(train).score_channels(["SYN99999999"])
 
 
 def test_settings_defaults_are_the_notebook_parameters_defaults():

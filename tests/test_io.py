@@ -23,10 +23,10 @@ def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path):
 
 
 def test_parquet_round_trip(tmp_path):
-    df = pd.DataFrame({"hcp_id": ["1234567893"], "score": [0.25]})
+    df = pd.DataFrame({"hcp_id": ["SYN12345678"], "score": [0.25]})
     path = write_parquet(df, tmp_path / "sub" / "scores.parquet", SCHEMA)
     back = read_parquet(path, SCHEMA)
-    assert back["hcp_id"].tolist() == ["1234567893"] and back["score"].tolist() == [0.25]
+    assert back["hcp_id"].tolist() == ["SYN12345678"] and back["score"].tolist() == [0.25]
 
 
 def test_schema_error_names_file_column_and_value(tmp_path):
@@ -61,3 +61,31 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_check_finite_names_source_count_kinds_and_first_position():
+    import numpy as np
+
+    from hcp_lib.io import NonFiniteError, check_finite
+
+    values = np.array([[0.1, np.nan, np.inf], [1.0, -np.inf, 2.0]])
+    with pytest.raises(NonFiniteError, match=r"^model 'hybrid' returned 3 non-finite scores \(1 NaN, 1 inf, 1 -inf\) "
+                                             r"out of 6, first at HCP 'SYN00000001', position \(0, 1\); it cannot be "
+                                             r"ranked — check its inputs and training$"):
+        check_finite(values, "model 'hybrid'", labels=np.array(["SYN00000001", "SYN00000002"]), label_kind="HCP")
+    # one value: singular noun; a 1-D array with labels names the label alone
+    with pytest.raises(NonFiniteError, match=r"^f\.json holds 1 non-finite metric value \(1 NaN\) out of 2, first at "
+                                             r"metrics\['m'\]; fix it$"):
+        check_finite([0.5, float("nan")], "f.json", "metric value", verb="holds", labels=["x", "metrics['m']"],
+                     consequence="fix it")
+    # only the cells of the mask are checked (and counted); NaN may be allowed as "undefined"
+    assert check_finite(values, "m", only=np.array([[True, False, False], [True, False, True]])).shape == (2, 3)
+    with pytest.raises(NonFiniteError, match=r"1 non-finite score \(1 -inf\) out of 2, first at position \(1, 1\)"):
+        check_finite(values, "m", only=np.array([[True, False, False], [False, True, False]]))
+    with pytest.raises(NonFiniteError, match=r"2 non-finite per-HCP values \(1 inf, 1 -inf\) out of 6"):
+        check_finite(values, "mean_terms", "per-HCP value", allow_nan=True)
+    # the caller's error class (a DataValidationError for a file, say); the values come back as float64
+    with pytest.raises(DataValidationError, match="1 non-finite probability"):
+        check_finite([np.nan], "p.parquet", "probability", error=DataValidationError)
+    out = check_finite([1, 2], "m")
+    assert out.dtype == np.float64 and out.tolist() == [1.0, 2.0]

@@ -16,7 +16,8 @@ def test_notebook_01_writes_articles_metrics_and_shows_them(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     manifest = pipeline.run_pipeline(scale="tiny", out=run_dir, only="01", progress=False)
-    assert [nb["status"] for nb in manifest["notebooks"]] == ["ok"]
+    assert [nb["status"] for nb in manifest["notebooks"]] == ["ok"] + ["pending"] * 7
+    assert manifest["status"] == "incomplete"
 
     articles = pubmed.read_articles(run_dir)
     metrics = json.loads((config.RunDir(run_dir).metrics / "ingestion.json").read_text())
@@ -32,3 +33,21 @@ def test_notebook_01_writes_articles_metrics_and_shows_them(tmp_path):
         assert count in shown
     assert f"{metrics['rows_out']:,} articles" in shown
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
+
+
+def test_only_from_the_command_line_keeps_the_runs_scale_and_seed(tmp_path):
+    from .conftest import run_cli
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    pipeline.run_pipeline(scale="tiny", seed=7, out=run_dir, only="01", progress=False)
+    result = run_cli("run", "--only", "01", "--out", str(run_dir), "--no-progress", timeout=600)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["parameters"]["scale"] == "tiny" and manifest["parameters"]["seed"] == 7
+    assert manifest["status"] == "incomplete", "02-08 never ran in this folder"
+    assert [n["status"] for n in manifest["notebooks"]][:2] == ["ok", "pending"]
+    refused = run_cli("run", "--only", "01", "--seed", "42", "--out", str(run_dir), timeout=120)
+    assert refused.returncode == 1 and "made with --seed 7, not 42" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert json.loads((run_dir / "manifest.json").read_text())["parameters"]["seed"] == 7

@@ -42,6 +42,30 @@ def test_cli_refuses_an_unknown_parameter_naming_it(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("pair, message", [
+    ("explorer_model=bogus_model", "parameter 'explorer_model': got 'bogus_model'; expected 'auto' or a model"),
+    ("world_start=not-a-date", "parameter 'world_start': got 'not-a-date'; expected an ISO date"),
+])
+def test_cli_refuses_names_and_dates_before_the_first_notebook(tmp_path, pair, message):
+    result = run_cli("run", "--scale", "tiny", "--out", str(tmp_path / "run"), "-p", pair, timeout=60)
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists(), "nothing is written before the parameters are accepted"
+
+
+def test_cli_gives_one_line_for_an_out_that_cannot_be_the_run_folder(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    for out, message in ((a_file, "is a file, not a folder"), (a_file / "run", "cannot create the folder")):
+        result = run_cli("run", "--scale", "tiny", "--out", str(out), timeout=60)
+        assert result.returncode == 1 and message in result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert a_file.read_text() == "keep me"
+    result = run_cli("book", "--run", str(tmp_path / "nowhere"), "--out", str(tmp_path / "book"), timeout=60)
+    assert result.returncode == 1 and "no manifest.json" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "book").exists()
+
+
 def test_cli_refuses_a_malformed_pair():
     result = run_cli("run", "-p", "n_topics", timeout=60)
     assert result.returncode == 2 and "expected key=value" in result.stderr

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from hcp_lib.config import ParameterError
-from hcp_lib.pipeline import PipelineError, run_pipeline, select_notebooks
+from hcp_lib.pipeline import PipelineError, run_pipeline, run_state, select_notebooks
 
 
 def _notebook(path, parameters_source, body_sources, kernel="some-kernel-that-does-not-exist"):
@@ -86,14 +86,157 @@ def test_undeclared_notebook_parameter_is_refused(notebooks, tmp_path):
         run_pipeline(out=tmp_path / "run", notebooks_dir=notebooks, progress=False)
 
 
-def test_only_runs_one_notebook_against_an_existing_run(notebooks, tmp_path):
+def test_only_runs_one_notebook_against_an_existing_run_with_its_parameters(notebooks, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(PipelineError, match="does not exist"):
         run_pipeline(out=out, only="02", notebooks_dir=notebooks, progress=False)
-    run_pipeline(scale="tiny", out=out, notebooks_dir=notebooks, progress=False)
+    run_pipeline(scale="tiny", seed=7, out=out, notebooks_dir=notebooks, progress=False)
     (out / "second.txt").unlink()
-    manifest = run_pipeline(scale="small", out=out, only="2", notebooks_dir=notebooks, progress=False)
-    assert (out / "second.txt").read_text() == "small"
-    assert {n["notebook"] for n in manifest["notebooks"]} == {"01_first.ipynb", "02_second.ipynb"}
+    manifest = run_pipeline(out=out, only="2", notebooks_dir=notebooks, progress=False)
+    assert (out / "second.txt").read_text() == "tiny", "the rerun uses the run's scale, not the default"
+    assert manifest["parameters"]["scale"] == "tiny" and manifest["parameters"]["seed"] == 7
+    assert manifest["status"] == "ok" and manifest["only"] == "2"
+    assert [n["notebook"] for n in manifest["notebooks"]] == ["01_first.ipynb", "02_second.ipynb"]
     with pytest.raises(PipelineError, match="no notebook numbered 09; the notebooks are 01, 02"):
         select_notebooks(sorted(notebooks.glob("*.ipynb")), "9")
+
+
+@pytest.mark.parametrize("option", [{"scale": "small"}, {"seed": 8}])
+def test_only_refuses_another_scale_or_seed_and_leaves_the_manifest_alone(notebooks, tmp_path, option):
+    out = tmp_path / "run"
+    run_pipeline(scale="tiny", seed=7, out=out, notebooks_dir=notebooks, progress=False)
+    before = (out / "manifest.json").read_text()
+    name = next(iter(option))
+    with pytest.raises(PipelineError, match=rf"made with --{name} (tiny|7), not {option[name]}; .*leave out --{name}"):
+        run_pipeline(out=out, only="02", notebooks_dir=notebooks, progress=False, **option)
+    assert (out / "manifest.json").read_text() == before
+    # the run's own values given explicitly are fine
+    run_pipeline(scale="tiny", seed=7, out=out, only="02", notebooks_dir=notebooks, progress=False)
+
+
+def test_only_refuses_a_change_an_earlier_notebook_read_and_marks_later_ones_stale(notebooks, tmp_path):
+    out = tmp_path / "run"
+    run_pipeline(scale="tiny", out=out, notebooks_dir=notebooks, progress=False)
+    before = (out / "manifest.json").read_text()
+    with pytest.raises(PipelineError, match="'corpus' is also read by 01_first.ipynb, which ran with 'all'"):
+        run_pipeline(out=out, only="02", overrides={"corpus": "v01"}, notebooks_dir=notebooks, progress=False)
+    assert (out / "manifest.json").read_text() == before
+    manifest = run_pipeline(out=out, only="01", overrides={"corpus": "v01"}, notebooks_dir=notebooks, progress=False)
+    assert json.loads((out / "first.json").read_text())["corpus"] == "v01"
+    assert manifest["parameters"]["corpus"] == "v01"
+    assert manifest["status"] == "incomplete"
+    second = manifest["notebooks"][1]
+    assert second["status"] == "stale" and "corpus='v01'" in second["error"]
+    assert run_state(out, notebooks)["state"] == "incomplete"
+    # rerunning the stale notebook completes the run again
+    assert run_pipeline(out=out, only="02", notebooks_dir=notebooks, progress=False)["status"] == "ok"
+    assert run_state(out, notebooks)["state"] == "ok"
+
+
+def _manifest(out, status, pid, notebook_status="running"):
+    import socket
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").write_text(json.dumps({
+        "status": status, "pid": pid, "host": socket.gethostname(), "started_at": "2026-01-01T00:00:00+00:00",
+        "parameters": {"scale": "tiny", "seed": 1},
+        "notebooks": [{"notebook": "01_ingestion.ipynb", "status": notebook_status}]}))
+
+
+def test_a_dead_run_is_told_from_a_live_one(notebooks, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    _manifest(tmp_path / "dead", "running", gone.pid)
+    state = run_state(tmp_path / "dead")
+    assert state["state"] == "died" and f"process {gone.pid} is gone" in state["message"]
+    assert "01_ingestion.ipynb" in state["message"]
+    _manifest(tmp_path / "live", "running", os.getpid())
+    assert run_state(tmp_path / "live")["state"] == "running"
+    with pytest.raises(PipelineError, match="a run is in progress"):
+        run_pipeline(out=tmp_path / "live", notebooks_dir=notebooks, progress=False)
+    # a dead run's folder can be run into again
+    assert run_pipeline(scale="tiny", out=tmp_path / "dead", notebooks_dir=notebooks, progress=False)["status"] == "ok"
+
+
+_SLEEPER = """
+import sys
+from pathlib import Path
+from hcp_lib.pipeline import RunInterrupted, run_pipeline
+try:
+    run_pipeline(scale="tiny", out=sys.argv[1], notebooks_dir=Path(sys.argv[2]), progress=False)
+except RunInterrupted as err:
+    print(err)
+    sys.exit(128 + err.signum)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_run_records_it_and_cleans_up(notebooks, tmp_path, signame):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    _notebook(notebooks / "02_second.ipynb", "run_dir = ''",
+              ["import os, pathlib, time\npathlib.Path(run_dir, 'kernel.pid').write_text(str(os.getpid()))\n"
+               "time.sleep(120)"])
+    out, scratch = tmp_path / "run", tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    runner = subprocess.Popen([sys.executable, "-c", _SLEEPER, str(out), str(notebooks)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "kernel.pid").exists():
+        assert runner.poll() is None and time.monotonic() < deadline, runner.communicate()
+        time.sleep(0.2)
+    kernel = int((out / "kernel.pid").read_text())
+    assert run_state(out)["state"] == "running"
+    runner.send_signal(getattr(signal, signame))
+    stdout, stderr = runner.communicate(timeout=60)
+    signum = getattr(signal, signame).value
+    assert runner.returncode == 128 + signum, stderr
+    assert f"run interrupted by {signame} during 02_second.ipynb" in stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["finished_at"]
+    assert [n["status"] for n in manifest["notebooks"]] == ["ok", "interrupted"]
+    state = run_state(out)
+    assert state["state"] == "interrupted" and "--only 02" in state["message"]
+    assert not psutil.pid_exists(kernel) or psutil.Process(kernel).status() == psutil.STATUS_ZOMBIE
+    assert list(scratch.iterdir()) == [], "the kernel's temporary folder and connection file are removed"
+
+
+def test_an_out_that_is_a_file_or_cannot_be_made_is_one_clear_error(notebooks, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    with pytest.raises(PipelineError, match=r"a_file: is a file, not a folder"):
+        run_pipeline(out=a_file, notebooks_dir=notebooks, progress=False)
+    with pytest.raises(PipelineError, match=r"a_file/run: cannot create the folder \(Not a directory\)"):
+        run_pipeline(out=a_file / "run", notebooks_dir=notebooks, progress=False)
+    assert a_file.read_text() == "keep me"
+
+
+def test_kernel_folders_of_killed_runs_are_swept(notebooks, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / "scratch" / f"hcp-kernel-{gone.pid}-abc"
+    (dead / "runtime").mkdir(parents=True)
+    (dead / "runtime" / "kernel-1.json").write_text("{}")
+    other = tmp_path / "scratch" / "hcp-kernel-notapid"
+    other.mkdir()
+    run_pipeline(scale="tiny", out=tmp_path / "run", notebooks_dir=notebooks, progress=False)
+    assert not dead.exists() and other.exists()
+    assert [p.name for p in (tmp_path / "scratch").iterdir()] == ["hcp-kernel-notapid"]

@@ -4,13 +4,16 @@ reasons checked against the history, and bad input."""
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from hcp_lib import plan
-from hcp_lib.domain import CHANNELS
+from hcp_lib import io, plan
+from hcp_lib.domain import CHANNELS, HCP_ID_PATTERN
+from hcp_lib.io import DataValidationError
+from hcp_lib.synth_entities import is_valid_npi
 
 START = pd.Timestamp("2025-03-03")  # a Monday
 
@@ -22,7 +25,7 @@ def _world(n_hcps: int = 12, n_items: int = 8, seed: int = 0):
     specialties = ["cardiology", "endocrinology"] * (n_hcps // 2)
     specialties[-1] = "pediatrics"  # nothing is approved for pediatrics
     hcps = pd.DataFrame({
-        "hcp_id": [f"10000000{i:02d}" for i in range(n_hcps)], "specialty": specialties,
+        "hcp_id": [f"SYN{i:08d}" for i in range(n_hcps)], "specialty": specialties,
         "state": ["TX" if i % 2 else "CA" for i in range(n_hcps)],
         "region": ["South" if i % 2 else "West" for i in range(n_hcps)],
         "opted_out": [i == 0 for i in range(n_hcps)],
@@ -331,6 +334,22 @@ def test_policy_comparison_and_export(built, tmp_path):
     assert pd.read_parquet(written["plan"])["action_id"].tolist() == result.actions["action_id"].tolist()
 
 
+def test_export_marks_every_hcp_as_synthetic(built, tmp_path):
+    _, result = built
+    written = plan.write_plan(result, tmp_path, {"n_actions": len(result.actions)})
+    csv = pd.read_csv(written["csv"], dtype=str)
+    assert list(csv.columns[2:4]) == ["hcp_id", "synthetic_hcp"]
+    assert len(csv) > 0 and csv["synthetic_hcp"].eq("True").all()
+    assert csv["hcp_id"].str.match(HCP_ID_PATTERN).all() and not any(is_valid_npi(h) for h in csv["hcp_id"])
+    stored = pd.read_parquet(written["plan"])
+    assert stored["synthetic_hcp"].dtype == bool and stored["synthetic_hcp"].all()
+    # the schema refuses a real-looking NPI and an unmarked row
+    with pytest.raises(DataValidationError, match="hcp_id"):
+        io.validate(result.actions.assign(hcp_id="1234567893"), plan.PLAN_SCHEMA, "plan")
+    with pytest.raises(DataValidationError, match="synthetic_hcp"):
+        io.validate(result.actions.assign(synthetic_hcp=False), plan.PLAN_SCHEMA, "plan")
+
+
 def test_saved_candidates_read_back_under_the_same_rules_only(tmp_path):
     context = _context(SETTINGS)
     candidates = plan.candidate_actions(context, _scorer(context), context.content_ids, SETTINGS)
@@ -379,3 +398,46 @@ def test_chosen_model_needs_the_evaluation_and_names_what_exists(tmp_path):
     assert model == "hybrid" and "0.2700" in why and "tabular 0.2800" in why
     with pytest.raises(plan.PlanError, match="no plan candidates for model 'bogus' in .*; available: hybrid"):
         plan.chosen_model(tmp_path, "bogus")
+
+
+# --- non-finite probabilities ---------------------------------------------------------------------
+
+
+def test_solvers_refuse_an_infinite_or_nan_candidate():
+    probability = np.array([0.50, 0.45, np.inf, 0.01])
+    families = _families([np.array([0, 0, 1, 1])], [np.array([1, 1])])
+    for solve in (plan.solve_greedy, plan.solve_milp):
+        with pytest.raises(plan.NonFiniteProbabilityError,
+                           match=rf"^{solve.__name__} was given 1 non-finite candidate probability \(1 inf\) out of 4, "
+                                 r"first at position 2; a plan cannot be built from them — check the model that "
+                                 r"produced them$"):
+            solve(probability, families)
+    with pytest.raises(plan.PlanError, match=r"2 non-finite candidate probabilities \(1 NaN, 1 -inf\)"):
+        plan.solve_greedy(np.array([np.nan, 0.2, -np.inf]), _families([np.arange(3)], [np.ones(3, int)]))
+    assert issubclass(plan.NonFiniteProbabilityError, io.NonFiniteError)
+
+
+def test_candidate_actions_refuse_nan_probabilities_of_eligible_actions_only():
+    context = _context(SETTINGS)
+    matrix = np.random.default_rng(1).uniform(0.01, 0.6, (len(context.hcps), len(context.catalogue), len(CHANNELS)))
+    matrix[0] = np.nan  # HCP 0 opted out: none of its actions is eligible, so its values are never read
+    plan.candidate_actions(context, plan.matrix_scorer(matrix, context.hcp_ids), context.content_ids, SETTINGS)
+    matrix[1] = np.nan
+    with pytest.raises(plan.NonFiniteProbabilityError,
+                       match=rf"^model 'hybrid' returned \d+ non-finite probabilities \(\d+ NaN\) out of "
+                             rf"[\d,]+ eligible actions of a batch of {len(context.hcps)} HCPs, first at HCP '{context.hcp_ids[1]}'"):
+        plan.candidate_actions(context, plan.matrix_scorer(matrix, context.hcp_ids), context.content_ids, SETTINGS,
+                               model="hybrid")
+
+
+def test_saved_candidates_with_an_infinite_probability_name_the_file(tmp_path):
+    context = _context(SETTINGS)
+    candidates = plan.candidate_actions(context, _scorer(context), context.content_ids, SETTINGS)
+    path = plan.write_candidates(candidates, tmp_path / "hybrid.parquet", SETTINGS, START)
+    table = pd.read_parquet(path)
+    table.loc[3, "probability"] = np.inf
+    table.to_parquet(path)
+    with pytest.raises(plan.NonFiniteProbabilityError,
+                       match=rf"^{re.escape(str(path))} holds 1 non-finite probability \(1 inf\) out of "
+                             rf"{len(table)} in column 'probability', first at position 3"):
+        plan.read_candidates(path, context, SETTINGS)

@@ -47,6 +47,34 @@ def test_normalise_text(text, expected):
     assert pubmed.normalise_text(text) == expected
 
 
+def test_strip_control_characters():
+    assert pubmed.strip_control_characters("Dia\x00betes\x07 care\x9f\x1b\x7f now") == "Diabetes care now"
+    assert pubmed.strip_control_characters("a\tb\nc\r\nd\x0be\x0cf\x85g") == "a b c  d e f g"
+    intact = "β-cell ≥65 years: “HbA1c” – 0.6%\u00a0(P<0.001) Besançon"
+    assert pubmed.strip_control_characters(intact) == intact
+    # normalise_text strips them too, including one an entity decodes to, then collapses spaces
+    assert pubmed.normalise_text("<i>Dia\x00betes</i>\x07 care\x9f&#x81;\t\n in \x1fold age") == "Diabetes care in old age"
+
+
+CONTROL_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<PubmedArticleSet><PubmedArticle><MedlineCitation><PMID>90000042</PMID><Article>
+<Journal><Title>Journal of&#x85;Fixtures&#x9f;</Title><JournalIssue><PubDate><Year>2023</Year></PubDate></JournalIssue></Journal>
+<ArticleTitle>Insulin&#x9f; pump\u0080 use in&amp;#x81; older&#9;adults&#x84;.</ArticleTitle>
+<Abstract><AbstractText Label="RESULTS&#x9f;">HbA1c fell&#x9f; by 0.6%&#xa;overall.</AbstractText></Abstract>
+</Article><KeywordList><Keyword>insulin&#x80; pumps</Keyword></KeywordList></MedlineCitation></PubmedArticle>
+</PubmedArticleSet>"""
+
+
+def test_xml_control_characters_are_stripped():
+    # XML 1.0 forbids NUL and most C0 characters (expat refuses them), but allows C1 ones
+    # (&#x9f;, a literal U+0080) and an escaped entity that decodes to one (&amp;#x81;).
+    row = pubmed.parse_pubmed_xml(CONTROL_XML, query_label="q", therapeutic_area="diabetes").iloc[0]
+    assert row["title"] == "Insulin pump use in older adults."
+    assert row["abstract"] == "RESULTS: HbA1c fell by 0.6% overall."
+    assert row["journal"] == "Journal of Fixtures"
+    assert row["keywords"] == "insulin pumps"
+
+
 # --------------------------------------------------------------------------------------
 # XML parser
 # --------------------------------------------------------------------------------------
@@ -317,6 +345,22 @@ def test_ingest_writes_articles_and_metrics(tmp_path):
     assert metrics["by_source"]["v01_abstracts"]["duplicate_pmids_removed"] == 1
     assert metrics["articles_per_area"] == {"oncology": 1, "respiratory": 1, "thyroid": 1}
     assert metrics["articles_without_year"] == 2
+
+
+def test_snapshot_control_characters_are_stripped_at_ingestion(tmp_path):
+    # A CSV cell can carry any byte: a NUL, a bell and a C1 character in the title, a NUL in
+    # the abstract and one after the topic label, which must still be recognised.
+    raw_dir = write_snapshot(tmp_path / "raw", V01_HEADER + '7,"Dia\x00betes\x07 care\x9f in\r\nolder adults",'
+                                                            'HbA1c\x00 fell.,Thyroid Disorders\x00\n')
+    raw = pubmed.load_snapshot(raw_dir=raw_dir)
+    assert not raw.select_dtypes("object").apply(lambda c: c.str.contains(r"[\x00-\x1f\x7f-\x9f]")).any().any()
+    articles, _ = pubmed.ingest(tmp_path / "run", raw_dir=raw_dir)
+    stored = pubmed.read_articles(tmp_path / "run").set_index("pmid")
+    assert stored.loc["7", "title"] == "Diabetes care in older adults"
+    assert stored.loc["7", "abstract"] == "HbA1c fell."
+    assert stored.loc["7", "therapeutic_area"] == "thyroid"
+    for column in ("title", "abstract", "mesh_terms", "keywords", "publication_types", "query_label"):
+        assert not articles[column].str.contains(r"[\x00-\x1f\x7f-\x9f]").any(), column
 
 
 def test_area_year_table_and_abstract_words():

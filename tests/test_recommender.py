@@ -97,3 +97,54 @@ def test_relevance_matrix_drops_excluded_cells():
     exclude[0, 0] = True
     matrix = metrics.relevance_matrix(window, ["h00", "h01"], pd.Index(ITEMS), exclude)
     assert matrix.toarray().astype(int).tolist() == [[0, 1, 0, 0, 0, 0], [0] * 6]
+
+
+# --- non-finite scores stop the model ---------------------------------------------------------------
+
+
+def test_top_n_refuses_nan_and_inf_scores_naming_the_model_and_the_count():
+    from hcp_lib.io import NonFiniteError
+
+    scores = np.array([[0.5, np.nan, 0.9, 0.1], [1.0, np.inf, np.nan, 4.0]])
+    with pytest.raises(NonFiniteError, match=r"^model 'hybrid' returned 3 non-finite scores \(2 NaN, 1 inf\) out of 8, "
+                                             r"first at position \(0, 1\); it cannot be ranked — check its inputs "
+                                             r"and training$"):
+        top_n(scores, 2, model="hybrid")
+    with pytest.raises(ValueError, match=r"^top_n was given 3 non-finite scores"):
+        top_n(scores, 2)
+    # the model emitted it: a NaN in a cell the caller excludes is refused too
+    exclude = np.array([[False, True, False, False], [False, False, False, False]])
+    with pytest.raises(NonFiniteError, match="1 non-finite score"):
+        top_n(np.array([[0.5, np.nan, 0.9, 0.1], [1.0, 2.0, 3.0, 4.0]]), 2, exclude)
+    # excluded cells become -inf inside top_n only: finite scores with a mask still rank
+    assert top_n(np.array([[0.5, 0.7, 0.9, 0.1]]), 2, exclude[:1]).tolist() == [[2, 0]]
+
+
+def test_recommend_stops_a_model_that_returns_inf(train):
+    from hcp_lib.io import NonFiniteError
+
+    class Broken(GlobalPopularity):
+        name = "broken_popularity"
+
+        def _score(self, rows):
+            scores = super()._score(rows)
+            scores[:, 1] = np.inf
+            return scores
+
+    model = Broken().fit(train)
+    hcp_ids = train.hcp_ids.tolist()
+    with pytest.raises(NonFiniteError, match=rf"^model 'broken_popularity' returned 3 non-finite scores \(3 inf\) out "
+                                             rf"of 18, first at HCP '{hcp_ids[0]}', position \(0, 1\); it cannot be "
+                                             r"ranked"):
+        recommend(model, hcp_ids, n=3, batch_size=3)
+
+    class NoName:
+        """A duck-typed model without a name attribute: named by its class."""
+        content_ids_ = model.content_ids_
+
+        def score(self, hcp_ids):
+            return np.full((len(hcp_ids), len(self.content_ids_)), np.nan)
+
+    with pytest.raises(NonFiniteError, match=r"^model 'NoName' returned 12 non-finite scores \(12 NaN\) out of 12, "
+                                             rf"first at HCP '{hcp_ids[0]}'"):
+        recommend(NoName(), hcp_ids[:2], n=3)

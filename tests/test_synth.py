@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from hcp_lib import config, domain, io, pubmed, synth
-from hcp_lib.synth_entities import is_valid_npi, npi_check_digit
+from hcp_lib.synth_entities import is_valid_npi, make_hcp_ids
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +65,30 @@ def test_tables_follow_the_contract_and_schemas(world, tiny_run):
     assert (tiny_run / "world" / "csv" / "hcp_interaction_data.csv").exists()
 
 
-def test_npi_check_digits(world):
-    assert npi_check_digit(np.array([123456789])).tolist() == [3]  # CMS's published example NPI 1234567893
-    assert is_valid_npi("1234567893") and not is_valid_npi("1234567890")
-    assert all(is_valid_npi(npi) for npi in world.hcps["hcp_id"])
-    assert world.hcps["hcp_id"].is_unique
+def test_npi_check():
+    assert is_valid_npi("1234567893") and not is_valid_npi("1234567890")  # CMS's published example NPI
+    assert not is_valid_npi("123456789") and not is_valid_npi("SYN12345678") and not is_valid_npi("12345678930")
+
+
+def test_generated_hcp_ids_are_synthetic_and_never_npis():
+    ids = pd.Series(make_hcp_ids(np.random.default_rng(3), 50_000))
+    assert ids.is_unique and len(ids) == 50_000
+    assert ids.str.match(domain.HCP_ID_PATTERN).all()
+    assert ids.str.startswith(domain.HCP_ID_PREFIX).all() and ids.str.len().eq(len(domain.HCP_ID_PREFIX) + domain.HCP_ID_DIGITS).all()
+    assert not ids.str.fullmatch(r"\d{10}").any()
+    assert not any(is_valid_npi(i) for i in ids)
+    digits = ids.str.replace(r"\D", "", regex=True)  # even a CRM that drops the letters gets no NPI
+    assert not digits.str.len().eq(10).any() and not any(is_valid_npi(d) for d in digits)
+    # same seed, same ids
+    assert (make_hcp_ids(np.random.default_rng(3), 50_000) == ids.to_numpy()).all()
+
+
+def test_world_hcp_ids_are_synthetic(world):
+    ids = world.hcps["hcp_id"].astype(str)
+    assert ids.is_unique and ids.str.match(domain.HCP_ID_PATTERN).all()
+    assert not any(is_valid_npi(i) for i in ids)
+    for name in ("patients", "interactions"):
+        assert getattr(world, name)["hcp_id"].astype(str).str.match(domain.HCP_ID_PATTERN).all(), name
 
 
 def test_no_exposure_of_unapproved_content_or_opted_out_hcps(world):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import pickle
+import re
 
 import numpy as np
 import pandas as pd
@@ -248,3 +252,237 @@ def test_ldavis_page_is_offline(tmp_path, fitted):
         assert f'"{name}"' in html
     assert "http://" not in html.split("var ldavis_topics_data")[0]
     assert "https://" not in html.replace("https://github.com", "")
+
+
+# ----------------------------------------------------------------------------------------
+# The saved model is arrays and JSON; loading it never unpickles (issue 13, item 9)
+# ----------------------------------------------------------------------------------------
+
+NEW_TEXTS = ["Insulin and glucose in type 2 diabetes", "Heart failure and blood pressure in clinics",
+             "Influenza vaccine hesitancy among parents of children", "Statins in homes. Background: 3 mg.", ""]
+MODEL_FILES = {"topic_model.json", "lda.npz", "lda.json", "dictionary.json", "bigrams.json", "trigrams.json"}
+
+
+class _Exploit:
+    """Unpickling this creates the directory ``marker``: proof that a pickle was executed."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def _live_payload(tmp_path, marker) -> bytes:
+    """A pickle that creates ``marker`` when loaded, checked to be live on a decoy marker."""
+    decoy = tmp_path / "decoy_marker"
+    pickle.loads(pickle.dumps(_Exploit(decoy)))
+    assert decoy.exists()
+    return pickle.dumps(_Exploit(marker))
+
+
+@pytest.fixture
+def saved(tmp_path, fitted):
+    """(run folder, model folder) holding a freshly saved copy of the fitted model."""
+    folder = config.RunDir(tmp_path).topics / "model"
+    fitted[0].save(folder)
+    return tmp_path, folder
+
+
+def test_saved_model_is_arrays_and_json(saved):
+    _, folder = saved
+    assert {p.name for p in folder.iterdir()} == MODEL_FILES
+    for name in MODEL_FILES - {"lda.npz"}:
+        json.loads((folder / name).read_text())
+    with np.load(folder / "lda.npz", allow_pickle=False) as arrays:
+        assert set(arrays.files) == {"alpha", "eta", "state_eta", "sstats", "random_state_keys"}
+        assert all(arrays[name].dtype != object for name in arrays.files)
+    assert json.loads((folder / "topic_model.json").read_text())["format_version"] == topics.MODEL_FORMAT_VERSION
+
+
+def test_reloaded_model_gives_the_same_topics_for_new_documents(saved, fitted):
+    run_dir, folder = saved
+    model, tokens, _, _ = fitted
+    bow = model.bow(tokens)
+    # The generator state is saved too: inference without reseeding continues identically.
+    state = model.lda.random_state.get_state()
+    expected_gamma, _ = model.lda.inference(bow[:4])
+    model.lda.random_state.set_state(state)
+    reloaded = topics.load_topic_model(run_dir)
+    gamma, _ = reloaded.lda.inference(bow[:4])
+    np.testing.assert_allclose(gamma, expected_gamma, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(reloaded.transform(NEW_TEXTS), model.transform(NEW_TEXTS), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(reloaded.topic_matrix(bow), model.topic_matrix(bow), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(reloaded.lda.get_topics(), model.lda.get_topics(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(reloaded.lda.alpha, model.lda.alpha, rtol=0, atol=1e-12)
+    doc = model.bow(model.pipeline.tokens(NEW_TEXTS[:1]))[0]
+    got, want = dict(reloaded.lda.get_document_topics(doc)), dict(model.lda.get_document_topics(doc))
+    assert got.keys() == want.keys()
+    np.testing.assert_allclose([got[t] for t in want], list(want.values()), rtol=0, atol=1e-6)
+    assert reloaded.labels == model.labels and reloaded.seed == model.seed
+    assert reloaded.lda_settings == model.lda_settings and reloaded.pipeline.settings == model.pipeline.settings
+
+
+def test_reloaded_phrases_and_dictionary_transform_identically(saved, fitted, nlp):
+    run_dir, _ = saved
+    model, _, texts, _ = fitted
+    reloaded = topics.load_topic_model(run_dir)
+    pipeline, name = nlp
+    lemmas = topics.lemmatise(texts + NEW_TEXTS, pipeline, name, model.pipeline.stop_words)
+    lemmas.append(["type", "2", "diabetes", "and", "heart", "failure", "of", "the", "blood", "pressure"])
+    for attribute in ("bigrams_", "trigrams_"):
+        original, loaded = getattr(model.pipeline, attribute), getattr(reloaded.pipeline, attribute)
+        assert loaded.phrasegrams == original.phrasegrams
+        assert list(loaded[lemmas]) == list(original[lemmas])
+    assert "type_2_diabetes" in reloaded.pipeline._phrase(lemmas)[-1]
+    assert reloaded.pipeline.tokens(texts + NEW_TEXTS) == model.pipeline.tokens(texts + NEW_TEXTS)
+    original, loaded = model.pipeline.dictionary_, reloaded.pipeline.dictionary_
+    assert loaded.token2id == original.token2id and loaded.dfs == original.dfs and loaded.cfs == original.cfs
+    assert (loaded.num_docs, loaded.num_pos, loaded.num_nnz) == (original.num_docs, original.num_pos, original.num_nnz)
+
+
+def test_loading_never_unpickles(saved, fitted, monkeypatch):
+    import gensim.utils
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("load_topic_model unpickled something")
+
+    run_dir, _ = saved
+    for module, attribute in ((pickle, "load"), (pickle, "loads"), (pickle, "Unpickler")):
+        monkeypatch.setattr(module, attribute, refuse)
+    monkeypatch.setattr(gensim.utils.SaveLoad, "load", classmethod(refuse))
+    reloaded = topics.load_topic_model(run_dir)
+    monkeypatch.undo()
+    np.testing.assert_allclose(reloaded.transform(NEW_TEXTS), fitted[0].transform(NEW_TEXTS), rtol=0, atol=1e-6)
+
+
+def test_pickles_where_the_old_format_lived_are_not_executed(saved, fitted, tmp_path):
+    run_dir, folder = saved
+    marker = tmp_path / "pwned"
+    payload = _live_payload(tmp_path, marker)
+    for name in ("bigrams", "trigrams", "lda", "lda.state", "lda.id2word", "lda.expElogbeta.npy"):
+        (folder / name).write_bytes(payload)
+    reloaded = topics.load_topic_model(run_dir)  # the new format is read; the pickles are ignored
+    assert not marker.exists()
+    np.testing.assert_allclose(reloaded.transform(NEW_TEXTS), fitted[0].transform(NEW_TEXTS), rtol=0, atol=1e-6)
+    fitted[0].save(folder)  # saving again deletes them
+    assert {p.name for p in folder.iterdir()} == MODEL_FILES
+
+
+def test_a_folder_in_the_old_pickle_format_is_refused_without_running_it(tmp_path, saved):
+    run_dir, folder = saved
+    marker = tmp_path / "pwned"
+    payload = _live_payload(tmp_path, marker)
+    for name in MODEL_FILES - {"topic_model.json"}:
+        (folder / name).unlink()
+    meta = json.loads((folder / "topic_model.json").read_text())
+    del meta["format_version"]
+    (folder / "topic_model.json").write_text(json.dumps(meta))
+    for name in ("lda", "bigrams", "trigrams"):
+        (folder / name).write_bytes(payload)
+    with pytest.raises(topics.TopicModelError, match=r"topic_model\.json: .*gensim's pickle format.*not loaded.*notebook 03"):
+        topics.load_topic_model(run_dir)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["lda.npz", "lda.json", "dictionary.json", "bigrams.json", "trigrams.json",
+                                  "topic_model.json"])
+def test_a_pickle_under_a_new_name_is_refused_and_not_executed(tmp_path, saved, name):
+    run_dir, folder = saved
+    marker = tmp_path / "pwned"
+    (folder / name).write_bytes(_live_payload(tmp_path, marker))
+    with pytest.raises(topics.TopicModelError, match=re.escape(str(folder / name))):
+        topics.load_topic_model(run_dir)
+    assert not marker.exists()
+
+
+def test_an_object_array_in_the_npz_is_refused_and_not_executed(tmp_path, saved):
+    run_dir, folder = saved
+    marker = tmp_path / "pwned"
+    _live_payload(tmp_path, marker)
+    with np.load(folder / "lda.npz", allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["sstats"] = np.array([_Exploit(marker)], dtype=object)
+    with open(folder / "lda.npz", "wb") as handle:
+        np.savez(handle, **arrays)
+    with pytest.raises(topics.TopicModelError, match=r"lda\.npz: array 'sstats' cannot be read as plain numbers"):
+        topics.load_topic_model(run_dir)
+    assert not marker.exists()
+
+
+def _edit_json(path, edit):
+    record = json.loads(path.read_text())
+    edit(record)
+    path.write_text(json.dumps(record))
+
+
+def _replace_array(path, name, value):
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {n: archive[n] for n in archive.files if n != name}
+    if value is not None:
+        arrays[name] = value
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+MALFORMED = {
+    "bigrams.json: not valid JSON": ("bigrams.json", lambda p: p.write_text("{\"delimiter\": ")),
+    "trigrams.json: field 'scoring' must be one of": (
+        "trigrams.json", lambda p: _edit_json(p, lambda r: r.update(scoring="my_module.my_scorer"))),
+    "bigrams.json: field '2_diabetes' of 'phrasegrams' must be number": (
+        "bigrams.json", lambda p: _edit_json(p, lambda r: r["phrasegrams"].update({"2_diabetes": "high"}))),
+    "dictionary.json: missing field 'dfs'": ("dictionary.json", lambda p: _edit_json(p, lambda r: r.pop("dfs"))),
+    "dictionary.json: field 'cfs' must list one count": (
+        "dictionary.json", lambda p: _edit_json(p, lambda r: r["cfs"].pop())),
+    "lda.json: field 'iterations' must be int": ("lda.json", lambda p: _edit_json(p, lambda r: r.update(iterations="50"))),
+    "lda.json: num_topics 3 and num_terms 99 do not fit": (
+        "lda.json", lambda p: _edit_json(p, lambda r: r.update(num_terms=99))),
+    "lda.npz: array 'alpha' must be finite floats of shape (4,), got float64 (3,) (num_topics 4": (
+        "lda.json", lambda p: _edit_json(p, lambda r: r.update(num_topics=4))),
+    "lda.npz: not a NumPy .npz archive": ("lda.npz", lambda p: p.write_bytes(b"PK\x03\x04 truncated")),
+    "lda.npz: missing array 'sstats'": ("lda.npz", lambda p: _replace_array(p, "sstats", None)),
+    "lda.npz: array 'sstats' must be finite floats of shape": (
+        "lda.npz", lambda p: _replace_array(p, "sstats", np.ones((2, 2)))),
+    "lda.npz: array 'alpha' must be finite floats": (
+        "lda.npz", lambda p: _replace_array(p, "alpha", np.array([np.nan, 1.0, 1.0]))),
+    "topic_model.json: format_version 3, expected 2": (
+        "topic_model.json", lambda p: _edit_json(p, lambda r: r.update(format_version=3))),
+    "topic_model.json: n_topics 3 and 2 labels": ("topic_model.json", lambda p: _edit_json(p, lambda r: r["labels"].pop())),
+}
+
+
+@pytest.mark.parametrize("message", list(MALFORMED))
+def test_a_malformed_model_file_is_named(saved, message):
+    run_dir, folder = saved
+    name, corrupt = MALFORMED[message]
+    corrupt(folder / name)
+    with pytest.raises(topics.TopicModelError) as caught:
+        topics.load_topic_model(run_dir)
+    assert str(folder / name) in str(caught.value)
+    assert message.split(": ", 1)[1] in str(caught.value)
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_FILES))
+def test_a_missing_model_file_is_named(saved, name):
+    run_dir, folder = saved
+    (folder / name).unlink()
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{folder / name}: file not found")):
+        topics.load_topic_model(run_dir)
+
+
+def my_scorer(worda_count, wordb_count, bigram_count, len_vocab, min_count, corpus_word_count):
+    """A custom phrase scorer (gensim requires it to be a module-level, picklable function)."""
+    return bigram_count / (worda_count * wordb_count)
+
+
+def test_a_custom_phrase_scorer_is_refused_at_save(tmp_path, fitted, nlp):
+    from gensim.models.phrases import Phrases
+
+    model, _, texts, _ = fitted
+    pipeline, name = nlp
+    lemmas = topics.lemmatise(texts, pipeline, name, model.pipeline.stop_words)
+    custom = Phrases(lemmas, min_count=3, threshold=0.1, scoring=my_scorer).freeze()
+    copy = dataclasses.replace(model, pipeline=dataclasses.replace(model.pipeline, bigrams_=custom))
+    with pytest.raises(topics.TopicModelError, match=r"bigrams_: scoring 'my_scorer' cannot be saved.*'default', 'npmi'"):
+        copy.save(tmp_path / "model")
+    assert not (tmp_path / "model").exists()

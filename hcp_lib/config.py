@@ -344,6 +344,12 @@ _PARAM_LIST: list[Param] = [
           "Most candidate actions the MILP is given; a larger plan is solved greedily and its status says so "
           "(HiGHS's MIP set-up does not honour the time limit on plans of 150,000 candidates and more; the small scale has about 50,000).",
           minimum=1, maximum=100_000_000),
+    # --- 09_off_policy_evaluation -----------------------------------------------
+    Param("ope_clip_quantile", "float", 0.01,
+          "Clipped IPS caps each weight 1/propensity at the inverse of this quantile of the logged propensities.",
+          minimum=1e-4, maximum=0.5),
+    Param("ope_reward_folds", "int", 5, "Folds of HCPs the off-policy reward model is cross-fitted over.",
+          minimum=2, maximum=20),
     # --- end of notebook parameters ---------------------------------------------
 ]
 

@@ -258,11 +258,19 @@ def bootstrap_ratio(numerators: np.ndarray, denominators: np.ndarray, weights: n
     with np.errstate(invalid="ignore", divide="ignore"):
         point = num.sum(axis=1) / den.sum(axis=1)
         resampled = (weights @ num.T) / (weights @ den.T)
+    low, high = percentile_interval(resampled, level)
+    return point, low, high, resampled
+
+
+def percentile_interval(resampled: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile bootstrap interval of each column of ``resampled`` (n_resamples, ...):
+    its (1 - level) / 2 and (1 + level) / 2 quantiles, ignoring NaN resamples; NaN bounds
+    where every resample is NaN. The one interval of the project's bootstraps."""
     tail = (1.0 - level) / 2.0
     with warnings.catch_warnings():  # a statistic undefined in every resample gives NaN bounds, not a warning
         warnings.simplefilter("ignore", RuntimeWarning)
         low, high = np.nanquantile(resampled, [tail, 1 - tail], axis=0)
-    return point, low, high, resampled
+    return low, high
 
 
 def mean_terms(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -95,11 +95,14 @@ def _kernel_environment(tmp_root: Path) -> None:
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(tmp_root), os.environ.get("JUPYTER_PATH")]))
-    # Connection files go to the same temporary folder, so that they are removed with it even
-    # when a run is interrupted before the kernel manager can clean up after itself.
+    # Jupyter's runtime files, and the kernel's connection file (jupyter_client writes it with
+    # tempfile.mkstemp), go to the same temporary folder, so that they are removed with it even
+    # when a run is interrupted before the kernel manager can clean up after itself, and swept
+    # by the next run when it was killed outright (_sweep_dead_kernel_folders).
     runtime = tmp_root / "runtime"
     runtime.mkdir(exist_ok=True)
     os.environ["JUPYTER_RUNTIME_DIR"] = str(runtime)
+    tempfile.tempdir = str(runtime)
 
 
 class _PeakMemory:
@@ -506,11 +509,13 @@ def _hostname() -> str:
 
 @contextlib.contextmanager
 def _environment_kept(names: tuple[str, ...] = ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR")):
-    """Restore the environment variables that :func:`_kernel_environment` sets."""
+    """Restore the environment variables and the temporary folder that :func:`_kernel_environment` sets."""
     saved = {name: os.environ.get(name) for name in names}
+    saved_tempdir = tempfile.tempdir
     try:
         yield
     finally:
+        tempfile.tempdir = saved_tempdir
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -80,3 +80,31 @@ def test_full_scale_collect_refuses_an_unfinished_run(tmp_path):
     io.write_json({"status": "running", "finished_at": None}, tmp_path / "manifest.json")
     with pytest.raises(SystemExit, match="status is 'running', not a finished run"):
         bench_full.collect(tmp_path)
+
+
+@pytest.mark.slow
+def test_ope_benchmark_pools_the_worlds_and_writes_its_page(tiny_run, tmp_path):
+    import shutil
+
+    import bench_ope
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_run / "ope", other / "ope")
+    shutil.copy(tiny_run / "manifest.json", other / "manifest.json")
+    results = bench_ope.collect({42: tiny_run, 7: other})
+    results.update(scale="tiny", commit="abc1234", date="2026-11-30")
+    assert results["seeds"] == [42, 7]
+    rows = {r["estimator"]: r for r in results["estimators"]}
+    single = io.read_json(tiny_run / "ope" / "summary.json")["scores"]
+    for score in single:  # the same world twice: pooled coverage equals the single world's
+        assert rows[score["estimator"]]["coverage"] == pytest.approx(score["coverage"])
+        assert rows[score["estimator"]]["pairs"] == 2 * score["n_policies"]
+    # the chapter's ranking: the same world twice gives the single world's closest estimator
+    assert results["estimators"][0]["estimator"] == single[0]["estimator"]
+    text = bench_ope.page(results)
+    assert text.startswith("# Off-policy estimates over several worlds")
+    assert f"{results['estimators'][0]['label']}** comes closest" in text
+    commit = io.read_json(tiny_run / "manifest.json")["git"]["commit"][:10]
+    assert "| 42 | " in text and "| 7 | " in text and f"`{commit}`" in text
+    json_ready = io.write_json(results, tmp_path / "ope.json")  # no NaN: JSON-valid
+    assert io.read_json(json_ready)["seeds"] == [42, 7]

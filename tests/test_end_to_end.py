@@ -53,6 +53,13 @@ def test_benchmark_pages_show_the_committed_figures_and_are_linked_from_results(
     full_page = BeautifulSoup((tiny_book / "book" / "full_scale.html").read_text(), "html.parser").get_text()
     assert f"{full['metrics']['hybrid']['policy_fraction_of_oracle']['value']:.3f}" in full_page
     assert f"{full['population']['n_hcps_world']:,} HCPs" in full_page
+    chapter = BeautifulSoup((tiny_book / "outputs" / "report" / "09_off_policy_evaluation.html").read_text(),
+                            "html.parser")
+    assert "Off-policy evaluation" in chapter.find("h1").get_text()
+    assert "comes closest" in chapter.get_text(" ")
+    shown_code = [c for c in chapter.find_all("div", class_="cell_input")
+                  if "hide" not in (c.parent.get("class") or [])]  # the run's parameters stay, folded
+    assert not shown_code, "chapter 9 shows its results, not its code"
 
 
 def test_ingestion_chapter_shows_title_quality_numbers_and_a_figure(tiny_run, tiny_book):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import inspect
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from hcp_lib import config, domain, io, pubmed, synth
+from hcp_lib import config, domain, io, pubmed, synth, synth_simulate
 from hcp_lib.synth_entities import is_valid_npi, make_hcp_ids
 
 
@@ -159,7 +161,8 @@ def test_same_seed_gives_byte_identical_files(tmp_path, articles, tiny_run):
 
 def test_planted_signal_is_learnable(articles):
     """On the temporal hold-out the truth ranks the test exposures far better than popularity."""
-    world = synth.generate_world(articles, _tiny_params(n_hcps=1000), seed=3)
+    few_articles = articles.groupby("therapeutic_area", sort=False).head(15)
+    world = synth.generate_world(few_articles, _tiny_params(n_hcps=1000), seed=3)
     result = synth.ranking_check(world)
     print(f"NDCG@10 truth {result['exposed_ndcg@10_truth']:.3f}, popularity {result['exposed_ndcg@10_popularity']:.3f}, "
           f"random {result['exposed_ndcg@10_random']:.3f}; AUC truth {result['auc_truth']:.3f}, "
@@ -197,3 +200,120 @@ def test_specialty_without_approved_content_fails_before_writing(tmp_path, artic
     with pytest.raises(io.DataValidationError, match="specialty 'cardiology' has no approved content"):
         synth.build_world(run_dir, seed=1, **_tiny_params())
     assert not (run_dir / "world").exists()
+
+
+def test_logged_propensities_are_the_simulators_own_probabilities(articles, monkeypatch):
+    """The logged BAU ``propensity`` of a day-0 exposure is the probability the simulator used to draw it.
+
+    On the first simulated day there is no history (no follow-ups, no fatigue state), so the
+    probability of each (HCP, content, channel) action is fixed by the world; only the rng
+    draws differ. We replay day 0 ``R`` times with independent rngs and check the logged
+    propensities against the observed frequencies. The world is tiny (200 HCPs, 15 articles
+    per area) and uses the maximum BAU touch rate: this concentrates the day-0 probability
+    on few actions (so the runs see most of it and the check has power against a propensity
+    off by ~10%, per channel against a factor like the capacity thinning left out) and makes
+    the ``min(rate * weekday_share, 1)`` clip bind; the capacity thinning binds on every
+    channel but e-mail anyway. So every factor of the logged product is exercised.
+    """
+    simulate = synth_simulate.simulate_exposures
+    signature = inspect.signature(simulate)
+    captured = {}
+
+    def spy(rng, *args, **kwargs):  # records the inputs (and the rng state) the world really used
+        captured["state"] = copy.deepcopy(rng.bit_generator.state)
+        captured["bit_generator"] = type(rng.bit_generator)
+        captured["arguments"] = signature.bind(rng, *args, **kwargs).arguments
+        return simulate(rng, *args, **kwargs)
+
+    monkeypatch.setattr(synth_simulate, "simulate_exposures", spy)
+    few_articles = articles.groupby("therapeutic_area", sort=False).head(15)
+    world = synth.generate_world(few_articles, _tiny_params(touches_per_hcp_week=5.0, horizon_days=56,
+                                                        world_holdout_weeks=1), seed=11)
+    monkeypatch.undo()
+    keys = ["hcp_idx", "content_idx", "channel_idx"]
+    arguments = captured["arguments"]
+    day0_share = synth_simulate.WEEKDAY_SHARE[arguments["start_weekday"]]
+    assert (synth_simulate.touch_rates(arguments["deciles"], 5.0) * day0_share > 1).any()  # the clip binds
+
+    def day0(rng: np.random.Generator) -> pd.DataFrame:
+        arguments = {**captured["arguments"], "rng": rng, "horizon_days": 1}
+        return simulate(**arguments)
+
+    # 1. The 1-day replay with the world's own rng state gives exactly the world's saved day-0 log
+    #    (day 0 draws the same numbers whatever the horizon), so the runs below simulate the day
+    #    the world saved, and the world saved the propensities the simulator logged.
+    replay_rng = np.random.Generator(captured["bit_generator"]())
+    replay_rng.bit_generator.state = captured["state"]
+    replay = day0(replay_rng)
+    saved = world.interactions.loc[world.interactions["exposed_at"] < world.horizon_start + pd.Timedelta(days=1)]
+    replay_ids = pd.DataFrame({
+        "hcp_id": world.hcps["hcp_id"].astype(str).to_numpy()[replay["hcp_idx"]],
+        "content_id": world.content["content_id"].astype(str).to_numpy()[replay["content_idx"]],
+        "channel": np.array(domain.CHANNELS)[replay["channel_idx"]],
+        "exposed_at": world.horizon_start + pd.to_timedelta(replay["minute"].to_numpy(np.int64), unit="min"),
+        "replayed": replay["propensity"].to_numpy(float)})
+    saved = saved.astype({"hcp_id": str, "content_id": str, "channel": str})
+    matched = saved.merge(replay_ids, on=["hcp_id", "content_id", "channel", "exposed_at"], how="outer",
+                          validate="one_to_one", indicator=True)
+    assert len(saved) > 0 and (matched["_merge"] == "both").all()
+    np.testing.assert_allclose(matched["propensity"], matched["replayed"], rtol=0, atol=1e-12)
+
+    # 2. R independent replays of day 0.
+    R = 1000
+    runs = [day0(np.random.default_rng(s)).assign(run=i)
+            for i, s in enumerate(np.random.SeedSequence(2024).spawn(R))]
+    log = pd.concat(runs, ignore_index=True)
+    assert (log["minute"] < 1440).all() and len(log) > 0
+    per_action = log.groupby(keys)["propensity"].agg(["min", "max", "size"])
+    # the same action on day 0 is always logged with the same propensity
+    assert (per_action["max"] - per_action["min"]).max() <= 1e-12
+    assert per_action["min"].gt(0).all() and per_action["max"].le(1).all()
+    # each HCP is touched at most once a day, so its actions are mutually exclusive outcomes
+    assert not log.duplicated(["run", "hcp_idx"]).any()
+
+    # 3. Frequencies: actions seen in the first half of the runs, counted in the second half
+    #    (selecting on the same runs that are counted would bias the counts upwards).
+    first, second = log["run"] < R // 2, log["run"] >= R // 2
+    R2 = R - R // 2
+    p = log.loc[first].groupby(keys)["propensity"].first()
+    count = log.loc[second].groupby(keys).size().reindex(p.index, fill_value=0)
+    expected = R2 * p
+    # Exact variance of the summed count: HCPs are independent on day 0, and an HCP's selected
+    # actions are exclusive, so its count over R2 runs is Binomial(R2, q_h = sum of their p).
+    q = p.groupby(level="hcp_idx").sum()
+    assert q.le(1 + 1e-12).all()  # an HCP's action probabilities cannot sum above 1
+    z = (count.sum() - expected.sum()) / np.sqrt((R2 * q * (1 - q)).sum())
+    assert abs(z) < 4, (f"observed {count.sum()} exposures of the selected actions, "
+                        f"expected {expected.sum():.1f}; z = {z:.2f}")
+    # per channel, exact variance as above (binomial per HCP and channel); each channel must have
+    # enough selected mass for the check to mean something
+    hcp_channel = p.groupby(level=["hcp_idx", "channel_idx"]).sum()
+    channels = pd.DataFrame({"observed": count.groupby(level="channel_idx").sum(),
+                             "expected": expected.groupby(level="channel_idx").sum(),
+                             "variance": (R2 * hcp_channel * (1 - hcp_channel)).groupby(level="channel_idx").sum()})
+    channels["z"] = (channels["observed"] - channels["expected"]) / np.sqrt(channels["variance"])
+    assert len(channels) == len(domain.CHANNELS) and channels["expected"].min() > 50, channels.to_string()
+    assert channels["z"].abs().max() < 5, channels.to_string()
+    # per propensity decile: observed vs expected within 5 binomial standard errors
+    # (sum of R2 p (1 - p) over the bin's actions; ignoring the negative correlation of
+    # one HCP's exclusive actions only overstates the variance, so the bound is conservative)
+    decile = pd.qcut(p.rank(method="first"), 10, labels=False)
+    bins = pd.DataFrame({"observed": count, "expected": expected, "variance": expected * (1 - p), "decile": decile})
+    bins = bins.groupby("decile").sum()
+    bins["z"] = (bins["observed"] - bins["expected"]) / np.sqrt(bins["variance"])
+    assert bins["expected"].min() > 100  # each bin has enough mass for the normal approximation
+    assert bins["z"].abs().max() < 5, bins.to_string()
+
+    # 4. Total mass: the mean number of exposures per run is the sum of p over *all* actions with
+    #    p > 0; the log shows only the observed ones. Their mass cannot exceed the total, and the
+    #    unseen mass is estimated by Good-Turing (actions seen exactly once / R, whose bias
+    #    sum p^2 (1-p)^(R-1) is negligible here). Tolerance: 5 standard errors of the mean count
+    #    per run plus 5 of the Good-Turing term (~sqrt(N1) / R).
+    per_run = log.groupby("run").size().reindex(range(R), fill_value=0)
+    observed_mass = per_action["min"].sum()
+    n_once = int((per_action["size"] == 1).sum())
+    tolerance = 5 * (per_run.std() / np.sqrt(R) + np.sqrt(n_once) / R)
+    assert observed_mass <= per_run.mean() + tolerance
+    assert abs(observed_mass + n_once / R - per_run.mean()) < tolerance, (
+        f"mean exposures per run {per_run.mean():.2f}; logged mass of the observed actions {observed_mass:.2f} "
+        f"+ Good-Turing unseen mass {n_once / R:.2f}; tolerance {tolerance:.2f}")

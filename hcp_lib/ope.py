@@ -1,0 +1,916 @@
+"""Off-policy evaluation: a policy's value estimated from logged exposures alone.
+
+A team that runs this project on its own CRM logs has no oracle. It has the logged
+exposures, their outcomes and, if its targeting logs them, the propensity of each
+exposure: the probability that the logging policy sent that (content, channel) to that
+HCP on that day. :func:`estimate_policy_values` takes such a table (:data:`LOG_COLUMNS`)
+and target policies (tables of (HCP, content, channel) actions with weights) and returns
+each policy's estimated value with a 95% bootstrap interval and an effective sample size.
+
+The estimand. A policy gives each HCP ``h`` it is defined for a set of actions ``a`` with
+weights ``w(h, a)`` (one action of weight 1 for a top-1 recommendation; 1/n over n
+actions for a uniform random choice; one weight-1 action per planned touch for a plan).
+Its value is the mean over those HCPs of ``sum_a w(h, a) r(h, a)``, with ``r`` the
+probability that the HCP engages with ``a``: the evaluation's policy value
+(:mod:`hcp_lib.evaluate`) when ``r`` is the oracle's probability at the cut-off.
+
+The logs. The unit of the logging policy is an HCP-day: each day, for each HCP, it sends
+one action or none; ``propensity`` is the probability of the action it sent. Over a window
+of ``n_days`` days, ``E[sum_i 1{a_i = a} r_i / p_i] = n_days * r(h, a)`` for every
+action the logging policy could send (its support), so, per HCP,
+
+- ``ips``: ``sum_i w(h, a_i) r_i / p_i / n_days`` (inverse propensity scoring);
+- ``ips_clipped``: the same with the weight ``1 / p_i`` capped at ``clip``
+  (:func:`clip_level`: the inverse of a low quantile of the logged propensities);
+- ``snips``: self-normalised IPS, ``W * sum w r / p / sum w / p`` over all HCPs, with ``W``
+  the policy's mean total weight per HCP (a ratio: less variance, a small bias);
+- ``dm_model``: the direct method with the model's own probabilities,
+  ``sum_a w(h, a) q(h, a)`` (only for models with probabilities);
+- ``dm_calibrated``: the same, with the model's probabilities first recalibrated on the logged
+  window (isotonic regression of the logged outcomes on the model's probability of each logged
+  exposure, refitted in every bootstrap resample, so the interval carries the calibration's
+  uncertainty; needs the model's probability of each logged exposure);
+- ``dm_reward``: the direct method with a reward model ``r_hat`` fitted on the logs
+  (:class:`RewardModel`, cross-fitted by HCP: the model that predicts for an HCP never saw
+  that HCP's logged outcomes);
+- ``dr``: doubly robust, ``dm_reward`` plus the IPS of the reward model's residuals,
+  ``sum_a w r_hat(h, a) + sum_i w(h, a_i) (r_i - r_hat_i) / p_i / n_days``.
+
+Each is a ratio of per-HCP sums, so every interval is the project's one HCP bootstrap
+(:func:`hcp_lib.evaluate_metrics.resample_weights` and ``bootstrap_ratio``), paired across
+policies and estimators. The effective sample size of the weighting estimators is Kish's
+``(sum w / p)^2 / sum (w / p)^2`` over the matched exposures; the direct method's is the
+number of HCPs it averages.
+
+What no estimator here can fix: an action the logging policy never sends (a content item
+with no active campaign on that channel) has no logged match, so IPS and SNIPS count it as
+zero and only the reward model speaks for it; and the logs span ``n_days`` days whose
+state (fatigue, drift) moves, while the oracle values every action at the cut-off.
+:func:`run_ope` is the chapter's stage: it builds the policies of a run, adds their true
+values from the oracle, and writes ``ope/estimates.parquet`` and ``ope/summary.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from . import io
+from .domain import CHANNELS
+
+#: the columns a logged table must have (one row per logged exposure)
+LOG_COLUMNS = ("hcp_id", "content_id", "channel", "exposed_at", "propensity", "engaged")
+#: the estimators, in the order the chapter shows them (``observed``: only for a policy that
+#: replays logged actions, valued by their logged outcomes)
+ESTIMATORS = ("ips", "ips_clipped", "snips", "dm_model", "dm_calibrated", "dm_reward", "dr", "observed")
+#: the estimators that weight logged exposures by their inverse propensity
+WEIGHTING = ("ips", "ips_clipped", "snips", "dr")
+#: the quantile of the logged propensities whose inverse caps the clipped IPS weights
+CLIP_QUANTILE = 0.01
+#: an estimator must estimate at least this share of its policies to be ranked among the usable ones
+MIN_ESTIMATED_SHARE = 0.8
+#: the coverage of nominal 95% intervals at which an estimator's intervals can be trusted (the issue's bar)
+TRUSTED_COVERAGE = 0.9
+#: pseudo-counts that pull a prior engagement rate of the reward model's features to the mean
+PRIOR_STRENGTH = 5.0
+
+
+class OPEError(ValueError):
+    """Logged data or a policy cannot be used; the message names the table, column and value."""
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+
+def validate_logs(logs: pd.DataFrame, source: str = "logged table") -> pd.DataFrame:
+    """A checked copy of ``logs`` (:data:`LOG_COLUMNS`; extra columns are kept).
+
+    Refused with :class:`OPEError` naming ``source``, the column and the first bad row: a
+    missing column, a missing or non-positive propensity (or one above 1: a probability), an
+    ``engaged`` that is not true/false or 0/1, an unreadable ``exposed_at``.
+    """
+    if not isinstance(logs, pd.DataFrame):
+        raise OPEError(f"{source}: expected a pandas DataFrame, got {type(logs).__name__}")
+    missing = [c for c in LOG_COLUMNS if c not in logs.columns]
+    if missing:
+        raise OPEError(f"{source}: missing column {missing[0]!r}; a logged table needs the columns "
+                       f"{', '.join(LOG_COLUMNS)}")
+    out = logs.copy()
+    for column in ("hcp_id", "content_id", "channel"):
+        absent = out[column].isna().to_numpy()
+        if absent.any():
+            raise OPEError(f"{source}: column {column!r} is missing in {int(absent.sum())} rows (first at row "
+                           f"{int(np.flatnonzero(absent)[0])})")
+        out[column] = out[column].astype(str)
+    propensity = pd.to_numeric(out["propensity"], errors="coerce").to_numpy(np.float64)
+    absent = np.isnan(propensity)
+    if absent.any():
+        first = int(np.flatnonzero(absent)[0])
+        raise OPEError(f"{source}: column 'propensity' is missing or not a number in {int(absent.sum())} rows (first "
+                       f"at row {first}: {logs['propensity'].iloc[first]!r}); every logged exposure needs the "
+                       "probability with which the logging policy chose it")
+    bad = ~np.isfinite(propensity) | (propensity <= 0) | (propensity > 1)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise OPEError(f"{source}: column 'propensity' must be in (0, 1]; {int(bad.sum())} rows are not (first at row "
+                       f"{first}: {float(propensity[first])!r}). A zero propensity means the exposure could not have "
+                       "been logged: the column is not the logging policy's probability")
+    out["propensity"] = propensity
+    engaged = out["engaged"]
+    if engaged.dtype == bool:
+        out["engaged"] = engaged.to_numpy(bool)
+    else:
+        values = pd.to_numeric(engaged, errors="coerce")
+        if values.isna().any() or not values.isin([0, 1]).all():
+            first = int(np.flatnonzero(~(values.isin([0, 1]).to_numpy()))[0])
+            raise OPEError(f"{source}: column 'engaged' must be true/false or 0/1; row {first} holds "
+                           f"{engaged.iloc[first]!r}")
+        out["engaged"] = values.to_numpy() == 1
+    try:
+        out["exposed_at"] = pd.to_datetime(out["exposed_at"])
+    except (ValueError, TypeError) as err:
+        raise OPEError(f"{source}: column 'exposed_at' is not a date-time ({err})") from None
+    return out.reset_index(drop=True)
+
+
+@dataclass
+class Policy:
+    """A target policy: ``actions`` (hcp_id, content_id, channel, and optionally ``weight``,
+    default 1; ``model_probability``, the model's own engagement probability, for
+    ``dm_model``; ``true_probability``, where the truth is known; ``logged_outcome`` for a
+    policy that replays logged exposures: it is then valued by those outcomes alone, the
+    ``observed`` estimator) and the HCPs it is defined for (default: those with an action;
+    an HCP with no action counts as value 0)."""
+
+    actions: pd.DataFrame
+    hcp_ids: np.ndarray | None = None
+    logged_probability: pd.Series | None = None
+
+    def checked(self, name: str) -> "Policy":
+        actions = self.actions
+        missing = [c for c in ("hcp_id", "content_id", "channel") if c not in actions.columns]
+        if missing:
+            raise OPEError(f"policy {name!r}: actions lack column {missing[0]!r} (need hcp_id, content_id, channel)")
+        actions = actions.copy()
+        for column in ("hcp_id", "content_id", "channel"):
+            actions[column] = actions[column].astype(str)
+        if "weight" not in actions.columns:
+            actions["weight"] = 1.0
+        weight = io.check_finite(actions["weight"], f"policy {name!r}", "weight", consequence="")
+        if (weight < 0).any():
+            raise OPEError(f"policy {name!r}: weights must be >= 0, found {weight.min()!r}")
+        actions["weight"] = weight
+        for column in ("model_probability", "true_probability", "logged_outcome"):
+            if column in actions.columns:
+                actions[column] = io.check_finite(actions[column], f"policy {name!r}", column.replace("_", " "),
+                                                  consequence="")
+        hcp_ids = np.asarray(self.hcp_ids if self.hcp_ids is not None else actions["hcp_id"].unique()).astype(str)
+        logged = self.logged_probability
+        if logged is not None:
+            if "model_probability" not in actions.columns:
+                raise OPEError(f"policy {name!r}: logged_probability needs the actions' model_probability too")
+            logged = pd.Series(io.check_finite(logged, f"policy {name!r}", "logged probability", consequence=""),
+                               index=logged.index)
+        return Policy(actions.reset_index(drop=True), np.unique(hcp_ids), logged)
+
+
+def clip_level(propensity: np.ndarray, quantile: float = CLIP_QUANTILE) -> float:
+    """The cap of the clipped IPS weights: ``1 / q``, with ``q`` the ``quantile`` of the logged
+    propensities (so about that share of the logged exposures get a capped weight)."""
+    if not 0 < quantile < 1:
+        raise OPEError(f"clip quantile must be in (0, 1), got {quantile!r}")
+    return float(1.0 / np.quantile(np.asarray(propensity, dtype=np.float64), quantile))
+
+
+def window_days(logs: pd.DataFrame) -> int:
+    """Calendar days the logged exposures span (first to last day, both included)."""
+    days = pd.to_datetime(logs["exposed_at"]).dt.normalize()
+    return int((days.max() - days.min()).days) + 1
+
+
+# --- the reward model ---------------------------------------------------------------------------
+
+
+@dataclass
+class RewardModel:
+    """P(engaged | HCP, content, channel) fitted on logged exposures, cross-fitted by HCP.
+
+    Features, all from logged data: the channel; the HCP's, the item's, the (HCP, channel),
+    (item, channel) and (HCP, item attribute) engagement rates in ``history`` (exposures
+    before the rows it learns from, shrunk to the mean rate with :data:`PRIOR_STRENGTH`
+    pseudo-counts; e.g. the HCP's rate on the item's therapeutic area) and the HCP's number of
+    past exposures; and any categorical columns of ``hcp_attributes`` / ``item_attributes`` (e.g.
+    specialty, region; therapeutic area, content type). A scikit-learn
+    ``HistGradientBoostingClassifier`` is fitted ``n_folds`` times, each time without one fold
+    of HCPs; :meth:`predict` answers for an HCP with the model that never saw its outcomes
+    (unknown HCPs: the mean of the fold models).
+    """
+
+    n_folds: int = 5
+    seed: int = 0
+    max_iter: int = 200
+    learning_rate: float = 0.05
+    min_samples_leaf: int = 40
+
+    def fit(self, logs: pd.DataFrame, history: pd.DataFrame | None = None, hcp_attributes: pd.DataFrame | None = None,
+            item_attributes: pd.DataFrame | None = None) -> "RewardModel":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        if self.n_folds < 2:
+            raise OPEError(f"RewardModel: n_folds must be at least 2, got {self.n_folds}")
+        logs = validate_logs(logs, "reward model logs")
+        history = validate_logs(history, "reward model history") if history is not None else logs.iloc[:0]
+        self.hcp_attributes_ = _attributes(hcp_attributes, "hcp_id")
+        self.item_attributes_ = _attributes(item_attributes, "content_id")
+        self.priors_ = _priors(history, self.item_attributes_)
+        hcps = np.unique(logs["hcp_id"].to_numpy(str))
+        order = np.random.default_rng(self.seed).permutation(len(hcps))
+        self.fold_of_ = pd.Series(np.arange(len(hcps))[np.argsort(order)] % self.n_folds, index=hcps)
+        x = self._features(logs["hcp_id"], logs["content_id"], logs["channel"])
+        y = logs["engaged"].to_numpy(bool)
+        folds = self.fold_of_.reindex(logs["hcp_id"].to_numpy(str)).to_numpy()
+        self.models_ = []
+        for k in range(self.n_folds):
+            train = folds != k
+            if y[train].all() or not y[train].any():
+                raise OPEError(f"RewardModel: fold {k} leaves only one outcome to learn from; give more logged data")
+            model = HistGradientBoostingClassifier(max_iter=self.max_iter, learning_rate=self.learning_rate,
+                                                   min_samples_leaf=self.min_samples_leaf, categorical_features="from_dtype",
+                                                   random_state=self.seed)
+            self.models_.append(model.fit(x[train], y[train]))
+        return self
+
+    def predict(self, hcp_ids, content_ids, channels) -> np.ndarray:
+        """r_hat for each (HCP, content, channel), from the fold model that never saw the HCP."""
+        if not hasattr(self, "models_"):
+            raise OPEError("RewardModel: call fit() before predict()")
+        hcp_ids = pd.Series(np.asarray(hcp_ids).astype(str))
+        x = self._features(hcp_ids, pd.Series(np.asarray(content_ids).astype(str)),
+                           pd.Series(np.asarray(channels).astype(str)))
+        folds = self.fold_of_.reindex(hcp_ids.to_numpy()).to_numpy()
+        out = np.empty(len(x))
+        unknown = np.isnan(folds)
+        for k, model in enumerate(self.models_):
+            rows = np.flatnonzero(folds == k)
+            if len(rows):
+                out[rows] = model.predict_proba(x.iloc[rows])[:, 1]
+        if unknown.any():
+            rows = np.flatnonzero(unknown)
+            out[rows] = np.mean([m.predict_proba(x.iloc[rows])[:, 1] for m in self.models_], axis=0)
+        return out
+
+    def _features(self, hcp_ids: pd.Series, content_ids: pd.Series, channels: pd.Series) -> pd.DataFrame:
+        hcp_ids, content_ids, channels = (pd.Series(s).astype(str).to_numpy() for s in (hcp_ids, content_ids, channels))
+        p = self.priors_
+        frame = pd.DataFrame({
+            "channel": pd.Categorical(channels, categories=list(CHANNELS)),
+            "hcp_rate": _lookup(p["hcp"], hcp_ids, p["mean"]),
+            "hcp_channel_rate": _lookup(p["hcp_channel"], pd.MultiIndex.from_arrays([hcp_ids, channels]),
+                                        _lookup(p["channel"], channels, p["mean"])),
+            "item_rate": _lookup(p["item"], content_ids, p["mean"]),
+            "item_channel_rate": _lookup(p["item_channel"], pd.MultiIndex.from_arrays([content_ids, channels]),
+                                         _lookup(p["channel"], channels, p["mean"])),
+            "hcp_exposures": np.log1p(p["hcp_count"].reindex(hcp_ids).fillna(0.0).to_numpy()),
+        })
+        for column, rates in p["hcp_item_attribute"].items():
+            values = self.item_attributes_[column].reindex(content_ids).astype(object).to_numpy()
+            frame[f"hcp_{column}_rate"] = _lookup(rates, pd.MultiIndex.from_arrays([hcp_ids, values]), p["mean"])
+        for table, ids in ((self.hcp_attributes_, hcp_ids), (self.item_attributes_, content_ids)):
+            for column in table.columns:
+                values = table[column].reindex(ids)
+                if isinstance(table[column].dtype, pd.CategoricalDtype):
+                    frame[column] = pd.Categorical(values.astype(object), categories=table[column].cat.categories)
+                else:
+                    frame[column] = values.to_numpy(np.float64)
+        return frame
+
+
+def _attributes(table: pd.DataFrame | None, key: str) -> pd.DataFrame:
+    """Attribute columns indexed by ``key``: strings become categories, numbers stay numbers."""
+    if table is None:
+        return pd.DataFrame(index=pd.Index([], dtype=object))
+    if key not in table.columns:
+        raise OPEError(f"attribute table lacks its key column {key!r}")
+    table = table.drop_duplicates(key).set_index(table[key].astype(str).rename(None)).drop(columns=key)
+    out = pd.DataFrame(index=table.index)
+    for column in table.columns:
+        if pd.api.types.is_numeric_dtype(table[column]) and not pd.api.types.is_bool_dtype(table[column]):
+            out[f"attr_{column}"] = table[column].astype(np.float64)
+        else:
+            values = table[column].astype(str)
+            out[f"attr_{column}"] = pd.Categorical(values, categories=sorted(values.unique()))
+    return out
+
+
+def _rate(engaged: pd.Series, by, mean) -> pd.Series:
+    grouped = engaged.groupby(by)
+    return (grouped.sum() + PRIOR_STRENGTH * mean) / (grouped.count() + PRIOR_STRENGTH)
+
+
+def _priors(history: pd.DataFrame, item_attributes: pd.DataFrame) -> dict[str, Any]:
+    engaged = history["engaged"].astype(np.float64)
+    mean = float(engaged.mean()) if len(history) else 0.0
+    categorical = [c for c in item_attributes.columns if isinstance(item_attributes[c].dtype, pd.CategoricalDtype)]
+    by_attribute = {}
+    for column in categorical:  # the HCP's engagement rate on items of each value (e.g. each area)
+        values = item_attributes[column].reindex(history["content_id"].to_numpy()).astype(object).to_numpy()
+        by_attribute[column] = _rate(engaged, [history["hcp_id"].to_numpy(), values], mean) if len(history) \
+            else pd.Series(dtype=float)
+    channel_rate = _rate(engaged, history["channel"], mean) if len(history) else pd.Series(dtype=float)
+    return {
+        "mean": mean,
+        "channel": channel_rate,
+        "hcp": _rate(engaged, history["hcp_id"], mean),
+        "item": _rate(engaged, history["content_id"], mean),
+        "hcp_channel": _rate(engaged, [history["hcp_id"], history["channel"]], mean),
+        "item_channel": _rate(engaged, [history["content_id"], history["channel"]], mean),
+        "hcp_count": history.groupby("hcp_id").size().astype(np.float64),
+        "hcp_item_attribute": by_attribute,
+    }
+
+
+def _lookup(table: pd.Series, keys, default) -> np.ndarray:
+    values = table.reindex(keys).to_numpy(np.float64) if len(table) else np.full(len(keys), np.nan)
+    return np.where(np.isnan(values), default, values)
+
+
+# --- the estimators -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Aligned:
+    """Logs and one policy lined up by HCP (rows of ``hcp_ids``)."""
+
+    hcp_ids: np.ndarray
+    log_row: np.ndarray            # HCP position of each logged exposure (-1: not in the population)
+    log_weight: np.ndarray         # the policy's weight of each logged exposure's action
+    action_row: np.ndarray         # HCP position of each policy action
+    defined: np.ndarray            # HCPs the policy is defined for (bool, per HCP)
+
+
+def _align(logs: pd.DataFrame, policy: Policy, hcp_ids: np.ndarray) -> _Aligned:
+    index = pd.Index(hcp_ids)
+    keys = ["hcp_id", "content_id", "channel"]
+    weights = policy.actions.groupby(keys, sort=False)["weight"].sum()
+    log_weight = weights.reindex(pd.MultiIndex.from_frame(logs[keys])).fillna(0.0).to_numpy(np.float64)
+    action_row = index.get_indexer(policy.actions["hcp_id"])
+    defined = np.zeros(len(hcp_ids), dtype=bool)
+    rows = index.get_indexer(policy.hcp_ids)
+    defined[rows[rows >= 0]] = True
+    log_row = index.get_indexer(logs["hcp_id"])
+    log_weight = np.where((log_row >= 0) & defined[np.maximum(log_row, 0)], log_weight, 0.0)
+    return _Aligned(hcp_ids, log_row, log_weight, action_row, defined)
+
+
+def _per_hcp(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    ok = rows >= 0
+    return np.bincount(rows[ok], weights=values[ok], minlength=n)
+
+
+def _kish(weights: np.ndarray) -> float:
+    weights = weights[weights > 0]
+    return float(weights.sum() ** 2 / (weights ** 2).sum()) if len(weights) else 0.0
+
+
+def policy_terms(logs: pd.DataFrame, policy: Policy, hcp_ids: np.ndarray, n_days: int, clip: float,
+                 reward_logged: np.ndarray | None = None, reward_actions: np.ndarray | None = None
+                 ) -> dict[str, tuple[np.ndarray, np.ndarray, float, int]]:
+    """Per-HCP (numerator, denominator) of every estimator for one policy, with its effective
+    sample size and number of matched logged exposures: {estimator: (num, den, ess, matched)}.
+    ``reward_logged`` / ``reward_actions``: r_hat at each logged exposure / each policy action
+    (None: no ``dm_reward`` nor ``dr``); ``truth`` is added when the actions carry
+    ``true_probability``."""
+    n = len(hcp_ids)
+    aligned = _align(logs, policy, hcp_ids)
+    defined = aligned.defined.astype(np.float64)
+    r = logs["engaged"].to_numpy(np.float64)
+    inverse = 1.0 / logs["propensity"].to_numpy(np.float64)
+    w = aligned.log_weight
+    matched = int((w > 0).sum())
+    act_w = policy.actions["weight"].to_numpy(np.float64)
+    act_w = np.where(aligned.action_row >= 0, act_w, 0.0)
+    mean_weight = float(_per_hcp(aligned.action_row, act_w, n)[aligned.defined].sum() / max(aligned.defined.sum(), 1))
+    ess_weights, ess_hcps = _kish(w * inverse), float(aligned.defined.sum())
+    terms = {
+        "ips": (_per_hcp(aligned.log_row, w * inverse * r, n) / n_days, defined, ess_weights, matched),
+        "ips_clipped": (_per_hcp(aligned.log_row, w * np.minimum(inverse, clip) * r, n) / n_days, defined,
+                        _kish(w * np.minimum(inverse, clip)), matched),
+        "snips": (mean_weight * _per_hcp(aligned.log_row, w * inverse * r, n), _per_hcp(aligned.log_row, w * inverse, n),
+                  ess_weights, matched),
+    }
+    if "model_probability" in policy.actions.columns:
+        q = policy.actions["model_probability"].to_numpy(np.float64)
+        terms["dm_model"] = (_per_hcp(aligned.action_row, act_w * q, n), defined, ess_hcps, matched)
+    if reward_logged is not None and reward_actions is not None:
+        dm = _per_hcp(aligned.action_row, act_w * reward_actions, n)
+        terms["dm_reward"] = (dm, defined, ess_hcps, matched)
+        correction = _per_hcp(aligned.log_row, w * inverse * (r - reward_logged), n) / n_days
+        terms["dr"] = (dm + correction, defined, ess_weights, matched)
+    if "logged_outcome" in policy.actions.columns:
+        observed = policy.actions["logged_outcome"].to_numpy(np.float64)
+        terms = {"observed": (_per_hcp(aligned.action_row, act_w * observed, n), defined, ess_hcps, matched)}
+    if "true_probability" in policy.actions.columns:
+        truth = policy.actions["true_probability"].to_numpy(np.float64)
+        terms["truth"] = (_per_hcp(aligned.action_row, act_w * truth, n), defined, ess_hcps, matched)
+    return terms
+
+
+def estimate_policy_values(logs: pd.DataFrame, policies: Mapping[str, Policy | pd.DataFrame], *,
+                           hcp_ids=None, n_days: int | None = None, reward: RewardModel | Callable | None = None,
+                           clip: float | None = None, n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95,
+                           source: str = "logged table") -> pd.DataFrame:
+    """Every policy's value by every estimator, from ``logs`` alone (truth where given).
+
+    Parameters
+    ----------
+    logs : DataFrame
+        One row per logged exposure with :data:`LOG_COLUMNS` (checked by
+        :func:`validate_logs`; a missing or non-positive propensity is refused).
+    policies : mapping of name to :class:`Policy` (or its actions table)
+        The target policies.
+    hcp_ids : array-like, optional
+        The HCPs whose logs count (default: every HCP in ``logs``); a policy's value is the
+        mean over the HCPs of this population it is defined for.
+    n_days : int, optional
+        Days of the logged window (default: :func:`window_days` of ``logs``).
+    reward : RewardModel or callable, optional
+        ``reward(hcp_ids, content_ids, channels) -> r_hat`` (a fitted :class:`RewardModel`'s
+        ``predict``); without it, ``dm_reward`` and ``dr`` are left out.
+    clip : float, optional
+        Cap of the clipped IPS weights (default: :func:`clip_level` of the logs).
+    n_bootstrap, seed, level
+        Resamples of HCPs behind each interval (shared by every policy and estimator).
+
+    Returns
+    -------
+    DataFrame
+        One row per (policy, estimator): ``value``, ``ci_low``, ``ci_high``, ``ess``,
+        ``matched`` (logged exposures whose action the policy takes), ``n_hcps``; and
+        ``truth``, ``error``, ``relative_error``, ``covered`` where the policy's actions
+        carry ``true_probability``.
+    """
+    from .evaluate_metrics import bootstrap_ratio, resample_weights
+
+    logs = validate_logs(logs, source)
+    population = np.unique(np.asarray(hcp_ids if hcp_ids is not None else logs["hcp_id"]).astype(str))
+    logs = logs[pd.Index(population).get_indexer(logs["hcp_id"]) >= 0].reset_index(drop=True)
+    if logs.empty:
+        raise OPEError(f"{source}: no logged exposure of the given HCPs")
+    n_days = int(n_days if n_days is not None else window_days(logs))
+    if n_days < 1:
+        raise OPEError(f"n_days must be at least 1, got {n_days}")
+    clip = float(clip if clip is not None else clip_level(logs["propensity"]))
+    predict = reward.predict if isinstance(reward, RewardModel) else reward
+    reward_logged = None if predict is None else np.asarray(predict(logs["hcp_id"], logs["content_id"], logs["channel"]),
+                                                            dtype=np.float64)
+    weights = resample_weights(len(population), n_bootstrap, seed)
+    rows = []
+    for name, policy in policies.items():
+        policy = (policy if isinstance(policy, Policy) else Policy(policy)).checked(name)
+        reward_actions = None if predict is None else np.asarray(
+            predict(policy.actions["hcp_id"], policy.actions["content_id"], policy.actions["channel"]), dtype=np.float64)
+        terms = policy_terms(logs, policy, population, n_days, clip, reward_logged, reward_actions)
+        names = [e for e in (*ESTIMATORS, "truth") if e in terms]
+        point, low, high, _ = bootstrap_ratio(np.vstack([terms[e][0] for e in names]),
+                                              np.vstack([terms[e][1] for e in names]), weights, level)
+        truth = point[names.index("truth")] if "truth" in terms else np.nan
+        n_defined = int(policy_defined(policy, population).sum())
+        if policy.logged_probability is not None:
+            names, point, low, high = _with_calibrated(names, point, low, high, terms, logs, policy, population,
+                                                       weights, level)
+        for i, estimator in enumerate(names):
+            if estimator == "truth":
+                continue
+            rows.append({"policy": name, "estimator": estimator, "value": point[i], "ci_low": low[i],
+                         "ci_high": high[i], "ess": terms[estimator][2], "matched": terms[estimator][3],
+                         "n_hcps": n_defined, "truth": truth})
+    table = pd.DataFrame(rows)
+    table["error"] = table["value"] - table["truth"]
+    table["relative_error"] = table["error"] / table["truth"]
+    table["covered"] = (table["ci_low"] <= table["truth"]) & (table["truth"] <= table["ci_high"])
+    table.attrs.update(clip=clip, n_days=n_days, n_logs=len(logs), n_hcps=len(population))
+    return table
+
+
+def _with_calibrated(names, point, low, high, terms, logs, policy, population, weights, level):
+    """Add ``dm_calibrated``: the model's probabilities of the policy's actions mapped through
+    an isotonic regression of the logged outcomes on the model's probabilities of the logged
+    exposures; refitted with each resample's HCP weights (scikit-learn's IsotonicRegression)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    from .evaluate_metrics import percentile_interval
+
+    if "exposure_id" not in logs.columns:
+        raise OPEError("dm_calibrated needs an 'exposure_id' column in the logged table to find the model's "
+                       "probability of each logged exposure")
+    q_logged = policy.logged_probability.reindex(logs["exposure_id"].to_numpy()).to_numpy(np.float64)
+    known = np.isfinite(q_logged)
+    if not known.any():
+        return names, point, low, high
+    row = pd.Index(population).get_indexer(logs["hcp_id"])[known]
+    q, r = q_logged[known], logs["engaged"].to_numpy(np.float64)[known]
+    act_row = pd.Index(population).get_indexer(policy.actions["hcp_id"])
+    act_w = np.where(act_row >= 0, policy.actions["weight"].to_numpy(np.float64), 0.0)
+    q_act = policy.actions["model_probability"].to_numpy(np.float64)
+    defined = terms["dm_model"][1]
+
+    def value(hcp_weight: np.ndarray) -> float:
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(q, r, sample_weight=hcp_weight[row])
+        per_hcp = _per_hcp(act_row, act_w * iso.predict(q_act), len(population))
+        return float((hcp_weight * per_hcp).sum() / (hcp_weight * defined).sum())
+
+    resampled = np.array([value(w) for w in weights])
+    estimate = value(np.ones(len(population)))
+    lo, hi = percentile_interval(resampled, level)
+    terms["dm_calibrated"] = (None, None, terms["dm_model"][2], terms["dm_model"][3])
+    return names + ["dm_calibrated"], np.append(point, estimate), np.append(low, lo), np.append(high, hi)
+
+
+def policy_defined(policy: Policy, hcp_ids: np.ndarray) -> np.ndarray:
+    """Which HCPs of ``hcp_ids`` the (checked) policy is defined for."""
+    return pd.Index(hcp_ids).isin(policy.hcp_ids)
+
+
+def rank_agreement(table: pd.DataFrame) -> pd.DataFrame:
+    """Per estimator, Kendall's tau between its estimates and the true values over the policies
+    that have both (scipy.stats.kendalltau, tau-b), and the number of policies."""
+    from scipy.stats import kendalltau
+
+    rows = []
+    for estimator, group in table.dropna(subset=["value", "truth"]).groupby("estimator", sort=False):
+        tau = kendalltau(group["value"], group["truth"]).statistic if len(group) > 1 else np.nan
+        rows.append({"estimator": estimator, "kendall_tau": float(tau), "n_policies": len(group)})
+    return pd.DataFrame(rows)
+
+
+# --- the chapter's stage ------------------------------------------------------------------------
+
+#: models whose ``score`` in recommendations.parquet is an engagement probability (dm_model)
+PROBABILITY_FAMILIES = ("hybrid", "tabular", "ablation", "v0.1")
+#: the engagement models whose choice the chapter compares (validation log-loss vs estimators)
+SELECTION_MODELS = ("hybrid", "tabular", "v0.1_classifier")
+#: the uniform choice among each HCP's candidate pairs: the evaluation's reference policy
+#: ``random`` (metrics.json ``policy``), not the ``random`` recommender (a model of chapter 4)
+UNIFORM_NAME = "uniform_random"
+#: where metrics.json keeps the true value of the reference policies
+REFERENCE_POLICIES = {UNIFORM_NAME: "random", "business_as_usual": "business_as_usual"}
+#: what the chapter calls each estimator
+ESTIMATOR_LABELS = {"ips": "IPS", "ips_clipped": "clipped IPS", "snips": "SNIPS", "dm_model": "DM (model's own)",
+                    "dm_calibrated": "DM (model's own, recalibrated)",
+                    "dm_reward": "DM (reward model)", "dr": "doubly robust", "observed": "observed (on-policy)"}
+
+
+@dataclass
+class OPEResult:
+    """The chapter's tables: ``estimates`` (:func:`estimate_policy_values` plus ``family``),
+    ``agreement`` (:func:`rank_agreement`), ``scores`` (per estimator: coverage, median
+    absolute relative error, the hybrid's relative error), ``selection`` and ``summary``."""
+
+    estimates: pd.DataFrame
+    agreement: pd.DataFrame
+    scores: pd.DataFrame
+    selection: pd.DataFrame
+    summary: dict = field(default_factory=dict)
+
+
+def run_policies(run_dir: str | Path, setting) -> tuple[dict[str, Policy], dict[str, str]]:
+    """The run's policies as :class:`Policy` tables with their true probabilities: each model's
+    top-1 (content, channel) of ``evaluation/recommendations.parquet`` (its own probability
+    where it has one), :data:`UNIFORM_NAME` (uniform over each HCP's candidate pairs), notebook 08's
+    ``plan`` (every evaluated HCP; no action = 0) and ``business_as_usual`` (the first logged
+    test exposure, replayed). Returns (policies, family of each)."""
+    from .config import RunDir
+    from .evaluate import RECOMMENDATION_SCHEMA
+
+    run = RunDir(Path(run_dir))
+    report = io.read_json(run.evaluation / "metrics.json")
+    families = {m: d["family"] for m, d in report["models"].items()}
+    recommendations = io.read_parquet(run.evaluation / "recommendations.parquet", RECOMMENDATION_SCHEMA)
+    top1 = recommendations[recommendations["rank"] == 1]
+    policies: dict[str, Policy] = {}
+    for model, rows in top1.groupby("model", sort=False):
+        actions = rows[["hcp_id", "content_id", "channel"]].assign(true_probability=rows["true_engagement_prob"].to_numpy())
+        logged = None
+        if families.get(model) in PROBABILITY_FAMILIES:
+            actions["model_probability"] = rows["score"].to_numpy(np.float64)
+            exposure_path = run.hybrid / "test_exposure_probs" / f"{model}.parquet"
+            if exposure_path.exists():  # the engagement models' probability of each logged test exposure
+                table = io.read_parquet(exposure_path)
+                logged = pd.Series(table["engagement_prob"].to_numpy(np.float64), index=table["exposure_id"].to_numpy())
+        policies[str(model)] = Policy(actions.reset_index(drop=True), logged_probability=logged)
+    channels = np.asarray(CHANNELS, dtype=object)
+    hcp_rows, cols = np.nonzero(~setting.exclude)
+    n_pairs = (~setting.exclude).sum(axis=1)[hcp_rows] * len(CHANNELS)
+    policies[UNIFORM_NAME] = Policy(pd.DataFrame({
+        "hcp_id": np.repeat(setting.hcp_ids[hcp_rows], len(CHANNELS)),
+        "content_id": np.repeat(setting.content_ids.to_numpy()[cols], len(CHANNELS)),
+        "channel": np.tile(channels, len(hcp_rows)),
+        "weight": np.repeat(1.0 / n_pairs, len(CHANNELS)),
+        "true_probability": setting.oracle[hcp_rows, cols, :].ravel()}))
+    families[UNIFORM_NAME] = "reference"
+    plan_path = run.plan / "plan.parquet"
+    if plan_path.exists():
+        plan = io.read_parquet(plan_path)
+        rows = pd.Index(setting.hcp_ids).get_indexer(plan["hcp_id"].astype(str))
+        if (rows < 0).any():
+            raise OPEError(f"{plan_path}: HCP {plan['hcp_id'].iloc[int(np.flatnonzero(rows < 0)[0])]!r} is not evaluated")
+        truth = setting.oracle[rows, setting.content_ids.get_indexer(plan["content_id"].astype(str)),
+                               pd.Index(CHANNELS).get_indexer(plan["channel"].astype(str))]
+        policies["plan"] = Policy(plan[["hcp_id", "content_id", "channel"]].assign(true_probability=truth),
+                                  hcp_ids=setting.hcp_ids)
+        families["plan"] = "plan"
+    first = setting.test_rows.drop_duplicates("row")
+    policies["business_as_usual"] = Policy(pd.DataFrame({
+        "hcp_id": first["hcp_id"].astype(str).to_numpy(), "content_id": first["content_id"].astype(str).to_numpy(),
+        "channel": first["channel"].astype(str).to_numpy(),
+        "true_probability": setting.oracle[first["row"].to_numpy(), first["col"].to_numpy(),
+                                           pd.Index(CHANNELS).get_indexer(first["channel"].astype(str))],
+        "logged_outcome": first["engaged"].to_numpy(np.float64)}))
+    families["business_as_usual"] = "reference"
+    return policies, families
+
+
+def run_ope(run_dir: str | Path, seed: int, n_bootstrap: int, plan_settings=None, clip_quantile: float = CLIP_QUANTILE,
+            reward_folds: int = 5) -> OPEResult:
+    """Estimate every policy of the run from its logged test window, beside the truth (the
+    chapter's one call). The reward model is fitted on the logs of the validation and test
+    windows (cross-fitted by HCP) with features from the logs before them and the HCPs' and
+    items' attributes."""
+    from . import synth
+    from .evaluate import load_setting
+
+    setting = load_setting(run_dir, plan_settings)
+    world = synth.load_world(run_dir)
+    interactions = world.interactions
+    split = setting.split
+    in_population = interactions["hcp_id"].astype(str).isin(set(setting.hcp_ids))
+    window = (interactions["exposed_at"] >= split.test_start) & (interactions["exposed_at"] < split.test_end)
+    columns = list(LOG_COLUMNS)
+    logs = interactions.loc[window & in_population, ["exposure_id", *columns]].reset_index(drop=True)
+    # The reward model learns from the validation and test windows (cross-fitted by HCP), with
+    # features from the exposures before the validation window: twice the rows of the test
+    # window alone, and no row's own outcome among its features.
+    learn = (interactions["exposed_at"] >= split.valid_start) & (interactions["exposed_at"] < split.test_end)
+    learn_logs = interactions.loc[learn & in_population, columns].reset_index(drop=True)
+    history = interactions.loc[interactions["exposed_at"] < split.valid_start, columns].reset_index(drop=True)
+    hcp_attributes = world.hcps[["hcp_id", "specialty", "region", "practice_setting", "prescribing_decile",
+                                 "digital_affinity", "years_in_practice"]]
+    item_attributes = world.content[["content_id", "therapeutic_area", "content_type"]]
+    reward = RewardModel(n_folds=reward_folds, seed=seed).fit(learn_logs, history, hcp_attributes, item_attributes)
+    policies, families = run_policies(run_dir, setting)
+    n_days = int((pd.Timestamp(split.test_end) - pd.Timestamp(split.test_start)).days)
+    clip = clip_level(logs["propensity"], clip_quantile)
+    estimates = estimate_policy_values(logs, policies, hcp_ids=setting.hcp_ids, n_days=n_days, reward=reward, clip=clip,
+                                       n_bootstrap=n_bootstrap, seed=seed, source="world/hcp_interaction_data.parquet")
+    estimates.insert(1, "family", estimates["policy"].map(families).fillna("model"))
+    report = io.read_json(Path(run_dir) / "evaluation" / "metrics.json")
+    checked = _check_truth(estimates, report)
+    off_policy = estimates[estimates["estimator"] != "observed"]
+    agreement = rank_agreement(off_policy)
+    scores = estimator_scores(off_policy)
+    selection = selection_table(off_policy, report)
+    summary = {
+        "clip": clip, "clip_quantile": clip_quantile, "n_days": n_days, "n_logs": int(len(logs)),
+        "n_hcps": int(len(setting.hcp_ids)), "n_policies": int(estimates["policy"].nunique()),
+        "propensity": {"min": float(logs["propensity"].min()), "median": float(logs["propensity"].median()),
+                       "max": float(logs["propensity"].max())},
+        "truth_checked_against_metrics_json": checked, "reward_folds": reward_folds,
+        "best_estimator": str(scores.iloc[0]["estimator"]) if len(scores) else None,
+    }
+    return OPEResult(estimates, agreement, scores, selection, summary)
+
+
+def _check_truth(estimates: pd.DataFrame, report: dict) -> int:
+    """Each model policy's truth must be the evaluation's policy value (one definition); returns
+    how many were checked."""
+    truth = estimates.drop_duplicates("policy").set_index("policy")["truth"]
+    checked = 0
+    for policy, value in truth.items():
+        if policy in REFERENCE_POLICIES:
+            entry = report["policy"].get(REFERENCE_POLICIES[policy], {}).get("policy_value")
+        else:
+            entry = report["metrics"].get(policy, {}).get("policy_value")
+        if entry and entry.get("value") is not None:
+            if abs(entry["value"] - value) > 1e-6:
+                raise OPEError(f"policy {policy!r}: true value {value:.6f} differs from metrics.json's policy_value "
+                               f"{entry['value']:.6f}; the two must come from the same oracle")
+            checked += 1
+    return checked
+
+
+def estimator_scores(estimates: pd.DataFrame, model: str = "hybrid") -> pd.DataFrame:
+    """Per estimator: the share of the policies it applies to whose interval covers the truth (a
+    policy it cannot estimate, e.g. SNIPS with no matched exposure, counts as a miss), the
+    median absolute relative error over those it estimates, Kendall's tau, and the relative
+    error on ``model``'s value; best first: the estimators that estimate at least
+    :data:`MIN_ESTIMATED_SHARE` of their policies, by lowest median error (an estimator that
+    answers for a few policies only is not a usable one), then the others."""
+    rows = []
+    agreement = rank_agreement(estimates).set_index("estimator")
+    for estimator, group in estimates.groupby("estimator", sort=False):
+        on_model = group.loc[group["policy"] == model, "relative_error"]
+        estimated = group["value"].notna()
+        rows.append({"estimator": estimator, "coverage": float(group["covered"].mean()),
+                     "estimated": int(estimated.sum()),
+                     "median_abs_relative_error": float(group.loc[estimated, "relative_error"].abs().median())
+                     if estimated.any() else np.nan,
+                     "kendall_tau": float(agreement["kendall_tau"].get(estimator, np.nan)),
+                     f"{model}_relative_error": float(on_model.iloc[0]) if len(on_model) else np.nan,
+                     "n_policies": len(group)})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["usable"] = table["estimated"] >= MIN_ESTIMATED_SHARE * table["n_policies"]
+    table = table.sort_values(["usable", "median_abs_relative_error", "coverage"], ascending=[False, True, False],
+                              na_position="last")
+    return table.drop(columns="usable").reset_index(drop=True)
+
+
+def selection_table(estimates: pd.DataFrame, report: dict, models=SELECTION_MODELS) -> pd.DataFrame:
+    """Which engagement model each criterion would choose: the validation log-loss of the
+    evaluation (``selection`` of metrics.json), each estimator's highest estimated value, and
+    the oracle's highest true value; with the chosen model's true value."""
+    candidates = estimates[estimates["policy"].isin(models)]
+    truth = candidates.drop_duplicates("policy").set_index("policy")["truth"]
+    rows = []
+    chosen = (report.get("selection") or {}).get("chosen")
+    if chosen is not None:
+        rows.append({"criterion": "validation log-loss (logged data)", "chooses": chosen,
+                     "true_value": float(truth.get(chosen, np.nan))})
+    for estimator, group in candidates.dropna(subset=["value"]).groupby("estimator", sort=False):
+        best = group.loc[group["value"].idxmax(), "policy"]
+        rows.append({"criterion": ESTIMATOR_LABELS.get(estimator, estimator), "chooses": best,
+                     "true_value": float(truth.get(best, np.nan))})
+    if len(truth):
+        rows.append({"criterion": "oracle (true value)", "chooses": truth.idxmax(), "true_value": float(truth.max())})
+    return pd.DataFrame(rows)
+
+
+def write_outputs(result: OPEResult, run_dir: str | Path) -> dict[str, Path]:
+    """Write ``ope/estimates.parquet`` and ``ope/summary.json`` (with the agreement, scores and
+    selection tables) and the stage summary ``metrics/ope.json``."""
+    from .config import RunDir
+
+    run = RunDir(Path(run_dir))
+    folder = run.root / "ope"
+    summary = {**result.summary, "agreement": result.agreement.to_dict("records"),
+               "scores": result.scores.to_dict("records"), "selection": result.selection.to_dict("records")}
+    summary = _json_ready(summary)
+    return {
+        "estimates": io.write_parquet(result.estimates, folder / "estimates.parquet"),
+        "summary": io.write_json(summary, folder / "summary.json"),
+        "metrics": io.write_json({k: summary[k] for k in ("best_estimator", "n_logs", "clip", "scores")},
+                                 run.metrics / "ope.json"),
+    }
+
+
+def _json_ready(value):
+    """NaN -> None (JSON has no NaN), numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _matches(n: int) -> str:
+    if n == 0:
+        return "no logged exposure matches"
+    return "only 1 logged exposure matches" if n == 1 else f"only {n:,} logged exposures match"
+
+
+def verdict(result: OPEResult) -> str:
+    """The chapter's answer in plain words, from the numbers: whether any estimator's intervals
+    can be trusted here (coverage at least :data:`TRUSTED_COVERAGE`), which estimator comes
+    closest, which not to use, and whether the estimators would have chosen the model the
+    oracle prefers."""
+    scores = result.scores
+    if scores.empty:
+        return "No policy could be estimated from the logged window."
+    label = lambda e: ESTIMATOR_LABELS.get(e, e)  # noqa: E731
+    best, worst = scores.iloc[0], scores.iloc[-1]
+    hybrid = best.get("hybrid_relative_error", np.nan)
+    closest = (f"**{label(best['estimator'])}** comes closest: its median error is "
+               f"{best['median_abs_relative_error']:.1%} of the true value over the {int(best['estimated'])} policies "
+               "it estimates" + (f", and it misses the hybrid's value by {hybrid:+.1%}" if np.isfinite(hybrid) else ""))
+    covering = scores[scores["coverage"] >= TRUSTED_COVERAGE]
+    if len(covering):
+        parts = [f"{closest}; its 95% intervals cover the true value for {best['coverage']:.0%} of its policies."
+                 if best["estimator"] in set(covering["estimator"]) else
+                 f"{closest}. Only {', '.join(label(e) for e in covering['estimator'])} has intervals that cover the "
+                 f"truth for at least {TRUSTED_COVERAGE:.0%} of the policies."]
+    else:
+        top = scores.sort_values("coverage", ascending=False).iloc[0]
+        parts = [f"No estimator's 95% intervals can be trusted here: the best coverage is {top['coverage']:.0%} of the "
+                 f"policies ({label(top['estimator'])}), far from 95%. {closest}, but its intervals cover the truth "
+                 f"for {best['coverage']:.0%} of them: they only say which HCPs happened to be sampled, not how wrong "
+                 "the estimate's assumptions are."]
+    parts.append(f"**{label(worst['estimator'])}** is the one not to use: median error "
+                 f"{worst['median_abs_relative_error']:.0%}.")
+    weighting = scores[scores["estimator"].isin(["ips", "snips"])]
+    if len(weighting):
+        parts.append(
+            "Weighting by the logged propensities fails because a model's first choice is rarely what the logging "
+            f"policy sent: {_matches(int(result.estimates['matched'].median()))} (median over policies) a policy's "
+            "actions, each weighted by the inverse of a propensity of about "
+            f"{result.summary['propensity']['median']:.4f}.")
+    sel = result.selection.set_index("criterion")["chooses"] if len(result.selection) else pd.Series(dtype=str)
+    oracle_choice = sel.get("oracle (true value)")
+    logged_choice = sel.get("validation log-loss (logged data)")
+    if oracle_choice is not None and logged_choice is not None:
+        agree = sel.drop(["oracle (true value)", "validation log-loss (logged data)"], errors="ignore")
+        same = [c for c, m in agree.items() if m == oracle_choice]
+        parts.append(
+            f"The oracle prefers **{oracle_choice}**; the validation log-loss chose **{logged_choice}**"
+            f" ({'the same' if logged_choice == oracle_choice else 'another'} model), and {len(same)} of "
+            f"{len(agree)} estimators would have chosen the oracle's model.")
+    return " ".join(parts)
+
+
+# --- presentation (the chapter's tables and figure) ----------------------------------------------
+
+
+def data_sentence(result: OPEResult) -> str:
+    """What the chapter estimated from: counts of the logged window, the clip level."""
+    s = result.summary
+    return (f"{s['n_policies']} policies are estimated from {s['n_logs']:,} logged exposures of {s['n_hcps']:,} HCPs over "
+            f"the {s['n_days']}-day test window. The logged propensities range from {s['propensity']['min']:.2g} to "
+            f"{s['propensity']['max']:.2g} (median {s['propensity']['median']:.2g}); clipped IPS caps each weight at "
+            f"{s['clip']:,.0f}, the inverse of the {s['clip_quantile']:.0%} quantile of the propensities. The reward "
+            f"model is cross-fitted over {s['reward_folds']} folds of HCPs. Each policy's true value is the oracle's, "
+            f"the same as chapter 6's policy value ({s['truth_checked_against_metrics_json']} policies checked equal).")
+
+
+def scores_table(result: OPEResult) -> pd.DataFrame:
+    """:attr:`OPEResult.scores` with readable names and rounded numbers."""
+    table = result.scores.copy()
+    return pd.DataFrame({
+        "estimator": table["estimator"].map(lambda e: ESTIMATOR_LABELS.get(e, e)),
+        "intervals covering the truth": table["coverage"].map("{:.0%}".format),
+        "median |error| / truth": table["median_abs_relative_error"].map("{:.1%}".format),
+        "Kendall's τ": table["kendall_tau"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
+        "error on the hybrid": table["hybrid_relative_error"].map(lambda v: "" if pd.isna(v) else f"{v:+.1%}"),
+        "policies estimated": table["estimated"].astype(str) + " of " + table["n_policies"].astype(str),
+    }).set_index("estimator")
+
+
+def policy_table(result: OPEResult) -> pd.DataFrame:
+    """One row per policy: the truth, each estimator's estimate [interval] ✓/✗, and matches."""
+    est = result.estimates
+    order = est.drop_duplicates("policy").sort_values("truth", ascending=False)["policy"]
+    rows = []
+    for policy in order:
+        group = est[est["policy"] == policy].set_index("estimator")
+        row = {"policy": policy, "true value": f"{group['truth'].iloc[0]:.3f}"}
+        for estimator in ESTIMATORS:
+            if estimator in group.index and np.isfinite(group.loc[estimator, "value"]):
+                g = group.loc[estimator]
+                row[ESTIMATOR_LABELS[estimator]] = (f"{g['value']:.3f} [{g['ci_low']:.3f}, {g['ci_high']:.3f}] "
+                                                    + ("✓" if g["covered"] else "✗"))
+            else:
+                row[ESTIMATOR_LABELS[estimator]] = ""
+        row["matched"] = int(group["matched"].iloc[0])
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("policy")
+    return table.loc[:, (table != "").any(axis=0)]
+
+
+def estimates_figure(result: OPEResult):
+    """Each policy's estimates with 95% intervals (one colour per estimator) against its true value."""
+    import matplotlib.pyplot as plt
+
+    est = result.estimates.dropna(subset=["value"])
+    order = est.drop_duplicates("policy").sort_values("truth")["policy"].tolist()
+    estimators = [e for e in ESTIMATORS if e in set(est["estimator"])]
+    colors = dict(zip(estimators, plt.get_cmap("tab10").colors))
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(order) + 1.5))
+    step = 0.8 / max(len(estimators), 1)
+    for i, policy in enumerate(order):
+        group = est[est["policy"] == policy].set_index("estimator")
+        truth = group["truth"].iloc[0]
+        ax.plot([truth, truth], [i - 0.45, i + 0.45], color="black", lw=2, zorder=3)
+        for j, estimator in enumerate(estimators):
+            if estimator not in group.index:
+                continue
+            g = group.loc[estimator]
+            y = i - 0.4 + step * (j + 0.5)
+            ax.errorbar(g["value"], y, xerr=[[max(g["value"] - g["ci_low"], 0)], [max(g["ci_high"] - g["value"], 0)]],
+                        fmt="o", ms=4, color=colors[estimator], lw=1)
+    handles = [plt.Line2D([], [], color=colors[e], marker="o", lw=1, ms=4) for e in estimators]
+    handles.append(plt.Line2D([], [], color="black", lw=2))
+    ax.legend(handles, [ESTIMATOR_LABELS[e] for e in estimators] + ["true value (oracle)"], loc="lower right",
+              fontsize=8)
+    ax.set_yticks(range(len(order)), order)
+    ax.set_xlabel("policy value: mean probability of engagement per HCP (expected engagements per HCP for the plan)")
+    ax.set_title("Off-policy estimates from the logged test window vs the true value")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

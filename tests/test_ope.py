@@ -1,0 +1,184 @@
+"""Off-policy estimators: unbiased where the maths says so, refused inputs, the chapter's outputs."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from hcp_lib import ope
+
+CHANNELS3 = ["email", "webinar", "rep_visit"]
+H, C, DAYS, TOUCH = 300, 12, 28, 0.3
+
+
+def bandit(seed: int, logging=None, rewards=None):
+    """A logged window of a contextual bandit whose truth is known: each HCP-day, the logging
+    policy touches with probability TOUCH and then draws (content, channel) from ``logging``."""
+    rng = np.random.default_rng(seed)
+    world = np.random.default_rng(0)
+    rewards = world.uniform(0.02, 0.5, size=(H, C, 3)) if rewards is None else rewards
+    logging = world.dirichlet(np.ones(C * 3), size=H).reshape(H, C, 3) if logging is None else logging
+    rows = []
+    flat = logging.reshape(H, -1)
+    for day in range(DAYS):
+        for h in np.flatnonzero(rng.random(H) < TOUCH):
+            a = rng.choice(C * 3, p=flat[h])
+            c, k = divmod(int(a), 3)
+            rows.append((f"h{h:03d}", f"c{c:02d}", CHANNELS3[k], pd.Timestamp("2025-03-03") + pd.Timedelta(days=day),
+                         TOUCH * logging[h, c, k], bool(rng.random() < rewards[h, c, k])))
+    return pd.DataFrame(rows, columns=ope.LOG_COLUMNS), rewards, logging
+
+
+def best_policy(rewards, model_bias: float = 1.0) -> pd.DataFrame:
+    best = rewards.reshape(H, -1).argmax(axis=1)
+    return pd.DataFrame({"hcp_id": [f"h{h:03d}" for h in range(H)], "content_id": [f"c{b // 3:02d}" for b in best],
+                         "channel": [CHANNELS3[b % 3] for b in best], "true_probability": rewards.reshape(H, -1).max(1),
+                         "model_probability": np.minimum(rewards.reshape(H, -1).max(1) * model_bias, 1.0)})
+
+
+def uniform_policy(rewards) -> pd.DataFrame:
+    h, c, k = np.meshgrid(np.arange(H), np.arange(C), np.arange(3), indexing="ij")
+    return pd.DataFrame({"hcp_id": [f"h{i:03d}" for i in h.ravel()], "content_id": [f"c{i:02d}" for i in c.ravel()],
+                         "channel": np.asarray(CHANNELS3)[k.ravel()], "weight": 1.0 / (C * 3),
+                         "true_probability": rewards[h, c, k].ravel()})
+
+
+def test_ips_and_snips_are_unbiased_over_replications_with_full_support():
+    values = {"ips": [], "snips": []}
+    for seed in range(12):
+        logs, rewards, _ = bandit(seed)
+        table = ope.estimate_policy_values(logs, {"best": best_policy(rewards), "uniform": uniform_policy(rewards)},
+                                           n_days=DAYS, n_bootstrap=50, seed=seed)
+        for estimator in values:
+            values[estimator].append(table.set_index(["policy", "estimator"]).loc[[("best", estimator),
+                                                                                  ("uniform", estimator)], "value"])
+    truth = table.drop_duplicates("policy").set_index("policy")["truth"]
+    for estimator, draws in values.items():
+        mean = pd.concat(draws, axis=1).mean(axis=1).droplevel("estimator")
+        spread = pd.concat(draws, axis=1).std(axis=1).droplevel("estimator") / np.sqrt(len(draws))
+        # the mean of 12 independent windows lies within 4 standard errors of the truth
+        assert (abs(mean - truth[mean.index]) < 4 * spread + 0.01).all(), (estimator, mean, truth)
+
+
+def test_ips_of_the_logging_policy_itself_is_the_observed_rate():
+    logs, rewards, logging = bandit(1)
+    h, c, k = np.meshgrid(np.arange(H), np.arange(C), np.arange(3), indexing="ij")
+    replay = pd.DataFrame({"hcp_id": [f"h{i:03d}" for i in h.ravel()], "content_id": [f"c{i:02d}" for i in c.ravel()],
+                           "channel": np.asarray(CHANNELS3)[k.ravel()], "weight": logging.ravel()})
+    table = ope.estimate_policy_values(logs, {"logging": replay}, n_days=DAYS, n_bootstrap=50)
+    ips = table.set_index("estimator").loc["ips", "value"]
+    # sum_i pi(a_i) r_i / p_i with pi = the logging's own choice given a touch: the engagements per HCP-day / TOUCH
+    assert ips == pytest.approx(logs["engaged"].sum() / (H * DAYS) / TOUCH, rel=1e-9)
+
+
+def test_direct_method_doubly_robust_and_reward_model():
+    logs, rewards, _ = bandit(3)
+    hcps = pd.DataFrame({"hcp_id": [f"h{h:03d}" for h in range(H)], "segment": [str(h % 3) for h in range(H)]})
+    reward = ope.RewardModel(n_folds=3, seed=0, max_iter=50).fit(logs, history=bandit(99)[0], hcp_attributes=hcps)
+    table = ope.estimate_policy_values(logs, {"best": best_policy(rewards, 1.2), "uniform": uniform_policy(rewards)},
+                                       n_days=DAYS, reward=reward, n_bootstrap=100).set_index(["policy", "estimator"])
+    assert table.loc[("best", "dm_model"), "value"] == pytest.approx(1.2 * table.loc[("best", "dm_model"), "truth"],
+                                                                     rel=0.02)
+    assert table.loc[("best", "dm_model"), "ess"] == H
+    assert ("uniform", "dm_model") not in table.index, "a policy without model probabilities has no dm_model"
+    # the reward model's value of the uniform policy is close to the truth (it is an average of many pairs)
+    assert table.loc[("uniform", "dm_reward"), "relative_error"] == pytest.approx(0, abs=0.15)
+    assert table.loc[("uniform", "dr"), "relative_error"] == pytest.approx(0, abs=0.15)
+    predicted = reward.predict(logs["hcp_id"], logs["content_id"], logs["channel"])
+    assert ((predicted > 0) & (predicted < 1)).all()
+    for column in ("value", "ci_low", "ci_high"):
+        assert np.isfinite(table[column]).all()
+    assert (table["ci_low"] <= table["value"] + 1e-12).all() and (table["value"] <= table["ci_high"] + 1e-12).all()
+
+
+def test_a_policy_outside_the_logging_support_is_invisible_to_ips():
+    logging = np.zeros((H, C, 3))
+    logging[:, : C // 2, :] = 1.0 / (C // 2 * 3)  # the logging policy never sends the second half of the items
+    logs, rewards, _ = bandit(2, logging=logging)
+    unsupported = best_policy(rewards).assign(content_id=f"c{C - 1:02d}")
+    table = ope.estimate_policy_values(logs, {"unsupported": unsupported}, n_days=DAYS, n_bootstrap=50)
+    ips = table.set_index("estimator").loc["ips"]
+    assert ips["value"] == 0 and ips["matched"] == 0 and ips["ess"] == 0
+    assert np.isnan(table.set_index("estimator").loc["snips", "value"])
+
+
+def test_replayed_logged_actions_are_valued_on_policy():
+    logs, _, _ = bandit(4)
+    first = logs.drop_duplicates("hcp_id")
+    replay = first[["hcp_id", "content_id", "channel"]].assign(logged_outcome=first["engaged"].astype(float),
+                                                              true_probability=0.2)
+    table = ope.estimate_policy_values(logs, {"bau": replay}, n_days=DAYS, n_bootstrap=50)
+    assert table["estimator"].tolist() == ["observed"]
+    assert table["value"].iloc[0] == pytest.approx(first["engaged"].mean())
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.drop(columns="propensity"), r"my export: missing column 'propensity'; a logged table needs the columns"),
+    (lambda f: f.assign(propensity=np.where(np.arange(len(f)) == 3, np.nan, f["propensity"])),
+     r"my export: column 'propensity' is missing or not a number in 1 rows \(first at row 3"),
+    (lambda f: f.assign(propensity=np.where(np.arange(len(f)) == 5, 0.0, f["propensity"])),
+     r"my export: column 'propensity' must be in \(0, 1\]; 1 rows are not \(first at row 5: 0\.0\)"),
+    (lambda f: f.assign(propensity=-f["propensity"]), r"must be in \(0, 1\]"),
+    (lambda f: f.assign(engaged="maybe"), r"my export: column 'engaged' must be true/false or 0/1; row 0 holds 'maybe'"),
+    (lambda f: f.assign(hcp_id=None), r"my export: column 'hcp_id' is missing in"),
+])
+def test_bad_logged_tables_are_refused_naming_the_column_and_row(change, message):
+    logs, rewards, _ = bandit(5)
+    with pytest.raises(ope.OPEError, match=message):
+        ope.estimate_policy_values(change(logs), {"best": best_policy(rewards)}, n_bootstrap=50, source="my export")
+
+
+def test_bad_policies_and_settings_are_refused():
+    logs, rewards, _ = bandit(6)
+    with pytest.raises(ope.OPEError, match="policy 'p': actions lack column 'channel'"):
+        ope.estimate_policy_values(logs, {"p": best_policy(rewards).drop(columns="channel")}, n_bootstrap=50)
+    with pytest.raises(ope.OPEError, match="policy 'p': weights must be >= 0"):
+        ope.estimate_policy_values(logs, {"p": best_policy(rewards).assign(weight=-1.0)}, n_bootstrap=50)
+    with pytest.raises(ValueError, match="policy 'p'.*non-finite weight"):
+        ope.estimate_policy_values(logs, {"p": best_policy(rewards).assign(weight=np.inf)}, n_bootstrap=50)
+    with pytest.raises(ope.OPEError, match="no logged exposure of the given HCPs"):
+        ope.estimate_policy_values(logs, {"p": best_policy(rewards)}, hcp_ids=["nobody"], n_bootstrap=50)
+    with pytest.raises(ope.OPEError, match="clip quantile must be in"):
+        ope.clip_level(logs["propensity"], 1.5)
+    with pytest.raises(ope.OPEError, match="n_folds must be at least 2"):
+        ope.RewardModel(n_folds=1).fit(logs)
+
+
+def test_window_days_and_clip_level():
+    logs, _, _ = bandit(7)
+    assert ope.window_days(logs) == DAYS
+    clip = ope.clip_level(logs["propensity"], 0.01)
+    assert (1 / logs["propensity"] > clip).mean() == pytest.approx(0.01, abs=0.005)
+
+
+@pytest.mark.slow
+def test_notebook_09_estimates_every_policy_beside_its_truth(tiny_run):
+    estimates = pd.read_parquet(tiny_run / "ope" / "estimates.parquet")
+    summary = json.loads((tiny_run / "ope" / "summary.json").read_text())
+    report = json.loads((tiny_run / "evaluation" / "metrics.json").read_text())
+    policies = set(estimates["policy"])
+    assert set(report["metrics"]) - {m for m, d in report["models"].items() if d["family"] == "channel_baseline"} \
+        <= policies
+    assert {"uniform_random", "business_as_usual", "plan"} <= policies
+    for policy, group in estimates.groupby("policy"):
+        assert group["value"].notna().any() and group["truth"].notna().all(), policy
+        assert group[["ci_low", "ci_high"]].dropna().shape[0] >= 1, policy
+    # the truth is chapter 6's policy value (one definition): checked for every model and reference policy
+    for model in ("hybrid", "tabular", "v0.1_classifier"):
+        truth = estimates.loc[estimates["policy"] == model, "truth"].iloc[0]
+        assert truth == pytest.approx(report["metrics"][model]["policy_value"]["value"], abs=1e-9)
+    assert summary["truth_checked_against_metrics_json"] >= len(report["metrics"]) - 5
+    assert summary["best_estimator"] in ope.ESTIMATORS
+    assert [row["criterion"] for row in summary["selection"]][0] == "validation log-loss (logged data)"
+    assert summary["selection"][-1]["criterion"] == "oracle (true value)"
+    executed = nbformat.read(tiny_run / "09_off_policy_evaluation.ipynb", as_version=4)
+    outputs = [o for cell in executed.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    shown = "\n".join(str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
+    assert "comes closest" in shown and f"{summary['n_logs']:,} logged exposures" in shown
+    assert ("can be trusted here" in shown) or ("intervals cover the true value for" in shown)
+    assert (tiny_run / "figures" / "ope_estimates.png").stat().st_size > 10_000

@@ -53,6 +53,13 @@ def test_benchmark_pages_show_the_committed_figures_and_are_linked_from_results(
     full_page = BeautifulSoup((tiny_book / "book" / "full_scale.html").read_text(), "html.parser").get_text()
     assert f"{full['metrics']['hybrid']['policy_fraction_of_oracle']['value']:.3f}" in full_page
     assert f"{full['population']['n_hcps_world']:,} HCPs" in full_page
+    assert results.find("a", href=lambda h: h and h.startswith("ope_seeds.html")) is not None
+    ope_results = json.loads((PROJECT_ROOT / "benchmarks" / "results" / "ope.json").read_text())
+    ope_page = BeautifulSoup((tiny_book / "book" / "ope_seeds.html").read_text(), "html.parser").get_text()
+    ope_page = ope_page.replace("\u2019", "'")  # Sphinx's smart quotes
+    closest = ope_results["estimators"][0]
+    assert f"{closest['label']} comes closest" in ope_page
+    assert f"{closest['coverage']:.0%} of {closest['pairs']}" in ope_page
     chapter = BeautifulSoup((tiny_book / "outputs" / "report" / "09_off_policy_evaluation.html").read_text(),
                             "html.parser")
     assert "Off-policy evaluation" in chapter.find("h1").get_text()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import subprocess
 import sys
 from pathlib import Path
 
@@ -92,14 +91,6 @@ def collect(runs: dict[int, Path]) -> dict:
                                r["median_abs_relative_error"] if r["median_abs_relative_error"] is not None else np.inf))
     return {"seeds": [int(s) for s in runs], "estimators": pooled, "per_seed": per_seed,
             "n_policies": int(off_policy["policy"].nunique())}
-
-
-def _git() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def page(results: dict) -> str:
@@ -176,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = {seed: given.get(seed, Path(args.runs_root) / f"seed-{seed}") for seed in args.seeds}
     for seed, out in runs.items():
         print(f"seed {seed}: {ensure_run(seed, args.scale, out, args.rerun_ope)} ({out})", flush=True)
-    results = {"scale": args.scale, "commit": _git(), "date": dt.date.today().isoformat(), **collect(runs)}
+    results = {"scale": args.scale, "date": dt.date.today().isoformat(), **collect(runs)}
     io.write_json(results, RESULTS)
     io.write_text(page(results), PAGE)
     for r in results["estimators"]:

@@ -398,6 +398,14 @@ def check_world_dates(values: dict[str, Any]) -> None:
             "of training)")
 
 
+def check_corpus(corpus: str, live: bool) -> None:
+    """``corpus`` must be one of its choices, and 'v01' (a shipped corpus) cannot be fetched live."""
+    PARAMS["corpus"].coerce(corpus)
+    if live and corpus == "v01":
+        raise ParameterError("parameter 'corpus': 'v01' selects the shipped v0.1 corpus and cannot be combined with "
+                             "pubmed_live=true; use corpus='all' with live mode")
+
+
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
@@ -408,9 +416,7 @@ def check_combinations(values: dict[str, Any]) -> None:
     so that a run is refused before its first notebook starts rather than in a later one.
     """
     check_world_dates(values)
-    if values["pubmed_live"] and values["corpus"] == "v01":
-        raise ParameterError("parameter 'corpus': 'v01' selects the shipped v0.1 corpus and cannot be combined with "
-                             "pubmed_live=true; use corpus='all' with live mode")
+    check_corpus(values["corpus"], values["pubmed_live"])
     if values["pubmed_email"] and not _EMAIL.fullmatch(values["pubmed_email"]):
         raise ParameterError(f"parameter 'pubmed_email': got {values['pubmed_email']!r}; expected an e-mail address "
                              "(name@example.org) or nothing")

@@ -451,7 +451,8 @@ def estimate_policy_values(logs: pd.DataFrame, policies: Mapping[str, Policy | p
         One row per (policy, estimator): ``value``, ``ci_low``, ``ci_high``, ``ess``,
         ``matched`` (logged exposures whose action the policy takes), ``n_hcps``; and
         ``truth``, ``error``, ``relative_error``, ``covered`` where the policy's actions
-        carry ``true_probability``.
+        carry ``true_probability``. ``table.attrs`` records what was used: ``clip``,
+        ``n_days``, ``n_logs`` and ``n_hcps``.
     """
     from .evaluate_metrics import bootstrap_ratio, resample_weights
 

@@ -433,6 +433,7 @@ def run_pipeline(
         write_json(manifest, manifest_path)
 
     _sweep_dead_kernel_folders()
+    children_before = _child_pids()
     with tempfile.TemporaryDirectory(prefix=f"{_KERNEL_FOLDER_PREFIX}{os.getpid()}-") as kernel_root, \
             _signals_raise(), _environment_kept():
         try:
@@ -473,7 +474,7 @@ def run_pipeline(
 
             name = signal.Signals(stop.signum).name
             current = next((r for r in results.values() if r.get("status") == "running"), None)
-            _stop_kernels()
+            _stop_kernels(children_before)
             if current is not None:
                 current.update(status=INTERRUPTED, error=f"stopped by {name}")
             finish(INTERRUPTED)
@@ -523,11 +524,18 @@ def _environment_kept(names: tuple[str, ...] = ("JUPYTER_PATH", "JUPYTER_RUNTIME
                 os.environ[name] = value
 
 
-def _stop_kernels(grace: float = 5.0) -> None:
-    """Stop the kernels this process started (an interrupted nbclient may not get to it)."""
+def _child_pids() -> set[int]:
     import psutil
 
-    children = psutil.Process().children(recursive=True)
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+def _stop_kernels(before: set[int], grace: float = 5.0) -> None:
+    """Stop the kernels this run started (an interrupted nbclient may not get to it): the child
+    processes that were not there when the run began, so a caller's own ones are left alone."""
+    import psutil
+
+    children = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
     for child in children:
         with contextlib.suppress(psutil.Error):
             child.terminate()

@@ -663,11 +663,7 @@ def load_articles(corpus: str = "all", live: bool = False, max_per_query: int = 
 
     ``corpus="v01"`` names a shipped corpus, so it cannot be combined with ``live``.
     """
-    if corpus not in ("all", "v01"):
-        raise config.ParameterError(f"parameter 'corpus': got {corpus!r}; expected one of 'all', 'v01'")
-    if live and corpus == "v01":
-        raise config.ParameterError("parameter 'corpus': 'v01' selects the shipped v0.1 corpus and cannot be "
-                                    "combined with pubmed_live=true; use corpus='all' with live mode")
+    config.check_corpus(corpus, live)
     if live:
         return fetch_live(max_per_query=max_per_query, email=email, cache_dir=cache_dir, client=client)
     return load_snapshot(corpus, raw_dir=raw_dir)

@@ -92,7 +92,7 @@ def test_ope_benchmark_pools_the_worlds_and_writes_its_page(tiny_run, tmp_path):
     shutil.copytree(tiny_run / "ope", other / "ope")
     shutil.copy(tiny_run / "manifest.json", other / "manifest.json")
     results = bench_ope.collect({42: tiny_run, 7: other})
-    results.update(scale="tiny", commit="abc1234", date="2026-11-30")
+    results.update(scale="tiny", date="2026-11-30")
     assert results["seeds"] == [42, 7]
     rows = {r["estimator"]: r for r in results["estimators"]}
     single = io.read_json(tiny_run / "ope" / "summary.json")["scores"]

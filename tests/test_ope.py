@@ -153,6 +153,10 @@ def test_window_days_and_clip_level():
     assert ope.window_days(logs) == DAYS
     clip = ope.clip_level(logs["propensity"], 0.01)
     assert (1 / logs["propensity"] > clip).mean() == pytest.approx(0.01, abs=0.005)
+    rewards = bandit(7)[1]
+    table = ope.estimate_policy_values(logs, {"best": best_policy(rewards)}, n_bootstrap=50)
+    assert table.attrs == {"clip": pytest.approx(clip), "n_days": DAYS, "n_logs": len(logs),
+                           "n_hcps": logs["hcp_id"].nunique()}
 
 
 @pytest.mark.slow

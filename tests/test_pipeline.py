@@ -240,3 +240,22 @@ def test_kernel_folders_of_killed_runs_are_swept(notebooks, tmp_path, monkeypatc
     run_pipeline(scale="tiny", out=tmp_path / "run", notebooks_dir=notebooks, progress=False)
     assert not dead.exists() and other.exists()
     assert [p.name for p in (tmp_path / "scratch").iterdir()] == ["hcp-kernel-notapid"]
+
+
+def test_an_interrupted_run_stops_only_the_processes_it_started():
+    import subprocess
+    import sys
+
+    from hcp_lib.pipeline import _child_pids, _stop_kernels
+
+    callers = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    before = _child_pids()
+    kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _stop_kernels(before, grace=5.0)
+        assert kernel.wait(timeout=10) is not None
+        assert callers.poll() is None, "a process the caller started before the run is left alone"
+    finally:
+        callers.kill()
+        kernel.kill()
+        callers.wait()

@@ -33,7 +33,6 @@ import scipy.sparse as sp
 
 from . import metrics
 from .domain import CHANNELS
-from .evaluate_metrics import log_loss_value
 from .recommender import Recommender, UnknownIdError, exclusion_mask, model_name, positions, top_n
 from .split import TrainingData
 
@@ -575,7 +574,8 @@ def evaluate_content(model: Recommender, frame: EvaluationWindow, k: int = 10) -
     model's scores on the window's logged exposures), and HR@k and NDCG@k of its top-k lists
     on observed engagements (a replay diagnostic, biased toward what the logging policy showed)."""
     top = top_n(model.score(frame.hcp_ids), k, frame.exclude, model=model_name(model))
-    result = {f"hr@{k}": metrics.hit_rate_at_k(top, frame.relevant, k), f"ndcg@{k}": metrics.ndcg_at_k(top, frame.relevant, k)}
+    result = {f"hr@{k}": metrics.mean_over_hcps(metrics.hit_at_k(top, frame.relevant, k)),
+              f"ndcg@{k}": metrics.mean_over_hcps(metrics.ndcg_at_k(top, frame.relevant, k))}
     if frame.exposures is not None:
         result["exposure_auc"] = metrics.exposure_auc(frame.exposures["engaged"].to_numpy(bool),
                                                       exposure_scores(model, frame.exposures))
@@ -595,7 +595,7 @@ def evaluate_channel(model: ChannelRecommender, frame: EvaluationWindow) -> dict
         exposures = frame.exposures
         rates = model.channel_scores(exposures["hcp_id"].astype(object).to_numpy())
         probability = rates[np.arange(len(exposures)), pd.Index(CHANNELS).get_indexer(exposures["channel"].astype(str))]
-        result["exposure_log_loss"] = log_loss_value(exposures["engaged"].to_numpy(bool), probability)
+        result["exposure_log_loss"] = metrics.log_loss_value(exposures["engaged"].to_numpy(bool), probability)
     return result
 
 

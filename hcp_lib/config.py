@@ -356,6 +356,16 @@ _PARAM_LIST: list[Param] = [
 PARAMS: dict[str, Param] = {p.name: p for p in _PARAM_LIST}
 
 
+def default(name: str) -> Any:
+    """The default of notebook parameter ``name`` (at ``small``): the one place a default is
+    written. Settings classes take their field defaults from here, so a default is never
+    stated twice (``HybridSettings.sequence_length`` is ``default("max_seq_len")``)."""
+    try:
+        return PARAMS[name].default
+    except KeyError:
+        raise KeyError(f"no notebook parameter {name!r}; the parameters are listed in hcp_lib.config.PARAMS") from None
+
+
 def resolve_parameters(scale: str = DEFAULT_SCALE, seed: int | str = 42, overrides: dict[str, Any] | None = None,
                        run_dir: str | Path | None = None) -> dict[str, Any]:
     """Return every pipeline parameter, typed and validated, for one run.

@@ -10,7 +10,8 @@ every table schema checks.
 
 from __future__ import annotations
 
-from .pubmed import THERAPEUTIC_AREAS  # noqa: F401  (re-exported: the areas every stage uses)
+#: the therapeutic areas of the content catalogue and the PubMed corpus, in this order everywhere
+THERAPEUTIC_AREAS = ("cardiovascular", "diabetes", "oncology", "respiratory", "thyroid", "vaccination")
 
 # Synthetic HCP ids: "SYN" + 8 digits (e.g. "SYN45912233"). Every NPI the NPPES issues is 10
 # digits whose last one is the Luhn check over "80840" + the first nine (CMS, NPI standard), so

@@ -129,40 +129,58 @@ class EngagementModel(Recommender):
 
     # -- fitting
     def _fit(self, train: TrainingData) -> None:
-        self.cutoff_ = pd.Timestamp(train.cutoff)
-        self.reference_ = pd.Timestamp(train.interactions["exposed_at"].min()).normalize()
+        """The steps of ``fit``: the time frame, the feature space (with the CF inputs), the
+        history, the logged exposures as queries split at ``validation_start``, then the
+        subclass's model (:meth:`_fit_queries`)."""
+        self.cutoff_, self.reference_ = self._time_frame(train)
         self.space_ = self._feature_space(train)
         self.history_ = F.History(train.interactions, self.space_, self.cutoff_)
-        queries = exposure_queries(self.space_, train.interactions)
-        validation = None
-        if self.validation_start is not None:
-            start = pd.Timestamp(self.validation_start)
-            if not start < self.cutoff_:
-                raise ValueError(f"{self.name}: validation_start {start} must be before the cut-off {self.cutoff_}")
-            held = queries.t >= int(self.space_.minutes([start])[0])
-            if held.all():
-                raise ValueError(f"{self.name}: no exposure before validation_start {start}: nothing to train on")
-            queries, validation = queries.subset(~held), queries.subset(held)
+        queries, validation = self._split_validation(exposure_queries(self.space_, train.interactions))
         self.n_train_examples_ = len(queries)
         self.n_valid_examples_ = 0 if validation is None else len(validation)
         self._fit_queries(queries, validation)
 
+    @staticmethod
+    def _time_frame(train: TrainingData) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """(cut-off, reference): the training data's cut-off and the day of its first exposure
+        (the origin of the models' time inputs)."""
+        return pd.Timestamp(train.cutoff), pd.Timestamp(train.interactions["exposed_at"].min()).normalize()
+
+    def _split_validation(self, queries: Queries) -> tuple[Queries, Queries | None]:
+        """(training queries, validation queries): the queries from ``validation_start`` on are
+        held out for early stopping (None without ``validation_start``)."""
+        if self.validation_start is None:
+            return queries, None
+        start = pd.Timestamp(self.validation_start)
+        if not start < self.cutoff_:
+            raise ValueError(f"{self.name}: validation_start {start} must be before the cut-off {self.cutoff_}")
+        held = queries.t >= int(self.space_.minutes([start])[0])
+        if held.all():
+            raise ValueError(f"{self.name}: no exposure before validation_start {start}: nothing to train on")
+        return queries.subset(~held), queries.subset(held)
+
     def _feature_space(self, train: TrainingData) -> F.FeatureSpace:
         hcps, catalogue = model_tables(self.data, train)
-        factors = oof = fold = None
-        cf_model = self._cf_model()
-        if cf_model is not None:
-            # The factors fitted on the whole window score the instants after the cut-off. Each
-            # training example reads instead the factors fitted without its HCP's fold, so its own
-            # outcome never reaches its CF inputs (fitted on it, they would leak the label).
-            factors = _item_factors(cf_model, train)
-            fold = np.random.default_rng(self.cf_seed).integers(0, self.cf_folds, len(hcps))
-            fold_of = pd.Series(fold, index=hcps["hcp_id"].astype(str).to_numpy())
-            example_fold = fold_of.reindex(train.interactions["hcp_id"].astype(str)).to_numpy()
-            oof = [_item_factors(copy.deepcopy(cf_model), replace(train, interactions=train.interactions[
-                example_fold != f].reset_index(drop=True))) for f in range(self.cf_folds)]
+        factors, oof, fold = self._fit_cf(train, hcps)
         return F.FeatureSpace.from_tables(hcps, catalogue, self.reference_, self.data.patients, self.data.doc_topics,
                                           factors, cf_item_factors_oof=oof, hcp_fold=fold)
+
+    def _fit_cf(self, train: TrainingData, hcps: pd.DataFrame) -> tuple:
+        """(item factors, out-of-fold item factors, HCP folds) of the CF model (all None without one).
+
+        The factors fitted on the whole window score the instants after the cut-off. Each
+        training example reads instead the factors fitted without its HCP's fold, so its own
+        outcome never reaches its CF inputs (fitted on it, they would leak the label)."""
+        cf_model = self._cf_model()
+        if cf_model is None:
+            return None, None, None
+        factors = _item_factors(cf_model, train)
+        fold = np.random.default_rng(self.cf_seed).integers(0, self.cf_folds, len(hcps))
+        fold_of = pd.Series(fold, index=hcps["hcp_id"].astype(str).to_numpy())
+        example_fold = fold_of.reindex(train.interactions["hcp_id"].astype(str)).to_numpy()
+        oof = [_item_factors(copy.deepcopy(cf_model), replace(train, interactions=train.interactions[
+            example_fold != f].reset_index(drop=True))) for f in range(self.cf_folds)]
+        return factors, oof, fold
 
     def _cf_model(self) -> Recommender | None:
         """The CF model whose factors become inputs (None: no CF input)."""

@@ -465,7 +465,7 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
     from scipy.special import expit
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, roc_auc_score
+    from sklearn.metrics import accuracy_score
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import OneHotEncoder
 
@@ -520,9 +520,9 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
     test = setting.test_rows
     temporal_prob = output.exposure_prob
     random_split = {
-        "random_split_auc": float(roc_auc_score(target[test_idx], random_prob)),
+        "random_split_auc": em.exposure_auc(target[test_idx], random_prob),
         "random_split_accuracy": float(accuracy_score(target[test_idx], random_prob >= 0.5)),
-        "temporal_auc": float(roc_auc_score(test["engaged"], temporal_prob)) if test["engaged"].nunique() == 2 else None,
+        "temporal_auc": em.exposure_auc(test["engaged"].to_numpy(bool), temporal_prob) if test["engaged"].nunique() == 2 else None,
         "temporal_accuracy": float(accuracy_score(test["engaged"], temporal_prob >= 0.5)),
         "n_train_random": int(len(train_idx)), "n_test_random": int(len(test_idx)),
         "validation_log_loss": validation_log_loss,
@@ -777,14 +777,14 @@ def channel_terms(output: ModelOutput, setting: EvaluationSetting) -> dict[str, 
     terms = {}
     engaged = setting.engaged_rows
     if output.engaged_channel is not None:
-        correct = output.engaged_channel == pd.Index(CHANNELS).get_indexer(engaged["channel"].astype(str))
+        correct = em.channel_matches(output.engaged_channel, pd.Index(CHANNELS).get_indexer(engaged["channel"].astype(str)))
         rows = engaged["row"].to_numpy()
         terms["channel_accuracy"] = (np.bincount(rows, correct, n), np.bincount(rows, minlength=n).astype(float))
     if output.exposure_prob is not None:
         rows, y, p = setting.test_rows["row"].to_numpy(), setting.test_rows["engaged"].to_numpy(bool), output.exposure_prob
         count = np.bincount(rows, minlength=n).astype(float)
         terms["log_loss"] = (np.bincount(rows, em.log_loss_terms(y, p), n), count)
-        terms["brier"] = (np.bincount(rows, (p - y) ** 2, n), count)
+        terms["brier"] = (np.bincount(rows, em.brier_terms(y, p), n), count)
     return terms
 
 
@@ -839,6 +839,10 @@ def selection(report_models: dict, validation_losses: dict[str, float | None]) -
             "chosen": min(candidates, key=candidates.get) if candidates else None}
 
 
+#: the kinds of statistic :func:`evaluate` bootstraps: a model's (``metrics``) or a reference policy's (``policy``)
+MODEL, POLICY = "model", "policy"
+
+
 def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_bootstrap: int = 1000, seed: int = 0,
              level: float = 0.95, v01: dict | None = None, run_info: dict | None = None,
              validation_losses: dict[str, float | None] | None = None, plans: bool = True,
@@ -851,19 +855,21 @@ def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_boot
     weights = em.resample_weights(len(setting.hcp_ids), n_bootstrap, seed)
     references = reference_policies(setting)
     oracle_value = references["oracle"]
-    numerators, denominators, keys = [], [], []  # (model, metric) of every bootstrapped statistic
+    # (kind, name, metric) of every bootstrapped statistic; kind is MODEL (a model of ``outputs``,
+    # reported under "metrics") or POLICY (a reference policy, reported under "policy")
+    numerators, denominators, keys = [], [], []
     per_hcp: dict[str, dict[str, np.ndarray]] = {}
     n = len(setting.hcp_ids)
 
-    def add(model: str, metric: str, num: np.ndarray, den: np.ndarray) -> None:
+    def add(kind: str, name: str, metric: str, num: np.ndarray, den: np.ndarray) -> None:
         numerators.append(num)
         denominators.append(den)
-        keys.append((model, metric))
+        keys.append((kind, name, metric))
 
-    def add_policy(model: str, value: np.ndarray) -> None:
+    def add_policy(kind: str, name: str, value: np.ndarray) -> None:
         defined = np.isfinite(value) & np.isfinite(oracle_value)
-        add(model, "policy_value", *em.mean_terms(np.where(defined, value, np.nan)))
-        add(model, "policy_fraction_of_oracle", np.where(defined, value, 0.0), np.where(defined, oracle_value, 0.0))
+        add(kind, name, "policy_value", *em.mean_terms(np.where(defined, value, np.nan)))
+        add(kind, name, "policy_fraction_of_oracle", np.where(defined, value, 0.0), np.where(defined, oracle_value, 0.0))
 
     plan_outcomes: dict[str, PlanOutcome] = {}
     oracle_plan = None
@@ -871,10 +877,11 @@ def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_boot
         oracle_plan = plan_terms(setting, oracle_candidates(setting))
         plan_outcomes["oracle"] = oracle_plan
 
-    def add_plan(model: str, value: np.ndarray) -> None:
-        per_hcp.setdefault(model, {})["plan_value"] = value
-        add(model, "plan_value", value, np.full(n, 1.0 / n))  # the week's total expected engagements
-        add(model, "plan_fraction_of_oracle", value, oracle_plan.value)
+    def add_plan(kind: str, name: str, value: np.ndarray) -> None:
+        if kind == MODEL:
+            per_hcp.setdefault(name, {})["plan_value"] = value
+        add(kind, name, "plan_value", value, np.full(n, 1.0 / n))  # the week's total expected engagements
+        add(kind, name, "plan_fraction_of_oracle", value, oracle_plan.value)
 
     names = list(outputs)
     for name in (progress(names, desc="models") if progress else names):
@@ -883,36 +890,31 @@ def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_boot
         if output.top is not None:
             per_hcp[name].update(ranking_terms(output, setting))
             for metric, values in list(per_hcp[name].items()):
-                add(name, metric, *em.mean_terms(values))
+                add(MODEL, name, metric, *em.mean_terms(values))
             per_hcp[name]["policy_value"] = policy_terms(setting, output.top[:, 0], output.top_channel[:, 0])
-            add_policy(name, per_hcp[name]["policy_value"])
+            add_policy(MODEL, name, per_hcp[name]["policy_value"])
         for metric, (num, den) in channel_terms(output, setting).items():
-            add(name, metric, num, den)
+            add(MODEL, name, metric, num, den)
         if plans and output.family == "oracle":
-            add_plan(name, oracle_plan.value)
+            add_plan(MODEL, name, oracle_plan.value)
         elif plans and output.family != "channel_baseline":
             candidates = model_candidates(setting, output)
             if candidates is not None:
                 plan_outcomes[name] = plan_terms(setting, candidates)
-                add_plan(name, plan_outcomes[name].value)
+                add_plan(MODEL, name, plan_outcomes[name].value)
     for name, value in references.items():
-        add_policy(f"policy:{name}", value)
+        add_policy(POLICY, name, value)
     if plans:
-        add(f"policy:business_as_usual", "plan_value", business_as_usual_plan(setting), np.full(n, 1.0 / n))
-        add(f"policy:business_as_usual", "plan_fraction_of_oracle", business_as_usual_plan(setting), oracle_plan.value)
-        add("policy:oracle", "plan_value", oracle_plan.value, np.full(n, 1.0 / n))
-        add("policy:oracle", "plan_fraction_of_oracle", oracle_plan.value, oracle_plan.value)
+        add_plan(POLICY, "business_as_usual", business_as_usual_plan(setting))
+        add_plan(POLICY, "oracle", oracle_plan.value)
     point, low, high, resampled = em.bootstrap_ratio(np.stack(numerators), np.stack(denominators), weights, level)
     counts = (np.stack(denominators) > 0).sum(axis=1)
 
     report_metrics: dict[str, dict[str, Any]] = {}
     policy: dict[str, dict[str, Any]] = {}
-    for i, (model, metric) in enumerate(keys):
-        if model.startswith("policy:"):
-            target = policy.setdefault(model.removeprefix("policy:"), {})
-        else:
-            target = report_metrics.setdefault(model, {})
-        target[metric] = _interval(point[i], low[i], high[i], counts[i])
+    sections = {MODEL: report_metrics, POLICY: policy}
+    for i, (kind, name, metric) in enumerate(keys):
+        sections[kind].setdefault(name, {})[metric] = _interval(point[i], low[i], high[i], counts[i])
     engaged = setting.engaged_rows
     calibration = {}
     y = setting.test_rows["engaged"].to_numpy(bool)
@@ -940,7 +942,7 @@ def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_boot
     tail = (1 - level) / 2
     for model, baseline in comparison_pairs(outputs, best):
         for metric in COMPARISON_METRICS:
-            a, b = index.get((model, metric)), index.get((baseline, metric))
+            a, b = index.get((MODEL, model, metric)), index.get((MODEL, baseline, metric))
             if a is None or b is None:
                 continue
             difference = resampled[:, a] - resampled[:, b]

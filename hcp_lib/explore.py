@@ -17,12 +17,14 @@ show the same thing:
   ``index``; the link runs in the browser, so the published book stays interactive with no
   kernel. Its page grows with the sample (the whole Stack lives in the page's widget state).
 
-The reasons shown beside each recommendation are computed from the data, never templated:
-the topics the item shares with what the HCP engaged with before the cut-off, the peers
-(same ``peer_group`` / ``health_system``) who engaged with it, the series cue (the previous
-part of its ``series_id`` and what the HCP did with it), and the HCP's own response on the
-recommended channel. Bad input (an unknown id, a filter leaving nothing, an empty
-recommendation table) is reported inside the widget as a message, never as a traceback.
+The reasons shown beside each recommendation come from the project's one reasons engine,
+:mod:`hcp_lib.reasons` — the one the week's plan (notebook 08) uses — applied to the exposures
+before the cut-off (series continuation, recent topic interest, peers' engagement, channel
+preference, last touch; the rules are in that module's docstring). The same (HCP, item,
+channel) gets the same sentences here and in the plan, except the plan's ``model_estimate``,
+which the explorers leave out (:func:`recommend`). Bad input (an unknown id, a filter leaving
+nothing, an empty recommendation table) is reported inside the widget as a message, never as
+a traceback.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import config, io
+from . import reasons as reasons_engine
 from .config import RunDir
 from .domain import CHANNEL_LABELS, CHANNELS, SPECIALTIES
 from .split import TemporalSplit
@@ -48,8 +51,6 @@ CONTENT_COLUMNS = ("content_id", "title", "therapeutic_area", "content_type", "r
                    "approved_specialties", "series_id", "series_part")
 INTERACTION_COLUMNS = ("hcp_id", "content_id", "channel", "exposed_at", "engaged")
 
-#: a topic "describes" an item when it holds at least this share of the item's topic mixture
-ITEM_TOPIC_MIN_SHARE = 0.15
 #: CSS of every view; shown once per explorer (not once per precomputed view, to keep pages small)
 STYLE = """<style>
 .hcpx{font-size:13px;line-height:1.35} .hcpx h4{margin:.6em 0 .3em;font-size:14px}
@@ -71,7 +72,9 @@ class ExplorerData:
     ``hcps`` is indexed by ``hcp_id``, ``content`` by ``content_id``; ``history`` holds the
     exposures before ``cutoff`` and ``test_window`` those in ``[cutoff, test_end)``;
     ``doc_topics`` (content x topic shares), ``topics`` (index topic: label, n_documents) and
-    ``topic_terms`` (topic, rank, term, weight) are ``None`` when the run has no topic model.
+    ``topic_terms`` (topic, rank, term, weight) are ``None`` when the run has no topic model;
+    ``interest_window_days`` is the window of the "recent topic interest" reason (the run's
+    ``plan_interest_window_days``, so the explorer and the plan word a reason alike).
     """
 
     hcps: pd.DataFrame
@@ -85,6 +88,7 @@ class ExplorerData:
     topics: pd.DataFrame | None = None
     topic_terms: pd.DataFrame | None = None
     default_model: str | None = None
+    interest_window_days: int = config.default("plan_interest_window_days")
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -101,33 +105,18 @@ class ExplorerData:
         """The longest list the table holds for one HCP and model (0 for an empty table)."""
         return int(self.recommendations["rank"].max()) if len(self.recommendations) else 0
 
-    def engaged_pairs(self) -> pd.DataFrame:
-        """Distinct (hcp_id, content_id) engaged with before the cut-off, with first date."""
-        if "engaged_pairs" not in self._cache:
-            engaged = self.history[self.history["engaged"]]
-            self._cache["engaged_pairs"] = (engaged.groupby(["hcp_id", "content_id"], as_index=False)["exposed_at"]
-                                            .min())
-        return self._cache["engaged_pairs"]
-
-    def peer_counts(self, column: str) -> pd.Series:
-        """Distinct HCPs per (``column`` value, content_id) who engaged before the cut-off."""
-        key = f"peers_{column}"
-        if key not in self._cache:
-            pairs = self.engaged_pairs()
-            groups = pairs["hcp_id"].map(self.hcps[column])
-            self._cache[key] = pairs.assign(group=groups.to_numpy()).groupby(["group", "content_id"]).size()
-        return self._cache[key]
-
-    def topic_profiles(self) -> tuple[pd.DataFrame, pd.Series]:
-        """Per HCP, the mean topic mixture of the distinct items it engaged with before the
-        cut-off (HCPs without engagement are absent); and the population's mean of those."""
-        if "profiles" not in self._cache:
-            pairs = self.engaged_pairs()
-            pairs = pairs[pairs["content_id"].isin(self.doc_topics.index)]
-            vectors = self.doc_topics.loc[pairs["content_id"]].set_axis(pairs["hcp_id"].to_numpy())
-            profiles = vectors.groupby(level=0).mean()
-            self._cache["profiles"] = (profiles, profiles.mean() if len(profiles) else vectors.mean())
-        return self._cache["profiles"]
+    def evidence(self) -> reasons_engine.Evidence:
+        """What the reasons rest on (:func:`hcp_lib.reasons.make_evidence`): the exposures
+        before the cut-off, the catalogue, the HCPs, each item's dominant LDA topic (from
+        ``doc_topics``, as the plan does) and the topic labels; computed once."""
+        if "evidence" not in self._cache:
+            item_topic = labels = None
+            if self.doc_topics is not None:
+                item_topic = reasons_engine.dominant_topics(self.doc_topics, self.content["content_id"])
+                labels = [str(self.topics["label"].get(t, f"topic {t}")) for t in self.doc_topics.columns]
+            self._cache["evidence"] = reasons_engine.make_evidence(
+                self.history, self.content, self.hcps, self.cutoff, self.interest_window_days, item_topic, labels)
+        return self._cache["evidence"]
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -158,7 +147,6 @@ def from_tables(hcps: pd.DataFrame, content: pd.DataFrame, interactions: pd.Data
                                        content_id=interactions["content_id"].astype(str),
                                        engaged=interactions["engaged"].astype(bool))
     interactions = interactions.sort_values("exposed_at", kind="stable")
-    interactions["specialty"] = interactions["hcp_id"].map(hcps["specialty"]).astype(str)
     recommendations = recommendations.assign(
         model=recommendations["model"].astype(str), hcp_id=recommendations["hcp_id"].astype(str),
         content_id=recommendations["content_id"].astype(str), channel=recommendations["channel"].astype(str))
@@ -207,8 +195,11 @@ def load(run_dir: str | Path) -> ExplorerData:
     # the model the validation window chose (the one the plan uses), else the hybrid, else the best baseline
     preferred = [(report.get("selection") or {}).get("chosen"), "hybrid", report.get("best_baseline")]
     default = next((m for m in preferred if m in listed), None)
-    return from_tables(tables["hcps"], tables["content"], tables["interactions"], tables["recommendations"], split,
+    data = from_tables(tables["hcps"], tables["content"], tables["interactions"], tables["recommendations"], split,
                        default_model=default, source=str(run.root), **optional)
+    parameters = io.read_json(run.manifest).get("parameters", {}) if run.manifest.exists() else {}
+    data.interest_window_days = int(parameters.get("plan_interest_window_days", data.interest_window_days))
+    return data
 
 
 def resolve_model(data: ExplorerData, model: str) -> str:
@@ -276,8 +267,13 @@ def recommend(data: ExplorerData, hcp_id: str, model: str, top_n: int = 10, chan
     HCP was not shown before the cut-off; filtered lists are re-ranked (``shown_rank``).
 
     Adds ``title``/``therapeutic_area`` from the catalogue where the table lacks them and a
-    ``reasons`` column (list of sentences, :func:`reasons`). An unknown HCP, model or channel
-    raises :class:`ExplorerError`; a filter that leaves nothing returns an empty frame.
+    ``reasons`` column: per row, the sentences of :func:`hcp_lib.reasons.reason_table` for its
+    (HCP, item, channel), in :data:`hcp_lib.reasons.REASON_CODES` order (one engine call for
+    the whole list). They never include ``model_estimate``: the table's ``score`` is a
+    probability for the engagement models only (the baselines' are counts, similarities or
+    dot products), so no score is worded as a chance of engagement; the score has its own
+    column in the view. An unknown HCP, model or channel raises :class:`ExplorerError`; a
+    filter that leaves nothing returns an empty frame.
     """
     _check_hcp(data, hcp_id)
     _check_model(data, model)
@@ -296,7 +292,7 @@ def recommend(data: ExplorerData, hcp_id: str, model: str, top_n: int = 10, chan
         if column not in rows.columns:
             rows[column] = rows["content_id"].map(data.content[column]).astype(str)
     rows.insert(0, "shown_rank", np.arange(1, len(rows) + 1))
-    rows["reasons"] = [reasons(data, str(hcp_id), c, ch) for c, ch in zip(rows["content_id"], rows["channel"])]
+    rows["reasons"] = _reason_lists(data, rows)
     return rows
 
 
@@ -304,80 +300,28 @@ def _pct(part: float, whole: float) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "n/a"
 
 
+def _reason_lists(data: ExplorerData, rows: pd.DataFrame) -> list[list[str]]:
+    """The engine's sentences for each (hcp_id, content_id, channel) row of ``rows``; the
+    triples not yet known are computed in one call of :func:`hcp_lib.reasons.reason_table`
+    and kept (the reasons of a triple depend on neither the model nor the filters)."""
+    known = data._cache.setdefault("reasons", {})
+    triples = list(zip(rows["hcp_id"].astype(str), rows["content_id"].astype(str), rows["channel"].astype(str)))
+    missing = list(dict.fromkeys(t for t in triples if t not in known))
+    if missing:
+        frame = pd.DataFrame(missing, columns=["hcp_id", "content_id", "channel"])
+        frame.insert(0, "row", np.arange(len(frame)))
+        table = reasons_engine.reason_table(frame, data.evidence(), key="row")
+        known.update(zip(missing, reasons_engine.reason_texts(table, frame["row"], key="row")))
+    return [list(known[t]) for t in triples]
+
+
 def reasons(data: ExplorerData, hcp_id: str, content_id: str, channel: str) -> list[str]:
-    """Why ``content_id`` on ``channel`` suits the HCP, from the data before the cut-off:
-    topic match, peers who engaged, series cue, the HCP's response on the channel."""
-    found = [r for r in (_topic_reason(data, hcp_id, content_id), _peer_reason(data, hcp_id, content_id),
-                         _series_reason(data, hcp_id, content_id), _channel_reason(data, hcp_id, channel)) if r]
-    return found
-
-
-def _topic_reason(data: ExplorerData, hcp_id: str, content_id: str) -> str | None:
-    """Topics that describe the item and that the HCP engaged with more than the average HCP
-    did; without a topic model, the therapeutic area's share of the HCP's engagements."""
-    pairs = data.engaged_pairs()
-    mine = pairs[pairs["hcp_id"] == hcp_id]
-    if mine.empty:
-        return "Topics: no engagement before the cut-off to match against (cold start)."
-    if data.doc_topics is None or content_id not in data.doc_topics.index:
-        area = data.content.at[content_id, "therapeutic_area"] if content_id in data.content.index else None
-        same = (mine["content_id"].map(data.content["therapeutic_area"]) == area).sum()
-        return f"Area {area}: {same} of the {len(mine)} items this HCP engaged with." if same else None
-    profiles, population = data.topic_profiles()
-    if hcp_id not in profiles.index:
-        return None
-    item = data.doc_topics.loc[content_id]
-    profile = profiles.loc[hcp_id]
-    matched = [t for t in item[item >= ITEM_TOPIC_MIN_SHARE].sort_values(ascending=False).index
-               if profile[t] > population[t]]
-    if not matched:
-        return None
-    parts = [f"“{data.topics.at[t, 'label']}” ({item[t]:.0%} of this item; {profile[t]:.0%} of this HCP's "
-             f"engaged reading vs {population[t]:.0%} on average)" for t in matched]
-    return "Matches topic " + "; ".join(parts) + "."
-
-
-def _peer_reason(data: ExplorerData, hcp_id: str, content_id: str) -> str | None:
-    hcp = data.hcps.loc[hcp_id]
-    engaged_self = ((data.engaged_pairs()["hcp_id"] == hcp_id) & (data.engaged_pairs()["content_id"] == content_id)).any()
-    parts = []
-    for column, what in (("peer_group", "peer group"), ("health_system", "health system")):
-        counts = data.peer_counts(column)
-        n = int(counts.get((hcp[column], content_id), 0)) - int(engaged_self)
-        if n > 0:
-            size = int((data.hcps[column] == hcp[column]).sum()) - 1
-            parts.append(f"{n} of {size} peers in {what} {hcp[column]}")
-    return ("Peers: " + " and ".join(parts) + " engaged with it.") if parts else None
-
-
-def _series_reason(data: ExplorerData, hcp_id: str, content_id: str) -> str | None:
-    item = data.content.loc[content_id]
-    if pd.isna(item["series_id"]) or pd.isna(item["series_part"]):
-        return None
-    series, part = str(item["series_id"]), int(item["series_part"])
-    members = data.content[data.content["series_id"].astype("string") == series]
-    if part == 1:
-        return f"Series: opens series {series} ({len(members)} parts)."
-    previous = members[members["series_part"] == part - 1]["content_id"]
-    shown = data.history[(data.history["hcp_id"] == hcp_id) & data.history["content_id"].isin(set(previous))]
-    if shown["engaged"].any():
-        day = shown.loc[shown["engaged"], "exposed_at"].iloc[0]
-        return f"Series: follows part {part - 1} of series {series}, which this HCP engaged with on {day:%Y-%m-%d}."
-    if len(shown):
-        return (f"Series: part {part} of series {series}; part {part - 1} was shown on "
-                f"{shown['exposed_at'].iloc[0]:%Y-%m-%d} without engagement.")
-    return f"Series: part {part} of series {series}; this HCP has not been shown part {part - 1}."
-
-
-def _channel_reason(data: ExplorerData, hcp_id: str, channel: str) -> str:
-    history = data.history
-    mine = history[(history["hcp_id"] == hcp_id) & (history["channel"] == channel)]
-    specialty = data.hcps.at[hcp_id, "specialty"]
-    same = history[(history["channel"] == channel) & (history["specialty"] == specialty)]
-    label = CHANNEL_LABELS[channel]
-    own = (f"this HCP engaged with {int(mine['engaged'].sum())} of {len(mine)} touches "
-           f"({_pct(mine['engaged'].sum(), len(mine))})") if len(mine) else "this HCP was never reached this way"
-    return f"Channel {label}: {own}; {specialty_label(specialty)} overall {_pct(same['engaged'].sum(), len(same))}."
+    """Why ``content_id`` on ``channel`` suits the HCP, from the data before the cut-off: the
+    sentences of the project's reasons engine (:func:`hcp_lib.reasons.reason_table`, without
+    ``model_estimate``), in :data:`hcp_lib.reasons.REASON_CODES` order; empty when no rule
+    fires."""
+    row = pd.DataFrame({"hcp_id": [str(hcp_id)], "content_id": [str(content_id)], "channel": [str(channel)]})
+    return _reason_lists(data, row)[0]
 
 
 def timeline(data: ExplorerData, hcp_id: str) -> pd.DataFrame:
@@ -690,7 +634,13 @@ def sample_hcps(data: ExplorerData, n: int, seed: int, model: str | None = None)
 
 
 def static_hcp_explorer(data: ExplorerData, hcp_ids: Sequence[str], model: str | None = None, top_n: int = 10):
-    """HCP explorer for pages without a kernel: one precomputed view per HCP of ``hcp_ids``."""
+    """HCP explorer for pages without a kernel: one precomputed view per HCP of ``hcp_ids``
+    (the reasons of all their lists come from one call of the reasons engine)."""
+    shown = model or (data.models[0] if data.models else None)
+    if shown in data.models and len(hcp_ids):
+        recs = data.recommendations
+        lists = recs[(recs["model"] == shown) & recs["hcp_id"].isin(set(map(str, hcp_ids)))]
+        _reason_lists(data, lists.groupby("hcp_id", sort=False).head(int(top_n)))
     return _static([_hcp_label(data, h) for h in hcp_ids], [hcp_view_html(data, h, model, top_n) for h in hcp_ids],
                    "HCP", "No HCP to show: the recommendation table is empty or the sample is empty.")
 

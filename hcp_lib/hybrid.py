@@ -58,8 +58,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import config, io
 from . import features as F
-from . import io
 from .domain import CHANNELS
 from .engagement import EngagementData, EngagementModel, Queries, model_tables
 from .recommender import Recommender, UnknownIdError
@@ -91,33 +91,42 @@ def configure_threads(n_threads: int | None = None) -> None:
         pass
 
 
+#: notebook parameter -> :class:`HybridSettings` field (the one place they are mapped; each
+#: mapped field takes the parameter's default from :func:`hcp_lib.config.default`)
+HYBRID_PARAMETERS = {"max_seq_len": "sequence_length", "hybrid_embedding_dim": "embedding_dim",
+                     "hybrid_sequence_units": "sequence_units", "hybrid_hidden_units": "hidden_units",
+                     "hybrid_epochs": "epochs", "hybrid_batch_size": "batch_size",
+                     "hybrid_learning_rate": "learning_rate", "hybrid_patience": "patience", "hybrid_l2": "l2",
+                     "seed": "seed"}
+_DEFAULT = {setting: config.default(name) for name, setting in HYBRID_PARAMETERS.items()}
+
+
 @dataclass(frozen=True)
 class HybridSettings:
     """Architecture and training settings (defaults = the notebook parameters' defaults at
-    ``small``, see :meth:`from_parameters`); the ``use_*`` switches define the ablations."""
+    ``small``, taken from :mod:`hcp_lib.config` through :data:`HYBRID_PARAMETERS`, see
+    :meth:`from_parameters`); the ``use_*`` switches define the ablations.
+    ``sequence_encoder`` has no parameter default of its own: ``hybrid_sequence_encoder``
+    defaults to ``'compare'`` (notebook 05 fits the :data:`VARIANTS`)."""
 
-    sequence_length: int = 15
-    embedding_dim: int = 16
-    sequence_units: int = 16
-    hidden_units: int = 16
+    sequence_length: int = _DEFAULT["sequence_length"]
+    embedding_dim: int = _DEFAULT["embedding_dim"]
+    sequence_units: int = _DEFAULT["sequence_units"]
+    hidden_units: int = _DEFAULT["hidden_units"]
     sequence_encoder: str = "lstm"
-    epochs: int = 60
-    batch_size: int = 1024
-    learning_rate: float = 2e-3
-    patience: int = 2
-    l2: float = 1e-4
+    epochs: int = _DEFAULT["epochs"]
+    batch_size: int = _DEFAULT["batch_size"]
+    learning_rate: float = _DEFAULT["learning_rate"]
+    patience: int = _DEFAULT["patience"]
+    l2: float = _DEFAULT["l2"]
     use_sequence: bool = True
     use_static: bool = True
     use_topics: bool = True
     use_cf: bool = True
-    seed: int = 42
+    seed: int = _DEFAULT["seed"]
 
-    #: notebook parameter -> setting (the one place they are mapped)
-    PARAMETERS = {"max_seq_len": "sequence_length", "hybrid_embedding_dim": "embedding_dim",
-                  "hybrid_sequence_units": "sequence_units", "hybrid_hidden_units": "hidden_units",
-                  "hybrid_epochs": "epochs",
-                  "hybrid_batch_size": "batch_size", "hybrid_learning_rate": "learning_rate",
-                  "hybrid_patience": "patience", "hybrid_l2": "l2", "seed": "seed"}
+    #: notebook parameter -> setting (:data:`HYBRID_PARAMETERS`)
+    PARAMETERS = HYBRID_PARAMETERS
 
     @classmethod
     def from_parameters(cls, params: dict[str, Any], **changes: Any) -> "HybridSettings":
@@ -166,19 +175,26 @@ def build_towers(settings: HybridSettings, space: F.FeatureSpace):
     """The three towers (Keras functional models): ``hcp_tower`` (HCP inputs -> u (dim), A (5)),
     ``item_tower`` (item inputs -> v (dim), B (5), b ()) and ``pair_tower`` (pair features ->
     its logit term ()), and the training model that combines them into P(engaged) of a query
-    (inputs: every key of :func:`hcp_lib.features.query_inputs` it uses)."""
+    (inputs: every key of :func:`hcp_lib.features.query_inputs` it uses).
+
+    The layers are created in one fixed order (HCP tower, item tower, pair tower, training
+    model), so that a seed gives the same initial weights."""
+    hcp_inputs = _hcp_inputs(settings, space)
+    hcp_tower = _hcp_tower(settings, space, hcp_inputs)
+    item_inputs = _item_inputs(space)
+    item_tower = _item_tower(settings, space, item_inputs)
+    pair_input, pair_tower = _pair_tower(settings)
+    model = _training_model(hcp_inputs, item_inputs, pair_input, hcp_tower, item_tower, pair_tower)
+    if settings.use_sequence:
+        _set_sequence_lookups(model, space)
+    return model
+
+
+def _hcp_inputs(s: HybridSettings, space: F.FeatureSpace) -> dict:
+    """The Keras inputs of the HCP tower (the sequence's only when it is used)."""
     import keras
-    from keras import layers, regularizers
 
-    s = settings
-    d = s.embedding_dim
-    n_channel = len(CHANNELS)
     L = s.sequence_length
-    reg = regularizers.l2(s.l2)
-    n_item = len(space.content_ids)
-    vocab = {name: len(space.vocabularies[name]) + 1 for name in F.HCP_CATEGORICAL}
-
-    # HCP tower
     hi = {
         "hcp": keras.Input((), dtype="int32", name="hcp"),
         "specialty": keras.Input((), dtype="int32", name="specialty"),
@@ -187,42 +203,30 @@ def build_towers(settings: HybridSettings, space: F.FeatureSpace):
         "peer_group": keras.Input((), dtype="int32", name="peer_group"),
         "hcp_numeric": keras.Input((space.hcp_numeric.shape[1],), name="hcp_numeric"),
         "hcp_history": keras.Input((len(F.HCP_HISTORY),), name="hcp_history"),
-        "channel_history": keras.Input((n_channel, len(F.CHANNEL_HISTORY)), name="channel_history"),
+        "channel_history": keras.Input((len(CHANNELS), len(F.CHANNEL_HISTORY)), name="channel_history"),
         "memory": keras.Input((4 * space.n_topics + 2,), name="memory"),
     }
     if s.use_sequence:
         hi["sequence_item"] = keras.Input((L,), dtype="int32", name="sequence_item")
         hi["sequence_channel"] = keras.Input((L,), dtype="int32", name="sequence_channel")
         hi["sequence_numeric"] = keras.Input((L, 3), name="sequence_numeric")
+    return hi
+
+
+def _hcp_tower(s: HybridSettings, space: F.FeatureSpace, hi: dict):
+    """The HCP tower: HCP inputs -> u (taste, dim) and A (per-channel term, 5)."""
+    import keras
+    from keras import layers, regularizers
+
+    d, n_channel = s.embedding_dim, len(CHANNELS)
+    reg = regularizers.l2(s.l2)
     u_parts, a_features = [], [hi["hcp_history"]]
     if s.use_static:
-        for name, dim in (("specialty", d), ("peer_group", d)):
-            u_parts.append(layers.Embedding(vocab[name], dim, embeddings_initializer="zeros" if name != "specialty"
-                                            else "uniform", embeddings_regularizer=reg,
-                                            name=f"{name}_taste")(hi[name]))
-        u_parts.append(layers.Embedding(len(space.hcp_ids), d, embeddings_initializer="zeros",
-                                        embeddings_regularizer=regularizers.l2(s.l2 * 100), name="hcp_taste")(hi["hcp"]))
-        u_parts.append(layers.Dense(d, use_bias=False, kernel_regularizer=reg, name="profile_taste")(hi["hcp_numeric"]))
-        for name, dim in (("specialty", 4), ("practice_setting", 2), ("region", 2)):
-            a_features.append(layers.Embedding(vocab[name], dim, name=f"{name}_channel")(hi[name]))
-        a_features.append(hi["hcp_numeric"])
+        _add_static_parts(s, space, hi, u_parts, a_features)
     # (without topics the space's topic vectors are zeros, so every topic input below is zero)
     u_parts.append(layers.Dense(d, use_bias=False, kernel_regularizer=reg, name="memory_taste")(hi["memory"]))
     if s.use_sequence:
-        # frozen lookup of each step's item topics (row 0 = padding); the channel embedding and
-        # the numeric part (engaged, log1p age, real-step flag) complete the step
-        topic_lookup = layers.Embedding(n_item + 1, space.n_topics, trainable=False, name="sequence_topics")
-        step_parts = [topic_lookup(hi["sequence_item"]),
-                      layers.Embedding(n_channel + 1, 4, name="sequence_channel_embedding")(hi["sequence_channel"]),
-                      hi["sequence_numeric"]]
-        steps = layers.Concatenate(name="sequence_steps")(step_parts)
-        # padded steps are zeroed (times a frozen 0/1 lookup of the channel: 0 = padding) and masked;
-        # a real step is never all-zero since its real-step flag is 1 (no Lambda layer: a saved
-        # model must load in Keras' safe mode)
-        real = layers.Embedding(n_channel + 1, 1, trainable=False, name="sequence_real")(hi["sequence_channel"])
-        steps = layers.Masking(0.0, name="sequence_padding_mask")(layers.Multiply(name="sequence_padded_zero")([steps, real]))
-        recurrent = layers.LSTM if s.sequence_encoder == "lstm" else layers.GRU
-        state = recurrent(s.sequence_units, kernel_regularizer=regularizers.l2(1e-4), name="sequence_encoder")(steps)
+        state = _sequence_state(s, space, hi)
         u_parts.append(layers.Dense(d, use_bias=False, kernel_regularizer=reg, name="sequence_taste")(state))
         a_features.append(state)
     u = layers.Add(name="u")(u_parts) if len(u_parts) > 1 else layers.Identity(name="u")(u_parts[0])
@@ -235,16 +239,71 @@ def build_towers(settings: HybridSettings, space: F.FeatureSpace):
         layers.Dense(1, use_bias=False, name="channel_history_shared")(hi["channel_history"]))
     a_own = layers.EinsumDense("bkf,kf->bk", output_shape=(n_channel,), name="channel_history_own")(hi["channel_history"])
     A = layers.Add(name="A")([a_static, a_shared, a_own])
-    hcp_tower = keras.Model(hi, [u, A], name="hcp_tower")
+    return keras.Model(hi, [u, A], name="hcp_tower")
 
-    # item tower
-    ii = {
+
+def _add_static_parts(s: HybridSettings, space: F.FeatureSpace, hi: dict, u_parts: list, a_features: list) -> None:
+    """The HCP's profile: its taste embeddings (specialty, peer group, the HCP itself) and a
+    projection of its numeric profile into ``u_parts``; embeddings of its specialty, setting
+    and region and the numeric profile into ``a_features`` (the channel part)."""
+    from keras import layers, regularizers
+
+    d = s.embedding_dim
+    reg = regularizers.l2(s.l2)
+    vocab = {name: len(space.vocabularies[name]) + 1 for name in F.HCP_CATEGORICAL}
+    for name, dim in (("specialty", d), ("peer_group", d)):
+        u_parts.append(layers.Embedding(vocab[name], dim, embeddings_initializer="zeros" if name != "specialty"
+                                        else "uniform", embeddings_regularizer=reg,
+                                        name=f"{name}_taste")(hi[name]))
+    u_parts.append(layers.Embedding(len(space.hcp_ids), d, embeddings_initializer="zeros",
+                                    embeddings_regularizer=regularizers.l2(s.l2 * 100), name="hcp_taste")(hi["hcp"]))
+    u_parts.append(layers.Dense(d, use_bias=False, kernel_regularizer=reg, name="profile_taste")(hi["hcp_numeric"]))
+    for name, dim in (("specialty", 4), ("practice_setting", 2), ("region", 2)):
+        a_features.append(layers.Embedding(vocab[name], dim, name=f"{name}_channel")(hi[name]))
+    a_features.append(hi["hcp_numeric"])
+
+
+def _sequence_state(s: HybridSettings, space: F.FeatureSpace, hi: dict):
+    """The sequence encoder's final state over the HCP's last exposures (oldest first)."""
+    from keras import layers, regularizers
+
+    n_channel, n_item = len(CHANNELS), len(space.content_ids)
+    # frozen lookup of each step's item topics (row 0 = padding); the channel embedding and
+    # the numeric part (engaged, log1p age, real-step flag) complete the step
+    topic_lookup = layers.Embedding(n_item + 1, space.n_topics, trainable=False, name="sequence_topics")
+    step_parts = [topic_lookup(hi["sequence_item"]),
+                  layers.Embedding(n_channel + 1, 4, name="sequence_channel_embedding")(hi["sequence_channel"]),
+                  hi["sequence_numeric"]]
+    steps = layers.Concatenate(name="sequence_steps")(step_parts)
+    # padded steps are zeroed (times a frozen 0/1 lookup of the channel: 0 = padding) and masked;
+    # a real step is never all-zero since its real-step flag is 1 (no Lambda layer: a saved
+    # model must load in Keras' safe mode)
+    real = layers.Embedding(n_channel + 1, 1, trainable=False, name="sequence_real")(hi["sequence_channel"])
+    steps = layers.Masking(0.0, name="sequence_padding_mask")(layers.Multiply(name="sequence_padded_zero")([steps, real]))
+    recurrent = layers.LSTM if s.sequence_encoder == "lstm" else layers.GRU
+    return recurrent(s.sequence_units, kernel_regularizer=regularizers.l2(1e-4), name="sequence_encoder")(steps)
+
+
+def _item_inputs(space: F.FeatureSpace) -> dict:
+    """The Keras inputs of the item tower."""
+    import keras
+
+    return {
         "item": keras.Input((), dtype="int32", name="item"),
         "item_area": keras.Input((), dtype="int32", name="item_area"),
         "item_type": keras.Input((), dtype="int32", name="item_type"),
         "item_numeric": keras.Input((space.item_numeric.shape[1],), name="item_numeric"),
         "topics": keras.Input((space.n_topics,), name="topics"),
     }
+
+
+def _item_tower(s: HybridSettings, space: F.FeatureSpace, ii: dict):
+    """The item tower: item inputs -> v (content, dim), B (per-channel term, 5), b (item bias)."""
+    import keras
+    from keras import layers, regularizers
+
+    d, n_item = s.embedding_dim, len(space.content_ids)
+    reg = regularizers.l2(s.l2)
     v_parts = [layers.Embedding(n_item, d, embeddings_initializer="zeros", embeddings_regularizer=regularizers.l2(s.l2 * 10),
                                 name="item_embedding")(ii["item"]),
                layers.Embedding(len(F.THERAPEUTIC_AREAS), d, embeddings_regularizer=reg, name="area_embedding")(ii["item_area"])]
@@ -253,37 +312,51 @@ def build_towers(settings: HybridSettings, space: F.FeatureSpace):
     v_parts.append(layers.Dense(d, use_bias=False, kernel_regularizer=reg, name="topic_content")(ii["topics"]))
     b_features.append(ii["topics"])
     v = layers.Add(name="v")(v_parts)
-    B = layers.Dense(n_channel, kernel_regularizer=reg, name="B")(layers.Concatenate(name="item_channel_features")(b_features))
+    B = layers.Dense(len(CHANNELS), kernel_regularizer=reg, name="B")(
+        layers.Concatenate(name="item_channel_features")(b_features))
     b = layers.Reshape((), name="b")(layers.Embedding(n_item, 1, embeddings_initializer="zeros",
                                                       embeddings_regularizer=regularizers.l2(s.l2 * 10),
                                                       name="item_bias")(ii["item"]))
-    item_tower = keras.Model(ii, [v, B, b], name="item_tower")
+    return keras.Model(ii, [v, B, b], name="item_tower")
 
-    # pair tower
+
+def _pair_tower(s: HybridSettings):
+    """The pair input and tower: (HCP, item) history features -> their logit term."""
+    import keras
+    from keras import layers, regularizers
+
     pi = keras.Input((len(F.PAIR_FEATURES),), name="pair")
-    pair_in = pi
-    hidden = layers.Dense(s.hidden_units, activation="relu", kernel_regularizer=reg, name="pair_hidden")(pair_in)
+    hidden = layers.Dense(s.hidden_units, activation="relu", kernel_regularizer=regularizers.l2(s.l2),
+                          name="pair_hidden")(pi)
     term = layers.Add(name="pair_term")([
-        layers.Reshape(())(layers.Dense(1, use_bias=False, name="pair_linear")(pair_in)),
+        layers.Reshape(())(layers.Dense(1, use_bias=False, name="pair_linear")(pi)),
         layers.Reshape(())(layers.Dense(1, use_bias=False, name="pair_out")(hidden))])
-    pair_tower = keras.Model(pi, term, name="pair_tower")
+    return pi, keras.Model(pi, term, name="pair_tower")
 
-    # training model: one query per row
+
+def _training_model(hi: dict, ii: dict, pi, hcp_tower, item_tower, pair_tower):
+    """The training model: one query (HCP, item, channel, pair features) per row -> P(engaged)."""
+    import keras
+    from keras import layers
+
     channel = keras.Input((), dtype="int32", name="channel")
     u_q, A_q = hcp_tower(hi)
     v_q, B_q, b_q = item_tower(ii)
-    chosen = layers.CategoryEncoding(n_channel, output_mode="one_hot", name="channel_one_hot")(channel)
+    chosen = layers.CategoryEncoding(len(CHANNELS), output_mode="one_hot", name="channel_one_hot")(channel)
     channel_term = layers.Reshape(())(layers.Dot(axes=1, name="channel_term")([layers.Add()([A_q, B_q]), chosen]))
     taste = layers.Reshape(())(layers.Dot(axes=1, name="taste")([u_q, v_q]))
     logit = layers.Add(name="logit")([channel_term, taste, b_q, pair_tower(pi)])
-    model = keras.Model({**hi, **ii, "pair": pi, "channel": channel},
-                        layers.Activation("sigmoid", name="engagement")(logit), name="hybrid_lstm")
-    if s.use_sequence:
-        tower = model.get_layer("hcp_tower")
-        tower.get_layer("sequence_topics").set_weights([np.vstack([np.zeros((1, space.n_topics)), space.topics])
-                                                        .astype(np.float32)])
-        tower.get_layer("sequence_real").set_weights([np.r_[0.0, np.ones(n_channel)][:, None].astype(np.float32)])
-    return model
+    return keras.Model({**hi, **ii, "pair": pi, "channel": channel},
+                       layers.Activation("sigmoid", name="engagement")(logit), name="hybrid_lstm")
+
+
+def _set_sequence_lookups(model, space: F.FeatureSpace) -> None:
+    """Fill the sequence encoder's frozen lookups: each item's topics (row 0: padding) and the
+    real-step flag of each channel (0: padding)."""
+    tower = model.get_layer("hcp_tower")
+    tower.get_layer("sequence_topics").set_weights([np.vstack([np.zeros((1, space.n_topics)), space.topics])
+                                                    .astype(np.float32)])
+    tower.get_layer("sequence_real").set_weights([np.r_[0.0, np.ones(len(CHANNELS))][:, None].astype(np.float32)])
 
 
 def _subset(x: dict[str, np.ndarray], names) -> dict[str, np.ndarray]:
@@ -319,10 +392,18 @@ class HybridRecommender(EngagementModel):
         return self.settings.sequence_length if self.settings.use_sequence else 0
 
     def _fit(self, train: TrainingData) -> None:
-        s = self.settings.validate()
-        if s.use_cf and self.cf_model is None:
-            raise ValueError("use_cf is true but no cf_model was given; pass e.g. hcp_lib.cf.ALS() or set use_cf=False")
+        """Check the settings, then fit in named steps: those of
+        :meth:`hcp_lib.engagement.EngagementModel._fit` (``_time_frame``, ``_feature_space``
+        with ``_fit_cf``, the history, ``_split_validation``), then those of
+        :meth:`_fit_queries` (``_seed``, ``_prepare_inputs``, ``_build_network``, ``_train``,
+        ``_select_epoch``)."""
+        self._check_settings()
         super()._fit(train)
+
+    def _check_settings(self) -> None:
+        """Raise ``ValueError`` on invalid settings or ``use_cf`` without a CF model."""
+        if self.settings.validate().use_cf and self.cf_model is None:
+            raise ValueError("use_cf is true but no cf_model was given; pass e.g. hcp_lib.cf.ALS() or set use_cf=False")
 
     def _cf_model(self) -> Recommender | None:
         return self.cf_model if self.settings.use_cf else None
@@ -334,36 +415,67 @@ class HybridRecommender(EngagementModel):
         return space
 
     def _fit_queries(self, queries: Queries, validation: Queries | None) -> None:
+        """The steps of fitting the network (after the feature space, the CF inputs and the
+        validation split of :meth:`hcp_lib.engagement.EngagementModel._fit`)."""
+        self._seed()
+        started = time.perf_counter()
+        x, validation_data = self._prepare_inputs(queries, validation)
+        self.model_ = self._build_network()
+        self.training_history_ = self._train(x, queries.y.astype(np.float32), validation_data)
+        self.best_epoch_, self.validation_loss_ = self._select_epoch(validation, validation_data)
+        self.fit_seconds_ = time.perf_counter() - started
+
+    def _seed(self) -> None:
+        """Threads, seeds and deterministic ops: the same seed gives the same trained model."""
         import keras
         import tensorflow as tf
 
-        s = self.settings
         configure_threads()
-        keras.utils.set_random_seed(s.seed)
+        keras.utils.set_random_seed(self.settings.seed)
         tf.config.experimental.enable_op_determinism()
-        started = time.perf_counter()
+
+    def _prepare_inputs(self, queries: Queries, validation: Queries | None):
+        """The training inputs and, with a validation window, (its inputs, its outcomes)."""
         x = self.inputs(queries, training=True)
-        self.model_ = build_towers(s, self.space_)
-        self.model_.compile(optimizer=keras.optimizers.Adam(s.learning_rate), loss="binary_crossentropy")
-        callbacks, validation_data = [], None
-        if validation is not None:
-            validation_data = (self.inputs(validation, training=True), validation.y.astype(np.float32))
+        if validation is None:
+            return x, None
+        return x, (self.inputs(validation, training=True), validation.y.astype(np.float32))
+
+    def _build_network(self):
+        """The training model (:func:`build_towers`), compiled with Adam and the cross-entropy."""
+        import keras
+
+        model = build_towers(self.settings, self.space_)
+        model.compile(optimizer=keras.optimizers.Adam(self.settings.learning_rate), loss="binary_crossentropy")
+        return model
+
+    def _train(self, x: dict[str, np.ndarray], y: np.ndarray, validation_data) -> pd.DataFrame:
+        """Fit ``self.model_`` (with validation data: early stopping on its loss, the best
+        epoch's weights restored); the training curves, one row per epoch (from 1)."""
+        import keras
+
+        s = self.settings
+        callbacks = []
+        if validation_data is not None:
             callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=s.patience,
                                                            restore_best_weights=True))
-        history = self.model_.fit(x, queries.y.astype(np.float32), validation_data=validation_data, epochs=s.epochs,
-                                  batch_size=s.batch_size, callbacks=callbacks, shuffle=True, verbose=self.verbose)
-        self.training_history_ = pd.DataFrame(history.history).rename_axis("epoch").reset_index()
-        self.training_history_["epoch"] += 1
-        if validation is not None:
-            from .evaluate_metrics import log_loss_value
+        history = self.model_.fit(x, y, validation_data=validation_data, epochs=s.epochs, batch_size=s.batch_size,
+                                  callbacks=callbacks, shuffle=True, verbose=self.verbose)
+        curves = pd.DataFrame(history.history).rename_axis("epoch").reset_index()
+        curves["epoch"] += 1
+        return curves
 
-            # Keras' val_loss adds the weight penalties; the criterion is the plain log-loss
-            best = int(self.training_history_["val_loss"].idxmin())
-            self.best_epoch_ = int(self.training_history_.loc[best, "epoch"])
-            self.validation_loss_ = log_loss_value(validation.y, self._predict(validation_data[0]))
-        else:
-            self.best_epoch_, self.validation_loss_ = s.epochs, None
-        self.fit_seconds_ = time.perf_counter() - started
+    def _select_epoch(self, validation: Queries | None, validation_data) -> tuple[int, float | None]:
+        """(best epoch, validation log-loss): the epoch with the lowest ``val_loss`` and the plain
+        log-loss of the restored model on the window; without one, (epochs, None)."""
+        if validation is None:
+            return self.settings.epochs, None
+        from .evaluate_metrics import log_loss_value
+
+        # Keras' val_loss adds the weight penalties; the criterion is the plain log-loss
+        best = int(self.training_history_["val_loss"].idxmin())
+        return (int(self.training_history_.loc[best, "epoch"]),
+                log_loss_value(validation.y, self._predict(validation_data[0])))
 
     def _predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.model_.predict(inputs, batch_size=8192, verbose=0).ravel()
@@ -426,23 +538,7 @@ def load(folder: str | Path, train: TrainingData, data: EngagementData) -> Hybri
     configure_threads()
     folder = Path(folder)
     meta = io.read_json(folder / "preprocessing.json")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{folder / 'preprocessing.json'}: format_version {meta.get('format_version')!r}, expected "
-                         f"{FORMAT_VERSION} (saved by another version of hcp_lib: refit the model)")
-    saved = pd.Index(meta["content_ids"], dtype=object)
-    current = pd.Index(train.catalogue["content_id"].astype(str).to_numpy(dtype=object))
-    if not saved.equals(current):
-        added, removed = current.difference(saved), saved.difference(current)
-        detail = [f"{len(added)} added (e.g. {added[0]!r})"] if len(added) else []
-        detail += [f"{len(removed)} removed (e.g. {removed[0]!r})"] if len(removed) else []
-        raise CatalogueChangedError(f"{folder}: the catalogue changed since training: "
-                                    + (", ".join(detail) or "same items, another order") + "; refit the model")
-    if pd.Timestamp(meta["cutoff"]) != pd.Timestamp(train.cutoff):
-        raise ValueError(f"{folder}: the model was trained with cut-off {meta['cutoff']}, the training data given has "
-                         f"cut-off {pd.Timestamp(train.cutoff).isoformat()}")
-    unknown = pd.Index(train.hcps["hcp_id"].astype(str)).difference(pd.Index(meta["hcp_ids"]))
-    if len(unknown):
-        raise UnknownIdError(f"{folder}: HCP id {unknown[0]!r} of the training data is unknown to the saved model")
+    _check_saved(folder, meta, train)
     settings = HybridSettings(**{f.name: meta["settings"][f.name] for f in fields(HybridSettings)
                                  if f.name in meta["settings"]})
     model = HybridRecommender(data, None, settings)
@@ -460,6 +556,28 @@ def load(folder: str | Path, train: TrainingData, data: EngagementData) -> Hybri
     model.model_ = keras.models.load_model(folder / "model.keras")
     model.best_epoch_, model.validation_loss_ = meta.get("best_epoch"), meta.get("validation_loss")
     return model
+
+
+def _check_saved(folder: Path, meta: dict, train: TrainingData) -> None:
+    """Raise unless the saved model of ``folder`` (``meta``: its preprocessing.json) fits
+    ``train``: same format version, catalogue and cut-off, every HCP known (see :func:`load`)."""
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{folder / 'preprocessing.json'}: format_version {meta.get('format_version')!r}, expected "
+                         f"{FORMAT_VERSION} (saved by another version of hcp_lib: refit the model)")
+    saved = pd.Index(meta["content_ids"], dtype=object)
+    current = pd.Index(train.catalogue["content_id"].astype(str).to_numpy(dtype=object))
+    if not saved.equals(current):
+        added, removed = current.difference(saved), saved.difference(current)
+        detail = [f"{len(added)} added (e.g. {added[0]!r})"] if len(added) else []
+        detail += [f"{len(removed)} removed (e.g. {removed[0]!r})"] if len(removed) else []
+        raise CatalogueChangedError(f"{folder}: the catalogue changed since training: "
+                                    + (", ".join(detail) or "same items, another order") + "; refit the model")
+    if pd.Timestamp(meta["cutoff"]) != pd.Timestamp(train.cutoff):
+        raise ValueError(f"{folder}: the model was trained with cut-off {meta['cutoff']}, the training data given has "
+                         f"cut-off {pd.Timestamp(train.cutoff).isoformat()}")
+    unknown = pd.Index(train.hcps["hcp_id"].astype(str)).difference(pd.Index(meta["hcp_ids"]))
+    if len(unknown):
+        raise UnknownIdError(f"{folder}: HCP id {unknown[0]!r} of the training data is unknown to the saved model")
 
 
 def layer_table(model) -> pd.DataFrame:

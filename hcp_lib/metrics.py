@@ -1,22 +1,42 @@
-"""Ranking and channel metrics on top-N lists, one function per metric.
+"""Every metric of the project, one function each, and the one bootstrap over HCPs.
 
-Inputs are arrays aligned by HCP: ``recommended`` is an integer array (n_hcp, >= k) of
-column indices into the catalogue, best first, -1 for "no item" (as returned by
-:func:`hcp_lib.recommender.top_n`); ``relevant`` is a boolean sparse or dense matrix
-(n_hcp, n_content) marking the items each HCP engaged with in the evaluation window
-(:func:`relevance_matrix`). HCPs with no relevant item are left out of the means, since no
-list can hit for them; the result is NaN when no HCP has a relevant item. Non-finite inputs
-(a NaN item index, a NaN or infinite score) raise :class:`hcp_lib.io.NonFiniteError` naming
-the function and the count, rather than turning into a NaN or inf result.
+Every chapter computes its numbers here (Microsoft Recommenders' ``python_evaluation`` is the
+model): the CF stage's validation table, the engagement models' choice criterion, the
+evaluation chapter's headline and every interval, the off-policy chapter's estimators and
+the simulator's learnability check.
+
+Conventions
+-----------
+``recommended``
+    Integer array (n_hcp, >= k) of catalogue column indices, best first, -1 for "no item"
+    (as returned by :func:`hcp_lib.models.base.top_n`, or :func:`top_k` of a score matrix).
+``relevant``
+    Boolean sparse or dense matrix (n_hcp, n_content) of the items each HCP engaged with in
+    the evaluation window (:func:`relevance_matrix`).
+Per-HCP values
+    Ranking metrics return one value per HCP, NaN where the metric is undefined for that HCP
+    (no relevant item; a list of fewer than two items for diversity), so that
+    :func:`bootstrap_ratio` can resample HCPs. Their mean over the HCPs where they are defined
+    is :func:`mean_over_hcps`.
+Checked inputs
+    A NaN or infinite item position, score, gain, popularity, topic vector, probability or
+    bootstrap term raises :class:`hcp_lib.io.NonFiniteError` (through
+    :func:`hcp_lib.io.check_finite`) naming the function and the count, and a probability
+    outside [0, 1] raises ``ValueError``, rather than the metric coming out NaN or inf.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from sklearn.metrics import brier_score_loss, f1_score, log_loss
 
 from .io import check_finite
+
+# --- inputs ------------------------------------------------------------------------------------
 
 
 def relevance_matrix(window: pd.DataFrame, hcp_ids, content_ids: pd.Index,
@@ -39,6 +59,22 @@ def relevance_matrix(window: pd.DataFrame, hcp_ids, content_ids: pd.Index,
     matrix = sp.csr_matrix((np.ones(len(rows), dtype=bool), (rows, cols)), shape=shape)
     matrix.sum_duplicates()
     return matrix.astype(bool)
+
+
+def item_positions(recommended, source: str) -> np.ndarray:
+    """``recommended`` (n_hcp, n) as int64 item positions; a float array must hold whole,
+    finite numbers (a NaN or inf raises :class:`hcp_lib.io.NonFiniteError` naming ``source``)."""
+    top = np.asarray(recommended)
+    if top.ndim != 2:
+        raise ValueError(f"{source}: recommended must be a 2-D array (HCPs, ranks), got shape {top.shape}")
+    if top.dtype.kind in "iu":
+        return top.astype(np.int64, copy=False)
+    values = check_finite(top, source, "recommended item position", verb="was given",
+                          consequence="a list holds item positions, -1 for no item")
+    if (values != np.round(values)).any():
+        raise ValueError(f"{source}: recommended holds item position {float(values[values != np.round(values)][0])!r}; "
+                         "positions are whole numbers (-1 for no item)")
+    return values.astype(np.int64)
 
 
 def hits_at_k(recommended: np.ndarray, relevant, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,52 +101,193 @@ def hits_at_k(recommended: np.ndarray, relevant, k: int) -> tuple[np.ndarray, np
     return flags.reshape(top.shape), np.asarray(relevant.sum(axis=1)).ravel()
 
 
-def item_positions(recommended, source: str) -> np.ndarray:
-    """``recommended`` (n_hcp, n) as int64 item positions; a float array must hold whole,
-    finite numbers (a NaN or inf raises :class:`hcp_lib.io.NonFiniteError` naming ``source``)."""
-    top = np.asarray(recommended)
-    if top.ndim != 2:
-        raise ValueError(f"{source}: recommended must be a 2-D array (HCPs, ranks), got shape {top.shape}")
-    if top.dtype.kind in "iu":
-        return top.astype(np.int64, copy=False)
-    values = check_finite(top, source, "recommended item position", verb="was given",
-                          consequence="a list holds item positions, -1 for no item")
-    if (values != np.round(values)).any():
-        raise ValueError(f"{source}: recommended holds item position {float(values[values != np.round(values)][0])!r}; "
-                         "positions are whole numbers (-1 for no item)")
-    return values.astype(np.int64)
+def _finite(values, source: str, what: str, **kwargs) -> np.ndarray:
+    # every metric input here goes through the project's one finiteness check
+    return check_finite(values, source, what, verb="was given",
+                        consequence="the metric would be NaN or inf — check the model or table it came from", **kwargs)
 
 
-def hit_rate_at_k(recommended: np.ndarray, relevant, k: int = 10) -> float:
-    """HR@k: the share of HCPs (with at least one relevant item) whose top-k list holds at
-    least one relevant item. min=0, max=1."""
+def _outcomes_and_probabilities(engaged, probability, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(engaged as bool, probability as float64) after checking shapes, finiteness and [0, 1]."""
+    y = np.asarray(engaged)
+    p = _finite(probability, source, "probability")
+    if y.shape != p.shape:
+        raise ValueError(f"{source}: engaged has shape {y.shape} but probability has {p.shape}")
+    outside = (p < 0) | (p > 1)
+    if outside.any():
+        raise ValueError(f"{source}: {int(outside.sum()):,} of {p.size:,} probabilities lie outside [0, 1] "
+                         f"(first {float(p[outside][0])!r} at position {int(np.flatnonzero(outside.ravel())[0])}); "
+                         "engagement probabilities must lie in [0, 1]")
+    return y.astype(bool), p
+
+
+def _flags(recommended: np.ndarray, relevant, k: int) -> tuple[np.ndarray, np.ndarray]:
     flags, n_relevant = hits_at_k(recommended, relevant, k)
-    evaluated = n_relevant > 0
-    return float(flags[evaluated].any(axis=1).mean()) if evaluated.any() else float("nan")
+    return flags, n_relevant.astype(np.float64)
 
 
-def ndcg_at_k(recommended: np.ndarray, relevant, k: int = 10) -> float:
-    """NDCG@k with binary gains, averaged over HCPs with at least one relevant item.
+# --- ranking metrics, one value per HCP --------------------------------------------------------
 
-    DCG = sum over ranks r = 1..k of rel_r / log2(r + 1); the ideal DCG places
-    min(k, number of relevant items) hits at the top. min=0, max=1 (the convention of
-    Järvelin & Kekäläinen with the log2(r + 1) discount, as in Microsoft Recommenders).
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """The top-k item positions of each row of a score matrix.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_hcp, n_content)
+        Higher is better; ``-inf`` marks an item that may not be listed. NaN is refused.
+    k : int
+        List length (>= 1); a row with fewer than k listable items is padded with -1.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_hcp, k)
+        Item positions, best first, -1 past the listable items; ties keep column order
+        (stable sort).
     """
-    flags, n_relevant = hits_at_k(recommended, relevant, k)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    scores = np.asarray(scores, dtype=np.float64)
+    check_finite(np.where(np.isneginf(scores), 0.0, scores), "top_k", "score", verb="was given",
+                 consequence="give -inf to items that may not be listed")
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    listable = np.isfinite(np.take_along_axis(scores, order, axis=1))
+    top = np.full((scores.shape[0], k), -1, dtype=np.int64)
+    top[:, :order.shape[1]] = np.where(listable, order, -1)
+    return top
+
+
+def mean_over_hcps(values: np.ndarray) -> float:
+    """The mean of per-HCP metric values over the HCPs where the metric is defined.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_hcp,)
+        Per-HCP values, NaN where undefined (e.g. :func:`ndcg_at_k` for an HCP with nothing
+        relevant).
+
+    Returns
+    -------
+    float
+        The mean of the non-NaN values; NaN when no HCP has a defined value.
+    """
+    values = check_finite(values, "mean_over_hcps", "per-HCP value", verb="was given",
+                          consequence="a metric value is finite or NaN (undefined)", allow_nan=True)
+    defined = ~np.isnan(values)
+    return float(values[defined].mean()) if defined.any() else float("nan")
+
+
+def _undefined_without_relevant(values: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    return np.where(n_relevant > 0, values, np.nan)
+
+
+def hit_at_k(recommended: np.ndarray, relevant, k: int) -> np.ndarray:
+    """Per HCP: 1 if the top-k list holds at least one relevant item, else 0. Its mean over
+    HCPs with a relevant item (:func:`mean_over_hcps`) is the hit rate HR@k. min=0, max=1."""
+    flags, n_relevant = _flags(recommended, relevant, k)
+    return _undefined_without_relevant(flags.any(axis=1).astype(np.float64), n_relevant)
+
+
+def precision_at_k(recommended: np.ndarray, relevant, k: int) -> np.ndarray:
+    """Per HCP: relevant items in the top-k list / k (a list shorter than k is not rewarded
+    for it: the divisor is always k, as in Microsoft Recommenders). min=0, max=1."""
+    flags, n_relevant = _flags(recommended, relevant, k)
+    return _undefined_without_relevant(flags.sum(axis=1) / k, n_relevant)
+
+
+def recall_at_k(recommended: np.ndarray, relevant, k: int) -> np.ndarray:
+    """Per HCP: relevant items in the top-k list / all relevant items of the HCP. min=0, max=1."""
+    flags, n_relevant = _flags(recommended, relevant, k)
+    return _undefined_without_relevant(flags.sum(axis=1) / np.maximum(n_relevant, 1), n_relevant)
+
+
+def ndcg_at_k(recommended: np.ndarray, relevant, k: int) -> np.ndarray:
+    """Per HCP: binary-gain NDCG@k, DCG = sum_r rel_r / log2(r + 1) over ranks 1..k, divided by
+    the DCG of min(k, n_relevant) hits at the top. Its mean is :func:`mean_over_hcps`.
+    min=0, max=1."""
+    flags, n_relevant = _flags(recommended, relevant, k)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = flags @ discounts
-    ideal = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]
-    evaluated = n_relevant > 0
-    return float((dcg[evaluated] / ideal[evaluated]).mean()) if evaluated.any() else float("nan")
+    ideal = np.cumsum(discounts)[np.clip(np.minimum(n_relevant, k).astype(int), 1, None) - 1]
+    return _undefined_without_relevant((flags @ discounts) / ideal, n_relevant)
 
 
-def channel_accuracy(predicted: np.ndarray, actual: np.ndarray) -> float:
-    """The share of rows whose predicted channel equals the actual channel. min=0, max=1;
-    NaN for no rows."""
-    predicted, actual = np.asarray(predicted, dtype=object), np.asarray(actual, dtype=object)
-    if predicted.shape != actual.shape:
-        raise ValueError(f"predicted has shape {predicted.shape} but actual has {actual.shape}")
-    return float((predicted == actual).mean()) if len(actual) else float("nan")
+def reciprocal_rank_at_k(recommended: np.ndarray, relevant, k: int) -> np.ndarray:
+    """Per HCP: 1 / rank of the first relevant item in the top-k list, 0 if none (its mean is
+    MRR@k). min=0, max=1."""
+    flags, n_relevant = _flags(recommended, relevant, k)
+    first = np.argmax(flags, axis=1)
+    return _undefined_without_relevant(np.where(flags.any(axis=1), 1.0 / (first + 1), 0.0), n_relevant)
+
+
+def average_precision_at_k(recommended: np.ndarray, relevant, k: int) -> np.ndarray:
+    """Per HCP: AP@k = sum over ranks r <= k holding a relevant item of precision@r, divided by
+    min(k, n_relevant) (so a perfect list scores 1 even when the HCP has more than k relevant
+    items). Its mean is MAP@k. min=0, max=1."""
+    flags, n_relevant = _flags(recommended, relevant, k)
+    precision_at_rank = np.cumsum(flags, axis=1) / np.arange(1, k + 1)
+    total = (precision_at_rank * flags).sum(axis=1)
+    return _undefined_without_relevant(total / np.maximum(np.minimum(n_relevant, k), 1), n_relevant)
+
+
+def graded_ndcg_at_k(recommended: np.ndarray, gains: np.ndarray, k: int, eligible: np.ndarray | None = None) -> np.ndarray:
+    """Per HCP: NDCG@k with graded gains (e.g. the simulator's true engagement probabilities).
+
+    DCG = sum_r gains[item_r] / log2(r + 1) over the top-k list (an empty slot gains 0); the
+    ideal DCG places the k largest gains among the HCP's ``eligible`` items (default: all)
+    at the top. Linear gains, as ``sklearn.metrics.ndcg_score``; NaN where the ideal DCG is 0.
+    min=0, max=1.
+    """
+    gains = _finite(gains, "graded_ndcg_at_k", "gain")
+    top = item_positions(recommended, "graded_ndcg_at_k")[:, :k]
+    if top.shape[1] < k:
+        raise ValueError(f"recommended has {top.shape[1]} columns; k={k} needs at least {k}")
+    if gains.shape[0] != top.shape[0]:
+        raise ValueError(f"recommended has {top.shape[0]} rows but gains has {gains.shape[0]}")
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    listed = np.where(top >= 0, np.take_along_axis(gains, np.maximum(top, 0), axis=1), 0.0)
+    candidate_gains = gains if eligible is None else np.where(eligible, gains, 0.0)
+    best = -np.sort(-candidate_gains, axis=1)[:, :k]
+    ideal = best @ discounts[:best.shape[1]]
+    return np.where(ideal > 0, (listed @ discounts) / np.where(ideal > 0, ideal, 1.0), np.nan)
+
+
+def catalogue_coverage_at_k(recommended: np.ndarray, n_content: int, k: int) -> float:
+    """The share of the ``n_content`` catalogue items that appear in at least one top-k list.
+    min=0, max=1."""
+    top = item_positions(recommended, "catalogue_coverage_at_k")[:, :k]
+    return float(len(np.unique(top[top >= 0])) / n_content) if n_content else float("nan")
+
+
+def novelty_at_k(recommended: np.ndarray, item_popularity: np.ndarray, n_hcps: int, k: int) -> np.ndarray:
+    """Per HCP: mean self-information -log2((n_i + 1) / (n_hcps + 1)) of the items in its top-k
+    list, n_i = HCPs who engaged with item i before the cut-off (+1 so unseen items are finite).
+    Higher = less popular items. min=0; NaN for an empty list."""
+    top = item_positions(recommended, "novelty_at_k")[:, :k]
+    popularity = _finite(item_popularity, "novelty_at_k", "item popularity")
+    if (popularity < 0).any() or n_hcps < 0:
+        raise ValueError(f"novelty_at_k: item popularities and n_hcps are counts (>= 0); got minimum popularity "
+                         f"{float(popularity.min())!r} and n_hcps={n_hcps!r}")
+    information = -np.log2((popularity + 1.0) / (n_hcps + 1.0))
+    values = np.where(top >= 0, information[np.maximum(top, 0)], np.nan)
+    counts = (top >= 0).sum(axis=1)
+    return np.where(counts > 0, np.nansum(values, axis=1) / np.maximum(counts, 1), np.nan)
+
+
+def intra_list_diversity_at_k(recommended: np.ndarray, item_vectors: np.ndarray, k: int) -> np.ndarray:
+    """Per HCP: mean over pairs of items in its top-k list of 1 - cosine(topic vectors).
+    min=0 (identical topics), max=1 for non-negative vectors; NaN for lists of < 2 items."""
+    top = item_positions(recommended, "intra_list_diversity_at_k")[:, :k]
+    vectors = _finite(item_vectors, "intra_list_diversity_at_k", "item vector value")
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    listed = np.where((top >= 0)[:, :, None], unit[np.maximum(top, 0)], 0.0)
+    cosine = listed @ listed.transpose(0, 2, 1)
+    n = (top >= 0).sum(axis=1)
+    pairs = n * (n - 1) / 2
+    off_diagonal = (cosine.sum(axis=(1, 2)) - np.einsum("hii->h", cosine)) / 2
+    return np.where(pairs > 0, 1.0 - off_diagonal / np.maximum(pairs, 1), np.nan)
+
+
+# --- exposure and channel metrics -------------------------------------------------------------
 
 
 def exposure_auc(engaged: np.ndarray, scores: np.ndarray) -> float:
@@ -129,3 +306,156 @@ def exposure_auc(engaged: np.ndarray, scores: np.ndarray) -> float:
     if engaged.all() or not engaged.any():
         return float("nan")
     return float(roc_auc_score(engaged, scores))
+
+
+def channel_matches(predicted, actual) -> np.ndarray:
+    """Per row: 1.0 where the predicted channel equals the actual one, else 0.0.
+
+    Parameters
+    ----------
+    predicted, actual : array-like of shape (n_rows,)
+        Channel names (or codes) of the same rows.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_rows,)
+        Its mean is :func:`channel_accuracy`; summed per HCP it is the evaluation's
+        bootstrapped channel accuracy.
+    """
+    predicted, actual = np.asarray(predicted, dtype=object), np.asarray(actual, dtype=object)
+    if predicted.shape != actual.shape:
+        raise ValueError(f"predicted has shape {predicted.shape} but actual has {actual.shape}")
+    return (predicted == actual).astype(np.float64)
+
+
+def channel_accuracy(predicted, actual) -> float:
+    """The share of rows whose predicted channel equals the actual channel
+    (the mean of :func:`channel_matches`). min=0, max=1; NaN for no rows."""
+    matches = channel_matches(predicted, actual)
+    return float(matches.mean()) if len(matches) else float("nan")
+
+
+def channel_macro_f1(predicted, actual, labels) -> float:
+    """Macro-averaged F1 of predicted vs actual channels over ``labels`` (every channel; a
+    channel never predicted nor observed counts as F1 0 only if listed, so pass the channels
+    observed). sklearn's ``f1_score``. min=0, max=1; NaN for no rows."""
+    if len(actual) == 0:
+        return float("nan")
+    return float(f1_score(np.asarray(actual, dtype=object), np.asarray(predicted, dtype=object), labels=list(labels),
+                          average="macro", zero_division=0))
+
+
+def log_loss_value(engaged: np.ndarray, probability: np.ndarray) -> float:
+    """Mean binary cross-entropy of ``probability`` for the outcomes ``engaged`` (natural log;
+    probabilities clipped to [1e-15, 1 - 1e-15] as sklearn does). min=0."""
+    y, p = _outcomes_and_probabilities(engaged, probability, "log_loss_value")
+    return float(log_loss(y.astype(int), np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))
+
+
+def brier_value(engaged: np.ndarray, probability: np.ndarray) -> float:
+    """Mean squared difference between ``probability`` and the 0/1 outcome. min=0, max=1."""
+    y, p = _outcomes_and_probabilities(engaged, probability, "brier_value")
+    return float(brier_score_loss(y.astype(int), p))
+
+
+def log_loss_terms(engaged: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """Per-exposure cross-entropy terms whose mean is :func:`log_loss_value` (summed per HCP
+    for the bootstrap)."""
+    y, p = _outcomes_and_probabilities(engaged, probability, "log_loss_terms")
+    p = np.clip(p, 1e-15, 1 - 1e-15)
+    return -np.where(y, np.log(p), np.log1p(-p))
+
+
+def brier_terms(engaged: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """Per-exposure squared errors (probability - outcome)^2 whose mean is :func:`brier_value`
+    (summed per HCP for the bootstrap)."""
+    y, p = _outcomes_and_probabilities(engaged, probability, "brier_terms")
+    return (p - y.astype(np.float64)) ** 2
+
+
+def expected_calibration_error(engaged: np.ndarray, probability: np.ndarray, n_bins: int = 10) -> float:
+    """ECE: the exposures are sorted by predicted probability and cut into ``n_bins`` bins of
+    (nearly) equal count; ECE = sum over bins of (bin size / n) * |mean predicted - observed
+    rate|. Equal-count bins, because engagement probabilities crowd below 0.3 and equal-width
+    bins would leave most bins nearly empty. min=0, max=1; NaN for no exposures."""
+    y, p = _outcomes_and_probabilities(engaged, probability, "expected_calibration_error")
+    y = y.astype(np.float64)
+    if not len(p):
+        return float("nan")
+    order = np.argsort(p, kind="stable")
+    bins = np.array_split(order, min(n_bins, len(p)))
+    return float(sum(len(b) * abs(p[b].mean() - y[b].mean()) for b in bins) / len(p))
+
+
+def reliability_curve(engaged: np.ndarray, probability: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
+    """Calibration table over ``n_bins`` equal-width probability bins of [0, 1]: bin, lower,
+    upper, mean_predicted, observed_rate, count (empty bins left out). Written by hand rather
+    than ``sklearn.calibration.calibration_curve`` because the plot and metrics.json need each
+    bin's count, which sklearn does not return."""
+    y, p = _outcomes_and_probabilities(engaged, probability, "reliability_curve")
+    y = y.astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    keep = count > 0
+    return pd.DataFrame({
+        "bin": np.arange(n_bins)[keep], "lower": edges[:-1][keep], "upper": edges[1:][keep],
+        "mean_predicted": np.bincount(bins, p, n_bins)[keep] / count[keep],
+        "observed_rate": np.bincount(bins, y, n_bins)[keep] / count[keep],
+        "count": count[keep],
+    })
+
+
+# --- bootstrap over HCPs --------------------------------------------------------------------
+
+
+def resample_weights(n_hcps: int, n_resamples: int, seed: int) -> np.ndarray:
+    """(n_resamples, n_hcps) float: how often each HCP is drawn in each resample, from ONE
+    index matrix of ``n_resamples`` x ``n_hcps`` draws with replacement; every metric and
+    every model uses the same resamples, so paired differences are paired."""
+    if n_resamples < 1 or n_hcps < 1:
+        raise ValueError(f"need n_resamples >= 1 and at least one HCP, got {n_resamples} and {n_hcps}")
+    index = np.random.default_rng(seed).integers(0, n_hcps, size=(n_resamples, n_hcps))
+    flat = index + (np.arange(n_resamples) * n_hcps)[:, None]
+    return np.bincount(flat.ravel(), minlength=n_resamples * n_hcps).reshape(n_resamples, n_hcps).astype(np.float64)
+
+
+def bootstrap_ratio(numerators: np.ndarray, denominators: np.ndarray, weights: np.ndarray,
+                    level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Point estimates and percentile bootstrap intervals of ratio statistics over HCPs.
+
+    ``numerators`` and ``denominators`` are (n_stat, n_hcp): statistic s is
+    sum_h num[s, h] / sum_h den[s, h]. A per-HCP mean ignoring NaN is num = value (0 where NaN),
+    den = 1 where the value is defined; a rate over exposures is num = per-HCP sum, den =
+    per-HCP count. ``weights`` come from :func:`resample_weights`. Returns (point, low, high,
+    resampled (n_resamples, n_stat)); NaN where the denominator sums to 0.
+    """
+    num = np.atleast_2d(_finite(numerators, "bootstrap_ratio", "numerator"))
+    den = np.atleast_2d(_finite(denominators, "bootstrap_ratio", "denominator"))
+    if num.shape != den.shape or num.shape[1] != weights.shape[1]:
+        raise ValueError(f"numerators {num.shape}, denominators {den.shape} and weights {weights.shape} do not align")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        point = num.sum(axis=1) / den.sum(axis=1)
+        resampled = (weights @ num.T) / (weights @ den.T)
+    low, high = percentile_interval(resampled, level)
+    return point, low, high, resampled
+
+
+def percentile_interval(resampled: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile bootstrap interval of each column of ``resampled`` (n_resamples, ...):
+    its (1 - level) / 2 and (1 + level) / 2 quantiles, ignoring NaN resamples; NaN bounds
+    where every resample is NaN. The one interval of the project's bootstraps."""
+    tail = (1.0 - level) / 2.0
+    with warnings.catch_warnings():  # a statistic undefined in every resample gives NaN bounds, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanquantile(resampled, [tail, 1 - tail], axis=0)
+    return low, high
+
+
+def mean_terms(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(numerator, denominator) of a per-HCP mean that ignores NaN, for :func:`bootstrap_ratio`.
+    NaN means "undefined for this HCP"; ±inf is never a metric value and raises
+    :class:`hcp_lib.io.NonFiniteError`."""
+    values = _finite(values, "mean_terms", "per-HCP value", allow_nan=True)
+    defined = np.isfinite(values)
+    return np.where(defined, values, 0.0), defined.astype(np.float64)

@@ -29,7 +29,8 @@ Steps (each a function, so tests and the notebook can check them one by one):
    cut), under a time limit and a relative gap it reports; :func:`solve_greedy` is the
    comparison (best probability first while every constraint has room).
 6. :func:`make_plan`: the CRM table (:data:`PLAN_COLUMNS`), reasons per action computed from
-   the HCP's history (:data:`REASON_CODES`) and who got no suggestion and why.
+   the HCP's history (:data:`REASON_CODES`) by :mod:`hcp_lib.reasons` — the reasons engine the
+   explorers (notebook 07) use too — and who got no suggestion and why.
 
 Measurement (notebook only, never used for planning): :func:`policy_comparison` values any set
 of actions with the simulator's true engagement probabilities at ``plan_start`` (one number
@@ -50,18 +51,18 @@ import pandas as pd
 import pandera.pandas as pa
 import scipy.sparse as sp
 
-from . import io
+from . import config, io
+from . import reasons as reasons_engine
 from .config import RunDir
-from .domain import CHANNEL_LABELS, CHANNELS, HCP_ID_PATTERN
+from .domain import CHANNELS, HCP_ID_PATTERN
 
 #: channels the field force delivers; their capacity is set per territory
 FIELD_CHANNELS = ("rep_visit", "in_person_meeting")
 ALL_TERRITORIES = "all"
 TIME_WINDOW_HOURS = 2
 HCP_BATCH = 256
-#: the reasons an action can carry, in the order they are listed
-REASON_CODES = ("series_continuation", "topic_interest", "peer_engagement", "channel_preference", "last_touch",
-                "model_estimate")
+#: the reasons an action can carry, in the order they are listed (:mod:`hcp_lib.reasons`)
+REASON_CODES = reasons_engine.REASON_CODES
 #: why an HCP can get no suggestion
 UNPLANNED_CODES = ("opted_out", "no_channel_allowed", "no_approved_content", "all_received", "no_active_campaign",
                    "capacity_exhausted", "not_selected")
@@ -110,21 +111,24 @@ def _check_finite_probabilities(values, source: str, verb: str, what: str = "pro
 class PlanSettings:
     """The rules of one plan. ``hcp_caps``: most touches per HCP and channel in the period;
     ``territory_capacity``: field channel -> touches per territory and week (None or absent:
-    the business-as-usual volume); the other fields mirror the ``plan_*`` parameters."""
+    the business-as-usual volume); the other fields mirror the ``plan_*`` parameters, and every
+    default is that parameter's default (:func:`hcp_lib.config.default`), written only there."""
 
-    period_days: int = 7
-    max_actions_per_hcp: int = 2
-    hcp_caps: dict = field(default_factory=lambda: {c: 1 for c in CHANNELS})
-    territory: str = "state"
-    territory_capacity: dict = field(default_factory=dict)
-    capacity_scale: float = 1.0
-    capacity_lookback_weeks: int = 4
-    repeat_window_days: int = 28
-    interest_window_days: int = 30
-    candidates_per_channel: int = 3
-    time_limit_s: float = 60.0
-    mip_rel_gap: float = 1e-4
-    milp_max_candidates: int = 100_000
+    period_days: int = config.default("plan_period_days")
+    max_actions_per_hcp: int = config.default("plan_max_actions_per_hcp")
+    hcp_caps: dict = field(default_factory=lambda: {c: config.default(f"plan_hcp_cap_{c}") for c in CHANNELS})
+    territory: str = config.default("plan_territory")
+    territory_capacity: dict = field(default_factory=lambda: {
+        "rep_visit": config.default("plan_rep_visits_per_territory_week"),
+        "in_person_meeting": config.default("plan_meetings_per_territory_week")})
+    capacity_scale: float = config.default("plan_capacity_scale")
+    capacity_lookback_weeks: int = config.default("plan_capacity_lookback_weeks")
+    repeat_window_days: int = config.default("plan_repeat_window_days")
+    interest_window_days: int = config.default("plan_interest_window_days")
+    candidates_per_channel: int = config.default("plan_candidates_per_channel")
+    time_limit_s: float = config.default("plan_solver_time_limit_s")
+    mip_rel_gap: float = config.default("plan_mip_rel_gap")
+    milp_max_candidates: int = config.default("plan_milp_max_candidates")
 
     def validate(self) -> "PlanSettings":
         checks = [("period_days", self.period_days >= 1, ">= 1"),
@@ -240,9 +244,7 @@ def make_context(hcps: pd.DataFrame, catalogue: pd.DataFrame, campaigns: pd.Data
     if doc_topics is not None and len(doc_topics):
         topic_cols = [c for c in doc_topics.columns if c.startswith("topic_")]
         table = doc_topics.set_index(doc_topics["pmid"].astype(str))[topic_cols]
-        found = table.reindex(items["content_id"])
-        known = found.notna().all(axis=1).to_numpy()
-        item_topic[known] = found.to_numpy()[known].argmax(axis=1)
+        item_topic = reasons_engine.dominant_topics(table, items["content_id"])
         labels = list(topic_labels) if topic_labels is not None else [c for c in topic_cols]
         if len(labels) != len(topic_cols):
             raise PlanError(f"{len(labels)} topic labels for {len(topic_cols)} topics in the doc-topic table")
@@ -771,132 +773,21 @@ def _schedule(actions: pd.DataFrame, slots: pd.DataFrame, history: pd.DataFrame)
     }, index=actions.index)
 
 
-def _reason(rows: pd.DataFrame, code: str, text: pd.Series | list, count, date, ids) -> pd.DataFrame:
-    return pd.DataFrame({"action_id": rows["action_id"].to_numpy(), "reason_code": code,
-                         "reason": np.asarray(text, dtype=object).astype(str),
-                         "evidence_count": np.asarray(count, dtype=np.int64),
-                         "evidence_date": pd.to_datetime(np.asarray(date)).astype("datetime64[us]"),
-                         "evidence_ids": np.asarray(ids, dtype=object).astype(str)})
-
-
-def _join(values) -> str:
-    return ";".join(sorted(map(str, set(values))))
+def evidence(context: PlanContext, settings: PlanSettings) -> reasons_engine.Evidence:
+    """The :class:`hcp_lib.reasons.Evidence` of a plan: the context's exposures before
+    ``plan_start``, catalogue, HCP master, item topics and labels, and the settings'
+    ``interest_window_days``."""
+    return reasons_engine.make_evidence(context.history, context.catalogue, context.hcps, context.plan_start,
+                                        settings.interest_window_days, context.item_topic, context.topic_labels)
 
 
 def reason_table(actions: pd.DataFrame, context: PlanContext, settings: PlanSettings) -> pd.DataFrame:
-    """Every reason of every action, one row each: action_id, reason_code (:data:`REASON_CODES`),
-    reason (the text a field team reads), evidence_count, evidence_date (the latest event
-    behind it) and evidence_ids (the content ids or HCP ids it rests on, ";"-joined), all
-    computed from the exposures before ``plan_start``:
-
-    - ``series_continuation``: the item is part p >= 2 of a series and the HCP engaged with part p-1;
-    - ``topic_interest``: the HCP engaged with items of the item's dominant LDA topic in the last
-      ``interest_window_days`` days;
-    - ``peer_engagement``: other HCPs of the same health system (else the same peer group) engaged
-      with the item;
-    - ``channel_preference``: the suggested channel has the HCP's highest engagement rate
-      (at least two exposures on it);
-    - ``last_touch``: the HCP's most recent touch — engaged on the suggested channel, or ignored
-      on another channel;
-    - ``model_estimate``: the model's probability (every action has it).
-    """
-    history = context.history
-    engaged = history[history["engaged"].astype(bool)]
-    catalogue = context.catalogue.set_index("content_id")
-    parts = []
-    # series continuation
-    series = catalogue["series_id"].reindex(actions["content_id"]).to_numpy(dtype=object)
-    part = catalogue["series_part"].reindex(actions["content_id"]).to_numpy(dtype=object)
-    in_series = pd.notna(series) & pd.notna(part)
-    if in_series.any():
-        item_part = catalogue[catalogue["series_id"].notna()][["series_id", "series_part"]].reset_index()
-        done = engaged.merge(item_part, on="content_id")
-        last = done.groupby(["hcp_id", "series_id", "series_part"])["exposed_at"].max()
-        rows = actions[in_series].copy()
-        rows["series_id"], rows["previous"] = series[in_series], part[in_series].astype(int) - 1
-        key = pd.MultiIndex.from_arrays([rows["hcp_id"], rows["series_id"], rows["previous"]])
-        rows["when"] = last.reindex(key).to_numpy()
-        rows = rows[rows["previous"].ge(1) & rows["when"].notna()]
-        if len(rows):
-            prev_id = item_part.set_index(["series_id", "series_part"])["content_id"]
-            ids = prev_id.reindex(pd.MultiIndex.from_arrays([rows["series_id"], rows["previous"]])).to_numpy()
-            text = [f"part {p + 1} of series {s}; engaged with part {p} on {pd.Timestamp(w).date()}"
-                    for s, p, w in zip(rows["series_id"], rows["previous"], rows["when"])]
-            parts.append(_reason(rows, "series_continuation", text, np.ones(len(rows)), rows["when"], ids))
-    # recent topic interest
-    if len(context.topic_labels):
-        since = context.plan_start - pd.Timedelta(days=settings.interest_window_days)
-        recent = engaged[engaged["exposed_at"] >= since].copy()
-        recent["topic"] = context.item_topic[context.content_ids.get_indexer(recent["content_id"])]
-        rows = actions.copy()
-        rows["topic"] = context.item_topic[rows["col"].to_numpy()]
-        hits = rows.merge(recent[["hcp_id", "topic", "content_id", "exposed_at"]].rename(
-            columns={"content_id": "evidence"}), on=["hcp_id", "topic"])
-        hits = hits[hits["topic"] >= 0]
-        if len(hits):
-            summary = hits.groupby("action_id").agg(n=("evidence", "nunique"), when=("exposed_at", "max"),
-                                                   ids=("evidence", _join), topic=("topic", "first"))
-            rows = actions.set_index("action_id").loc[summary.index].reset_index()
-            text = [f"engaged with {n} item{'s' if n > 1 else ''} on topic '{context.topic_labels[t]}' in the last "
-                    f"{settings.interest_window_days} days (last on {w.date()})"
-                    for n, t, w in zip(summary["n"], summary["topic"], summary["when"])]
-            parts.append(_reason(rows, "topic_interest", text, summary["n"], summary["when"], summary["ids"]))
-    # peers who engaged with the item
-    people = context.hcps.set_index("hcp_id")
-    for level, label in (("health_system", "health system"), ("peer_group", "peer group")):
-        rows = actions.copy()
-        rows["unit"] = people[level].reindex(rows["hcp_id"]).to_numpy()
-        peers = engaged[["hcp_id", "content_id", "exposed_at"]].rename(columns={"hcp_id": "peer"})
-        peers["unit"] = people[level].reindex(peers["peer"]).to_numpy()
-        hits = rows.merge(peers, on=["unit", "content_id"])
-        hits = hits[hits["peer"] != hits["hcp_id"]]
-        if not len(hits):
-            continue
-        summary = hits.groupby("action_id").agg(n=("peer", "nunique"), when=("exposed_at", "max"),
-                                               ids=("peer", _join), unit=("unit", "first"))
-        already = set().union(*[set(p.loc[p["reason_code"] == "peer_engagement", "action_id"]) for p in parts])
-        summary = summary[~summary.index.isin(already)]
-        if len(summary):
-            rows = actions.set_index("action_id").loc[summary.index].reset_index()
-            text = [f"{n} peer{'s' if n > 1 else ''} in the same {label} ({u}) engaged with this item"
-                    for n, u in zip(summary["n"], summary["unit"])]
-            parts.append(_reason(rows, "peer_engagement", text, summary["n"], summary["when"], summary["ids"]))
-    # channel preference: the suggested channel has the HCP's best engagement rate
-    rates = history.groupby(["hcp_id", "channel"]).agg(exposed=("engaged", "size"), engaged=("engaged", "sum"),
-                                                        when=("exposed_at", "max")).reset_index()
-    rates = rates[rates["exposed"] >= 2]
-    rates["rate"] = rates["engaged"] / rates["exposed"]
-    best = rates.sort_values(["hcp_id", "rate", "exposed"], ascending=[True, False, False], kind="stable")
-    best = best.drop_duplicates("hcp_id")
-    best = best[best["engaged"] > 0]
-    rows = actions.merge(best, on=["hcp_id", "channel"])
-    if len(rows):
-        text = [f"prefers {CHANNEL_LABELS[c].lower()}: engaged on {int(e)} of {int(x)} touches, the best rate of "
-                f"the HCP's channels" for c, e, x in zip(rows["channel"], rows["engaged"], rows["exposed"])]
-        parts.append(_reason(rows, "channel_preference", text, rows["engaged"], rows["when"], rows["channel"]))
-    # last touch outcome
-    last = history.drop_duplicates("hcp_id", keep="last").set_index("hcp_id")
-    rows = actions[actions["hcp_id"].isin(last.index)].copy()
-    rows["last_channel"] = last["channel"].reindex(rows["hcp_id"]).to_numpy()
-    rows["last_engaged"] = last["engaged"].reindex(rows["hcp_id"]).to_numpy(bool)
-    rows["last_at"] = last["exposed_at"].reindex(rows["hcp_id"]).to_numpy()
-    rows["last_item"] = last["content_id"].reindex(rows["hcp_id"]).to_numpy()
-    same = (rows["last_channel"] == rows["channel"]) & rows["last_engaged"]
-    other = (rows["last_channel"] != rows["channel"]) & ~rows["last_engaged"]
-    rows = rows[same | other]
-    if len(rows):
-        text = [f"engaged with the last {CHANNEL_LABELS[c].lower()} on {pd.Timestamp(w).date()}" if e else
-                f"last {CHANNEL_LABELS[c].lower()} on {pd.Timestamp(w).date()} not engaged; switching channel"
-                for c, e, w in zip(rows["last_channel"], rows["last_engaged"], rows["last_at"])]
-        parts.append(_reason(rows, "last_touch", text, np.ones(len(rows)), rows["last_at"], rows["last_item"]))
-    # the model's estimate, always present
-    text = [f"model estimates a {p:.0%} chance of engagement via {CHANNEL_LABELS[c].lower()}"
-            for p, c in zip(actions["priority_score"], actions["channel"])]
-    parts.append(_reason(actions, "model_estimate", text, np.zeros(len(actions)), np.full(len(actions), np.datetime64("NaT", "us")),
-                         np.full(len(actions), "")))
-    table = pd.concat(parts, ignore_index=True)
-    table["order"] = pd.Index(REASON_CODES).get_indexer(table["reason_code"])
-    return table.sort_values(["action_id", "order"], kind="stable").drop(columns="order").reset_index(drop=True)
+    """Every reason of every action (action_id, reason_code, reason, evidence_count,
+    evidence_date, evidence_ids), from the project's one reasons engine
+    (:func:`hcp_lib.reasons.reason_table`, whose docstring states the rules) with the
+    action's ``priority_score`` as the model's estimate."""
+    return reasons_engine.reason_table(actions, evidence(context, settings), key="action_id",
+                                       probability="priority_score")
 
 
 @dataclass

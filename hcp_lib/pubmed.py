@@ -34,11 +34,11 @@ import pandas as pd
 import pandera.pandas as pa
 
 from . import config
+from .domain import THERAPEUTIC_AREAS
 from .io import DataValidationError, atomic_path, read_parquet, validate, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
-THERAPEUTIC_AREAS = ("cardiovascular", "diabetes", "oncology", "respiratory", "thyroid", "vaccination")
 SOURCES = ("v01_abstracts", "chronic_disease", "live")
 
 # The shipped files, their column names, and how their labels map onto therapeutic areas.

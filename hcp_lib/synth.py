@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from . import config, domain, io, pubmed
+from . import config, domain, io, metrics, pubmed
 from . import synth_entities as entities
 from . import synth_model, synth_simulate
 from .synth_entities import AREAS, CHANNELS, CONTENT_TYPES, SETTINGS, SPECIALTY_KEYS
@@ -472,17 +472,9 @@ def exposure_context(world: World) -> pd.DataFrame:
 
 
 def _ndcg_at_k(scores: np.ndarray, relevant: np.ndarray, k: int) -> np.ndarray:
-    """Binary-relevance NDCG@k per row (range 0..1; rows with no relevant item give NaN).
-
-    Candidates with score -inf are never ranked; ties keep column order (stable sort).
-    """
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    ranked = np.take_along_axis(relevant & np.isfinite(scores), top, axis=1)
-    gains = (ranked / np.log2(np.arange(2, top.shape[1] + 2))).sum(axis=1)
-    n_relevant = (relevant & np.isfinite(scores)).sum(axis=1)
-    discounts = np.concatenate([[0.0], np.cumsum(1 / np.log2(np.arange(2, k + 2)))])
-    ideal = discounts[np.minimum(n_relevant, k)]
-    return np.where(n_relevant > 0, gains / np.where(ideal > 0, ideal, 1), np.nan)
+    """Binary-relevance NDCG@k per row of a score matrix (:func:`hcp_lib.metrics.ndcg_at_k`
+    of its top k): candidates scored -inf are never ranked nor counted as relevant."""
+    return metrics.ndcg_at_k(metrics.top_k(scores, k), relevant & np.isfinite(scores), k)
 
 
 def ranking_check(world: World, k: int = 10, n_random: int = 20) -> dict[str, Any]:
@@ -502,8 +494,6 @@ def ranking_check(world: World, k: int = 10, n_random: int = 20) -> dict[str, An
 
     Also the AUC of both scores over the test exposures (engaged vs. not).
     """
-    from sklearn.metrics import roc_auc_score
-
     inter = world.interactions
     in_test = (inter["exposed_at"] >= world.test_start).to_numpy()
     test = inter.loc[in_test].reset_index(drop=True)
@@ -517,8 +507,8 @@ def ranking_check(world: World, k: int = 10, n_random: int = 20) -> dict[str, An
     engaged = test["engaged"].to_numpy(bool)
     result: dict[str, Any] = {
         "k": k, "n_test_exposures": int(len(test)), "n_test_engagements": int(engaged.sum()),
-        "auc_truth": float(roc_auc_score(engaged, test_truth)),
-        "auc_popularity": float(roc_auc_score(engaged, test_popularity)),
+        "auc_truth": metrics.exposure_auc(engaged, test_truth),
+        "auc_popularity": metrics.exposure_auc(engaged, test_popularity),
     }
 
     # exposed protocol: one row per HCP with a test engagement, one column per exposure slot

@@ -36,7 +36,11 @@ CATEGORICAL = ("specialty", "practice_setting", "region", "channel", "item_area"
 @dataclass(frozen=True)
 class TabularSettings:
     """Hyper-parameters of the gradient-boosted classifier (scikit-learn's names); ``max_iter``
-    is the most boosting rounds (early stopping on the validation window may end sooner)."""
+    is the most boosting rounds (early stopping on the validation window may end sooner).
+
+    No field takes a notebook parameter's default (:data:`PARAMETERS` is empty): the grid is
+    :data:`TABULAR_GRID` (``tabular_tune`` only says whether it is searched) and notebook 05
+    always passes the run's ``seed``; ``seed`` here defaults to 0 as it always has."""
 
     learning_rate: float = 0.1
     max_iter: int = 300
@@ -44,6 +48,9 @@ class TabularSettings:
     min_samples_leaf: int = 40
     l2_regularization: float = 1.0
     seed: int = 0
+
+    #: notebook parameter -> setting: none (see above)
+    PARAMETERS = {}
 
     def validate(self) -> "TabularSettings":
         if not 0 < self.learning_rate <= 1:
@@ -95,29 +102,39 @@ class TabularEngagement(EngagementModel):
         self.hcp_chunk = hcp_chunk
 
     def _fit_queries(self, queries: Queries, validation: Queries | None) -> None:
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        from .evaluate_metrics import log_loss_value
-
+        """The steps of fitting the classifier: flat rows, the classifier, boosting."""
         s = self.settings.validate()
         started = time.perf_counter()
         x = flat_rows(self.inputs(queries, training=True))
-        categorical = np.zeros(x.shape[1], bool)
-        categorical[:len(CATEGORICAL)] = True
-        self.classifier_ = HistGradientBoostingClassifier(
-            learning_rate=s.learning_rate, max_iter=s.max_iter, max_leaf_nodes=s.max_leaf_nodes,
-            min_samples_leaf=s.min_samples_leaf, l2_regularization=s.l2_regularization,
-            categorical_features=categorical, early_stopping=validation is not None, scoring="loss",
-            n_iter_no_change=20, random_state=s.seed)
-        if validation is not None:
-            x_val = flat_rows(self.inputs(validation, training=True))
-            self.classifier_.fit(x, queries.y, X_val=x_val, y_val=validation.y)
-            self.validation_loss_ = log_loss_value(validation.y, self.classifier_.predict_proba(x_val)[:, 1])
-        else:
-            self.classifier_.fit(x, queries.y)
-            self.validation_loss_ = None
+        self.classifier_ = self._build_classifier(s, x.shape[1], early_stopping=validation is not None)
+        self.validation_loss_ = self._train(x, queries, validation)
         self.n_iter_ = int(self.classifier_.n_iter_)
         self.fit_seconds_ = time.perf_counter() - started
+
+    @staticmethod
+    def _build_classifier(s: TabularSettings, n_features: int, early_stopping: bool):
+        """The unfitted classifier: the first :data:`CATEGORICAL` columns split natively."""
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        categorical = np.zeros(n_features, bool)
+        categorical[:len(CATEGORICAL)] = True
+        return HistGradientBoostingClassifier(
+            learning_rate=s.learning_rate, max_iter=s.max_iter, max_leaf_nodes=s.max_leaf_nodes,
+            min_samples_leaf=s.min_samples_leaf, l2_regularization=s.l2_regularization,
+            categorical_features=categorical, early_stopping=early_stopping, scoring="loss",
+            n_iter_no_change=20, random_state=s.seed)
+
+    def _train(self, x: np.ndarray, queries: Queries, validation: Queries | None) -> float | None:
+        """Fit ``classifier_`` on ``x`` (stopping early on the validation window when there is
+        one); the validation log-loss (None without a window)."""
+        from .evaluate_metrics import log_loss_value
+
+        if validation is None:
+            self.classifier_.fit(x, queries.y)
+            return None
+        x_val = flat_rows(self.inputs(validation, training=True))
+        self.classifier_.fit(x, queries.y, X_val=x_val, y_val=validation.y)
+        return log_loss_value(validation.y, self.classifier_.predict_proba(x_val)[:, 1])
 
     def _predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.classifier_.predict_proba(flat_rows(inputs))[:, 1]

@@ -220,6 +220,13 @@ def default_stop_words() -> frozenset[str]:
     return frozenset(STOP_WORDS) | BIOMEDICAL_STOP_WORDS | UNIT_WORDS
 
 
+#: notebook parameter -> :class:`PreprocessSettings` field (the one place they are mapped; each
+#: mapped field takes the parameter's default from :func:`hcp_lib.config.default`)
+PREPROCESS_PARAMETERS = {"spacy_model": "spacy_model", "topic_min_doc_freq": "min_doc_freq",
+                         "topic_max_doc_share": "max_doc_share"}
+_PREPROCESS_DEFAULT = {setting: config.default(name) for name, setting in PREPROCESS_PARAMETERS.items()}
+
+
 @dataclass(frozen=True)
 class PreprocessSettings:
     """How texts become bags of words; every value is recorded with the saved model.
@@ -230,12 +237,15 @@ class PreprocessSettings:
     a term must occur in at least ``min_doc_freq`` documents and in at most this share of them.
     """
 
-    spacy_model: str = "auto"
+    spacy_model: str = _PREPROCESS_DEFAULT["spacy_model"]
     phrase_min_count: int = 5
     phrase_threshold: float = 0.5
-    min_doc_freq: int = 15
-    max_doc_share: float = 0.25
+    min_doc_freq: int = _PREPROCESS_DEFAULT["min_doc_freq"]
+    max_doc_share: float = _PREPROCESS_DEFAULT["max_doc_share"]
     keep_n: int = 10_000
+
+    #: notebook parameter -> setting (:data:`PREPROCESS_PARAMETERS`)
+    PARAMETERS = PREPROCESS_PARAMETERS
 
 
 # gensim's Phrases splits its phrases on the delimiter when freezing, so the second pass, whose
@@ -305,16 +315,24 @@ class TextPipeline:
 # ----------------------------------------------------------------------------------------
 
 
+#: notebook parameter -> :class:`LdaSettings` field (as :data:`PREPROCESS_PARAMETERS`)
+LDA_PARAMETERS = {"lda_passes": "passes", "lda_iterations": "iterations"}
+_LDA_DEFAULT = {setting: config.default(name) for name, setting in LDA_PARAMETERS.items()}
+
+
 @dataclass(frozen=True)
 class LdaSettings:
     """gensim ``LdaModel`` settings. ``alpha="auto"`` learns an asymmetric document-topic
     prior from the data; ``eta="symmetric"`` is a fixed 1/k topic-word prior. One chunk holds
     the whole corpus, so each pass is one full (batch) variational update."""
 
-    passes: int = 20
-    iterations: int = 50
+    passes: int = _LDA_DEFAULT["passes"]
+    iterations: int = _LDA_DEFAULT["iterations"]
     alpha: str = "auto"
     eta: str = "symmetric"
+
+    #: notebook parameter -> setting (:data:`LDA_PARAMETERS`)
+    PARAMETERS = LDA_PARAMETERS
 
 
 COHERENCE_TOPN = 10  # top terms per topic scored by every coherence measure

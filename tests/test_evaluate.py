@@ -1,5 +1,5 @@
-"""Tests of hcp_lib.evaluate_metrics (hand-computed cases, sklearn) and hcp_lib.evaluate
-(bad input, the metrics.json schema), plus notebook 06 at tiny scale (slow)."""
+"""Tests of hcp_lib.evaluate (bad input, the metrics.json schema), plus notebook 06 at tiny
+scale (slow). The metric functions are tested in tests/test_metrics.py."""
 
 from __future__ import annotations
 
@@ -8,198 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from sklearn.metrics import brier_score_loss, log_loss, ndcg_score
 
 from hcp_lib import evaluate as ev
-from hcp_lib import evaluate_metrics as em
-from hcp_lib import io, metrics
+from hcp_lib import io
 from hcp_lib.domain import CHANNELS
-
-# Two HCPs, five items. HCP 0 engaged with items 1 and 3; HCP 1 with item 4; a third HCP with
-# nothing is undefined (NaN) for every observed-relevance metric.
-RELEVANT = sp.csr_matrix(np.array([[0, 1, 0, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]], dtype=bool))
-LISTS = np.array([[1, 0, 3, 2], [0, 2, 4, -1], [0, 1, 2, 3]])
-
-
-def test_hit_precision_recall_by_hand():
-    assert em.hit_at_k(LISTS, RELEVANT, 1)[:2].tolist() == [1.0, 0.0]
-    assert em.precision_at_k(LISTS, RELEVANT, 3)[:2].tolist() == pytest.approx([2 / 3, 1 / 3])
-    assert em.recall_at_k(LISTS, RELEVANT, 2)[:2].tolist() == pytest.approx([1 / 2, 0.0])
-    assert np.isnan(em.hit_at_k(LISTS, RELEVANT, 4)[2])
-
-
-def test_ndcg_by_hand_and_same_mean_as_cf_metrics():
-    # HCP 0: hits at ranks 1 and 3 -> (1 + 1/log2(4)) / (1 + 1/log2(3)); HCP 1: hit at rank 3 -> 0.5 / 1
-    expected = [(1 + 0.5) / (1 + 1 / np.log2(3)), 0.5]
-    assert em.ndcg_at_k(LISTS, RELEVANT, 3)[:2] == pytest.approx(expected)
-    for k in (1, 2, 3, 4):
-        assert np.nanmean(em.ndcg_at_k(LISTS, RELEVANT, k)) == pytest.approx(metrics.ndcg_at_k(LISTS, RELEVANT, k))
-        assert np.nanmean(em.hit_at_k(LISTS, RELEVANT, k)) == pytest.approx(metrics.hit_rate_at_k(LISTS, RELEVANT, k))
-
-
-def test_mrr_and_map_by_hand():
-    assert em.reciprocal_rank_at_k(LISTS, RELEVANT, 4)[:2].tolist() == pytest.approx([1.0, 1 / 3])
-    assert em.reciprocal_rank_at_k(LISTS, RELEVANT, 2)[1] == 0.0
-    # HCP 0: precision@1 = 1 and precision@3 = 2/3 at its hits, / min(4, 2) relevant
-    assert em.average_precision_at_k(LISTS, RELEVANT, 4)[:2].tolist() == pytest.approx([(1 + 2 / 3) / 2, (1 / 3) / 1])
-
-
-def test_graded_ndcg_matches_sklearn():
-    rng = np.random.default_rng(0)
-    gains = rng.random((6, 12))
-    scores = rng.random((6, 12))
-    top = np.argsort(-scores, axis=1)[:, :5]
-    ours = em.graded_ndcg_at_k(top, gains, 5)
-    theirs = [ndcg_score(gains[i:i + 1], scores[i:i + 1], k=5) for i in range(6)]
-    assert ours == pytest.approx(theirs)
-    assert em.graded_ndcg_at_k(np.argsort(-gains, axis=1)[:, :5], gains, 5) == pytest.approx(np.ones(6))
-
-
-def test_graded_ndcg_ideal_uses_only_eligible_items():
-    gains = np.array([[0.9, 0.5, 0.1]])
-    eligible = np.array([[False, True, True]])
-    assert em.graded_ndcg_at_k(np.array([[1]]), gains, 1, eligible)[0] == pytest.approx(1.0)
-    assert em.graded_ndcg_at_k(np.array([[2]]), gains, 1, eligible)[0] == pytest.approx(0.1 / 0.5)
-
-
-def test_coverage_novelty_diversity_by_hand():
-    assert em.catalogue_coverage_at_k(LISTS, 5, 2) == pytest.approx(3 / 5)  # items 0, 1, 2
-    popularity = np.array([3.0, 1.0, 0.0, 0.0, 0.0])
-    novelty = em.novelty_at_k(np.array([[0, 1], [2, -1]]), popularity, 3, 2)
-    assert novelty.tolist() == pytest.approx([(-np.log2(4 / 4) - np.log2(2 / 4)) / 2, -np.log2(1 / 4)])
-    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    diversity = em.intra_list_diversity_at_k(np.array([[0, 1, 2], [0, -1, -1]]), vectors, 3)
-    expected = (1 + (1 - 1 / np.sqrt(2)) * 2) / 3  # pairs (0,1): 1, (0,2) and (1,2): 1 - cos 45°
-    assert diversity[0] == pytest.approx(expected)
-    assert np.isnan(diversity[1])
-
-
-def test_channel_metrics_match_sklearn_and_per_hcp_terms():
-    y = np.array([1, 0, 0, 1, 0])
-    p = np.array([0.8, 0.1, 0.4, 0.3, 0.0])
-    assert em.log_loss_value(y, p) == pytest.approx(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15)))
-    assert em.log_loss_terms(y, p).mean() == pytest.approx(em.log_loss_value(y, p))
-    assert em.brier_value(y, p) == pytest.approx(brier_score_loss(y, p))
-    predicted = np.array(["email", "email", "webinar", "rep_visit"], dtype=object)
-    actual = np.array(["email", "webinar", "webinar", "webinar"], dtype=object)
-    # email: P=1/2, R=1 -> 2/3; webinar: P=1, R=1/3 -> 1/2; rep_visit is not observed, so not scored
-    assert em.channel_macro_f1(predicted, actual, ["email", "webinar"]) == pytest.approx((2 / 3 + 1 / 2) / 2)
-
-
-def test_expected_calibration_error_by_hand():
-    # two equal-count bins: [0.1, 0.2] observed 1 of 2 -> |0.15 - 0.5|; [0.7, 0.9] observed 2 of 2 -> |0.8 - 1|
-    y = np.array([0, 1, 1, 1])
-    p = np.array([0.1, 0.2, 0.7, 0.9])
-    assert em.expected_calibration_error(y, p, n_bins=2) == pytest.approx((2 * 0.35 + 2 * 0.2) / 4)
-    assert em.expected_calibration_error(y, y.astype(float), n_bins=2) == 0.0
-    rng = np.random.default_rng(0)
-    p = rng.random(20000)
-    assert em.expected_calibration_error(rng.random(20000) < p, p) < 0.02  # calibrated by construction
-    assert np.isnan(em.expected_calibration_error(np.array([]), np.array([])))
-    with pytest.raises(io.NonFiniteError, match=r"expected_calibration_error was given 1 non-finite probability "
-                                                r"\(1 NaN\) out of 1, first at position 0"):
-        em.expected_calibration_error(np.array([1]), np.array([np.nan]))
-
-
-def test_exposure_auc_matches_sklearn_and_refuses_bad_input():
-    from sklearn.metrics import roc_auc_score
-
-    y = np.array([1, 0, 0, 1, 0, 1])
-    s = np.array([0.9, 0.2, 0.4, 0.4, 0.1, 0.8])
-    assert metrics.exposure_auc(y, s) == pytest.approx(roc_auc_score(y, s))
-    assert np.isnan(metrics.exposure_auc(np.ones(3, bool), np.arange(3.0)))
-    with pytest.raises(io.NonFiniteError, match=r"exposure_auc was given 1 non-finite score \(1 NaN\) out of 6, "
-                                                r"first at position 5"):
-        metrics.exposure_auc(y, np.r_[s[:-1], np.nan])
-
-
-# each metric helper with one NaN (or inf) input: (helper, call, message start)
-_Y = np.array([1, 0, 1, 0])
-_P = np.array([0.9, 0.2, 0.7, 0.4])
-_NAN_P = np.array([0.9, np.nan, 0.7, 0.4])
-_NAN_LISTS = np.array([[1.0, np.nan, 3.0, 2.0], [0, 2, 4, -1], [0, 1, 2, 3]])
-NON_FINITE_CASES = {
-    "hit_rate_at_k": (lambda: metrics.hit_rate_at_k(_NAN_LISTS, RELEVANT, 2),
-                      r"hits_at_k was given 1 non-finite recommended item position \(1 NaN\) out of 12, "
-                      r"first at position \(0, 1\)"),
-    "ndcg_at_k": (lambda: metrics.ndcg_at_k(_NAN_LISTS, RELEVANT, 2), r"hits_at_k was given 1 non-finite"),
-    "per-HCP ndcg_at_k": (lambda: em.ndcg_at_k(_NAN_LISTS, RELEVANT, 2), r"hits_at_k was given 1 non-finite"),
-    "graded_ndcg_at_k": (lambda: em.graded_ndcg_at_k(LISTS, np.array([[0.1, np.inf, 0, 0, 0]] * 3), 2),
-                         r"graded_ndcg_at_k was given 3 non-finite gains \(3 inf\) out of 15"),
-    "catalogue_coverage_at_k": (lambda: em.catalogue_coverage_at_k(_NAN_LISTS, 5, 2),
-                                r"catalogue_coverage_at_k was given 1 non-finite recommended item position"),
-    "novelty_at_k": (lambda: em.novelty_at_k(LISTS, np.array([3.0, np.nan, 0, 0, 0]), 3, 2),
-                     r"novelty_at_k was given 1 non-finite item popularity \(1 NaN\) out of 5"),
-    "intra_list_diversity_at_k": (lambda: em.intra_list_diversity_at_k(LISTS, np.array([[1.0, np.nan]] * 5), 2),
-                                  r"intra_list_diversity_at_k was given 5 non-finite item vector values \(5 NaN\)"),
-    "log_loss_value": (lambda: em.log_loss_value(_Y, _NAN_P),
-                       r"log_loss_value was given 1 non-finite probability \(1 NaN\) out of 4, first at position 1"),
-    "brier_value": (lambda: em.brier_value(_Y, _NAN_P), r"brier_value was given 1 non-finite probability"),
-    "log_loss_terms": (lambda: em.log_loss_terms(_Y, _NAN_P), r"log_loss_terms was given 1 non-finite probability"),
-    "expected_calibration_error": (lambda: em.expected_calibration_error(_Y, np.r_[_P[:3], np.inf]),
-                                   r"expected_calibration_error was given 1 non-finite probability \(1 inf\)"),
-    "reliability_curve": (lambda: em.reliability_curve(_Y, _NAN_P), r"reliability_curve was given 1 non-finite"),
-    "exposure_auc": (lambda: metrics.exposure_auc(_Y, np.r_[_P[:3], -np.inf]),
-                     r"exposure_auc was given 1 non-finite score \(1 -inf\)"),
-    "bootstrap_ratio": (lambda: em.bootstrap_ratio(np.array([[1.0, np.nan]]), np.ones((1, 2)), np.ones((3, 2))),
-                        r"bootstrap_ratio was given 1 non-finite numerator \(1 NaN\) out of 2"),
-    "mean_terms": (lambda: em.mean_terms(np.array([0.5, np.nan, np.inf])),
-                   r"mean_terms was given 1 non-finite per-HCP value \(1 inf\) out of 3, first at position 2"),
-}
-
-
-@pytest.mark.parametrize("helper", list(NON_FINITE_CASES))
-def test_metric_helpers_refuse_non_finite_input(helper):
-    call, message = NON_FINITE_CASES[helper]
-    with pytest.raises(io.NonFiniteError, match=message) as caught:
-        call()
-    assert isinstance(caught.value, ValueError)  # callers that catch ValueError keep working
-
-
-@pytest.mark.parametrize("helper", [em.log_loss_value, em.brier_value, em.log_loss_terms, em.expected_calibration_error,
-                                    em.reliability_curve])
-def test_probability_metrics_refuse_values_outside_0_1(helper):
-    with pytest.raises(ValueError, match=rf"{helper.__name__}: 1 of 4 probabilities lie outside \[0, 1\] "
-                                         r"\(first 1\.5 at position 2\)"):
-        helper(_Y, np.array([0.9, 0.2, 1.5, 0.4]))
-    with pytest.raises(ValueError, match=rf"{helper.__name__}: engaged has shape \(4,\) but probability has \(3,\)"):
-        helper(_Y, _P[:3])
-
-
-def test_undefined_metric_values_stay_nan():
-    # legitimate "undefined": no relevant item, no exposure, NaN per-HCP values in a mean
-    assert np.isnan(metrics.ndcg_at_k(LISTS, np.zeros((3, 5), bool), 2))
-    assert np.isnan(em.expected_calibration_error(np.array([]), np.array([])))
-    num, den = em.mean_terms(np.array([0.5, np.nan]))
-    assert num.tolist() == [0.5, 0.0] and den.tolist() == [1.0, 0.0]
-    # float item positions that are whole numbers are accepted (-1 = no item)
-    assert metrics.hit_rate_at_k(LISTS.astype(float), RELEVANT, 2) == metrics.hit_rate_at_k(LISTS, RELEVANT, 2)
-    with pytest.raises(ValueError, match=r"hits_at_k: recommended holds item position 1\.5"):
-        metrics.hit_rate_at_k(np.array([[1.5, 0], [0, 1], [1, 2]]), RELEVANT, 2)
-
-
-def test_reliability_curve_bins_and_counts():
-    curve = em.reliability_curve(np.array([0, 1, 1, 0]), np.array([0.05, 0.08, 0.95, 1.0]), n_bins=10)
-    assert curve["bin"].tolist() == [0, 9]
-    assert curve["count"].tolist() == [2, 2]
-    assert curve["observed_rate"].tolist() == [0.5, 0.5]
-    assert curve["mean_predicted"].tolist() == pytest.approx([0.065, 0.975])
-
-
-def test_bootstrap_weights_and_ratio():
-    weights = em.resample_weights(50, 300, seed=1)
-    assert weights.shape == (300, 50) and (weights.sum(axis=1) == 50).all()
-    assert (em.resample_weights(50, 300, seed=1) == weights).all()
-    values = np.random.default_rng(2).normal(size=50)
-    values[[3, 7]] = np.nan
-    point, low, high, resampled = em.bootstrap_ratio(*em.mean_terms(values), weights)
-    assert point[0] == pytest.approx(np.nanmean(values))
-    assert low[0] < point[0] < high[0]
-    # the interval of a mean shrinks like 1/sqrt(n): roughly 2 * 1.96 * sd / sqrt(n)
-    assert high[0] - low[0] == pytest.approx(2 * 1.96 * np.nanstd(values) / np.sqrt(48), rel=0.3)
-    constant = em.bootstrap_ratio(np.full((1, 50), 2.0), np.full((1, 50), 4.0), weights)
-    assert constant[1][0] == constant[2][0] == 0.5
-
 
 # --- the evaluation on a hand-made setting ---------------------------------------------------
 
@@ -296,6 +108,25 @@ def test_reference_policies_by_hand():
     assert policies["oracle"].tolist() == [0.6, 0.4]
     assert policies["random"].tolist() == pytest.approx([0.6 / 15, 0.4 / 10])
     assert policies["business_as_usual"].tolist() == [0.6, 0.4]
+
+
+def test_models_and_policies_are_kept_apart_by_kind_not_by_name(monkeypatch):
+    """A model is reported under ``metrics`` and a reference policy under ``policy`` whatever
+    their names: a model called like a policy (or ``policy:...``) stays a model."""
+    monkeypatch.setattr(ev, "plan_summary", lambda setting, outcomes: {})  # the hand-made setting has no plan
+    setting = small_setting()
+    lists = pd.DataFrame({"hcp_id": ["SYN00000001"] * 3 + ["SYN00000002"] * 2, "rank": [1, 2, 3, 1, 2],
+                          "content_id": ["b", "a", "c", "c", "b"], "score": [0.9, 0.5, 0.1, 0.8, 0.2],
+                          "channel": ["rep_visit", "email", "email", "email", "email"]})
+    names = ("popularity", "random", "policy:popularity")
+    outputs = {name: ev.from_lists(name, lists, setting, "baseline", "f") for name in names}
+    report = ev.evaluate(setting, outputs, n_bootstrap=50, plans=False).report
+    assert list(report["metrics"]) == list(names)
+    assert set(report["policy"]) == set(ev.reference_policies(setting))
+    for name in names:  # the list's first (content, channel) reaches 0.6 and 0.4: the oracle's
+        assert report["metrics"][name]["policy_value"]["value"] == pytest.approx(0.5)
+    assert report["policy"]["random"]["policy_value"]["value"] == pytest.approx(np.mean([0.6 / 15, 0.4 / 10]))
+    assert {c["model"] for c in report["comparisons"]} <= set(names)
 
 
 def test_missing_model_is_named(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hcp_lib import explore, io
+from hcp_lib import explore, io, reasons
 from hcp_lib.config import PARAMS, RunDir
 from hcp_lib.split import TemporalSplit
 
@@ -67,49 +67,57 @@ def data():
     return explore.from_tables(**{**hand_made_tables(), "split": SPLIT}, default_model="m1")
 
 
-# --- reasons come from the data ---------------------------------------------------------------
+# --- reasons come from the project's one reasons engine (hcp_lib.reasons) -------------------
 
 
-def test_series_cue_names_the_engaged_previous_part(data):
-    assert "Series: follows part 1 of series S1, which this HCP engaged with on 2025-01-10." in \
-        explore.reasons(data, A, "12", "email")
+def test_reasons_are_the_engines_sentences_in_reason_code_order(data):
+    # A engaged with part 1 of S1 (11) on 2025-01-10 and with 13 (topic 0) on 2025-02-01, inside the
+    # 30-day window; B (same health system) engaged with 12; A's emails: 1 engaged of 2, its best channel.
+    # A's own engagement with 12 (test window) counts nowhere.
+    assert explore.reasons(data, A, "12", "email") == [
+        "part 2 of series S1; engaged with part 1 on 2025-01-10",
+        "engaged with 1 item on topic 'heart / lipid' in the last 30 days (last on 2025-02-01)",
+        "1 peer in the same health system (HS1) engaged with this item",
+        "prefers email: engaged on 1 of 2 touches, the best rate of the HCP's channels"]
+    # C ignored part 1, nobody in its peer group or system engaged with 12; its last touch (an email) was ignored
+    assert explore.reasons(data, C, "12", "webinar") == ["last email on 2025-01-06 not engaged; switching channel"]
+    assert explore.reasons(data, A, "15", "rep_visit") == ["engaged with the last rep visit on 2025-02-01"]
+    # no rule fires: an empty list, and D (never touched) is a cold start with nothing to say
+    assert explore.reasons(data, C, "11", "email") == []
+    assert explore.reasons(data, D, "12", "email") == []
 
 
-def test_series_cue_when_previous_part_was_shown_without_engagement(data):
-    assert ("Series: part 2 of series S1; part 1 was shown on 2025-01-06 without engagement."
-            in explore.reasons(data, C, "12", "webinar"))
-    assert "Series: opens series S1 (2 parts)." in explore.reasons(data, C, "11", "email")
+def test_reasons_match_the_engine_called_directly_and_never_give_a_model_estimate(data):
+    rows = explore.recommend(data, A, "m1", top_n=10)
+    frame = rows[["hcp_id", "content_id", "channel"]].assign(key=np.arange(len(rows)))
+    table = reasons.reason_table(frame, data.evidence(), key="key")
+    assert list(rows["reasons"]) == reasons.reason_texts(table, frame["key"], key="key")
+    assert "model_estimate" not in set(table["reason_code"])
+    assert list(rows["reasons"]) == [explore.reasons(data, A, c, ch) for c, ch in zip(rows["content_id"], rows["channel"])]
 
 
-def test_peer_reason_counts_peers_of_the_same_group_and_system(data):
-    # B (same peer group and health system as A) engaged with 12 before the cut-off; A's own
-    # later engagement (test window) does not count.
-    reasons = explore.reasons(data, A, "12", "email")
-    assert "Peers: 1 of 1 peers in peer group PG1 and 1 of 1 peers in health system HS1 engaged with it." in reasons
-    assert not any(r.startswith("Peers") for r in explore.reasons(data, C, "12", "webinar"))
-
-
-def test_topic_reason_uses_the_hcp_profile_against_the_population(data):
-    # A read 11 and 13 (topic 0: 0.8 on average); profiles of A, B, C average (0.8 + 0.75 + 0.1) / 3.
-    topic = [r for r in explore.reasons(data, A, "12", "email") if r.startswith("Matches topic")]
-    assert topic == ["Matches topic “heart / lipid” (80% of this item; 80% of this HCP's engaged reading vs 55% on "
-                     "average)."]
-    # an HCP without engagement is a cold start
-    assert explore.reasons(data, D, "12", "email")[0].startswith("Topics: no engagement before the cut-off")
-
-
-def test_channel_reason_gives_own_and_specialty_rates(data):
-    reason = explore.reasons(data, A, "12", "email")[-1]
-    # A: 2 email touches, 1 engaged; cardiology email touches: A's 2 + B's 1, 2 engaged
-    assert reason == "Channel Email: this HCP engaged with 1 of 2 touches (50%); Cardiovascular Disease overall 67%."
-
-
-def test_reasons_without_topic_model_fall_back_to_the_area():
+def test_reasons_without_topic_model_have_no_topic_reason():
     tables = hand_made_tables()
     data = explore.from_tables(**{k: v for k, v in tables.items() if k not in ("doc_topics", "topics", "topic_terms")},
                                split=SPLIT)
-    assert "Area cardiovascular: 2 of the 2 items this HCP engaged with." in explore.reasons(data, A, "12", "email")
+    assert explore.reasons(data, A, "12", "email") == [
+        "part 2 of series S1; engaged with part 1 on 2025-01-10",
+        "1 peer in the same health system (HS1) engaged with this item",
+        "prefers email: engaged on 1 of 2 touches, the best rate of the HCP's channels"]
     assert "no topic model" in explore.topic_view_html(data, 0)
+
+
+def test_view_lists_the_reasons_and_static_views_call_the_engine_once(data, monkeypatch):
+    view = explore.hcp_view_html(data, A, "m1")
+    assert "<li>part 2 of series S1; engaged with part 1 on 2025-01-10</li>" in view
+    assert "<li>prefers email: engaged on 1 of 2 touches, the best rate of the HCP&#x27;s channels</li>" in view
+    fresh = explore.from_tables(**{**hand_made_tables(), "split": SPLIT}, default_model="m1")
+    calls = []
+    engine = reasons.reason_table
+    monkeypatch.setattr(reasons, "reason_table", lambda *a, **k: calls.append(len(a[0])) or engine(*a, **k))
+    box = explore.static_hcp_explorer(fresh, [A, C], "m1")
+    assert calls == [6]  # both HCPs' three rows, in one call
+    assert "switching channel" in box.children[2].children[1].value
 
 
 # --- recommendation lists and their filters -------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hcp_lib import io, plan
+from hcp_lib import config, io, plan, reasons
 from hcp_lib.domain import CHANNELS, HCP_ID_PATTERN
 from hcp_lib.io import DataValidationError
 from hcp_lib.synth_entities import is_valid_npi
@@ -238,6 +238,22 @@ def test_reasons_refer_to_the_hcps_history(built):
             assert rate[row.channel] == rate.max() and f"{int(mine.loc[row.channel, 'sum'])} of" in row.reason
         checked.add(row.reason_code)
     assert {"last_touch", "model_estimate"} <= checked
+
+
+def test_plan_reasons_come_from_the_one_reasons_engine(built):
+    context, result = built
+    direct = reasons.reason_table(result.actions, plan.evidence(context, SETTINGS), key="action_id",
+                                  probability="priority_score")
+    pd.testing.assert_frame_equal(result.reasons, direct)
+    joined = direct.groupby("action_id")["reason"].agg(" | ".join)
+    assert list(result.actions["reasons"]) == list(joined.reindex(result.actions["action_id"]))
+    assert plan.REASON_CODES is reasons.REASON_CODES
+
+
+def test_settings_defaults_are_the_parameters_defaults():
+    defaults = {name: config.default(name) for name in config.PARAMS if name.startswith("plan_")}
+    assert plan.PlanSettings() == plan.settings_from_parameters(defaults)
+    assert plan.PlanSettings().hcp_caps == {c: config.default(f"plan_hcp_cap_{c}") for c in CHANNELS}
 
 
 def test_series_continuation_reason_for_the_hcp_who_did_part_one():

@@ -12,6 +12,7 @@ import pytest
 
 from hcp_lib import config, pubmed
 from hcp_lib.io import DataValidationError
+from hcp_lib.domain import THERAPEUTIC_AREAS
 
 DATA = Path(__file__).parent / "data"
 EFETCH_SAMPLE = DATA / "efetch_sample_5_articles.xml"
@@ -570,7 +571,7 @@ def test_ingest_live_mode(monkeypatch, tmp_path):
     client = make_client(clock, FakeEUtils(clock, pmids=pmids))
     articles, quality = pubmed.ingest(tmp_path / "run", live=True, max_per_query=3, client=client,
                                       cache_dir=tmp_path / "cache")
-    assert len(articles) == 18 and set(articles["therapeutic_area"]) == set(pubmed.THERAPEUTIC_AREAS)
+    assert len(articles) == 18 and set(articles["therapeutic_area"]) == set(THERAPEUTIC_AREAS)
     assert set(articles["pub_year"]) == {2022}
     metrics_text = (config.RunDir(tmp_path / "run").metrics / "ingestion.json").read_text()
     assert SECRET not in metrics_text

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hcp_lib import metrics
+from hcp_lib import io, metrics
 from hcp_lib.cf import GlobalPopularity
 from hcp_lib.recommender import NotFittedError, UnknownIdError, exclusion_mask, recommend, top_n
 from hcp_lib.split import training_data
@@ -74,17 +74,26 @@ def test_recommend_never_lists_seen_or_unapproved_content(train):
 def test_hit_rate_and_ndcg_on_a_hand_computed_example():
     relevant = np.array([[0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1]], dtype=bool)
     recommended = np.array([[1, 0], [0, 1], [2, 3]])
-    assert metrics.hit_rate_at_k(recommended, relevant, 2) == pytest.approx(1.0)  # HCP 1 has nothing relevant
+    hits = metrics.hit_at_k(recommended, relevant, 2)
+    assert np.isnan(hits[1])  # HCP 1 has nothing relevant: undefined, left out of the mean
+    assert metrics.mean_over_hcps(hits) == pytest.approx(1.0)
     # HCP 0: hit at rank 1 -> 1; HCP 2: hit at rank 2 -> (1/log2 3) / (1 + 1/log2 3)
     expected = (1.0 + (1 / np.log2(3)) / (1 + 1 / np.log2(3))) / 2
-    assert metrics.ndcg_at_k(recommended, relevant, 2) == pytest.approx(expected)
-    assert metrics.hit_rate_at_k(recommended[:, :1], relevant, 1) == pytest.approx(0.5)
-    assert np.isnan(metrics.ndcg_at_k(recommended, np.zeros((3, 4), bool), 2))
+    assert metrics.mean_over_hcps(metrics.ndcg_at_k(recommended, relevant, 2)) == pytest.approx(expected)
+    assert metrics.mean_over_hcps(metrics.hit_at_k(recommended[:, :1], relevant, 1)) == pytest.approx(0.5)
+    assert np.isnan(metrics.mean_over_hcps(metrics.ndcg_at_k(recommended, np.zeros((3, 4), bool), 2)))
+
+
+def test_top_k_ranks_scores_and_never_lists_minus_infinity():
+    scores = np.array([[0.1, -np.inf, 0.5], [1.0, 1.0, 3.0]])
+    assert metrics.top_k(scores, 4).tolist() == [[2, 0, -1, -1], [2, 0, 1, -1]]  # ties keep column order
+    with pytest.raises(io.NonFiniteError, match="top_k was given 1 non-finite score"):
+        metrics.top_k(np.array([[np.nan, 1.0]]), 1)
 
 
 def test_metrics_ignore_padding_and_check_shapes():
     relevant = np.array([[True, False]])
-    assert metrics.hit_rate_at_k(np.array([[-1, -1]]), relevant, 2) == 0.0
+    assert metrics.hit_at_k(np.array([[-1, -1]]), relevant, 2).tolist() == [0.0]
     with pytest.raises(ValueError, match="k=3 needs at least 3"):
         metrics.ndcg_at_k(np.array([[0, 1]]), relevant, 3)
     assert metrics.channel_accuracy(np.array(["email", "webinar"]), np.array(["email", "email"])) == 0.5

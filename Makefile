@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 .PHONY: report test bench bench-regimes bench-full bench-ope lock vendor-js clean-outputs help
 help:
 	@echo "make report   set up .venv, run every notebook at SCALE=$(SCALE), build the book"
-	@echo "make test     set up .venv, run the tests"
+	@echo "make test     set up .venv, check format and lint (ruff), run the tests"
 	@echo "make bench    print the benchmarks' figures"
 	@echo "make bench-regimes  rerun the pipeline in worlds with weak and strong temporal effects (about 1.5 h)"
 	@echo "make bench-full     the headline metrics at full scale, 38k HCPs (hours)"
@@ -36,6 +36,8 @@ report: $(VENV)/.installed
 
 # The browser test needs Debian's Chromium and playwright-core (npm); setup.sh installs them.
 test: $(VENV)/.installed
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
 	bash tests/browser/setup.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -1,4 +1,4 @@
-"""Benchmark: fit and score times of every baseline of hcp_lib.cf at a given scale.
+"""Benchmark: fit and score times of every baseline of hcp_lib.stages.cf at a given scale.
 
     .venv/bin/python benchmarks/bench_cf.py --scale small            # a generated log of that size
     .venv/bin/python benchmarks/bench_cf.py --run /tmp/cf-run         # a run folder's world/
@@ -27,9 +27,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hcp_lib import cf  # noqa: E402
 from hcp_lib.domain import CHANNELS, SPECIALTIES  # noqa: E402
+from hcp_lib.models import baselines
 from hcp_lib.split import training_data, windows_from_days  # noqa: E402
+from hcp_lib.stages import cf
 
 SIZES = {"tiny": (200, 6_000), "small": (3_500, 100_000), "full": (38_000, 1_000_000), "stress": (100_000, 4_000_000)}
 N_ITEMS = 1_000
@@ -44,11 +45,14 @@ def generated_world(scale: str, seed: int) -> cf.WorldTables:
     content_ids = np.array([str(30_000_000 + i) for i in range(N_ITEMS)], dtype=object)
     specialties = np.array(list(SPECIALTIES), dtype=object)
     hcps = pd.DataFrame({"hcp_id": hcp_ids, "specialty": rng.choice(specialties, n_hcps)})
-    catalogue = pd.DataFrame({
-        "content_id": content_ids, "therapeutic_area": rng.choice(["cardiovascular", "diabetes", "oncology"], N_ITEMS),
-        "release_date": HORIZON_START + pd.to_timedelta(rng.integers(-60, HORIZON_DAYS, N_ITEMS), unit="D"),
-        "approved_specialties": "; ".join(specialties),
-    })
+    catalogue = pd.DataFrame(
+        {
+            "content_id": content_ids,
+            "therapeutic_area": rng.choice(["cardiovascular", "diabetes", "oncology"], N_ITEMS),
+            "release_date": HORIZON_START + pd.to_timedelta(rng.integers(-60, HORIZON_DAYS, N_ITEMS), unit="D"),
+            "approved_specialties": "; ".join(specialties),
+        }
+    )
     group = rng.integers(0, 16, n_hcps)
     item_group = rng.integers(0, 16, N_ITEMS)
     hcp = rng.integers(0, n_hcps, n_exposures)
@@ -59,11 +63,18 @@ def generated_world(scale: str, seed: int) -> cf.WorldTables:
         rows = np.flatnonzero(same_group & (group[hcp] == g))
         item[rows] = rng.choice(by_group[g], len(rows))
     engaged = rng.random(n_exposures) < np.where(item_group[item] == group[hcp], 0.3, 0.05)
-    interactions = pd.DataFrame({
-        "hcp_id": hcp_ids[hcp], "content_id": content_ids[item], "channel": rng.choice(np.array(CHANNELS), n_exposures),
-        "exposed_at": HORIZON_START + pd.to_timedelta(rng.integers(0, HORIZON_DAYS * 1440, n_exposures), unit="min"),
-        "propensity": 0.5, "engaged": engaged, "engagement_score": engaged * 0.8,
-    })
+    interactions = pd.DataFrame(
+        {
+            "hcp_id": hcp_ids[hcp],
+            "content_id": content_ids[item],
+            "channel": rng.choice(np.array(CHANNELS), n_exposures),
+            "exposed_at": HORIZON_START
+            + pd.to_timedelta(rng.integers(0, HORIZON_DAYS * 1440, n_exposures), unit="min"),
+            "propensity": 0.5,
+            "engaged": engaged,
+            "engagement_score": engaged * 0.8,
+        }
+    )
     return cf.WorldTables(interactions, hcps, catalogue)
 
 
@@ -80,23 +91,25 @@ def main() -> int:
     horizon_end = world.interactions["exposed_at"].max()
     split = windows_from_days(horizon_start, horizon_end, 28, 28)
     train = training_data(world.interactions, world.hcps, world.catalogue, split.valid_start)
-    features = cf.area_features(world.catalogue)
-    factories = {**cf.content_factories(args.seed, features), **cf.channel_factories()}
+    features = baselines.area_features(world.catalogue)
+    factories = {**baselines.content_factories(args.seed, features), **baselines.channel_factories()}
     wanted = args.models.split(",") if args.models else list(factories)
     hcp_ids = train.hcp_ids.astype(object).to_numpy()
     source = args.run or f"generated {args.scale} log"
-    print(f"{source}: {len(hcp_ids)} HCPs, {len(train.content_ids)} items, {len(train.interactions)} training "
-          f"interactions ({int(train.interactions['engaged'].sum())} engaged); {os.cpu_count()} CPUs")
+    print(
+        f"{source}: {len(hcp_ids)} HCPs, {len(train.content_ids)} items, {len(train.interactions)} training "
+        f"interactions ({int(train.interactions['engaged'].sum())} engaged); {os.cpu_count()} CPUs"
+    )
     print(f"{'model':28s} {'fit s':>8s} {'score s':>8s}")
     for name in wanted:
         started = time.perf_counter()
         model = factories[name]().fit(train)
         fitted = time.perf_counter()
         for batch in range(0, len(hcp_ids), 2048):
-            if isinstance(model, cf.ChannelRecommender):
-                model.channel_scores(hcp_ids[batch:batch + 2048])
+            if isinstance(model, baselines.ChannelRecommender):
+                model.channel_scores(hcp_ids[batch : batch + 2048])
             else:
-                model.score(hcp_ids[batch:batch + 2048])
+                model.score(hcp_ids[batch : batch + 2048])
         print(f"{name:28s} {fitted - started:8.2f} {time.perf_counter() - fitted:8.2f}", flush=True)
     return 0
 

@@ -1,4 +1,4 @@
-"""Benchmark of the evaluation stage (hcp_lib.evaluate): wall time of each step on a run folder.
+"""Benchmark of the evaluation stage (hcp_lib.stages.evaluate): wall time of each step on a run folder.
 
 Usage: .venv/bin/python benchmarks/bench_evaluate.py RUN_DIR [--n-bootstrap 1000] [--seed 42]
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from hcp_lib import evaluate
+from hcp_lib.stages import evaluate
 
 
 def main() -> None:
@@ -40,8 +40,10 @@ def main() -> None:
     evaluate.recommendations_table(result)
     timings["recommendations table"] = time.perf_counter() - step
     total = time.perf_counter() - started
-    print(f"run: {args.run_dir}; {len(setting.hcp_ids)} HCPs x {len(setting.content_ids)} items; "
-          f"{len(outputs)} models; {len(setting.test_rows)} test exposures")
+    print(
+        f"run: {args.run_dir}; {len(setting.hcp_ids)} HCPs x {len(setting.content_ids)} items; "
+        f"{len(outputs)} models; {len(setting.test_rows)} test exposures"
+    )
     for name, seconds in timings.items():
         print(f"{name:45s} {seconds:7.2f} s")
     print(f"{'total':45s} {total:7.2f} s")

@@ -25,8 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hcp_lib import config, engagement_stage as es, hybrid, tabular  # noqa: E402
-from hcp_lib.recommender import exclusion_mask  # noqa: E402
+from hcp_lib import config
+from hcp_lib.models import hybrid, tabular
+from hcp_lib.models.base import exclusion_mask  # noqa: E402
+from hcp_lib.stages import engagement as es
 
 
 def main() -> None:
@@ -41,13 +43,24 @@ def main() -> None:
     inputs = es.read_inputs(args.run, params)
     stage = inputs.stage
     hcp_ids = stage.train_valid.hcp_ids.astype(str).to_numpy(dtype=object)
-    exclude = exclusion_mask(hcp_ids, stage.train_valid.content_ids.astype(object), stage.train_valid,
-                             released_by=stage.split.test_end, catalogue=stage.catalogue)
+    exclude = exclusion_mask(
+        hcp_ids,
+        stage.train_valid.content_ids.astype(object),
+        stage.train_valid,
+        released_by=stage.split.test_end,
+        catalogue=stage.catalogue,
+    )
     models = {
-        "hybrid": hybrid.HybridRecommender(inputs.data, es.cf_factory(inputs, args.seed)(),
-                                           replace(hybrid.HybridSettings.from_parameters(params), epochs=args.epochs)),
-        "tabular": tabular.TabularEngagement(inputs.data, es.cf_factory(inputs, args.seed)(),
-                                             tabular.TabularSettings(max_iter=args.rounds, seed=args.seed)),
+        "hybrid": hybrid.HybridRecommender(
+            inputs.data,
+            es.cf_factory(inputs, args.seed)(),
+            replace(hybrid.HybridSettings.from_parameters(params), epochs=args.epochs),
+        ),
+        "tabular": tabular.TabularEngagement(
+            inputs.data,
+            es.cf_factory(inputs, args.seed)(),
+            tabular.TabularSettings(max_iter=args.rounds, seed=args.seed),
+        ),
     }
     print(f"run: {args.run}; scale {args.scale}; {len(hcp_ids):,} HCPs x {len(stage.catalogue):,} items x 5 channels")
     for name, model in models.items():
@@ -61,8 +74,10 @@ def main() -> None:
         model.exposure_probabilities(inputs.test_rows, inputs.interactions)
         exposures = time.perf_counter() - started
         cells = probability.size
-        print(f"{name:8s} fit {fit:7.1f} s ({model.n_train_examples_ / fit:,.0f} examples/s) | probabilities "
-              f"{scored:6.1f} s ({cells / scored:,.0f} cells/s) | {len(inputs.test_rows):,} exposures {exposures:5.1f} s")
+        print(
+            f"{name:8s} fit {fit:7.1f} s ({model.n_train_examples_ / fit:,.0f} examples/s) | probabilities "
+            f"{scored:6.1f} s ({cells / scored:,.0f} cells/s) | {len(inputs.test_rows):,} exposures {exposures:5.1f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench_regimes import run_pipeline  # noqa: E402
 
-from hcp_lib import io, ope  # noqa: E402
+from hcp_lib import io
 from hcp_lib.pipeline import run_state  # noqa: E402
+from hcp_lib.stages import ope
 
 RESULTS = ROOT / "benchmarks" / "results" / "ope.json"
 PAGE = ROOT / "book" / "ope_seeds.md"
@@ -64,33 +65,55 @@ def collect(runs: dict[int, Path]) -> dict:
         summary = io.read_json(out / "ope" / "summary.json")
         frames.append(estimates)
         manifest = io.read_json(out / "manifest.json")
-        per_seed[str(seed)] = {"n_logs": summary["n_logs"], "n_hcps": summary["n_hcps"],
-                               "best_estimator": summary["best_estimator"], "selection": summary["selection"],
-                               "commit": (manifest.get("git") or {}).get("commit"),
-                               "finished_at": manifest.get("finished_at")}
+        per_seed[str(seed)] = {
+            "n_logs": summary["n_logs"],
+            "n_hcps": summary["n_hcps"],
+            "best_estimator": summary["best_estimator"],
+            "selection": summary["selection"],
+            "commit": (manifest.get("git") or {}).get("commit"),
+            "finished_at": manifest.get("finished_at"),
+        }
     table = pd.concat(frames, ignore_index=True)
     off_policy = table[table["estimator"] != "observed"]
     pooled = []
     for estimator, group in off_policy.groupby("estimator", sort=False):
         hybrid = group[group["policy"] == "hybrid"].set_index("seed")["relative_error"]
-        taus = np.array([ope.rank_agreement(g).set_index("estimator")["kendall_tau"].get(estimator, np.nan)
-                         for _, g in group.groupby("seed")], dtype=float)
+        taus = np.array(
+            [
+                ope.rank_agreement(g).set_index("estimator")["kendall_tau"].get(estimator, np.nan)
+                for _, g in group.groupby("seed")
+            ],
+            dtype=float,
+        )
         estimated = group["value"].notna()
-        pooled.append({
-            "estimator": estimator, "label": ope.ESTIMATOR_LABELS[estimator],
-            "pairs": int(len(group)), "estimated": int(estimated.sum()),
-            "coverage": float(group["covered"].mean()),
-            "median_abs_relative_error": float(group.loc[estimated, "relative_error"].abs().median())
-            if estimated.any() else None,
-            "hybrid_relative_error": {str(s): (None if pd.isna(v) else float(v)) for s, v in hybrid.items()},
-            "hybrid_max_abs_relative_error": None if hybrid.isna().all() else float(hybrid.abs().max()),
-            "kendall_tau_mean": float(np.nanmean(taus)) if np.isfinite(taus).any() else None,
-        })
-    # the chapter's ranking (hcp_lib.ope.estimator_scores): usable estimators by lowest median error
-    pooled.sort(key=lambda r: (r["estimated"] < ope.MIN_ESTIMATED_SHARE * r["pairs"],
-                               r["median_abs_relative_error"] if r["median_abs_relative_error"] is not None else np.inf))
-    return {"seeds": [int(s) for s in runs], "estimators": pooled, "per_seed": per_seed,
-            "n_policies": int(off_policy["policy"].nunique())}
+        pooled.append(
+            {
+                "estimator": estimator,
+                "label": ope.ESTIMATOR_LABELS[estimator],
+                "pairs": int(len(group)),
+                "estimated": int(estimated.sum()),
+                "coverage": float(group["covered"].mean()),
+                "median_abs_relative_error": float(group.loc[estimated, "relative_error"].abs().median())
+                if estimated.any()
+                else None,
+                "hybrid_relative_error": {str(s): (None if pd.isna(v) else float(v)) for s, v in hybrid.items()},
+                "hybrid_max_abs_relative_error": None if hybrid.isna().all() else float(hybrid.abs().max()),
+                "kendall_tau_mean": float(np.nanmean(taus)) if np.isfinite(taus).any() else None,
+            }
+        )
+    # the chapter's ranking (hcp_lib.stages.ope.estimator_scores): usable estimators by lowest median error
+    pooled.sort(
+        key=lambda r: (
+            r["estimated"] < ope.MIN_ESTIMATED_SHARE * r["pairs"],
+            r["median_abs_relative_error"] if r["median_abs_relative_error"] is not None else np.inf,
+        )
+    )
+    return {
+        "seeds": [int(s) for s in runs],
+        "estimators": pooled,
+        "per_seed": per_seed,
+        "n_policies": int(off_policy["policy"].nunique()),
+    }
 
 
 def page(results: dict) -> str:
@@ -117,10 +140,13 @@ def page(results: dict) -> str:
         f"on the hybrid's value; its intervals cover the truth for {pct(best['coverage'])} of the pairs. "
         f"The widest coverage, {pct(covering['coverage'])}, is that of {covering['label']}; **{worst['label']}** "
         f"errs by a median {pct(worst['median_abs_relative_error'])}. "
-        + (f"No estimator's intervals cover the truth for {ope.TRUSTED_COVERAGE:.0%} of the pairs: with logs like "
-           "these, an off-policy interval cannot be taken at its word, and the point estimate to use is the "
-           "closest one above, whose error is the model's own bias."
-           if covering["coverage"] < ope.TRUSTED_COVERAGE else ""),
+        + (
+            f"No estimator's intervals cover the truth for {ope.TRUSTED_COVERAGE:.0%} of the pairs: with logs like "
+            "these, an off-policy interval cannot be taken at its word, and the point estimate to use is the "
+            "closest one above, whose error is the model's own bias."
+            if covering["coverage"] < ope.TRUSTED_COVERAGE
+            else ""
+        ),
         "",
         "| estimator | pairs covered | median error / truth | error on the hybrid, per world | mean Kendall's τ |",
         "|---|---|---|---|---|",
@@ -128,14 +154,17 @@ def page(results: dict) -> str:
     for r in rows:
         hybrid = ", ".join("–" if v is None else f"{v:+.0%}" for v in r["hybrid_relative_error"].values())
         tau = "–" if r["kendall_tau_mean"] is None else f"{r['kendall_tau_mean']:.2f}"
-        lines.append(f"| {r['label']} | {pct(r['coverage'])} of {r['pairs']} | {pct(r['median_abs_relative_error'])} | "
-                     f"{hybrid} | {tau} |")
+        lines.append(
+            f"| {r['label']} | {pct(r['coverage'])} of {r['pairs']} | {pct(r['median_abs_relative_error'])} | "
+            f"{hybrid} | {tau} |"
+        )
     lines += [
         "",
         "Which engagement model each criterion would have chosen, per world (the validation log-loss is chapter 5's "
         "criterion; the oracle's is the truth):",
         "",
-        "| world (seed) | " + " | ".join(r["criterion"] for r in results["per_seed"][str(results["seeds"][0])]["selection"])
+        "| world (seed) | "
+        + " | ".join(r["criterion"] for r in results["per_seed"][str(results["seeds"][0])]["selection"])
         + " |",
         "|---|" + "---|" * len(results["per_seed"][str(results["seeds"][0])]["selection"]),
     ]
@@ -143,8 +172,12 @@ def page(results: dict) -> str:
         choices = results["per_seed"][str(seed)]["selection"]
         lines.append(f"| {seed} | " + " | ".join(c["chooses"] for c in choices) + " |")
     commits = sorted({(v.get("commit") or "unknown")[:10] for v in results["per_seed"].values()})
-    lines += ["", f"*Made by `make bench-ope` (`benchmarks/bench_ope.py`) on {results['date']}; chapter 9 ran at "
-              f"commit {', '.join(f'`{c}`' for c in commits)}; results in `benchmarks/results/ope.json`.*", ""]
+    lines += [
+        "",
+        f"*Made by `make bench-ope` (`benchmarks/bench_ope.py`) on {results['date']}; chapter 9 ran at "
+        f"commit {', '.join(f'`{c}`' for c in commits)}; results in `benchmarks/results/ope.json`.*",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -152,10 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="small")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
-    parser.add_argument("--runs-root", default=str(ROOT / "outputs" / "ope-runs"),
-                        help="run folders, one per seed: <root>/seed-<seed>")
-    parser.add_argument("--run", action="append", default=[], metavar="SEED=PATH",
-                        help="use this run folder for that seed (e.g. 42=outputs/report)")
+    parser.add_argument(
+        "--runs-root", default=str(ROOT / "outputs" / "ope-runs"), help="run folders, one per seed: <root>/seed-<seed>"
+    )
+    parser.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="SEED=PATH",
+        help="use this run folder for that seed (e.g. 42=outputs/report)",
+    )
     parser.add_argument("--rerun-ope", action="store_true", help="run notebook 09 again in runs that have it")
     parser.add_argument("--page-only", action="store_true", help="rewrite book/ope_seeds.md from the committed results")
     args = parser.parse_args(argv)
@@ -171,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     io.write_json(results, RESULTS)
     io.write_text(page(results), PAGE)
     for r in results["estimators"]:
-        print(f"{r['label']:22s} coverage {r['coverage']:.2f} of {r['pairs']}  median |rel err| "
-              f"{r['median_abs_relative_error']}  hybrid {r['hybrid_relative_error']}")
+        print(
+            f"{r['label']:22s} coverage {r['coverage']:.2f} of {r['pairs']}  median |rel err| "
+            f"{r['median_abs_relative_error']}  hybrid {r['hybrid_relative_error']}"
+        )
     print(f"wrote {RESULTS.relative_to(ROOT)}, {PAGE.relative_to(ROOT)}")
     return 0
 

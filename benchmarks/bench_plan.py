@@ -15,10 +15,10 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from hcp_lib import plan
 from hcp_lib.domain import CHANNELS
+from hcp_lib.stages import plan
 
-MIX = np.array([0.62, 0.12, 0.14, 0.04, 0.08])  # business-as-usual channel mix (hcp_lib.synth_simulate)
+MIX = np.array([0.62, 0.12, 0.14, 0.04, 0.08])  # business-as-usual channel mix (hcp_lib.world.simulate)
 
 
 def candidate_set(n_hcps: int, per_channel: int, n_items: int, seed: int):
@@ -33,16 +33,26 @@ def candidate_set(n_hcps: int, per_channel: int, n_items: int, seed: int):
     table = pd.DataFrame({"hcp": hcp, "channel": channel, "item": item, "territory": territory})
     families = []
     for name, keys, capacity in (
-            ("hcp", table["hcp"], lambda u: np.full(len(u), 2)),
-            ("hcp_channel", table["hcp"] * 10 + table["channel"], lambda u: np.ones(len(u))),
-            ("hcp_content", table["hcp"] * n_items + table["item"], lambda u: np.ones(len(u))),
-            ("channel_capacity", table["channel"] * 100 + table["territory"] + 1,
-             lambda u: np.array([max(1, round(volume[k // 100] / (50 if k % 100 else 1))) for k in u])),
-            ("campaign", table["item"] * 10 + table["channel"],
-             lambda u: np.where(u % 10 == 0, 10_000, np.maximum(1, rng.poisson(3, len(u)))))):
+        ("hcp", table["hcp"], lambda u: np.full(len(u), 2)),
+        ("hcp_channel", table["hcp"] * 10 + table["channel"], lambda u: np.ones(len(u))),
+        ("hcp_content", table["hcp"] * n_items + table["item"], lambda u: np.ones(len(u))),
+        (
+            "channel_capacity",
+            table["channel"] * 100 + table["territory"] + 1,
+            lambda u: np.array([max(1, round(volume[k // 100] / (50 if k % 100 else 1))) for k in u]),
+        ),
+        (
+            "campaign",
+            table["item"] * 10 + table["channel"],
+            lambda u: np.where(u % 10 == 0, 10_000, np.maximum(1, rng.poisson(3, len(u)))),
+        ),
+    ):
         codes, uniques = pd.factorize(keys, sort=True)
-        families.append(plan.ConstraintFamily(name, codes, np.asarray(capacity(np.asarray(uniques)), np.int64),
-                                              np.asarray(uniques).astype(str)))
+        families.append(
+            plan.ConstraintFamily(
+                name, codes, np.asarray(capacity(np.asarray(uniques)), np.int64), np.asarray(uniques).astype(str)
+            )
+        )
     return probability, families
 
 
@@ -57,10 +67,12 @@ def main() -> None:
         milp = plan.solve_milp(probability, families, args.time_limit, 1e-4)
         greedy = plan.solve_greedy(probability, families)
         kept = sum(int((np.bincount(f.group, minlength=len(f.capacity)) > f.capacity).sum()) for f in families)
-        print(f"n_hcps={n_hcps:>6} candidates={len(probability):>7} binding_constraints={kept:>7} "
-              f"milp: {milp.status} {milp.seconds:.2f}s gap={milp.gap} objective={milp.objective:.2f} | "
-              f"greedy: {greedy.seconds:.2f}s objective={greedy.objective:.2f} "
-              f"({greedy.objective / milp.objective - 1:+.3%})")
+        print(
+            f"n_hcps={n_hcps:>6} candidates={len(probability):>7} binding_constraints={kept:>7} "
+            f"milp: {milp.status} {milp.seconds:.2f}s gap={milp.gap} objective={milp.objective:.2f} | "
+            f"greedy: {greedy.seconds:.2f}s objective={greedy.objective:.2f} "
+            f"({greedy.objective / milp.objective - 1:+.3%})"
+        )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python benchmarks/bench_synth.py [tiny small full stress]`` (default: tiny
 small full). Each preset runs in a fresh subprocess so its peak memory (max RSS) is its
 own; the articles are the shipped snapshot, cleaned as notebook 01 does. Generation
-covers everything :func:`hcp_lib.synth.generate_world` does (entities, themes,
+covers everything :func:`hcp_lib.world.synth.generate_world` does (entities, themes,
 simulation, responses); writing the Parquet files is timed separately.
 """
 
@@ -15,7 +15,9 @@ import sys
 
 _CHILD = r"""
 import json, resource, sys, tempfile, time
-from hcp_lib import config, pubmed, synth
+from hcp_lib import config
+from hcp_lib.stages import pubmed
+from hcp_lib.world import synth
 scale = sys.argv[1]
 articles, _ = pubmed.clean_articles(pubmed.load_snapshot())
 values = config.resolve_parameters(scale=scale)
@@ -41,8 +43,10 @@ def main(scales: list[str]) -> None:
             print(f"{scale:8s} failed: {done.stderr.strip().splitlines()[-1] if done.stderr else done.returncode}")
             continue
         r = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{r['scale']:8s} {r['n_hcps']:8d} {r['n_exposures']:10d} {r['generate_s']:11.1f} {r['write_s']:8.1f} "
-              f"{r['peak_rss_mb']:8d}")
+        print(
+            f"{r['scale']:8s} {r['n_hcps']:8d} {r['n_exposures']:10d} {r['generate_s']:11.1f} {r['write_s']:8.1f} "
+            f"{r['peak_rss_mb']:8d}"
+        )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hcp_lib import config, io, pubmed, topics
+from hcp_lib import config, io
+from hcp_lib.stages import pubmed, topics
 
 
 def main() -> None:
@@ -39,28 +40,51 @@ def main() -> None:
         total = time.perf_counter()
         articles = pubmed.read_articles(tmp)
         texts = topics.article_texts(articles).tolist()
-        preprocess = topics.PreprocessSettings(spacy_model=p["spacy_model"], min_doc_freq=p["topic_min_doc_freq"],
-                                               max_doc_share=p["topic_max_doc_share"])
+        preprocess = topics.PreprocessSettings(
+            spacy_model=p["spacy_model"], min_doc_freq=p["topic_min_doc_freq"], max_doc_share=p["topic_max_doc_share"]
+        )
         lda = topics.LdaSettings(passes=p["lda_passes"], iterations=p["lda_iterations"])
         pipeline = topics.TextPipeline(preprocess)
         tokens = step("preprocess (spaCy, phrases, dictionary)", pipeline.fit_tokens, texts)
         bow = [pipeline.dictionary_.doc2bow(d) for d in tokens]
         ks = topics.sweep_range(p["topic_sweep_min"], p["topic_sweep_max"], p["topic_sweep_step"], pipeline.dictionary_)
-        sweep = step(f"sweep ({len(ks)} models, {workers} processes)", topics.sweep_topics, bow, tokens,
-                     pipeline.dictionary_, ks, p["seed"], lda, processes=workers)
+        sweep = step(
+            f"sweep ({len(ks)} models, {workers} processes)",
+            topics.sweep_topics,
+            bow,
+            tokens,
+            pipeline.dictionary_,
+            ks,
+            p["seed"],
+            lda,
+            processes=workers,
+        )
         k = p["n_topics"] or topics.choose_n_topics(sweep)
-        model, _ = step("final model", topics.fit_topic_model, texts, k, p["seed"], preprocess, lda,
-                        pipeline=pipeline, tokens=tokens)
+        model, _ = step(
+            "final model",
+            topics.fit_topic_model,
+            texts,
+            k,
+            p["seed"],
+            preprocess,
+            lda,
+            pipeline=pipeline,
+            tokens=tokens,
+        )
         matrix = step("doc-topic inference", model.topic_matrix, bow)
         coherence = topics.coherence_scores([topics.top_terms(model.lda)], tokens, pipeline.dictionary_)[0]
-        quality = step("quality (incl. v0.1 refit)", topics.quality_metrics, model, tokens, matrix, articles, preprocess)
+        quality = step(
+            "quality (incl. v0.1 refit)", topics.quality_metrics, model, tokens, matrix, articles, preprocess
+        )
         table = topics.topic_table(model, matrix, coherence, articles["therapeutic_area"])
         step("pyLDAvis page", topics.write_ldavis, model, bow, matrix, Path(tmp) / "figures" / "ldavis")
         step("save outputs", topics.write_outputs, tmp, model, articles["pmid"], matrix, table, sweep, quality)
         timings["total"] = time.perf_counter() - total
 
-    print(f"bench_topics: scale {args.scale}, {len(articles)} articles, {os.cpu_count()} CPUs, "
-          f"{k} topics, c_v {quality['full']['c_v']:.3f}")
+    print(
+        f"bench_topics: scale {args.scale}, {len(articles)} articles, {os.cpu_count()} CPUs, "
+        f"{k} topics, c_v {quality['full']['c_v']:.3f}"
+    )
     print(pd.Series(timings, name="seconds").round(2).to_string())
 
 

@@ -1,4 +1,4 @@
-"""Cross-check of hcp_lib.ope's estimators against Open Bandit Pipeline (obp), in two steps.
+"""Cross-check of hcp_lib.stages.ope's estimators against Open Bandit Pipeline (obp), in two steps.
 
     .venv/bin/python benchmarks/ope_obp_crosscheck.py export /tmp/ope_obp.npz
     /tmp/obpenv/bin/python benchmarks/ope_obp_crosscheck.py compare /tmp/ope_obp.npz
@@ -7,7 +7,7 @@
 contextual bandit like ``tests/test_ope.py``'s ``bandit()``: ``H`` HCPs x ``D`` days; each
 HCP-day the logging policy touches with probability ``TOUCH`` and then draws one
 (content, channel) with known probabilities ``p(h, a)``; the outcome is Bernoulli with a known
-``r(h, a)``. It values three target policies with :func:`hcp_lib.ope.estimate_policy_values`
+``r(h, a)``. It values three target policies with :func:`hcp_lib.stages.ope.estimate_policy_values`
 (``best``: the truly best action of each HCP, deterministic; ``uniform``: every action with
 weight 1/n_actions; ``softmax``: a stochastic policy, softmax of r_hat / 0.05 per HCP), with
 a deterministic reward callable ``r_hat(h, c, k)`` = the true r plus fixed noise (so the
@@ -80,8 +80,13 @@ TOLERANCE = 1e-9
 #: the quantile of the logged propensities whose inverse is the clipped IPS cap (high, so it bites)
 CLIP_QUANTILE = 0.5
 #: (project estimator, obp estimator, policies it is compared on: None = all)
-PAIRS = (("ips", "IPW", None), ("ips_clipped", "IPW(lambda_=clip)", ("best",)), ("snips", "SNIPW", None),
-         ("dm_reward", "DM", None), ("dr", "DR", None))
+PAIRS = (
+    ("ips", "IPW", None),
+    ("ips_clipped", "IPW(lambda_=clip)", ("best",)),
+    ("snips", "SNIPW", None),
+    ("dm_reward", "DM", None),
+    ("dr", "DR", None),
+)
 ESTIMATORS = tuple(p[0] for p in PAIRS)
 
 
@@ -102,8 +107,11 @@ def world(seed: int = SEED):
     z = r_hat.reshape(H, -1) / 0.05
     soft = np.exp(z - z.max(axis=1, keepdims=True))
     soft /= soft.sum(axis=1, keepdims=True)
-    policies = {"best": best.reshape(H, C, K), "uniform": np.full((H, C, K), 1.0 / (C * K)),
-                "softmax": soft.reshape(H, C, K)}
+    policies = {
+        "best": best.reshape(H, C, K),
+        "uniform": np.full((H, C, K), 1.0 / (C * K)),
+        "softmax": soft.reshape(H, C, K),
+    }
     return rewards, logging, r_hat, policies
 
 
@@ -130,7 +138,7 @@ def export(path: str) -> int:
     import pandas as pd
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from hcp_lib import ope
+    from hcp_lib.stages import ope
 
     rewards, logging, r_hat, policies = world()
     hcp, day, action, reward, pscore = simulate(rewards, logging)
@@ -138,10 +146,16 @@ def export(path: str) -> int:
     content_ids = np.array([f"c{c:02d}" for c in range(C)])
     touch = action > 0
     c_idx, k_idx = np.divmod(action[touch] - 1, K)
-    logs = pd.DataFrame({
-        "hcp_id": hcp_ids[hcp[touch]], "content_id": content_ids[c_idx], "channel": np.asarray(CHANNELS3)[k_idx],
-        "exposed_at": pd.Timestamp("2025-03-03") + pd.to_timedelta(day[touch], unit="D"),
-        "propensity": pscore[touch], "engaged": reward[touch] == 1.0})
+    logs = pd.DataFrame(
+        {
+            "hcp_id": hcp_ids[hcp[touch]],
+            "content_id": content_ids[c_idx],
+            "channel": np.asarray(CHANNELS3)[k_idx],
+            "exposed_at": pd.Timestamp("2025-03-03") + pd.to_timedelta(day[touch], unit="D"),
+            "propensity": pscore[touch],
+            "engaged": reward[touch] == 1.0,
+        }
+    )
 
     def reward_model(h_ids, c_ids, channels):
         """r_hat(h, c, k), deterministic: the project calls it on logged rows and on policy actions."""
@@ -156,15 +170,21 @@ def export(path: str) -> int:
     tables = {}
     for name, weights in policies.items():
         keep = weights.ravel() > 0
-        tables[name] = pd.DataFrame({"hcp_id": hcp_ids[hh.ravel()[keep]], "content_id": content_ids[cc.ravel()[keep]],
-                                     "channel": np.asarray(CHANNELS3)[kk.ravel()[keep]],
-                                     "weight": weights.ravel()[keep],
-                                     "true_probability": rewards.ravel()[keep]})
+        tables[name] = pd.DataFrame(
+            {
+                "hcp_id": hcp_ids[hh.ravel()[keep]],
+                "content_id": content_ids[cc.ravel()[keep]],
+                "channel": np.asarray(CHANNELS3)[kk.ravel()[keep]],
+                "weight": weights.ravel()[keep],
+                "true_probability": rewards.ravel()[keep],
+            }
+        )
     # a cap that bites (the median logged propensity's inverse, not the project's 1% default), so
     # that clipped IPS is tested on clipped weights
     clip = ope.clip_level(logs["propensity"], quantile=CLIP_QUANTILE)
-    table = ope.estimate_policy_values(logs, tables, hcp_ids=hcp_ids, n_days=D, reward=reward_model, clip=clip,
-                                       n_bootstrap=20, seed=0)
+    table = ope.estimate_policy_values(
+        logs, tables, hcp_ids=hcp_ids, n_days=D, reward=reward_model, clip=clip, n_bootstrap=20, seed=0
+    )
     values = table.set_index(["policy", "estimator"])["value"]
     names = list(policies)
     project = np.array([[values.get((p, e), np.nan) for e in ESTIMATORS] for p in names], dtype=np.float64)
@@ -172,23 +192,37 @@ def export(path: str) -> int:
 
     q_hat = np.zeros((H * D, N_ACTIONS, 1))
     q_hat[:, 1:, 0] = r_hat.reshape(H, -1)[hcp]
-    arrays = {"reward": reward, "action": action, "pscore": pscore, "hcp": hcp, "day": day,
-              "estimated_rewards_by_reg_model": q_hat, "policy_names": np.array(names),
-              "estimators": np.array(ESTIMATORS),
-              "project_values": project, "truth": truth, "clip": np.float64(clip),
-              "shape": np.array([H, C, K, D]), "touch": np.float64(TOUCH)}
+    arrays = {
+        "reward": reward,
+        "action": action,
+        "pscore": pscore,
+        "hcp": hcp,
+        "day": day,
+        "estimated_rewards_by_reg_model": q_hat,
+        "policy_names": np.array(names),
+        "estimators": np.array(ESTIMATORS),
+        "project_values": project,
+        "truth": truth,
+        "clip": np.float64(clip),
+        "shape": np.array([H, C, K, D]),
+        "touch": np.float64(TOUCH),
+    }
     for name, weights in policies.items():
         dist = np.zeros((H * D, N_ACTIONS, 1))
         dist[:, 1:, 0] = weights.reshape(H, -1)[hcp]
         arrays[f"action_dist__{name}"] = dist
     np.savez(path, **arrays)
     best_p = policies["best"].reshape(H, -1)[hcp[touch], action[touch] - 1] > 0
-    print(f"wrote {path}: {H * D:,} rounds ({int(touch.sum()):,} touches) of {H} HCPs x {D} days, "
-          f"{N_ACTIONS} actions (0 = none), policies {', '.join(names)}; clip {clip:.4g} caps "
-          f"{int((best_p & (1 / pscore[touch] > clip)).sum())} of the {int(best_p.sum())} touches 'best' matches")
+    print(
+        f"wrote {path}: {H * D:,} rounds ({int(touch.sum()):,} touches) of {H} HCPs x {D} days, "
+        f"{N_ACTIONS} actions (0 = none), policies {', '.join(names)}; clip {clip:.4g} caps "
+        f"{int((best_p & (1 / pscore[touch] > clip)).sum())} of the {int(best_p.sum())} touches 'best' matches"
+    )
     for i, name in enumerate(names):
-        print(f"  {name:8s} truth {truth[i]:.6f}  " + "  ".join(f"{e} {project[i, j]:.6f}"
-                                                             for j, e in enumerate(ESTIMATORS)))
+        print(
+            f"  {name:8s} truth {truth[i]:.6f}  "
+            + "  ".join(f"{e} {project[i, j]:.6f}" for j, e in enumerate(ESTIMATORS))
+        )
     return 0
 
 
@@ -199,8 +233,12 @@ def compare(path: str) -> int:
     import dataclasses
 
     import obp
-    from obp.ope import DirectMethod, DoublyRobust, InverseProbabilityWeighting
-    from obp.ope import SelfNormalizedInverseProbabilityWeighting
+    from obp.ope import (
+        DirectMethod,
+        DoublyRobust,
+        InverseProbabilityWeighting,
+        SelfNormalizedInverseProbabilityWeighting,
+    )
 
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
@@ -223,15 +261,19 @@ def compare(path: str) -> int:
         if estimator == "snips":
             return SelfNormalizedInverseProbabilityWeighting().estimate_policy_value(action_dist=dist, **logged)
         if estimator == "dm_reward":
-            return DirectMethod().estimate_policy_value(action_dist=dist, estimated_rewards_by_reg_model=q_hat,
-                                                        position=position)
+            return DirectMethod().estimate_policy_value(
+                action_dist=dist, estimated_rewards_by_reg_model=q_hat, position=position
+            )
         if estimator == "dr":
-            return DoublyRobust().estimate_policy_value(action_dist=dist, estimated_rewards_by_reg_model=q_hat,
-                                                        **logged)
+            return DoublyRobust().estimate_policy_value(
+                action_dist=dist, estimated_rewards_by_reg_model=q_hat, **logged
+            )
         raise ValueError(estimator)
 
-    print(f"obp {obp.__version__}, {len(action):,} rounds ({int((action > 0).sum()):,} touches), "
-          f"{q_hat.shape[1]} actions, clip {clip:.4g}, tolerance {TOLERANCE:g} relative")
+    print(
+        f"obp {obp.__version__}, {len(action):,} rounds ({int((action > 0).sum()):,} touches), "
+        f"{q_hat.shape[1]} actions, clip {clip:.4g}, tolerance {TOLERANCE:g} relative"
+    )
     header = f"{'policy':8s} {'project':12s} {'obp':19s} {'project value':>15s} {'obp value':>15s} {'rel. diff':>10s}"
     print(header)
     print("-" * len(header))
@@ -257,8 +299,10 @@ def compare(path: str) -> int:
                 if flag:
                     failures.append((name, estimator))
             print(f"{name:8s} {estimator:12s} {labels[estimator]:19s} {mine:15.10f} {theirs:15.10f} {rel:10.2e}{flag}")
-    print(f"largest relative difference {worst:.2e}; "
-          + ("all agree" if not failures else f"{len(failures)} differ: {failures}"))
+    print(
+        f"largest relative difference {worst:.2e}; "
+        + ("all agree" if not failures else f"{len(failures)} differ: {failures}")
+    )
     return 0 if not failures else 1
 
 

@@ -1,10 +1,28 @@
 """HCP Hybrid Recommender: next best content and channel for healthcare professionals.
 
-One module per pipeline stage (``pubmed``, ``synth``, ``topics``, ...), plus
-``config`` (parameters, scale presets, run-folder layout), ``io`` (schema-checked
-reads, atomic writes), ``pipeline`` (the papermill runner) and ``book``.
-Heavy libraries (TensorFlow, gensim, spaCy) are imported only by the modules that
-need them, so ``import hcp_lib`` stays fast.
+The package is laid out by role, so that what a module may depend on is visible from where it
+sits (a lower layer never imports a higher one)::
+
+    hcp_lib/
+      config, domain, io, split     foundations: parameters and their one set of defaults, the
+                                    domain's vocabulary, schema-checked atomic files, the
+                                    leak-free temporal split
+      metrics                       every metric, one function each, and the HCP bootstrap
+      reasons, narrative            the one reasons engine (plan and explorer) and the book's
+                                    result-dependent sentences
+      world/                        the simulator and its oracle: entities, behaviour (the true
+                                    engagement law), simulate (the logging policy), synth (build,
+                                    write, load a world)
+      models/                       every recommender, none of which reads or writes a run folder:
+                                    base (the Recommender protocol), baselines, features,
+                                    engagement, tabular, hybrid
+      stages/                       one module per notebook, reading and writing run folders:
+                                    pubmed (01), topics (03), cf (04), engagement (05), evaluate (06),
+                                    explore (07), plan (08), ope (09); chapter 02 is world.synth
+      pipeline, book, __main__      the papermill runner, the Jupyter Book build, the CLI
+
+Heavy libraries (TensorFlow, gensim, spaCy) are imported only by the modules that need them,
+so ``import hcp_lib`` stays fast.
 """
 
 __version__ = "0.2.0"

@@ -25,14 +25,28 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the notebooks in order with papermill")
-    run.add_argument("--scale", default=None, help=f"one of {', '.join(config.SCALES)} (default {config.DEFAULT_SCALE}; "
-                     "with --only, the run's own)")
-    run.add_argument("--seed", default=None, help="seed for every random choice (default 42; with --only, the run's own)")
+    run.add_argument(
+        "--scale",
+        default=None,
+        help=f"one of {', '.join(config.SCALES)} (default {config.DEFAULT_SCALE}; with --only, the run's own)",
+    )
+    run.add_argument(
+        "--seed", default=None, help="seed for every random choice (default 42; with --only, the run's own)"
+    )
     run.add_argument("--out", default=str(config.DEFAULT_RUN_DIR), help="run folder (default %(default)s)")
-    run.add_argument("--only", metavar="NN", help="rerun one notebook (e.g. 03) in an existing run folder, with that "
-                     "run's parameters (from its manifest)")
-    run.add_argument("-p", dest="params", action="append", default=[], metavar="KEY=VALUE",
-                     help="set a notebook parameter (repeatable); `python -m hcp_lib params` lists them")
+    run.add_argument(
+        "--only",
+        metavar="NN",
+        help="rerun one notebook (e.g. 03) in an existing run folder, with that run's parameters (from its manifest)",
+    )
+    run.add_argument(
+        "-p",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a notebook parameter (repeatable); `python -m hcp_lib params` lists them",
+    )
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     book = commands.add_parser("book", help="build the Jupyter Book from a run folder")
@@ -58,9 +72,14 @@ def main(argv: list[str] | None = None) -> int:
             from .pipeline import run_pipeline
 
             started = time.perf_counter()
-            run_pipeline(scale=args.scale, seed=args.seed, out=args.out,
-                                    overrides=_parse_overrides(args.params), only=args.only,
-                                    progress=not args.no_progress)
+            run_pipeline(
+                scale=args.scale,
+                seed=args.seed,
+                out=args.out,
+                overrides=_parse_overrides(args.params),
+                only=args.only,
+                progress=not args.no_progress,
+            )
             print(f"run finished in {time.perf_counter() - started:.1f} s: {Path(args.out).resolve()}")
         elif args.command == "book":
             from .book import build_book
@@ -70,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     except (config.ParameterError, RuntimeError, OSError, ValueError) as err:
         # One line (or the notebook's own report) instead of a traceback; OSError covers a
         # folder that cannot be written, or a path that is a file.
-        message = str(err) if not isinstance(err, OSError) or not err.filename else \
-            f"{err.filename}: {err.strerror or err}"
+        message = (
+            str(err) if not isinstance(err, OSError) or not err.filename else f"{err.filename}: {err.strerror or err}"
+        )
         print(f"error: {message}", file=sys.stderr)
         from .pipeline import RunInterrupted
 

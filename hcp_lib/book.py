@@ -80,8 +80,10 @@ def stage_widget_js(folder: Path) -> Path:
     """Copy the shipped ipywidgets embed manager, its fonts, RequireJS and their config into ``folder``."""
     missing = [name for name in WIDGET_JS_FILES if not (WIDGET_JS_SOURCE / name).exists()]
     if missing:
-        raise BookBuildError(f"{WIDGET_JS_SOURCE / missing[0]}: not found; run `make vendor-js` to restore the "
-                             "widget JavaScript the book ships")
+        raise BookBuildError(
+            f"{WIDGET_JS_SOURCE / missing[0]}: not found; run `make vendor-js` to restore the "
+            "widget JavaScript the book ships"
+        )
     shutil.copytree(WIDGET_JS_SOURCE, folder, ignore=shutil.ignore_patterns("*.md"))
     return folder
 
@@ -130,8 +132,14 @@ def _build_into(run_dir: Path, out: Path) -> Path:
     """Stage the sources under ``out/src`` and run jupyter-book into ``out/_build``."""
     staging = stage_sources(run_dir, out / "src")
     command = [
-        str(Path(sys.executable).with_name("jupyter-book")), "build", str(staging),
-        "--path-output", str(out), "--warningiserror", "--keep-going", "--quiet",
+        str(Path(sys.executable).with_name("jupyter-book")),
+        "build",
+        str(staging),
+        "--path-output",
+        str(out),
+        "--warningiserror",
+        "--keep-going",
+        "--quiet",
     ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:

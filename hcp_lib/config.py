@@ -66,8 +66,12 @@ class Param:
             high = "inf" if self.maximum is None else fmt.format(self.maximum)
             text = f"{'an integer' if self.kind == 'int' else 'a number'} in [{low}, {high}]"
         else:
-            text = {"int": "an integer", "float": "a number", "str": "a string",
-                    "date": "an ISO date such as 2025-01-06"}[self.kind]
+            text = {
+                "int": "an integer",
+                "float": "a number",
+                "str": "a string",
+                "date": "an ISO date such as 2025-01-06",
+            }[self.kind]
         return text + (" or none" if self.allow_none else "")
 
     def coerce(self, value: Any) -> Any:
@@ -171,185 +175,563 @@ _PARAM_LIST: list[Param] = [
     ),
     Param("pubmed_email", "str", "", "Live mode: contact e-mail sent to NCBI with each request (NCBI asks for one)."),
     # --- 02_synthesis -----------------------------------------------------------
-    Param("n_hcps", "int", 3500, "Number of synthetic HCPs in the world.", minimum=10, maximum=2_000_000,
-          scale_defaults={"tiny": 200, "small": 3500, "full": 38_000, "stress": 100_000}),
-    Param("horizon_days", "int", 364, "Length of the simulated period in days (52 weeks by default).",
-          minimum=56, maximum=1096),
+    Param(
+        "n_hcps",
+        "int",
+        3500,
+        "Number of synthetic HCPs in the world.",
+        minimum=10,
+        maximum=2_000_000,
+        scale_defaults={"tiny": 200, "small": 3500, "full": 38_000, "stress": 100_000},
+    ),
+    Param(
+        "horizon_days",
+        "int",
+        364,
+        "Length of the simulated period in days (52 weeks by default).",
+        minimum=56,
+        maximum=1096,
+    ),
     Param("world_start", "date", "2025-01-06", "First day of the simulated period (ISO date, YYYY-MM-DD)."),
-    Param("world_holdout_weeks", "int", 4,
-          "Weeks at the end of the horizon suggested as test period (and the same length before it as validation).",
-          minimum=1, maximum=26),
-    Param("touches_per_hcp_week", "float", 0.55,
-          "Business-as-usual touches per contactable HCP per week (all channels).", minimum=0.01, maximum=5.0,
-          scale_defaults={"stress": 0.9}),
-    Param("n_themes", "int", 12, "Latent themes of the content (NMF components of the article TF-IDF).",
-          minimum=2, maximum=50),
+    Param(
+        "world_holdout_weeks",
+        "int",
+        4,
+        "Weeks at the end of the horizon suggested as test period (and the same length before it as validation).",
+        minimum=1,
+        maximum=26,
+    ),
+    Param(
+        "touches_per_hcp_week",
+        "float",
+        0.55,
+        "Business-as-usual touches per contactable HCP per week (all channels).",
+        minimum=0.01,
+        maximum=5.0,
+        scale_defaults={"stress": 0.9},
+    ),
+    Param(
+        "n_themes",
+        "int",
+        12,
+        "Latent themes of the content (NMF components of the article TF-IDF).",
+        minimum=2,
+        maximum=50,
+    ),
     Param("patients_per_hcp", "int", 12, "Mean number of sampled patients per HCP.", minimum=1, maximum=500),
-    Param("hcps_per_peer_group", "int", 25, "Mean size of a peer group (cross-specialty community of practice).",
-          minimum=2, maximum=100_000),
-    Param("opt_out_rate", "float", 0.03, "Share of HCPs who opt out of promotional contact during the horizon.",
-          minimum=0.0, maximum=1.0),
-    Param("base_rate_email", "float", 0.08, "Engagement probability of a typical email touch (click-through).",
-          minimum=0.0, maximum=1.0),
-    Param("base_rate_webinar", "float", 0.12, "Engagement probability of a typical webinar invitation (attended).",
-          minimum=0.0, maximum=1.0),
-    Param("base_rate_rep_visit", "float", 0.35, "Engagement probability of a typical rep visit (content discussed).",
-          minimum=0.0, maximum=1.0),
-    Param("base_rate_in_person_meeting", "float", 0.25,
-          "Engagement probability of a typical in-person meeting invitation (attended).", minimum=0.0, maximum=1.0),
-    Param("base_rate_conference_event", "float", 0.15,
-          "Engagement probability of a typical social/conference event touch (booth or session visited).",
-          minimum=0.0, maximum=1.0),
-    Param("interest_strength", "float", 1.2, "Log-odds per unit of HCP-theme affinity times item themes.",
-          minimum=0.0, maximum=10.0),
-    Param("interest_drift", "float", 0.5,
-          "Share of a quarter turn the personal interest rotates over the horizon (0 = static, 1 = fully renewed).",
-          minimum=0.0, maximum=1.0),
-    Param("fatigue_window_days", "int", 14, "Window in which touches count towards contact fatigue (days).",
-          minimum=1, maximum=60),
+    Param(
+        "hcps_per_peer_group",
+        "int",
+        25,
+        "Mean size of a peer group (cross-specialty community of practice).",
+        minimum=2,
+        maximum=100_000,
+    ),
+    Param(
+        "opt_out_rate",
+        "float",
+        0.03,
+        "Share of HCPs who opt out of promotional contact during the horizon.",
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    Param(
+        "base_rate_email",
+        "float",
+        0.08,
+        "Engagement probability of a typical email touch (click-through).",
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    Param(
+        "base_rate_webinar",
+        "float",
+        0.12,
+        "Engagement probability of a typical webinar invitation (attended).",
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    Param(
+        "base_rate_rep_visit",
+        "float",
+        0.35,
+        "Engagement probability of a typical rep visit (content discussed).",
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    Param(
+        "base_rate_in_person_meeting",
+        "float",
+        0.25,
+        "Engagement probability of a typical in-person meeting invitation (attended).",
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    Param(
+        "base_rate_conference_event",
+        "float",
+        0.15,
+        "Engagement probability of a typical social/conference event touch (booth or session visited).",
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    Param(
+        "interest_strength",
+        "float",
+        1.2,
+        "Log-odds per unit of HCP-theme affinity times item themes.",
+        minimum=0.0,
+        maximum=10.0,
+    ),
+    Param(
+        "interest_drift",
+        "float",
+        0.5,
+        "Share of a quarter turn the personal interest rotates over the horizon (0 = static, 1 = fully renewed).",
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    Param(
+        "fatigue_window_days",
+        "int",
+        14,
+        "Window in which touches count towards contact fatigue (days).",
+        minimum=1,
+        maximum=60,
+    ),
     Param("fatigue_free_touches", "int", 2, "Touches in the window before fatigue starts.", minimum=0, maximum=60),
-    Param("fatigue_per_touch", "float", 0.3, "Log-odds lost per touch beyond the free ones in the window.",
-          minimum=0.0, maximum=5.0),
-    Param("channel_saturation", "float", 0.6,
-          "Log-odds lost right after a touch on the same channel (decays with channel_recovery_days).",
-          minimum=0.0, maximum=5.0),
-    Param("channel_recovery_days", "float", 7.0, "Decay time of the same-channel saturation (days).",
-          minimum=0.1, maximum=365.0),
-    Param("series_followup_lift", "float", 1.2,
-          "Log-odds gained by a series part when the HCP engaged with the previous part.", minimum=0.0, maximum=5.0),
-    Param("recency_boost", "float", 0.8, "Log-odds gained by content on themes the HCP engaged with recently.",
-          minimum=0.0, maximum=5.0),
-    Param("recency_half_life_days", "float", 21.0, "Half-life of the recency boost (days).", minimum=0.5,
-          maximum=365.0),
-    Param("seen_penalty", "float", 0.7, "Log-odds lost by content the HCP was shown before without engaging.",
-          minimum=0.0, maximum=5.0),
-    Param("consumed_penalty", "float", 1.5, "Log-odds lost by content the HCP already engaged with.",
-          minimum=0.0, maximum=5.0),
-    Param("approval_min_relevance", "float", 0.4,
-          "Compliance rule: content is approved for a specialty when its area's relevance to it is at least this.",
-          minimum=0.0, maximum=1.0),
+    Param(
+        "fatigue_per_touch",
+        "float",
+        0.3,
+        "Log-odds lost per touch beyond the free ones in the window.",
+        minimum=0.0,
+        maximum=5.0,
+    ),
+    Param(
+        "channel_saturation",
+        "float",
+        0.6,
+        "Log-odds lost right after a touch on the same channel (decays with channel_recovery_days).",
+        minimum=0.0,
+        maximum=5.0,
+    ),
+    Param(
+        "channel_recovery_days",
+        "float",
+        7.0,
+        "Decay time of the same-channel saturation (days).",
+        minimum=0.1,
+        maximum=365.0,
+    ),
+    Param(
+        "series_followup_lift",
+        "float",
+        1.2,
+        "Log-odds gained by a series part when the HCP engaged with the previous part.",
+        minimum=0.0,
+        maximum=5.0,
+    ),
+    Param(
+        "recency_boost",
+        "float",
+        0.8,
+        "Log-odds gained by content on themes the HCP engaged with recently.",
+        minimum=0.0,
+        maximum=5.0,
+    ),
+    Param(
+        "recency_half_life_days", "float", 21.0, "Half-life of the recency boost (days).", minimum=0.5, maximum=365.0
+    ),
+    Param(
+        "seen_penalty",
+        "float",
+        0.7,
+        "Log-odds lost by content the HCP was shown before without engaging.",
+        minimum=0.0,
+        maximum=5.0,
+    ),
+    Param(
+        "consumed_penalty",
+        "float",
+        1.5,
+        "Log-odds lost by content the HCP already engaged with.",
+        minimum=0.0,
+        maximum=5.0,
+    ),
+    Param(
+        "approval_min_relevance",
+        "float",
+        0.4,
+        "Compliance rule: content is approved for a specialty when its area's relevance to it is at least this.",
+        minimum=0.0,
+        maximum=1.0,
+    ),
     Param("export_csv", "bool", False, "Also write every world table as CSV beside its Parquet file."),
     # --- 03_topic_modeling ------------------------------------------------------
-    Param("n_topics", "int", None, "Number of LDA topics; none = chosen by the coherence sweep.",
-          minimum=2, maximum=500, allow_none=True),
+    Param(
+        "n_topics",
+        "int",
+        None,
+        "Number of LDA topics; none = chosen by the coherence sweep.",
+        minimum=2,
+        maximum=500,
+        allow_none=True,
+    ),
     Param("topic_sweep_min", "int", 4, "Smallest number of topics the sweep tries.", minimum=2, maximum=500),
     Param("topic_sweep_max", "int", 20, "Largest number of topics the sweep tries.", minimum=2, maximum=500),
-    Param("topic_sweep_step", "int", 2, "Step between the numbers of topics the sweep tries.", minimum=1,
-          maximum=100, scale_defaults={"tiny": 4}),
-    Param("topic_workers", "int", 2, "Processes fitting the sweep's models (results do not depend on it).",
-          minimum=1, maximum=64),
-    Param("lda_passes", "int", 20, "LDA passes over the corpus (each a full batch update).", minimum=1,
-          maximum=1000, scale_defaults={"tiny": 10}),
+    Param(
+        "topic_sweep_step",
+        "int",
+        2,
+        "Step between the numbers of topics the sweep tries.",
+        minimum=1,
+        maximum=100,
+        scale_defaults={"tiny": 4},
+    ),
+    Param(
+        "topic_workers",
+        "int",
+        2,
+        "Processes fitting the sweep's models (results do not depend on it).",
+        minimum=1,
+        maximum=64,
+    ),
+    Param(
+        "lda_passes",
+        "int",
+        20,
+        "LDA passes over the corpus (each a full batch update).",
+        minimum=1,
+        maximum=1000,
+        scale_defaults={"tiny": 10},
+    ),
     Param("lda_iterations", "int", 50, "LDA inference iterations per document and pass.", minimum=1, maximum=5000),
-    Param("topic_min_doc_freq", "int", 15, "A term must occur in at least this many articles.", minimum=1,
-          maximum=100_000),
-    Param("topic_max_doc_share", "float", 0.25, "A term must occur in at most this share of the articles.",
-          minimum=0.01, maximum=1.0),
-    Param("spacy_model", "str", "auto", "spaCy pipeline for lemmas: 'auto' (an installed scispaCy or "
-          "en_core_* model, else blank English + lookup lemmatizer), 'blank', or a package name."),
+    Param(
+        "topic_min_doc_freq", "int", 15, "A term must occur in at least this many articles.", minimum=1, maximum=100_000
+    ),
+    Param(
+        "topic_max_doc_share",
+        "float",
+        0.25,
+        "A term must occur in at most this share of the articles.",
+        minimum=0.01,
+        maximum=1.0,
+    ),
+    Param(
+        "spacy_model",
+        "str",
+        "auto",
+        "spaCy pipeline for lemmas: 'auto' (an installed scispaCy or "
+        "en_core_* model, else blank English + lookup lemmatizer), 'blank', or a package name.",
+    ),
     # --- 04_collaborative_filtering ---------------------------------------------
-    Param("cf_top_n", "int", 50,
-          "Length of each baseline's top-N list per HCP written for the test window (cf/test_top_n/).",
-          minimum=10, maximum=1000, scale_defaults={"full": 20, "stress": 20}),
-    Param("cf_tune", "bool", True,
-          "Grid-search each baseline's hyper-parameters on the validation window (false: each model's default values)."),
+    Param(
+        "cf_top_n",
+        "int",
+        50,
+        "Length of each baseline's top-N list per HCP written for the test window (cf/test_top_n/).",
+        minimum=10,
+        maximum=1000,
+        scale_defaults={"full": 20, "stress": 20},
+    ),
+    Param(
+        "cf_tune",
+        "bool",
+        True,
+        "Grid-search each baseline's hyper-parameters on the validation window (false: each model's default values).",
+    ),
     # --- 05_hybrid_lstm ---------------------------------------------------------
-    Param("max_seq_len", "int", 15, "Most recent exposures of an HCP the sequence encoder reads (older ones are cut).",
-          minimum=1, maximum=1000, scale_defaults={"tiny": 10}),
-    Param("hybrid_epochs", "int", 60,
-          "Most training epochs of the hybrid model (early stopping on the validation log-loss ends sooner).",
-          minimum=1, maximum=500, scale_defaults={"tiny": 3}),
-    Param("hybrid_patience", "int", 2, "Epochs without a lower validation log-loss before training stops.",
-          minimum=0, maximum=100),
-    Param("hybrid_batch_size", "int", 1024, "Training examples (logged exposures) per batch.", minimum=8,
-          maximum=65_536, scale_defaults={"tiny": 256, "full": 4096, "stress": 8192}),
+    Param(
+        "max_seq_len",
+        "int",
+        15,
+        "Most recent exposures of an HCP the sequence encoder reads (older ones are cut).",
+        minimum=1,
+        maximum=1000,
+        scale_defaults={"tiny": 10},
+    ),
+    Param(
+        "hybrid_epochs",
+        "int",
+        60,
+        "Most training epochs of the hybrid model (early stopping on the validation log-loss ends sooner).",
+        minimum=1,
+        maximum=500,
+        scale_defaults={"tiny": 3},
+    ),
+    Param(
+        "hybrid_patience",
+        "int",
+        2,
+        "Epochs without a lower validation log-loss before training stops.",
+        minimum=0,
+        maximum=100,
+    ),
+    Param(
+        "hybrid_batch_size",
+        "int",
+        1024,
+        "Training examples (logged exposures) per batch.",
+        minimum=8,
+        maximum=65_536,
+        scale_defaults={"tiny": 256, "full": 4096, "stress": 8192},
+    ),
     Param("hybrid_learning_rate", "float", 0.002, "Adam learning rate of the hybrid model.", minimum=1e-5, maximum=1.0),
-    Param("hybrid_embedding_dim", "int", 16, "Size of the HCP taste and item content vectors whose dot product scores "
-          "taste against content.", minimum=2, maximum=512, scale_defaults={"tiny": 8}),
-    Param("hybrid_sequence_units", "int", 16, "Units of the recurrent sequence encoder.", minimum=2, maximum=1024,
-          scale_defaults={"tiny": 8}),
-    Param("hybrid_hidden_units", "int", 16, "Units of the hidden layers of the channel and (HCP, item) history parts.",
-          minimum=2, maximum=2048, scale_defaults={"tiny": 8}),
-    Param("hybrid_l2", "float", 1e-4, "L2 penalty on the hybrid's embeddings and dense weights (the per-HCP taste "
-          "embedding gets 100 times it). The default has the lowest validation log-loss of 1e-5, 1e-4, 3e-4 and 1e-3 "
-          "in the default small world.", minimum=0.0, maximum=1.0),
-    Param("hybrid_sequence_encoder", "str", "compare",
-          "Recurrent layer of the sequence encoder: 'lstm', 'gru', or 'compare' (fit both, keep the one with the lower "
-          "validation log-loss).", choices=("compare", "lstm", "gru"), scale_defaults={"tiny": "lstm"}),
-    Param("hybrid_ablations", "bool", True,
-          "Also fit the hybrid without each of its inputs (sequence, topics, CF, static profile) and write their "
-          "outputs, so the evaluation reports what each input carries."),
-    Param("tabular_tune", "bool", True,
-          "Search the tabular challenger's grid on the validation window (false: its first point only)."),
+    Param(
+        "hybrid_embedding_dim",
+        "int",
+        16,
+        "Size of the HCP taste and item content vectors whose dot product scores taste against content.",
+        minimum=2,
+        maximum=512,
+        scale_defaults={"tiny": 8},
+    ),
+    Param(
+        "hybrid_sequence_units",
+        "int",
+        16,
+        "Units of the recurrent sequence encoder.",
+        minimum=2,
+        maximum=1024,
+        scale_defaults={"tiny": 8},
+    ),
+    Param(
+        "hybrid_hidden_units",
+        "int",
+        16,
+        "Units of the hidden layers of the channel and (HCP, item) history parts.",
+        minimum=2,
+        maximum=2048,
+        scale_defaults={"tiny": 8},
+    ),
+    Param(
+        "hybrid_l2",
+        "float",
+        1e-4,
+        "L2 penalty on the hybrid's embeddings and dense weights (the per-HCP taste "
+        "embedding gets 100 times it). The default has the lowest validation log-loss of 1e-5, 1e-4, 3e-4 and 1e-3 "
+        "in the default small world.",
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    Param(
+        "hybrid_sequence_encoder",
+        "str",
+        "compare",
+        "Recurrent layer of the sequence encoder: 'lstm', 'gru', or 'compare' (fit both, keep the one with the lower "
+        "validation log-loss).",
+        choices=("compare", "lstm", "gru"),
+        scale_defaults={"tiny": "lstm"},
+    ),
+    Param(
+        "hybrid_ablations",
+        "bool",
+        True,
+        "Also fit the hybrid without each of its inputs (sequence, topics, CF, static profile) and write their "
+        "outputs, so the evaluation reports what each input carries.",
+    ),
+    Param(
+        "tabular_tune",
+        "bool",
+        True,
+        "Search the tabular challenger's grid on the validation window (false: its first point only).",
+    ),
     # --- 06_evaluation ----------------------------------------------------------
-    Param("n_bootstrap", "int", 1000, "Bootstrap resamples of HCPs behind every 95% interval of the evaluation.",
-          minimum=50, maximum=100_000, scale_defaults={"tiny": 200, "stress": 500}),
+    Param(
+        "n_bootstrap",
+        "int",
+        1000,
+        "Bootstrap resamples of HCPs behind every 95% interval of the evaluation.",
+        minimum=50,
+        maximum=100_000,
+        scale_defaults={"tiny": 200, "stress": 500},
+    ),
     # --- 07_explorer ------------------------------------------------------------
-    Param("explorer_sample_hcps", "int", 100,
-          "HCPs whose explorer views are precomputed for the published book (each adds about 10 kB to the page).",
-          minimum=0, maximum=2000, scale_defaults={"tiny": 20}),
-    Param("explorer_sample_content", "int", 30,
-          "Content items (the most recommended) whose views are precomputed for the published book.",
-          minimum=0, maximum=2000, scale_defaults={"tiny": 10}),
-    Param("explorer_top_n", "int", 10, "Recommendations shown per HCP in the book's explorer.", minimum=1,
-          maximum=1000),
-    Param("explorer_model", "str", "auto",
-          "Model whose recommendations the book's explorer shows: 'auto' (the hybrid model when present, else the "
-          "best baseline of notebook 06) or a model name of evaluation/recommendations.parquet."),
-    Param("explorer_live", "bool", False,
-          "Also show the live explorers (kernel callbacks); the pipeline leaves them out because the book has no "
-          "kernel, the notebook's own cell sets true for JupyterLab."),
+    Param(
+        "explorer_sample_hcps",
+        "int",
+        100,
+        "HCPs whose explorer views are precomputed for the published book (each adds about 10 kB to the page).",
+        minimum=0,
+        maximum=2000,
+        scale_defaults={"tiny": 20},
+    ),
+    Param(
+        "explorer_sample_content",
+        "int",
+        30,
+        "Content items (the most recommended) whose views are precomputed for the published book.",
+        minimum=0,
+        maximum=2000,
+        scale_defaults={"tiny": 10},
+    ),
+    Param(
+        "explorer_top_n", "int", 10, "Recommendations shown per HCP in the book's explorer.", minimum=1, maximum=1000
+    ),
+    Param(
+        "explorer_model",
+        "str",
+        "auto",
+        "Model whose recommendations the book's explorer shows: 'auto' (the hybrid model when present, else the "
+        "best baseline of notebook 06) or a model name of evaluation/recommendations.parquet.",
+    ),
+    Param(
+        "explorer_live",
+        "bool",
+        False,
+        "Also show the live explorers (kernel callbacks); the pipeline leaves them out because the book has no "
+        "kernel, the notebook's own cell sets true for JupyterLab.",
+    ),
     # --- 08_next_best_action ----------------------------------------------------
-    Param("plan_model", "str", "auto",
-          "Engagement probabilities the plan is built from: 'auto' (the model with the lowest validation log-loss, "
-          "chosen in notebook 06) or the name of a model evaluated there (e.g. 'hybrid', 'tabular', "
-          "'v0.1_classifier')."),
-    Param("plan_period_days", "int", 7, "Length of the planned period, starting at the test cut-off (days).",
-          minimum=1, maximum=28),
-    Param("plan_max_actions_per_hcp", "int", 2, "Most suggested actions per HCP in the period.", minimum=0,
-          maximum=10),
+    Param(
+        "plan_model",
+        "str",
+        "auto",
+        "Engagement probabilities the plan is built from: 'auto' (the model with the lowest validation log-loss, "
+        "chosen in notebook 06) or the name of a model evaluated there (e.g. 'hybrid', 'tabular', "
+        "'v0.1_classifier').",
+    ),
+    Param(
+        "plan_period_days",
+        "int",
+        7,
+        "Length of the planned period, starting at the test cut-off (days).",
+        minimum=1,
+        maximum=28,
+    ),
+    Param("plan_max_actions_per_hcp", "int", 2, "Most suggested actions per HCP in the period.", minimum=0, maximum=10),
     Param("plan_hcp_cap_email", "int", 1, "Most emails per HCP in the period.", minimum=0, maximum=10),
     Param("plan_hcp_cap_webinar", "int", 1, "Most webinar invitations per HCP in the period.", minimum=0, maximum=10),
     Param("plan_hcp_cap_rep_visit", "int", 1, "Most rep visits per HCP in the period.", minimum=0, maximum=10),
-    Param("plan_hcp_cap_in_person_meeting", "int", 1, "Most in-person meeting invitations per HCP in the period.",
-          minimum=0, maximum=10),
-    Param("plan_hcp_cap_conference_event", "int", 1, "Most social/conference event touches per HCP in the period.",
-          minimum=0, maximum=10),
-    Param("plan_territory", "str", "state", "Territory of the field force (rep visits, in-person meetings).",
-          choices=("state", "region")),
-    Param("plan_rep_visits_per_territory_week", "int", None,
-          "Rep visits per territory and week; none = the business-as-usual volume of the last weeks "
-          "(times plan_capacity_scale).", minimum=0, maximum=100_000, allow_none=True),
-    Param("plan_meetings_per_territory_week", "int", None,
-          "In-person meetings per territory and week; none = the business-as-usual volume of the last weeks "
-          "(times plan_capacity_scale).", minimum=0, maximum=100_000, allow_none=True),
-    Param("plan_capacity_scale", "float", 1.0,
-          "Touches per channel allowed in the period, as a multiple of the business-as-usual volume of the last "
-          "plan_capacity_lookback_weeks (1 = the same capacity as business as usual).", minimum=0.0, maximum=100.0),
-    Param("plan_capacity_lookback_weeks", "int", 4, "Weeks before the plan whose logged volume sets the capacities.",
-          minimum=1, maximum=26),
-    Param("plan_repeat_window_days", "int", 28,
-          "Content the HCP received (any channel) in this many days before the plan is not suggested again.",
-          minimum=0, maximum=365),
-    Param("plan_interest_window_days", "int", 30, "Window of the 'recent topic interest' reason (days).",
-          minimum=1, maximum=365),
-    Param("plan_candidates_per_channel", "int", 3,
-          "Candidate items kept per HCP and channel (highest model probability) before the solver.", minimum=1,
-          maximum=100),
-    Param("plan_solver_time_limit_s", "float", 60.0, "Time limit of the MILP solver (HiGHS) in seconds.",
-          minimum=1.0, maximum=3600.0, scale_defaults={"tiny": 20.0, "full": 300.0, "stress": 600.0}),
-    Param("plan_mip_rel_gap", "float", 1e-4, "Relative optimality gap at which the MILP solver stops.",
-          minimum=0.0, maximum=0.5, scale_defaults={"full": 1e-3, "stress": 1e-3}),
-    Param("plan_milp_max_candidates", "int", 100_000,
-          "Most candidate actions the MILP is given; a larger plan is solved greedily and its status says so "
-          "(HiGHS's MIP set-up does not honour the time limit on plans of 150,000 candidates and more; the small scale has about 50,000).",
-          minimum=1, maximum=100_000_000),
+    Param(
+        "plan_hcp_cap_in_person_meeting",
+        "int",
+        1,
+        "Most in-person meeting invitations per HCP in the period.",
+        minimum=0,
+        maximum=10,
+    ),
+    Param(
+        "plan_hcp_cap_conference_event",
+        "int",
+        1,
+        "Most social/conference event touches per HCP in the period.",
+        minimum=0,
+        maximum=10,
+    ),
+    Param(
+        "plan_territory",
+        "str",
+        "state",
+        "Territory of the field force (rep visits, in-person meetings).",
+        choices=("state", "region"),
+    ),
+    Param(
+        "plan_rep_visits_per_territory_week",
+        "int",
+        None,
+        "Rep visits per territory and week; none = the business-as-usual volume of the last weeks "
+        "(times plan_capacity_scale).",
+        minimum=0,
+        maximum=100_000,
+        allow_none=True,
+    ),
+    Param(
+        "plan_meetings_per_territory_week",
+        "int",
+        None,
+        "In-person meetings per territory and week; none = the business-as-usual volume of the last weeks "
+        "(times plan_capacity_scale).",
+        minimum=0,
+        maximum=100_000,
+        allow_none=True,
+    ),
+    Param(
+        "plan_capacity_scale",
+        "float",
+        1.0,
+        "Touches per channel allowed in the period, as a multiple of the business-as-usual volume of the last "
+        "plan_capacity_lookback_weeks (1 = the same capacity as business as usual).",
+        minimum=0.0,
+        maximum=100.0,
+    ),
+    Param(
+        "plan_capacity_lookback_weeks",
+        "int",
+        4,
+        "Weeks before the plan whose logged volume sets the capacities.",
+        minimum=1,
+        maximum=26,
+    ),
+    Param(
+        "plan_repeat_window_days",
+        "int",
+        28,
+        "Content the HCP received (any channel) in this many days before the plan is not suggested again.",
+        minimum=0,
+        maximum=365,
+    ),
+    Param(
+        "plan_interest_window_days",
+        "int",
+        30,
+        "Window of the 'recent topic interest' reason (days).",
+        minimum=1,
+        maximum=365,
+    ),
+    Param(
+        "plan_candidates_per_channel",
+        "int",
+        3,
+        "Candidate items kept per HCP and channel (highest model probability) before the solver.",
+        minimum=1,
+        maximum=100,
+    ),
+    Param(
+        "plan_solver_time_limit_s",
+        "float",
+        60.0,
+        "Time limit of the MILP solver (HiGHS) in seconds.",
+        minimum=1.0,
+        maximum=3600.0,
+        scale_defaults={"tiny": 20.0, "full": 300.0, "stress": 600.0},
+    ),
+    Param(
+        "plan_mip_rel_gap",
+        "float",
+        1e-4,
+        "Relative optimality gap at which the MILP solver stops.",
+        minimum=0.0,
+        maximum=0.5,
+        scale_defaults={"full": 1e-3, "stress": 1e-3},
+    ),
+    Param(
+        "plan_milp_max_candidates",
+        "int",
+        100_000,
+        "Most candidate actions the MILP is given; a larger plan is solved greedily and its status says so "
+        "(HiGHS's MIP set-up does not honour the time limit on plans of 150,000 candidates and more; the small scale has about 50,000).",
+        minimum=1,
+        maximum=100_000_000,
+    ),
     # --- 09_off_policy_evaluation -----------------------------------------------
-    Param("ope_clip_quantile", "float", 0.01,
-          "Clipped IPS caps each weight 1/propensity at the inverse of this quantile of the logged propensities.",
-          minimum=1e-4, maximum=0.5),
-    Param("ope_reward_folds", "int", 5, "Folds of HCPs the off-policy reward model is cross-fitted over.",
-          minimum=2, maximum=20),
+    Param(
+        "ope_clip_quantile",
+        "float",
+        0.01,
+        "Clipped IPS caps each weight 1/propensity at the inverse of this quantile of the logged propensities.",
+        minimum=1e-4,
+        maximum=0.5,
+    ),
+    Param(
+        "ope_reward_folds",
+        "int",
+        5,
+        "Folds of HCPs the off-policy reward model is cross-fitted over.",
+        minimum=2,
+        maximum=20,
+    ),
     # --- end of notebook parameters ---------------------------------------------
 ]
 
@@ -366,8 +748,22 @@ def default(name: str) -> Any:
         raise KeyError(f"no notebook parameter {name!r}; the parameters are listed in hcp_lib.config.PARAMS") from None
 
 
-def resolve_parameters(scale: str = DEFAULT_SCALE, seed: int | str = 42, overrides: dict[str, Any] | None = None,
-                       run_dir: str | Path | None = None) -> dict[str, Any]:
+def settings_from_parameters(cls, params: dict[str, Any], **changes: Any):
+    """An instance of settings dataclass ``cls`` from notebook parameters: each field named in
+    ``cls.PARAMETERS`` (notebook parameter -> field, the one place they are mapped) takes the
+    parameter's value from ``params`` when present (else its default, itself
+    :func:`default`), then ``changes`` apply. Every settings class of the project
+    (``HybridSettings``, ``PreprocessSettings``, ``LdaSettings``) is built this way."""
+    values = {field: params[name] for name, field in cls.PARAMETERS.items() if name in params}
+    return cls(**{**values, **changes})
+
+
+def resolve_parameters(
+    scale: str = DEFAULT_SCALE,
+    seed: int | str = 42,
+    overrides: dict[str, Any] | None = None,
+    run_dir: str | Path | None = None,
+) -> dict[str, Any]:
     """Return every pipeline parameter, typed and validated, for one run.
 
     ``overrides`` holds user values (strings from ``-p key=value`` are converted).
@@ -405,15 +801,18 @@ def check_world_dates(values: dict[str, Any]) -> None:
         raise ParameterError(
             f"parameter 'horizon_days': got {values['horizon_days']}; with world_holdout_weeks="
             f"{values['world_holdout_weeks']} it must be at least {holdout_days + 28} (validation + test + 4 weeks "
-            "of training)")
+            "of training)"
+        )
 
 
 def check_corpus(corpus: str, live: bool) -> None:
     """``corpus`` must be one of its choices, and 'v01' (a shipped corpus) cannot be fetched live."""
     PARAMS["corpus"].coerce(corpus)
     if live and corpus == "v01":
-        raise ParameterError("parameter 'corpus': 'v01' selects the shipped v0.1 corpus and cannot be combined with "
-                             "pubmed_live=true; use corpus='all' with live mode")
+        raise ParameterError(
+            "parameter 'corpus': 'v01' selects the shipped v0.1 corpus and cannot be combined with "
+            "pubmed_live=true; use corpus='all' with live mode"
+        )
 
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -428,17 +827,23 @@ def check_combinations(values: dict[str, Any]) -> None:
     check_world_dates(values)
     check_corpus(values["corpus"], values["pubmed_live"])
     if values["pubmed_email"] and not _EMAIL.fullmatch(values["pubmed_email"]):
-        raise ParameterError(f"parameter 'pubmed_email': got {values['pubmed_email']!r}; expected an e-mail address "
-                             "(name@example.org) or nothing")
+        raise ParameterError(
+            f"parameter 'pubmed_email': got {values['pubmed_email']!r}; expected an e-mail address "
+            "(name@example.org) or nothing"
+        )
     if values["topic_sweep_min"] > values["topic_sweep_max"]:
-        raise ParameterError(f"parameter 'topic_sweep_min': got {values['topic_sweep_min']}; it must not exceed "
-                             f"topic_sweep_max ({values['topic_sweep_max']})")
+        raise ParameterError(
+            f"parameter 'topic_sweep_min': got {values['topic_sweep_min']}; it must not exceed "
+            f"topic_sweep_max ({values['topic_sweep_max']})"
+        )
     _check_spacy_model(values["spacy_model"])
     names = evaluated_model_names(values["hybrid_ablations"])
     for key in ("explorer_model", "plan_model"):
         if values[key] != "auto" and values[key] not in names:
-            raise ParameterError(f"parameter {key!r}: got {values[key]!r}; expected 'auto' or a model the run "
-                                 f"evaluates: {', '.join(names)}")
+            raise ParameterError(
+                f"parameter {key!r}: got {values[key]!r}; expected 'auto' or a model the run "
+                f"evaluates: {', '.join(names)}"
+            )
 
 
 def _check_spacy_model(name: str) -> None:
@@ -449,8 +854,10 @@ def _check_spacy_model(name: str) -> None:
         return
     package = name.split("==")[0].strip()
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", package) or importlib.util.find_spec(package) is None:
-        raise ParameterError(f"parameter 'spacy_model': got {name!r}; expected 'auto', 'blank' or the name of an "
-                             "installed spaCy pipeline package (e.g. en_core_web_sm)")
+        raise ParameterError(
+            f"parameter 'spacy_model': got {name!r}; expected 'auto', 'blank' or the name of an "
+            "installed spaCy pipeline package (e.g. en_core_web_sm)"
+        )
 
 
 def evaluated_model_names(hybrid_ablations: bool = True) -> tuple[str, ...]:
@@ -459,14 +866,20 @@ def evaluated_model_names(hybrid_ablations: bool = True) -> tuple[str, ...]:
     ablations when ``hybrid_ablations`` is set, and the v0.1 classifier."""
     # Imported here: the model modules pull in scipy and scikit-learn, which every use of
     # config (the notebooks' first cell included) should not pay for.
-    from .cf import content_factories
-    from .engagement_stage import HYBRID_NAME, TABULAR_NAME, ablation_name
-    from .evaluate import V01_NAME, ORACLE_NAME
-    from .hybrid import ABLATIONS
+    from .models.baselines import content_factories
+    from .models.hybrid import ABLATIONS
+    from .stages.engagement import HYBRID_NAME, TABULAR_NAME, ablation_name
+    from .stages.evaluate import ORACLE_NAME, V01_NAME
 
     ablations = tuple(ablation_name(a) for a in ABLATIONS) if hybrid_ablations else ()
-    return (ORACLE_NAME, *content_factories(seed=0, item_features=None), HYBRID_NAME, TABULAR_NAME, *ablations,
-            V01_NAME)
+    return (
+        ORACLE_NAME,
+        *content_factories(seed=0, item_features=None),
+        HYBRID_NAME,
+        TABULAR_NAME,
+        *ablations,
+        V01_NAME,
+    )
 
 
 @dataclass(frozen=True)

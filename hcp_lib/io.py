@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,10 +38,20 @@ def _plural(noun: str, count: int) -> str:
     return noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + "s"
 
 
-def check_finite(values: Any, source: str, what: str = "score", *, verb: str = "returned", scope: str = "",
-                 consequence: str = "it cannot be ranked — check its inputs and training",
-                 only: np.ndarray | None = None, labels: Sequence | None = None, label_kind: str | None = None,
-                 allow_nan: bool = False, error: type[ValueError] = NonFiniteError) -> np.ndarray:
+def check_finite(
+    values: Any,
+    source: str,
+    what: str = "score",
+    *,
+    verb: str = "returned",
+    scope: str = "",
+    consequence: str = "it cannot be ranked — check its inputs and training",
+    only: np.ndarray | None = None,
+    labels: Sequence | None = None,
+    label_kind: str | None = None,
+    allow_nan: bool = False,
+    error: type[ValueError] = NonFiniteError,
+) -> np.ndarray:
     """``values`` as a float64 array; raise ``error`` (default :class:`NonFiniteError`) when any
     of them is NaN or ±inf. The one finiteness check of the project: model scores, engagement
     probabilities, metric inputs and metrics.json values all go through it.
@@ -63,8 +74,11 @@ def check_finite(values: Any, source: str, what: str = "score", *, verb: str = "
         return array
     count = int(bad.sum())
     total = int(array.size if only is None else np.broadcast_to(np.asarray(only, dtype=bool), array.shape).sum())
-    kinds = [(int(np.isnan(array[bad]).sum()), "NaN"), (int(np.isposinf(array[bad]).sum()), "inf"),
-             (int(np.isneginf(array[bad]).sum()), "-inf")]
+    kinds = [
+        (int(np.isnan(array[bad]).sum()), "NaN"),
+        (int(np.isposinf(array[bad]).sum()), "inf"),
+        (int(np.isneginf(array[bad]).sum()), "-inf"),
+    ]
     detail = ", ".join(f"{n:,} {kind}" for n, kind in kinds if n)
     first = tuple(int(i) for i in np.argwhere(bad)[0]) if array.ndim else ()
     position = f"position {first[0] if len(first) == 1 else first}" if first else ""
@@ -75,8 +89,11 @@ def check_finite(values: Any, source: str, what: str = "score", *, verb: str = "
         where = named if array.ndim == 1 else f"{named}, {position}"
     else:
         where = position
-    message = (f"{source} {verb} {count:,} non-finite {_plural(what, count)} ({detail}) out of {total:,}{scope}"
-               + (f", first at {where}" if where else "") + (f"; {consequence}" if consequence else ""))
+    message = (
+        f"{source} {verb} {count:,} non-finite {_plural(what, count)} ({detail}) out of {total:,}{scope}"
+        + (f", first at {where}" if where else "")
+        + (f"; {consequence}" if consequence else "")
+    )
     raise error(message)
 
 

@@ -128,7 +128,7 @@ class _PeakMemory:
             self.peak_bytes = max(self.peak_bytes, total)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "_PeakMemory":
+    def __enter__(self) -> _PeakMemory:
         self._thread.start()
         return self
 
@@ -251,7 +251,7 @@ def _signals_raise():
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _process_alive(pid: int | None, host: str | None) -> bool | None:
@@ -281,8 +281,11 @@ def run_state(run_dir: str | Path, notebooks_dir: Path = config.NOTEBOOKS_DIR) -
     run_dir = Path(run_dir)
     path = config.RunDir(run_dir).manifest
     if not path.exists():
-        return {"state": "missing", "message": f"{run_dir}: no manifest.json, so not a run folder of "
-                                               f"`python -m hcp_lib run`; run the pipeline with --out {run_dir}"}
+        return {
+            "state": "missing",
+            "message": f"{run_dir}: no manifest.json, so not a run folder of "
+            f"`python -m hcp_lib run`; run the pipeline with --out {run_dir}",
+        }
     from .io import read_json
 
     manifest = read_json(path)
@@ -292,28 +295,40 @@ def run_state(run_dir: str | Path, notebooks_dir: Path = config.NOTEBOOKS_DIR) -
         alive = _process_alive(manifest.get("pid"), manifest.get("host"))
         if alive is False or not manifest.get("pid"):  # no pid: an older version's run, never finished
             current = next((n["notebook"] for n in notebooks if n.get("status") == "running"), "a notebook")
-            return {"state": "died", "message": f"{run_dir}: the run started at {manifest.get('started_at')} died in "
-                                                f"{current} (process {manifest.get('pid')} is gone, killed before it "
-                                                "could record it); rerun the pipeline into this folder"}
+            return {
+                "state": "died",
+                "message": f"{run_dir}: the run started at {manifest.get('started_at')} died in "
+                f"{current} (process {manifest.get('pid')} is gone, killed before it "
+                "could record it); rerun the pipeline into this folder",
+            }
         where = "" if alive else f" (on host {manifest.get('host')}, which this machine cannot check)"
-        return {"state": "running", "message": f"{run_dir}: a run is in progress (process {manifest.get('pid')}, "
-                                               f"started at {manifest.get('started_at')}){where}; wait for it to finish"}
+        return {
+            "state": "running",
+            "message": f"{run_dir}: a run is in progress (process {manifest.get('pid')}, "
+            f"started at {manifest.get('started_at')}){where}; wait for it to finish",
+        }
     if status in ("failed", INTERRUPTED):
         bad = next((n for n in notebooks if n.get("status") in ("failed", INTERRUPTED)), {})
         first_line = (bad.get("error") or "").splitlines()[:1]
-        return {"state": status, "message": f"{run_dir}: the run {status} in {bad.get('notebook', 'a notebook')}"
-                                            + (f" ({first_line[0]})" if first_line else "")
-                                            + f"; fix it and rerun `python -m hcp_lib run --only "
-                                            f"{bad.get('notebook', 'NN')[:2]} --out {run_dir}` and the notebooks "
-                                            "after it, or the whole pipeline"}
+        return {
+            "state": status,
+            "message": f"{run_dir}: the run {status} in {bad.get('notebook', 'a notebook')}"
+            + (f" ({first_line[0]})" if first_line else "")
+            + f"; fix it and rerun `python -m hcp_lib run --only "
+            f"{bad.get('notebook', 'NN')[:2]} --out {run_dir}` and the notebooks "
+            "after it, or the whole pipeline",
+        }
     expected = [nb.name for nb in list_notebooks(notebooks_dir)]
     recorded = {n["notebook"]: n for n in notebooks}
     not_ok = [name for name in expected if recorded.get(name, {}).get("status") != "ok"]
     if status != "ok" or not_ok:
         detail = ", ".join(f"{name} ({recorded.get(name, {}).get('status', 'never ran')})" for name in not_ok)
-        return {"state": "incomplete", "message": f"{run_dir}: not every notebook has a current result: "
-                                                  f"{detail or 'status ' + repr(status)}; run them with "
-                                                  f"`python -m hcp_lib run --only NN --out {run_dir}`"}
+        return {
+            "state": "incomplete",
+            "message": f"{run_dir}: not every notebook has a current result: "
+            f"{detail or 'status ' + repr(status)}; run them with "
+            f"`python -m hcp_lib run --only NN --out {run_dir}`",
+        }
     return {"state": "ok", "message": f"{run_dir}: every notebook ran"}
 
 
@@ -329,8 +344,15 @@ def _prepare_run_dir(run_dir: Path, what: str) -> None:
         raise PipelineError(f"{what} {run_dir}: the folder is not writable; choose another path or fix its permissions")
 
 
-def _rerun_values(run_dir: Path, only: str, chosen: Path, every: list[Path], scale: str | None,
-                  seed: int | str | None, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+def _rerun_values(
+    run_dir: Path,
+    only: str,
+    chosen: Path,
+    every: list[Path],
+    scale: str | None,
+    seed: int | str | None,
+    overrides: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """The parameters of a rerun of one notebook: the run's own (its manifest) plus ``overrides``.
 
     Returns ``(values, manifest, changed)``. Refused (:class:`PipelineError`): another scale
@@ -346,19 +368,27 @@ def _rerun_values(run_dir: Path, only: str, chosen: Path, every: list[Path], sca
         if given is not None and config.PARAMS[name].coerce(given) != previous.get(name):
             raise PipelineError(
                 f"--only {only}: the run in {run_dir} was made with --{name} {previous.get(name)}, not {given}; "
-                f"a rerun of one notebook uses the run's own {name} (leave out --{name}, or start a new run folder)")
+                f"a rerun of one notebook uses the run's own {name} (leave out --{name}, or start a new run folder)"
+            )
     kept = {k: v for k, v in previous.items() if k in config.PARAMS and k not in config.RUNNER_PARAMS}
-    values = config.resolve_parameters(scale=previous.get("scale", config.DEFAULT_SCALE),
-                                       seed=previous.get("seed", 42), overrides={**kept, **overrides}, run_dir=run_dir)
+    values = config.resolve_parameters(
+        scale=previous.get("scale", config.DEFAULT_SCALE),
+        seed=previous.get("seed", 42),
+        overrides={**kept, **overrides},
+        run_dir=run_dir,
+    )
     changed = [k for k in overrides if values[k] != previous.get(k)]
     ran = {n["notebook"] for n in manifest.get("notebooks", []) if n.get("status") == "ok"}
     for name in changed:
-        readers = [nb.name for nb in every if nb.name < chosen.name and nb.name in ran and name in declared_parameters(nb)]
+        readers = [
+            nb.name for nb in every if nb.name < chosen.name and nb.name in ran and name in declared_parameters(nb)
+        ]
         if readers:
             raise PipelineError(
                 f"--only {only}: parameter {name!r} is also read by {', '.join(readers)}, which ran with "
                 f"{previous.get(name)!r}; changing it for {chosen.name} alone would leave the run folder inconsistent. "
-                f"Run the whole pipeline with -p {name}={overrides[name]} (into a new folder to keep this one)")
+                f"Run the whole pipeline with -p {name}={overrides[name]} (into a new folder to keep this one)"
+            )
     return values, manifest, changed
 
 
@@ -397,8 +427,12 @@ def run_pipeline(
     if only is not None and config.RunDir(run_dir).manifest.exists():
         values, previous, changed = _rerun_values(run_dir, only, notebooks[0], every, scale, seed, overrides)
     else:  # a new run (an empty folder given to --only starts one with these values)
-        values = config.resolve_parameters(scale=scale if scale is not None else config.DEFAULT_SCALE,
-                                           seed=seed if seed is not None else 42, overrides=overrides, run_dir=out)
+        values = config.resolve_parameters(
+            scale=scale if scale is not None else config.DEFAULT_SCALE,
+            seed=seed if seed is not None else 42,
+            overrides=overrides,
+            run_dir=out,
+        )
     injected = {nb.name: parameters_for(nb, values) for nb in notebooks}
     if run_state(run_dir)["state"] == "running":
         raise PipelineError(run_state(run_dir)["message"])
@@ -412,8 +446,12 @@ def run_pipeline(
     if changed and notebooks[0].name[:2] not in READ_BY_NONE:
         for name, record in results.items():
             if name > notebooks[0].name and record.get("status") == "ok":
-                record.update(status="stale", error=f"ran before {notebooks[0].name} was rerun with "
-                              + ", ".join(f"{k}={values[k]!r}" for k in changed) + "; rerun it")
+                record.update(
+                    status="stale",
+                    error=f"ran before {notebooks[0].name} was rerun with "
+                    + ", ".join(f"{k}={values[k]!r}" for k in changed)
+                    + "; rerun it",
+                )
     manifest: dict[str, Any] = {
         "started_at": _now(),
         "finished_at": None,
@@ -434,8 +472,11 @@ def run_pipeline(
 
     _sweep_dead_kernel_folders()
     children_before = _child_pids()
-    with tempfile.TemporaryDirectory(prefix=f"{_KERNEL_FOLDER_PREFIX}{os.getpid()}-") as kernel_root, \
-            _signals_raise(), _environment_kept():
+    with (
+        tempfile.TemporaryDirectory(prefix=f"{_KERNEL_FOLDER_PREFIX}{os.getpid()}-") as kernel_root,
+        _signals_raise(),
+        _environment_kept(),
+    ):
         try:
             _kernel_environment(Path(kernel_root))
             # The bar goes to stdout: stderr is redirected to the kernel logs while a notebook runs.
@@ -461,13 +502,20 @@ def run_pipeline(
                 except _Signalled:
                     raise
                 except Exception as err:  # papermill raises several types; all stop the run
-                    record.update(status="failed", error=_describe_failure(nb, output, err),
-                                  wall_seconds=round(time.perf_counter() - started, 2),
-                                  peak_memory_mb=round(memory.peak_bytes / 2**20, 1))
+                    record.update(
+                        status="failed",
+                        error=_describe_failure(nb, output, err),
+                        wall_seconds=round(time.perf_counter() - started, 2),
+                        peak_memory_mb=round(memory.peak_bytes / 2**20, 1),
+                    )
                     finish("failed")
                     raise PipelineError(record["error"]) from err
-                record.update(status="ok", error=None, wall_seconds=round(time.perf_counter() - started, 2),
-                              peak_memory_mb=round(memory.peak_bytes / 2**20, 1))
+                record.update(
+                    status="ok",
+                    error=None,
+                    wall_seconds=round(time.perf_counter() - started, 2),
+                    peak_memory_mb=round(memory.peak_bytes / 2**20, 1),
+                )
                 write_json(manifest, manifest_path)
         except _Signalled as stop:
             import signal
@@ -478,8 +526,12 @@ def run_pipeline(
             if current is not None:
                 current.update(status=INTERRUPTED, error=f"stopped by {name}")
             finish(INTERRUPTED)
-            raise RunInterrupted(f"run interrupted by {name}" + (f" during {current['notebook']}" if current else "")
-                                 + f"; {manifest_path} records it", stop.signum) from None
+            raise RunInterrupted(
+                f"run interrupted by {name}"
+                + (f" during {current['notebook']}" if current else "")
+                + f"; {manifest_path} records it",
+                stop.signum,
+            ) from None
     # "ok" only when every notebook has a current result (a rerun of one notebook in a folder
     # where others never ran, failed or are stale leaves the run incomplete)
     finish("ok" if all(r.get("status") == "ok" for r in results.values()) else "incomplete")
@@ -497,7 +549,7 @@ def _sweep_dead_kernel_folders() -> None:
     import shutil
 
     for folder in Path(tempfile.gettempdir()).glob(f"{_KERNEL_FOLDER_PREFIX}*-*"):
-        pid = folder.name[len(_KERNEL_FOLDER_PREFIX):].split("-")[0]
+        pid = folder.name[len(_KERNEL_FOLDER_PREFIX) :].split("-")[0]
         if pid.isdigit() and folder.is_dir() and _process_alive(int(pid), _hostname()) is False:
             shutil.rmtree(folder, ignore_errors=True)
 

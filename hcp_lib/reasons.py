@@ -1,9 +1,9 @@
 """Why an (HCP, content item, channel) is suggested: the one reasons engine of the project.
 
 Both users of reasons call :func:`reason_table` here, so a sentence a field team reads in the
-week's plan (notebook 08, :mod:`hcp_lib.plan`, exported with the plan as ``reasons`` /
+week's plan (notebook 08, :mod:`hcp_lib.stages.plan`, exported with the plan as ``reasons`` /
 ``plan/reasons.parquet``) and the sentence beside the same (HCP, item, channel) in the
-recommendation explorers (notebook 07, :mod:`hcp_lib.explore`) come from the same rules,
+recommendation explorers (notebook 07, :mod:`hcp_lib.stages.explore`) come from the same rules,
 numbers and wording. No other module computes or words a reason.
 
 The engine takes a table of suggestions (a row key, ``hcp_id``, ``content_id``, ``channel``
@@ -28,7 +28,7 @@ history; nothing at or after ``as_of`` is read. The reasons, in the order they a
   {date} not engaged; switching channel");
 - ``model_estimate``: the model's probability — "model estimates a {p:.0%} chance of
   engagement via {channel}"; only when the caller names a probability column (the plan does,
-  with its ``priority_score``; the explorers do not, see :func:`hcp_lib.explore.recommend`).
+  with its ``priority_score``; the explorers do not, see :func:`hcp_lib.stages.explore.recommend`).
 
 Each reason row carries its evidence: ``evidence_count``, ``evidence_date`` (the latest event
 behind it) and ``evidence_ids`` (the content ids, HCP ids or channel it rests on,
@@ -45,8 +45,14 @@ import pandas as pd
 from .domain import CHANNEL_LABELS
 
 #: the reasons a suggestion can carry, in the order they are listed
-REASON_CODES = ("series_continuation", "topic_interest", "peer_engagement", "channel_preference", "last_touch",
-                "model_estimate")
+REASON_CODES = (
+    "series_continuation",
+    "topic_interest",
+    "peer_engagement",
+    "channel_preference",
+    "last_touch",
+    "model_estimate",
+)
 #: the columns of :func:`reason_table` after the row key
 REASON_COLUMNS = ("reason_code", "reason", "evidence_count", "evidence_date", "evidence_ids")
 
@@ -105,9 +111,15 @@ def dominant_topics(shares: pd.DataFrame, content_ids) -> np.ndarray:
     return topic
 
 
-def make_evidence(history: pd.DataFrame, catalogue: pd.DataFrame, hcps: pd.DataFrame, as_of,
-                  interest_window_days: int, item_topic: np.ndarray | None = None,
-                  topic_labels=None) -> Evidence:
+def make_evidence(
+    history: pd.DataFrame,
+    catalogue: pd.DataFrame,
+    hcps: pd.DataFrame,
+    as_of,
+    interest_window_days: int,
+    item_topic: np.ndarray | None = None,
+    topic_labels=None,
+) -> Evidence:
     """An :class:`Evidence`: keeps the exposures of ``history`` strictly before ``as_of`` and
     sorts them (stable) by (exposed_at, hcp_id, content_id). ``item_topic`` follows the rows of
     ``catalogue`` (see :func:`dominant_topics`); without it, or without ``topic_labels``, the
@@ -127,11 +139,16 @@ def make_evidence(history: pd.DataFrame, catalogue: pd.DataFrame, hcps: pd.DataF
 
 
 def _reason(rows: pd.DataFrame, key: str, code: str, text, count, date, ids) -> pd.DataFrame:
-    return pd.DataFrame({key: rows[key].to_numpy(), "reason_code": code,
-                         "reason": np.asarray(text, dtype=object).astype(str),
-                         "evidence_count": np.asarray(count, dtype=np.int64),
-                         "evidence_date": pd.to_datetime(np.asarray(date)).astype("datetime64[us]"),
-                         "evidence_ids": np.asarray(ids, dtype=object).astype(str)})
+    return pd.DataFrame(
+        {
+            key: rows[key].to_numpy(),
+            "reason_code": code,
+            "reason": np.asarray(text, dtype=object).astype(str),
+            "evidence_count": np.asarray(count, dtype=np.int64),
+            "evidence_date": pd.to_datetime(np.asarray(date)).astype("datetime64[us]"),
+            "evidence_ids": np.asarray(ids, dtype=object).astype(str),
+        }
+    )
 
 
 def _join(values) -> str:
@@ -139,14 +156,21 @@ def _join(values) -> str:
 
 
 def _empty(key: str, key_dtype) -> pd.DataFrame:
-    return pd.DataFrame({key: pd.Series([], dtype=key_dtype), "reason_code": pd.Series([], dtype=object),
-                         "reason": pd.Series([], dtype=object), "evidence_count": pd.Series([], dtype=np.int64),
-                         "evidence_date": pd.Series([], dtype="datetime64[us]"),
-                         "evidence_ids": pd.Series([], dtype=object)})
+    return pd.DataFrame(
+        {
+            key: pd.Series([], dtype=key_dtype),
+            "reason_code": pd.Series([], dtype=object),
+            "reason": pd.Series([], dtype=object),
+            "evidence_count": pd.Series([], dtype=np.int64),
+            "evidence_date": pd.Series([], dtype="datetime64[us]"),
+            "evidence_ids": pd.Series([], dtype=object),
+        }
+    )
 
 
-def reason_table(suggestions: pd.DataFrame, evidence: Evidence, key: str = "action_id",
-                 probability: str | None = None) -> pd.DataFrame:
+def reason_table(
+    suggestions: pd.DataFrame, evidence: Evidence, key: str = "action_id", probability: str | None = None
+) -> pd.DataFrame:
     """Every reason of every suggestion, one row each, sorted by ``key`` and then in
     :data:`REASON_CODES` order: ``key``, reason_code, reason (the text a field team reads),
     evidence_count, evidence_date and evidence_ids (rules: module docstring).
@@ -185,8 +209,10 @@ def reason_table(suggestions: pd.DataFrame, evidence: Evidence, key: str = "acti
         if len(rows):
             prev_id = item_part.set_index(["series_id", "series_part"])["content_id"]
             ids = prev_id.reindex(pd.MultiIndex.from_arrays([rows["series_id"], rows["previous"]])).to_numpy()
-            text = [f"part {p + 1} of series {s}; engaged with part {p} on {pd.Timestamp(w).date()}"
-                    for s, p, w in zip(rows["series_id"], rows["previous"], rows["when"])]
+            text = [
+                f"part {p + 1} of series {s}; engaged with part {p} on {pd.Timestamp(w).date()}"
+                for s, p, w in zip(rows["series_id"], rows["previous"], rows["when"])
+            ]
             parts.append(_reason(rows, key, "series_continuation", text, np.ones(len(rows)), rows["when"], ids))
     # recent topic interest
     if len(evidence.topic_labels):
@@ -195,16 +221,21 @@ def reason_table(suggestions: pd.DataFrame, evidence: Evidence, key: str = "acti
         recent["topic"] = evidence.topic_of(recent["content_id"])
         rows = actions.copy()
         rows["topic"] = evidence.topic_of(rows["content_id"])
-        hits = rows.merge(recent[["hcp_id", "topic", "content_id", "exposed_at"]].rename(
-            columns={"content_id": "evidence"}), on=["hcp_id", "topic"])
+        hits = rows.merge(
+            recent[["hcp_id", "topic", "content_id", "exposed_at"]].rename(columns={"content_id": "evidence"}),
+            on=["hcp_id", "topic"],
+        )
         hits = hits[hits["topic"] >= 0]
         if len(hits):
-            summary = hits.groupby(key).agg(n=("evidence", "nunique"), when=("exposed_at", "max"),
-                                            ids=("evidence", _join), topic=("topic", "first"))
+            summary = hits.groupby(key).agg(
+                n=("evidence", "nunique"), when=("exposed_at", "max"), ids=("evidence", _join), topic=("topic", "first")
+            )
             rows = actions.set_index(key).loc[summary.index].reset_index()
-            text = [f"engaged with {n} item{'s' if n > 1 else ''} on topic '{evidence.topic_labels[t]}' in the last "
-                    f"{evidence.interest_window_days} days (last on {w.date()})"
-                    for n, t, w in zip(summary["n"], summary["topic"], summary["when"])]
+            text = [
+                f"engaged with {n} item{'s' if n > 1 else ''} on topic '{evidence.topic_labels[t]}' in the last "
+                f"{evidence.interest_window_days} days (last on {w.date()})"
+                for n, t, w in zip(summary["n"], summary["topic"], summary["when"])
+            ]
             parts.append(_reason(rows, key, "topic_interest", text, summary["n"], summary["when"], summary["ids"]))
     # peers who engaged with the item: the health system first, else the peer group
     people = evidence.hcps.set_index("hcp_id")
@@ -221,18 +252,24 @@ def reason_table(suggestions: pd.DataFrame, evidence: Evidence, key: str = "acti
         hits = hits[hits["peer"] != hits["hcp_id"]]
         if not len(hits):
             continue
-        summary = hits.groupby(key).agg(n=("peer", "nunique"), when=("exposed_at", "max"),
-                                        ids=("peer", _join), unit=("unit", "first"))
+        summary = hits.groupby(key).agg(
+            n=("peer", "nunique"), when=("exposed_at", "max"), ids=("peer", _join), unit=("unit", "first")
+        )
         summary = summary[~summary.index.isin(with_peers)]
         if len(summary):
             with_peers |= set(summary.index)
             rows = actions.set_index(key).loc[summary.index].reset_index()
-            text = [f"{n} peer{'s' if n > 1 else ''} in the same {label} ({u}) engaged with this item"
-                    for n, u in zip(summary["n"], summary["unit"])]
+            text = [
+                f"{n} peer{'s' if n > 1 else ''} in the same {label} ({u}) engaged with this item"
+                for n, u in zip(summary["n"], summary["unit"])
+            ]
             parts.append(_reason(rows, key, "peer_engagement", text, summary["n"], summary["when"], summary["ids"]))
     # channel preference: the suggested channel has the HCP's best engagement rate
-    rates = own.groupby(["hcp_id", "channel"]).agg(exposed=("engaged", "size"), engaged=("engaged", "sum"),
-                                                    when=("exposed_at", "max")).reset_index()
+    rates = (
+        own.groupby(["hcp_id", "channel"])
+        .agg(exposed=("engaged", "size"), engaged=("engaged", "sum"), when=("exposed_at", "max"))
+        .reset_index()
+    )
     rates = rates[rates["exposed"] >= 2]
     rates["rate"] = rates["engaged"] / rates["exposed"]
     best = rates.sort_values(["hcp_id", "rate", "exposed"], ascending=[True, False, False], kind="stable")
@@ -240,8 +277,11 @@ def reason_table(suggestions: pd.DataFrame, evidence: Evidence, key: str = "acti
     best = best[best["engaged"] > 0]
     rows = actions.merge(best, on=["hcp_id", "channel"])
     if len(rows):
-        text = [f"prefers {CHANNEL_LABELS[c].lower()}: engaged on {int(e)} of {int(x)} touches, the best rate of "
-                f"the HCP's channels" for c, e, x in zip(rows["channel"], rows["engaged"], rows["exposed"])]
+        text = [
+            f"prefers {CHANNEL_LABELS[c].lower()}: engaged on {int(e)} of {int(x)} touches, the best rate of "
+            f"the HCP's channels"
+            for c, e, x in zip(rows["channel"], rows["engaged"], rows["exposed"])
+        ]
         parts.append(_reason(rows, key, "channel_preference", text, rows["engaged"], rows["when"], rows["channel"]))
     # last touch outcome
     last = own.drop_duplicates("hcp_id", keep="last").set_index("hcp_id")
@@ -254,16 +294,30 @@ def reason_table(suggestions: pd.DataFrame, evidence: Evidence, key: str = "acti
     other = (rows["last_channel"] != rows["channel"]) & ~rows["last_engaged"]
     rows = rows[same | other]
     if len(rows):
-        text = [f"engaged with the last {CHANNEL_LABELS[c].lower()} on {pd.Timestamp(w).date()}" if e else
-                f"last {CHANNEL_LABELS[c].lower()} on {pd.Timestamp(w).date()} not engaged; switching channel"
-                for c, e, w in zip(rows["last_channel"], rows["last_engaged"], rows["last_at"])]
+        text = [
+            f"engaged with the last {CHANNEL_LABELS[c].lower()} on {pd.Timestamp(w).date()}"
+            if e
+            else f"last {CHANNEL_LABELS[c].lower()} on {pd.Timestamp(w).date()} not engaged; switching channel"
+            for c, e, w in zip(rows["last_channel"], rows["last_engaged"], rows["last_at"])
+        ]
         parts.append(_reason(rows, key, "last_touch", text, np.ones(len(rows)), rows["last_at"], rows["last_item"]))
     # the model's estimate, for every suggestion when a probability is given
     if probability is not None:
-        text = [f"model estimates a {p:.0%} chance of engagement via {CHANNEL_LABELS[c].lower()}"
-                for p, c in zip(actions[probability], actions["channel"])]
-        parts.append(_reason(actions, key, "model_estimate", text, np.zeros(len(actions)),
-                             np.full(len(actions), np.datetime64("NaT", "us")), np.full(len(actions), "")))
+        text = [
+            f"model estimates a {p:.0%} chance of engagement via {CHANNEL_LABELS[c].lower()}"
+            for p, c in zip(actions[probability], actions["channel"])
+        ]
+        parts.append(
+            _reason(
+                actions,
+                key,
+                "model_estimate",
+                text,
+                np.zeros(len(actions)),
+                np.full(len(actions), np.datetime64("NaT", "us")),
+                np.full(len(actions), ""),
+            )
+        )
     if not parts:
         return _empty(key, actions[key].dtype)
     table = pd.concat(parts, ignore_index=True)

@@ -52,31 +52,42 @@ class TemporalSplit:
     def __post_init__(self) -> None:
         for name in ("train_start", "valid_start", "test_start", "test_end"):
             object.__setattr__(self, name, pd.Timestamp(getattr(self, name)))
-        bounds = [("train", self.train_start, self.valid_start), ("validation", self.valid_start, self.test_start),
-                  ("test", self.test_start, self.test_end)]
+        bounds = [
+            ("train", self.train_start, self.valid_start),
+            ("validation", self.valid_start, self.test_start),
+            ("test", self.test_start, self.test_end),
+        ]
         for name, start, end in bounds:
             if not start < end:
-                raise SplitError(f"the {name} window [{start}, {end}) is empty or inverted: its start must be before its end")
+                raise SplitError(
+                    f"the {name} window [{start}, {end}) is empty or inverted: its start must be before its end"
+                )
 
     def window(self, name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
         """``(start, end)`` of window ``name`` (one of :data:`WINDOWS`)."""
-        bounds = {"train": (self.train_start, self.valid_start), "validation": (self.valid_start, self.test_start),
-                  "test": (self.test_start, self.test_end)}
+        bounds = {
+            "train": (self.train_start, self.valid_start),
+            "validation": (self.valid_start, self.test_start),
+            "test": (self.test_start, self.test_end),
+        }
         if name not in bounds:
             raise SplitError(f"unknown window {name!r}; the windows are {', '.join(WINDOWS)}")
         return bounds[name]
 
     def to_dict(self) -> dict[str, str]:
         """ISO dates of the boundaries, for the run folder's ``split.json``."""
-        return {name: getattr(self, name).isoformat() for name in ("train_start", "valid_start", "test_start", "test_end")}
+        return {
+            name: getattr(self, name).isoformat() for name in ("train_start", "valid_start", "test_start", "test_end")
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, str]) -> "TemporalSplit":
+    def from_dict(cls, data: dict[str, str]) -> TemporalSplit:
         return cls(**{k: pd.Timestamp(data[k]) for k in ("train_start", "valid_start", "test_start", "test_end")})
 
 
-def windows_from_days(horizon_start: pd.Timestamp, horizon_end: pd.Timestamp, valid_days: int,
-                      test_days: int) -> TemporalSplit:
+def windows_from_days(
+    horizon_start: pd.Timestamp, horizon_end: pd.Timestamp, valid_days: int, test_days: int
+) -> TemporalSplit:
     """The split whose test window is the last ``test_days`` days of the horizon and whose
     validation window is the ``valid_days`` days before it; train is everything earlier.
 
@@ -145,16 +156,20 @@ class TrainingData:
         return pd.Index(self.catalogue["content_id"])
 
 
-def training_data(interactions: pd.DataFrame, hcps: pd.DataFrame, catalogue: pd.DataFrame,
-                  cutoff: pd.Timestamp) -> TrainingData:
+def training_data(
+    interactions: pd.DataFrame, hcps: pd.DataFrame, catalogue: pd.DataFrame, cutoff: pd.Timestamp
+) -> TrainingData:
     """The :class:`TrainingData` of everything strictly before ``cutoff``.
 
     Raises :class:`SplitError` naming the cut-off when no interaction precedes it, and
     ``KeyError`` naming a missing column.
     """
     cutoff = pd.Timestamp(cutoff)
-    for table, columns, label in ((interactions, INTERACTION_COLUMNS, "interactions"), (hcps, HCP_COLUMNS, "hcps"),
-                                  (catalogue, CATALOGUE_COLUMNS, "catalogue")):
+    for table, columns, label in (
+        (interactions, INTERACTION_COLUMNS, "interactions"),
+        (hcps, HCP_COLUMNS, "hcps"),
+        (catalogue, CATALOGUE_COLUMNS, "catalogue"),
+    ):
         missing = [c for c in columns if c not in table.columns]
         if missing:
             raise KeyError(f"{label} table lacks column {missing[0]!r}; it needs {', '.join(columns)}")

@@ -12,27 +12,38 @@ import pandas as pd
 
 from hcp_lib.split import TemporalSplit
 
-SPLIT = TemporalSplit(pd.Timestamp("2024-01-01"), pd.Timestamp("2024-03-01"), pd.Timestamp("2024-03-15"),
-                      pd.Timestamp("2024-04-01"))
+SPLIT = TemporalSplit(
+    pd.Timestamp("2024-01-01"), pd.Timestamp("2024-03-01"), pd.Timestamp("2024-03-15"), pd.Timestamp("2024-04-01")
+)
 ITEMS = ["1001", "1002", "1003", "1004", "1005", "1006"]
 
 
 def catalogue() -> pd.DataFrame:
     """Items 1001..1006; 1006 is released inside the test window; 1005 is approved for
     endocrinology only, the others for both specialties."""
-    return pd.DataFrame({
-        "content_id": pd.array(ITEMS, dtype="string"),
-        "therapeutic_area": ["cardiovascular", "cardiovascular", "diabetes", "diabetes", "thyroid", "cardiovascular"],
-        "release_date": pd.to_datetime(["2023-12-01"] * 5 + ["2024-03-20"]),
-        "approved_specialties": ["cardiology; endocrinology"] * 4 + ["endocrinology", "cardiology; endocrinology"],
-    })
+    return pd.DataFrame(
+        {
+            "content_id": pd.array(ITEMS, dtype="string"),
+            "therapeutic_area": [
+                "cardiovascular",
+                "cardiovascular",
+                "diabetes",
+                "diabetes",
+                "thyroid",
+                "cardiovascular",
+            ],
+            "release_date": pd.to_datetime(["2023-12-01"] * 5 + ["2024-03-20"]),
+            "approved_specialties": ["cardiology; endocrinology"] * 4 + ["endocrinology", "cardiology; endocrinology"],
+        }
+    )
 
 
 def hcps(n_cardiology: int = 4, n_endocrinology: int = 4) -> pd.DataFrame:
     """HCPs h00.. (cardiology first, then endocrinology)."""
     specialty = ["cardiology"] * n_cardiology + ["endocrinology"] * n_endocrinology
-    return pd.DataFrame({"hcp_id": pd.array([f"h{i:02d}" for i in range(len(specialty))], dtype="string"),
-                         "specialty": specialty})
+    return pd.DataFrame(
+        {"hcp_id": pd.array([f"h{i:02d}" for i in range(len(specialty))], dtype="string"), "specialty": specialty}
+    )
 
 
 def interactions(rows: list[tuple]) -> pd.DataFrame:
@@ -66,6 +77,9 @@ def block_world(train_day: str = "2024-01-10") -> pd.DataFrame:
     for h in range(3):
         rows.append((f"h{h:02d}", "1003", "2024-02-01", True, "email"))
     for h in range(4, 8):
-        rows += [(f"h{h:02d}", "1004", train_day, True, "rep_visit"), (f"h{h:02d}", "1005", train_day, True, "rep_visit"),
-                 (f"h{h:02d}", "1003", train_day, False, "email")]
+        rows += [
+            (f"h{h:02d}", "1004", train_day, True, "rep_visit"),
+            (f"h{h:02d}", "1005", train_day, True, "rep_visit"),
+            (f"h{h:02d}", "1003", train_day, False, "email"),
+        ]
     return interactions(rows)

@@ -11,8 +11,9 @@ from hcp_lib.config import PROJECT_ROOT
 
 def run_cli(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
     """Run ``python -m hcp_lib ARGS`` from the project root and capture its output."""
-    return subprocess.run([sys.executable, "-m", "hcp_lib", *args], cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "hcp_lib", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="session")

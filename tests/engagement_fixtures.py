@@ -13,7 +13,7 @@ import pandas as pd
 from scipy.special import expit
 
 from hcp_lib.domain import CHANNELS
-from hcp_lib.engagement import EngagementData
+from hcp_lib.models.engagement import EngagementData
 from hcp_lib.split import training_data
 
 N_HCP, N_ITEM = 40, 12
@@ -50,35 +50,47 @@ def true_logit(i: int, j: int, channel: str, touches_last_week: int) -> float:
 def make_tables(seed: int = 0):
     """(hcps, patients, catalogue, doc_topics, interactions) of the world."""
     rng = np.random.default_rng(seed)
-    hcps = pd.DataFrame({
-        "hcp_id": [hcp_id(i) for i in range(N_HCP)],
-        "specialty": [specialty_of(i) for i in range(N_HCP)],
-        "practice_setting": [("academic", "hospital", "group", "solo")[i % 4] for i in range(N_HCP)],
-        "region": [("Northeast", "South")[i % 2] for i in range(N_HCP)],
-        "prescribing_decile": rng.integers(1, 11, N_HCP),
-        "digital_affinity": rng.random(N_HCP),
-        "years_in_practice": rng.integers(1, 35, N_HCP),
-        "age": rng.integers(30, 70, N_HCP),
-        "peer_group": [f"PG{i % 4:03d}" for i in range(N_HCP)],
-        "opted_out": False,
-    })
-    patients = pd.DataFrame({
-        "hcp_id": [hcp_id(i) for i in range(N_HCP) for _ in range(3)],
-        "primary_area": [("cardiovascular" if specialty_of(i) == "cardiology" else "diabetes")
-                         for i in range(N_HCP) for _ in range(3)],
-        "conditions": [("cardiovascular; diabetes" if specialty_of(i) == "cardiology" else "diabetes")
-                       for i in range(N_HCP) for _ in range(3)],
-    })
-    catalogue = pd.DataFrame({
-        "content_id": [item_id(j) for j in range(N_ITEM)],
-        "therapeutic_area": ["cardiovascular" if topic_of(j) == 0 else "diabetes" for j in range(N_ITEM)],
-        "release_date": [START - pd.Timedelta(days=30)] * (N_ITEM - 1) + [CUTOFF + pd.Timedelta(days=3)],
-        "approved_specialties": ["cardiology; endocrinology"] * N_ITEM,
-        "content_type": ["clinical_summary", "case_study", "guideline_update"] * (N_ITEM // 3),
-        "has_abstract": True,
-        "series_id": pd.array([None] * (N_ITEM - 2) + ["S1", "S1"], dtype="string"),
-        "series_part": pd.array([None] * (N_ITEM - 2) + [1, 2], dtype="Int64"),
-    })
+    hcps = pd.DataFrame(
+        {
+            "hcp_id": [hcp_id(i) for i in range(N_HCP)],
+            "specialty": [specialty_of(i) for i in range(N_HCP)],
+            "practice_setting": [("academic", "hospital", "group", "solo")[i % 4] for i in range(N_HCP)],
+            "region": [("Northeast", "South")[i % 2] for i in range(N_HCP)],
+            "prescribing_decile": rng.integers(1, 11, N_HCP),
+            "digital_affinity": rng.random(N_HCP),
+            "years_in_practice": rng.integers(1, 35, N_HCP),
+            "age": rng.integers(30, 70, N_HCP),
+            "peer_group": [f"PG{i % 4:03d}" for i in range(N_HCP)],
+            "opted_out": False,
+        }
+    )
+    patients = pd.DataFrame(
+        {
+            "hcp_id": [hcp_id(i) for i in range(N_HCP) for _ in range(3)],
+            "primary_area": [
+                ("cardiovascular" if specialty_of(i) == "cardiology" else "diabetes")
+                for i in range(N_HCP)
+                for _ in range(3)
+            ],
+            "conditions": [
+                ("cardiovascular; diabetes" if specialty_of(i) == "cardiology" else "diabetes")
+                for i in range(N_HCP)
+                for _ in range(3)
+            ],
+        }
+    )
+    catalogue = pd.DataFrame(
+        {
+            "content_id": [item_id(j) for j in range(N_ITEM)],
+            "therapeutic_area": ["cardiovascular" if topic_of(j) == 0 else "diabetes" for j in range(N_ITEM)],
+            "release_date": [START - pd.Timedelta(days=30)] * (N_ITEM - 1) + [CUTOFF + pd.Timedelta(days=3)],
+            "approved_specialties": ["cardiology; endocrinology"] * N_ITEM,
+            "content_type": ["clinical_summary", "case_study", "guideline_update"] * (N_ITEM // 3),
+            "has_abstract": True,
+            "series_id": pd.array([None] * (N_ITEM - 2) + ["S1", "S1"], dtype="string"),
+            "series_part": pd.array([None] * (N_ITEM - 2) + [1, 2], dtype="Int64"),
+        }
+    )
     topics = np.array([[0.9, 0.1] if topic_of(j) == 0 else [0.1, 0.9] for j in range(N_ITEM)])
     doc_topics = pd.DataFrame(topics, columns=["topic_0", "topic_1"])
     doc_topics.insert(0, "pmid", [item_id(j) for j in range(N_ITEM)])
@@ -96,10 +108,20 @@ def make_tables(seed: int = 0):
             if engaged:
                 engaged_items.add(j)
             touched.append(minute)
-            rows.append((hcp_id(i), item_id(j), channel, START + pd.Timedelta(minutes=int(minute)), 0.5, engaged,
-                         float(engaged) * 0.5))
-    interactions = pd.DataFrame(rows, columns=["hcp_id", "content_id", "channel", "exposed_at", "propensity",
-                                               "engaged", "engagement_score"])
+            rows.append(
+                (
+                    hcp_id(i),
+                    item_id(j),
+                    channel,
+                    START + pd.Timedelta(minutes=int(minute)),
+                    0.5,
+                    engaged,
+                    float(engaged) * 0.5,
+                )
+            )
+    interactions = pd.DataFrame(
+        rows, columns=["hcp_id", "content_id", "channel", "exposed_at", "propensity", "engaged", "engagement_score"]
+    )
     interactions = interactions.sort_values("exposed_at", kind="stable").reset_index(drop=True)
     interactions.insert(0, "exposure_id", np.arange(1, len(interactions) + 1, dtype=np.int64))
     return hcps, patients, catalogue, doc_topics, interactions
@@ -116,11 +138,11 @@ def train_before(tables, cutoff=CUTOFF):
 
 
 class TinyALS:
-    """A deterministic stand-in for hcp_lib.cf.ALS: item factors = the topic vector plus
+    """A deterministic stand-in for hcp_lib.models.baselines.ALS: item factors = the topic vector plus
     co-engagement counts with the first two items."""
 
     def __new__(cls):
-        from hcp_lib.recommender import Recommender
+        from hcp_lib.models.base import Recommender
 
         class _Tiny(Recommender):
             name = "tiny_als"

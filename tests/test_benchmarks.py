@@ -6,7 +6,7 @@ import pytest
 
 from hcp_lib import io
 from hcp_lib.config import PROJECT_ROOT, ParameterError
-from hcp_lib.evaluate import format_value
+from hcp_lib.stages.evaluate import format_value
 
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 
@@ -34,15 +34,30 @@ def _results(edges):
 
     regimes = {}
     for regime, edge in zip(("static", "default", "dynamic"), edges):
-        comparisons = [{"model": "hybrid", "baseline": b, "metric": m, "difference": edge, "ci_low": edge - 0.02,
-                        "ci_high": edge + 0.02, "share_better": 0.9}
-                       for b in ("tabular", "v0.1_classifier") for m in ("policy_fraction_of_oracle",
-                                                                          "plan_fraction_of_oracle")]
-        regimes[regime] = {"n_exposures": 1000, "n_hcps": 100, "metrics": {m: {k: entry(0.8) for k in bench_regimes.METRICS}
-                                                            for m in bench_regimes.MODELS}, "comparisons": comparisons,
-                            "candidate_spread": {m: {"email_candidate_items": 40 + i, "top5_item_share": 0.25}
-                                                 for i, m in enumerate(("oracle", *bench_regimes.MODELS))},
-                            "plan_actions": {m: 1200 for m in ("oracle", *bench_regimes.MODELS)}}
+        comparisons = [
+            {
+                "model": "hybrid",
+                "baseline": b,
+                "metric": m,
+                "difference": edge,
+                "ci_low": edge - 0.02,
+                "ci_high": edge + 0.02,
+                "share_better": 0.9,
+            }
+            for b in ("tabular", "v0.1_classifier")
+            for m in ("policy_fraction_of_oracle", "plan_fraction_of_oracle")
+        ]
+        regimes[regime] = {
+            "n_exposures": 1000,
+            "n_hcps": 100,
+            "metrics": {m: {k: entry(0.8) for k in bench_regimes.METRICS} for m in bench_regimes.MODELS},
+            "comparisons": comparisons,
+            "candidate_spread": {
+                m: {"email_candidate_items": 40 + i, "top5_item_share": 0.25}
+                for i, m in enumerate(("oracle", *bench_regimes.MODELS))
+            },
+            "plan_actions": {m: 1200 for m in ("oracle", *bench_regimes.MODELS)},
+        }
     return {"scale": "small", "seed": 42, "commit": "abc", "date": "2026-11-29", "regimes": regimes}
 
 

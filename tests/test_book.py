@@ -14,8 +14,12 @@ def test_staging_copies_pages_notebooks_figures_and_widget_js(tmp_path):
     (run / "figures" / "ldavis").mkdir(parents=True)
     (run / "figures" / "ldavis" / "index.html").write_text("<html></html>")
     executed = nbformat.v4.new_notebook()
-    executed.cells = [nbformat.v4.new_markdown_cell("# Title"), nbformat.v4.new_code_cell("seed = 0"),
-                      nbformat.v4.new_code_cell("seed = 7"), nbformat.v4.new_code_cell("print(seed)")]
+    executed.cells = [
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_code_cell("seed = 0"),
+        nbformat.v4.new_code_cell("seed = 7"),
+        nbformat.v4.new_code_cell("print(seed)"),
+    ]
     executed.cells[1].metadata["tags"] = ["parameters"]
     executed.cells[2].metadata["tags"] = ["injected-parameters"]
     nbformat.write(executed, run / "01_ingestion.ipynb")
@@ -26,7 +30,11 @@ def test_staging_copies_pages_notebooks_figures_and_widget_js(tmp_path):
     assert (staging / "book" / "intro.md").exists()
     staged = nbformat.read(staging / "outputs" / "report" / "01_ingestion.ipynb", as_version=4)
     assert [c.metadata.get("tags", []) for c in staged.cells] == [
-        [], ["parameters", "remove-cell"], ["injected-parameters", "hide-input"], []]
+        [],
+        ["parameters", "remove-cell"],
+        ["injected-parameters", "hide-input"],
+        [],
+    ]
     assert (staging / "outputs" / "report" / "figures" / "ldavis" / "index.html").exists()
     assert not (staging / "outputs" / "report" / "content").exists(), "data artifacts stay out of the book"
     widgets = staging / book.EXTRA_PATH / book.WIDGET_JS_FOLDER
@@ -47,19 +55,34 @@ def _run_folder(path, statuses, status="ok"):
 
     path.mkdir(parents=True)
     names = [nb.name for nb in list_notebooks()]
-    notebooks = [{"notebook": name, "status": statuses.get(name, "ok"),
-                  "error": "notebook 08 failed at cell 3: KeyError: 'x'" if statuses.get(name) == "failed" else None}
-                 for name in names]
+    notebooks = [
+        {
+            "notebook": name,
+            "status": statuses.get(name, "ok"),
+            "error": "notebook 08 failed at cell 3: KeyError: 'x'" if statuses.get(name) == "failed" else None,
+        }
+        for name in names
+    ]
     (path / "manifest.json").write_text(json.dumps({"status": status, "notebooks": notebooks, "parameters": {}}))
     return path
 
 
-@pytest.mark.parametrize("statuses, status, message", [
-    ({"08_next_best_action.ipynb": "failed"}, "failed",
-     r"the run failed in 08_next_best_action.ipynb \(notebook 08 failed at cell 3: KeyError: 'x'\); .*--only 08"),
-    ({"05_hybrid_lstm.ipynb": "stale"}, "incomplete", r"05_hybrid_lstm.ipynb \(stale\)"),
-    ({"07_explorer.ipynb": "pending", "08_next_best_action.ipynb": "pending"}, "interrupted", r"the run interrupted"),
-])
+@pytest.mark.parametrize(
+    "statuses, status, message",
+    [
+        (
+            {"08_next_best_action.ipynb": "failed"},
+            "failed",
+            r"the run failed in 08_next_best_action.ipynb \(notebook 08 failed at cell 3: KeyError: 'x'\); .*--only 08",
+        ),
+        ({"05_hybrid_lstm.ipynb": "stale"}, "incomplete", r"05_hybrid_lstm.ipynb \(stale\)"),
+        (
+            {"07_explorer.ipynb": "pending", "08_next_best_action.ipynb": "pending"},
+            "interrupted",
+            r"the run interrupted",
+        ),
+    ],
+)
 def test_the_book_refuses_a_run_that_did_not_finish_and_keeps_the_old_book(tmp_path, statuses, status, message):
     run = _run_folder(tmp_path / "run", statuses, status)
     out = tmp_path / "book"

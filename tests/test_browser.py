@@ -27,8 +27,11 @@ class QuietHandler(SimpleHTTPRequestHandler):
 def book_pages(html_root: Path) -> list[str]:
     """Every HTML page of the book (theme snippets under ``_static`` etc. are not pages),
     the pyLDAvis view of chapter 3 included."""
-    return sorted(str(p.relative_to(html_root)) for p in html_root.rglob("*.html")
-                  if not p.relative_to(html_root).parts[0].startswith("_"))
+    return sorted(
+        str(p.relative_to(html_root))
+        for p in html_root.rglob("*.html")
+        if not p.relative_to(html_root).parts[0].startswith("_")
+    )
 
 
 def check_book(html_root: Path, screenshot: Path, scratch: Path) -> dict:
@@ -42,9 +45,20 @@ def check_book(html_root: Path, screenshot: Path, scratch: Path) -> dict:
     pages_file.write_text(json.dumps(book_pages(html_root)))
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     try:
-        result = subprocess.run(["node", str(DRIVER), f"http://127.0.0.1:{server.server_port}/", str(pages_file),
-                                 EXPLORER_PAGE, str(screenshot)], capture_output=True, text=True, timeout=600,
-                                cwd=PROJECT_ROOT)
+        result = subprocess.run(
+            [
+                "node",
+                str(DRIVER),
+                f"http://127.0.0.1:{server.server_port}/",
+                str(pages_file),
+                EXPLORER_PAGE,
+                str(screenshot),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=PROJECT_ROOT,
+        )
     finally:
         server.shutdown()
     assert result.returncode == 0, f"browser driver failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"

@@ -80,15 +80,24 @@ def test_nan_and_bool_are_not_numbers():
         ({"world_start": "not-a-date"}, r"'world_start': got 'not-a-date'; expected an ISO date such as 2025-01-06"),
         ({"world_start": "2025-02-30"}, r"'world_start': got '2025-02-30'"),
         ({"world_start": "2025-01-06T09:00"}, r"'world_start'.*an ISO date"),
-        ({"explorer_model": "bogus_model"}, r"'explorer_model': got 'bogus_model'; expected 'auto' or a model the run "
-                                            r"evaluates: oracle, random, .*hybrid, tabular, .*v0\.1_classifier"),
+        (
+            {"explorer_model": "bogus_model"},
+            r"'explorer_model': got 'bogus_model'; expected 'auto' or a model the run "
+            r"evaluates: oracle, random, .*hybrid, tabular, .*v0\.1_classifier",
+        ),
         ({"plan_model": "hybrid_no_cf", "hybrid_ablations": "false"}, r"'plan_model': got 'hybrid_no_cf'"),
-        ({"spacy_model": "en_core_not_installed"}, r"'spacy_model': got 'en_core_not_installed'; expected 'auto', "
-                                                  r"'blank' or the name of an installed spaCy pipeline"),
+        (
+            {"spacy_model": "en_core_not_installed"},
+            r"'spacy_model': got 'en_core_not_installed'; expected 'auto', "
+            r"'blank' or the name of an installed spaCy pipeline",
+        ),
         ({"pubmed_email": "nobody"}, r"'pubmed_email': got 'nobody'; expected an e-mail address"),
         ({"corpus": "v01", "pubmed_live": "true"}, r"'corpus': 'v01' .* cannot be combined with pubmed_live=true"),
-        ({"topic_sweep_min": "12", "topic_sweep_max": "8"}, r"'topic_sweep_min': got 12; it must not exceed "
-                                                             r"topic_sweep_max \(8\)"),
+        (
+            {"topic_sweep_min": "12", "topic_sweep_max": "8"},
+            r"'topic_sweep_min': got 12; it must not exceed "
+            r"topic_sweep_max \(8\)",
+        ),
         ({"horizon_days": "60", "world_holdout_weeks": "4"}, r"'horizon_days': got 60; .* at least 84"),
     ],
 )
@@ -102,4 +111,6 @@ def test_every_model_the_evaluation_names_is_accepted_where_a_model_is_named():
         values = resolve_parameters(overrides={"explorer_model": name, "plan_model": name})
         assert values["explorer_model"] == values["plan_model"] == name
     assert resolve_parameters(overrides={"world_start": "2024-02-29"})["world_start"] == "2024-02-29"
-    assert resolve_parameters(overrides={"pubmed_email": "analyst@example.org"})["pubmed_email"] == "analyst@example.org"
+    assert (
+        resolve_parameters(overrides={"pubmed_email": "analyst@example.org"})["pubmed_email"] == "analyst@example.org"
+    )

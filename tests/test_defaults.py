@@ -9,12 +9,18 @@ from dataclasses import fields, replace
 
 import pytest
 
-from hcp_lib import config, hybrid, tabular, topics
+from hcp_lib import config
+from hcp_lib.models import hybrid, tabular
 from hcp_lib.pipeline import declared_parameters
+from hcp_lib.stages import topics
 
 #: settings class -> the notebook whose parameters it is built from
-SETTINGS = {hybrid.HybridSettings: "05_hybrid_lstm.ipynb", tabular.TabularSettings: "05_hybrid_lstm.ipynb",
-            topics.PreprocessSettings: "03_topic_modeling.ipynb", topics.LdaSettings: "03_topic_modeling.ipynb"}
+SETTINGS = {
+    hybrid.HybridSettings: "05_hybrid_lstm.ipynb",
+    tabular.TabularSettings: "05_hybrid_lstm.ipynb",
+    topics.PreprocessSettings: "03_topic_modeling.ipynb",
+    topics.LdaSettings: "03_topic_modeling.ipynb",
+}
 
 #: parameters of those notebooks, in the families the settings cover, that are no setting's default
 NOT_SETTINGS = {
@@ -50,12 +56,16 @@ def test_every_mapped_field_has_the_parameter_default(cls):
 def test_mapped_fields_state_no_literal_default(cls):
     """A mapped field's default is read from hcp_lib.config, never typed again in the class."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    defaults = {node.target.id: node.value for node in ast.walk(tree)
-                if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None}
+    defaults = {
+        node.target.id: node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None
+    }
     for setting in mapped(cls).values():
         assert not isinstance(defaults[setting], ast.Constant), (
             f"{cls.__name__}.{setting} has the literal default {ast.unparse(defaults[setting])}; take it from "
-            f"hcp_lib.config.default (through {cls.__name__}.PARAMETERS)")
+            f"hcp_lib.config.default (through {cls.__name__}.PARAMETERS)"
+        )
 
 
 @pytest.mark.parametrize("notebook", sorted(set(SETTINGS.values())))
@@ -65,8 +75,8 @@ def test_every_notebook_parameter_of_the_settings_is_mapped_or_not_a_setting(not
     for parameter in declared:
         if parameter.startswith(FAMILIES):
             assert parameter in covered or parameter in NOT_SETTINGS, (
-                f"{notebook} declares {parameter!r}: map it in a settings class's PARAMETERS or list it in "
-                "NOT_SETTINGS")
+                f"{notebook} declares {parameter!r}: map it in a settings class's PARAMETERS or list it in NOT_SETTINGS"
+            )
     assert not covered & set(NOT_SETTINGS)
 
 
@@ -95,3 +105,15 @@ def test_variants_and_ablations_change_only_what_they_name():
         varied = replace(base, **change)
         assert {n for n in names if getattr(varied, n) != getattr(base, n)} <= set(change)
         assert (varied.epochs, varied.seed) == (3, 5)
+
+
+def test_every_settings_class_is_built_from_parameters_by_one_mapping():
+    params = {name: config.default(name) for name in config.PARAMS}
+    params.update(topic_min_doc_freq=3, lda_passes=7, max_seq_len=9, hybrid_sequence_encoder="gru")
+    preprocess = topics.PreprocessSettings.from_parameters(params)
+    assert (preprocess.min_doc_freq, preprocess.max_doc_share) == (3, config.default("topic_max_doc_share"))
+    assert topics.LdaSettings.from_parameters(params).passes == 7
+    hybrid_settings = hybrid.HybridSettings.from_parameters(params, epochs=5)
+    assert (hybrid_settings.sequence_length, hybrid_settings.sequence_encoder, hybrid_settings.epochs) == (9, "gru", 5)
+    # a parameter the caller did not pass keeps the field's default
+    assert topics.LdaSettings.from_parameters({}) == topics.LdaSettings()

@@ -60,12 +60,14 @@ def test_benchmark_pages_show_the_committed_figures_and_are_linked_from_results(
     closest = ope_results["estimators"][0]
     assert f"{closest['label']} comes closest" in ope_page
     assert f"{closest['coverage']:.0%} of {closest['pairs']}" in ope_page
-    chapter = BeautifulSoup((tiny_book / "outputs" / "report" / "09_off_policy_evaluation.html").read_text(),
-                            "html.parser")
+    chapter = BeautifulSoup(
+        (tiny_book / "outputs" / "report" / "09_off_policy_evaluation.html").read_text(), "html.parser"
+    )
     assert "Off-policy evaluation" in chapter.find("h1").get_text()
     assert "comes closest" in chapter.get_text(" ")
-    shown_code = [c for c in chapter.find_all("div", class_="cell_input")
-                  if "hide" not in (c.parent.get("class") or [])]  # the run's parameters stay, folded
+    shown_code = [
+        c for c in chapter.find_all("div", class_="cell_input") if "hide" not in (c.parent.get("class") or [])
+    ]  # the run's parameters stay, folded
     assert not shown_code, "chapter 9 shows its results, not its code"
 
 
@@ -78,3 +80,33 @@ def test_ingestion_chapter_shows_title_quality_numbers_and_a_figure(tiny_run, ti
         assert str(quality[key]) in text, f"the data-quality number {key}={quality[key]} is not shown"
     images = [img for img in page.find_all("img") if img.get("src", "").startswith(("data:image", "../../_images"))]
     assert images, "the chapter shows no figure"
+
+
+# Pinned results of the tiny run (seed 42). A change that moves them must say so, and why, in its
+# commit, and update the pins. The popularity baselines and the references are deterministic
+# arithmetic on the seeded world (pinned to rounding); the tabular challenger (histogram gradient
+# boosting, OpenMP sums) and the hybrid (TensorFlow, thread-dependent float order) may move a little
+# between machines, so their pins carry a tolerance wide enough for that and far narrower than
+# the gaps between models.
+PINNED = {
+    ("metrics", "popularity", "policy_fraction_of_oracle"): (0.8642, 1e-3),
+    ("metrics", "popularity", "plan_fraction_of_oracle"): (0.4087, 1e-3),
+    ("metrics", "specialty_popularity", "policy_fraction_of_oracle"): (0.7261, 1e-3),
+    ("metrics", "ease", "graded_ndcg@10"): (0.5694, 1e-3),
+    ("policy", "business_as_usual", "policy_fraction_of_oracle"): (0.1613, 1e-3),
+    ("metrics", "tabular", "policy_fraction_of_oracle"): (0.774, 0.03),
+    ("metrics", "tabular", "plan_fraction_of_oracle"): (0.721, 0.03),
+    ("metrics", "hybrid", "policy_fraction_of_oracle"): (0.684, 0.06),
+}
+
+
+@pytest.mark.parametrize("key", list(PINNED), ids=["/".join(k[1:]) for k in PINNED])
+def test_tiny_results_are_pinned(tiny_run, key):
+    report = json.loads((tiny_run / "evaluation" / "metrics.json").read_text())
+    section, model, metric = key
+    expected, tolerance = PINNED[key]
+    value = report[section][model][metric]["value"]
+    assert value == pytest.approx(expected, abs=tolerance), (
+        f"{model} {metric} is {value:.4f} at tiny scale, pinned at {expected} ± {tolerance}: if the change meant to "
+        "move it, update PINNED and say why in the commit"
+    )

@@ -1,17 +1,18 @@
-"""Tests of hcp_lib.evaluate (bad input, the metrics.json schema), plus notebook 06 at tiny
+"""Tests of hcp_lib.stages.evaluate (bad input, the metrics.json schema), plus notebook 06 at tiny
 scale (slow). The metric functions are tested in tests/test_metrics.py."""
 
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from hcp_lib import evaluate as ev
 from hcp_lib import io
 from hcp_lib.domain import CHANNELS
+from hcp_lib.stages import evaluate as ev
 
 # --- the evaluation on a hand-made setting ---------------------------------------------------
 
@@ -23,9 +24,18 @@ def small_setting() -> ev.EvaluationSetting:
     oracle[0, 1, 2] = 0.6
     oracle[1, 2, 0] = 0.4
     exclude = np.array([[False, False, False], [True, False, False]])
-    test_rows = pd.DataFrame({"exposure_id": [1, 2], "hcp_id": hcp_ids, "content_id": ["b", "c"],
-                              "channel": ["rep_visit", "email"], "engaged": [True, False],
-                              "true_engagement_prob": [0.6, 0.4], "row": [0, 1], "col": [1, 2]})
+    test_rows = pd.DataFrame(
+        {
+            "exposure_id": [1, 2],
+            "hcp_id": hcp_ids,
+            "content_id": ["b", "c"],
+            "channel": ["rep_visit", "email"],
+            "engaged": [True, False],
+            "true_engagement_prob": [0.6, 0.4],
+            "row": [0, 1],
+            "col": [1, 2],
+        }
+    )
     catalogue = pd.DataFrame({"content_id": content_ids, "title": ["A", "B", "C"], "therapeutic_area": ["x"] * 3})
 
     class Split:
@@ -33,22 +43,43 @@ def small_setting() -> ev.EvaluationSetting:
             return {"test_start": "2025-12-08T00:00:00"}
 
     relevant = sp.csr_matrix(np.array([[False, True, False], [False, False, False]]))
-    return ev.EvaluationSetting(Split(), hcp_ids, content_ids, np.array(["cardiology"] * 2, dtype=object), oracle,
-                                exclude, relevant, test_rows, np.array([0, 4]), np.zeros(3), np.eye(3),
-                                np.array([False, False, True]), catalogue)
+    return ev.EvaluationSetting(
+        Split(),
+        hcp_ids,
+        content_ids,
+        np.array(["cardiology"] * 2, dtype=object),
+        oracle,
+        exclude,
+        relevant,
+        test_rows,
+        np.array([0, 4]),
+        np.zeros(3),
+        np.eye(3),
+        np.array([False, False, True]),
+        catalogue,
+    )
 
 
 def test_scores_with_nan_name_the_model():
     setting = small_setting()
     scores = np.array([[0.1, np.nan, 0.2], [0.3, 0.2, 0.1]])
-    with pytest.raises(ev.NonFiniteOutputError,
-                       match=r"model 'hybrid_lstm' returned 1 non-finite score \(1 NaN\) out of 6 in its score matrix, "
-                             rf"first at HCP '{setting.hcp_ids[0]}', position \(0, 1\); it cannot be evaluated"):
+    with pytest.raises(
+        ev.NonFiniteOutputError,
+        match=r"model 'hybrid_lstm' returned 1 non-finite score \(1 NaN\) out of 6 in its score matrix, "
+        rf"first at HCP '{setting.hcp_ids[0]}', position \(0, 1\); it cannot be evaluated",
+    ):
         ev.from_scores("hybrid_lstm", setting.hcp_ids, setting.content_ids, scores, setting)
-    with pytest.raises(ev.EvaluationError,
-                       match=r"model 'm' returned 30 non-finite channel scores \(30 inf\) out of 30"):
-        ev.from_scores("m", setting.hcp_ids, setting.content_ids, np.zeros((2, 3)), setting,
-                       channel_scores=np.full((2, 3, 5), np.inf))
+    with pytest.raises(
+        ev.EvaluationError, match=r"model 'm' returned 30 non-finite channel scores \(30 inf\) out of 30"
+    ):
+        ev.from_scores(
+            "m",
+            setting.hcp_ids,
+            setting.content_ids,
+            np.zeros((2, 3)),
+            setting,
+            channel_scores=np.full((2, 3, 5), np.inf),
+        )
     # one error, catchable as the evaluation's and as every non-finite error of the project
     assert issubclass(ev.NonFiniteOutputError, ev.EvaluationError)
     assert issubclass(ev.NonFiniteOutputError, io.NonFiniteError)
@@ -57,20 +88,35 @@ def test_scores_with_nan_name_the_model():
 def test_saved_outputs_with_non_finite_values_name_the_model_and_file():
     setting = small_setting()
     first, second = setting.hcp_ids
-    lists = pd.DataFrame({"hcp_id": [first] * 3 + [second] * 2, "rank": [1, 2, 3, 1, 2],
-                          "content_id": ["b", "a", "c", "c", "b"], "score": [np.inf, 0.5, 0.1, 0.8, 0.2]})
-    with pytest.raises(ev.NonFiniteOutputError, match=r"model 'hybrid' returned 1 non-finite score \(1 inf\) out of 5 "
-                                                      r"in column 'score' of hybrid/test_top_n/hybrid\.parquet"):
+    lists = pd.DataFrame(
+        {
+            "hcp_id": [first] * 3 + [second] * 2,
+            "rank": [1, 2, 3, 1, 2],
+            "content_id": ["b", "a", "c", "c", "b"],
+            "score": [np.inf, 0.5, 0.1, 0.8, 0.2],
+        }
+    )
+    with pytest.raises(
+        ev.NonFiniteOutputError,
+        match=r"model 'hybrid' returned 1 non-finite score \(1 inf\) out of 5 "
+        r"in column 'score' of hybrid/test_top_n/hybrid\.parquet",
+    ):
         ev.from_lists("hybrid", lists, setting, "hybrid", "hybrid/test_top_n/hybrid.parquet")
     probs = pd.DataFrame({"exposure_id": [1, 2], "engagement_prob": [0.3, np.nan]})
-    with pytest.raises(ev.NonFiniteOutputError, match=r"model 'hybrid' returned 1 non-finite exposure probability "
-                                                      r"\(1 NaN\) out of 2 in column 'engagement_prob'"):
+    with pytest.raises(
+        ev.NonFiniteOutputError,
+        match=r"model 'hybrid' returned 1 non-finite exposure probability "
+        r"\(1 NaN\) out of 2 in column 'engagement_prob'",
+    ):
         ev.from_lists("hybrid", lists.assign(score=[0.9, 0.5, 0.1, 0.8, 0.2]), setting, "hybrid", "f", probs)
     channels = pd.DataFrame({"hcp_id": setting.hcp_ids, **{c: [0.1, 0.2] for c in CHANNELS}})
     channels.loc[1, "email"] = np.nan
-    with pytest.raises(ev.NonFiniteOutputError, match=r"model 'specialty_best_channel' returned 1 non-finite channel "
-                                                      r"score \(1 NaN\) out of 10 in cf/test_channels/x\.parquet, "
-                                                      rf"first at HCP '{second}'"):
+    with pytest.raises(
+        ev.NonFiniteOutputError,
+        match=r"model 'specialty_best_channel' returned 1 non-finite channel "
+        r"score \(1 NaN\) out of 10 in cf/test_channels/x\.parquet, "
+        rf"first at HCP '{second}'",
+    ):
         ev.channel_output("specialty_best_channel", channels, setting, "cf/test_channels/x.parquet")
 
 
@@ -84,9 +130,15 @@ def test_mismatched_id_order_names_the_model():
 
 def test_lists_are_checked():
     setting = small_setting()
-    good = pd.DataFrame({"hcp_id": ["SYN00000001"] * 3 + ["SYN00000002"] * 2, "rank": [1, 2, 3, 1, 2],
-                         "content_id": ["b", "a", "c", "c", "b"], "score": [0.9, 0.5, 0.1, 0.8, 0.2],
-                         "channel": ["rep_visit", "email", "email", "email", "email"]})
+    good = pd.DataFrame(
+        {
+            "hcp_id": ["SYN00000001"] * 3 + ["SYN00000002"] * 2,
+            "rank": [1, 2, 3, 1, 2],
+            "content_id": ["b", "a", "c", "c", "b"],
+            "score": [0.9, 0.5, 0.1, 0.8, 0.2],
+            "channel": ["rep_visit", "email", "email", "email", "email"],
+        }
+    )
     output = ev.from_lists("hybrid_lstm", good, setting, "hybrid", "hybrid/test_top_n/hybrid_lstm.parquet")
     assert output.top[0, :3].tolist() == [1, 0, 2] and output.top[1, :3].tolist() == [2, 1, -1]
     assert ev.policy_terms(setting, output.top[:, 0], output.top_channel[:, 0]).tolist() == [0.6, 0.4]
@@ -115,9 +167,15 @@ def test_models_and_policies_are_kept_apart_by_kind_not_by_name(monkeypatch):
     their names: a model called like a policy (or ``policy:...``) stays a model."""
     monkeypatch.setattr(ev, "plan_summary", lambda setting, outcomes: {})  # the hand-made setting has no plan
     setting = small_setting()
-    lists = pd.DataFrame({"hcp_id": ["SYN00000001"] * 3 + ["SYN00000002"] * 2, "rank": [1, 2, 3, 1, 2],
-                          "content_id": ["b", "a", "c", "c", "b"], "score": [0.9, 0.5, 0.1, 0.8, 0.2],
-                          "channel": ["rep_visit", "email", "email", "email", "email"]})
+    lists = pd.DataFrame(
+        {
+            "hcp_id": ["SYN00000001"] * 3 + ["SYN00000002"] * 2,
+            "rank": [1, 2, 3, 1, 2],
+            "content_id": ["b", "a", "c", "c", "b"],
+            "score": [0.9, 0.5, 0.1, 0.8, 0.2],
+            "channel": ["rep_visit", "email", "email", "email", "email"],
+        }
+    )
     names = ("popularity", "random", "policy:popularity")
     outputs = {name: ev.from_lists(name, lists, setting, "baseline", "f") for name in names}
     report = ev.evaluate(setting, outputs, n_bootstrap=50, plans=False).report
@@ -136,15 +194,30 @@ def test_missing_model_is_named(tmp_path):
 
 
 def test_comparison_pairs_and_selection():
-    outputs = {n: ev.ModelOutput(n, f, "s", None) for n, f in (("hybrid", "hybrid"), ("tabular", "tabular"),
-                                                                ("v0.1_classifier", "v0.1"), ("popularity", "baseline"),
-                                                                ("hybrid_no_cf", "ablation"), ("oracle", "oracle"))}
+    outputs = {
+        n: ev.ModelOutput(n, f, "s", None)
+        for n, f in (
+            ("hybrid", "hybrid"),
+            ("tabular", "tabular"),
+            ("v0.1_classifier", "v0.1"),
+            ("popularity", "baseline"),
+            ("hybrid_no_cf", "ablation"),
+            ("oracle", "oracle"),
+        )
+    }
     pairs = ev.comparison_pairs(outputs, "popularity")
-    assert pairs == [("hybrid", "v0.1_classifier"), ("hybrid", "tabular"), ("hybrid", "popularity"),
-                     ("tabular", "v0.1_classifier"), ("tabular", "popularity"), ("hybrid_no_cf", "hybrid")]
+    assert pairs == [
+        ("hybrid", "v0.1_classifier"),
+        ("hybrid", "tabular"),
+        ("hybrid", "popularity"),
+        ("tabular", "v0.1_classifier"),
+        ("tabular", "popularity"),
+        ("hybrid_no_cf", "hybrid"),
+    ]
     models = {n: {"family": o.family} for n, o in outputs.items()}
-    chosen = ev.selection(models, {"hybrid": 0.28, "tabular": 0.27, "v0.1_classifier": 0.30, "hybrid_no_cf": 0.2,
-                                   "popularity": None})
+    chosen = ev.selection(
+        models, {"hybrid": 0.28, "tabular": 0.27, "v0.1_classifier": 0.30, "hybrid_no_cf": 0.2, "popularity": None}
+    )
     assert chosen["chosen"] == "tabular"  # the ablation is not a candidate, however low its loss
     assert list(chosen["validation_log_loss"]) == ["tabular", "hybrid", "v0.1_classifier"]
 
@@ -160,21 +233,26 @@ def test_list_scorer_gives_rates_times_a_rank_weight():
     rates = np.array([[0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.4, 0.3, 0.2, 0.1]])
     score = ev.list_scorer(setting, list_top, rates)(["SYN00000002", "SYN00000001", "SYN00000009"])
     assert score.shape == (3, 3, 5)
-    np.testing.assert_allclose(score[1, 1], rates[0])            # first of its list: weight 1
-    np.testing.assert_allclose(score[1, 0], rates[0] * 0.75)     # second: 1 - 1/4
-    assert (score[1, 2] == 0).all() and (score[2] == 0).all()    # unlisted item, unknown HCP
+    np.testing.assert_allclose(score[1, 1], rates[0])  # first of its list: weight 1
+    np.testing.assert_allclose(score[1, 0], rates[0] * 0.75)  # second: 1 - 1/4
+    assert (score[1, 2] == 0).all() and (score[2] == 0).all()  # unlisted item, unknown HCP
     np.testing.assert_allclose(score[0, 2], rates[1])
 
 
 def test_plan_table_orders_the_plans_and_keeps_the_references():
     entry = lambda v, lo, hi: {"value": v, "ci_low": lo, "ci_high": hi, "n": 3}  # noqa: E731
-    report = {"models": {"a": {"family": "hybrid"}, "b": {"family": "baseline"}, "oracle": {"family": "oracle"}},
-              "metrics": {"a": {"plan_value": entry(80, 70, 90), "plan_fraction_of_oracle": entry(0.8, 0.7, 0.9)},
-                          "b": {"plan_value": entry(50, 40, 60), "plan_fraction_of_oracle": entry(0.5, 0.4, 0.6)},
-                          "oracle": {"plan_value": entry(100, 90, 110), "plan_fraction_of_oracle": entry(1, 1, 1)}},
-              "policy": {"business_as_usual": {"plan_value": entry(20, 15, 25),
-                                               "plan_fraction_of_oracle": entry(0.2, 0.15, 0.25)},
-                         "oracle": {"plan_value": entry(100, 90, 110), "plan_fraction_of_oracle": entry(1, 1, 1)}}}
+    report = {
+        "models": {"a": {"family": "hybrid"}, "b": {"family": "baseline"}, "oracle": {"family": "oracle"}},
+        "metrics": {
+            "a": {"plan_value": entry(80, 70, 90), "plan_fraction_of_oracle": entry(0.8, 0.7, 0.9)},
+            "b": {"plan_value": entry(50, 40, 60), "plan_fraction_of_oracle": entry(0.5, 0.4, 0.6)},
+            "oracle": {"plan_value": entry(100, 90, 110), "plan_fraction_of_oracle": entry(1, 1, 1)},
+        },
+        "policy": {
+            "business_as_usual": {"plan_value": entry(20, 15, 25), "plan_fraction_of_oracle": entry(0.2, 0.15, 0.25)},
+            "oracle": {"plan_value": entry(100, 90, 110), "plan_fraction_of_oracle": entry(1, 1, 1)},
+        },
+    }
     table = ev.plan_table(report)
     assert table.index.tolist() == ["oracle plan", "a", "b", "business as usual"]
     assert table.loc["a", "expected engagements"] == 80 and table.loc["b", "low"] == 0.4
@@ -184,10 +262,16 @@ def _report() -> dict:
     """A metrics.json document of the documented layout, one channel model and the reference policies."""
     entry = {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 5}
     report = {key: kind() for key, kind in ev.TOP_LEVEL_TYPES.items()}
-    report.update(schema_version=2, hybrid_found=False, best_baseline="popularity", verdict="v",
-                  models={"m": {"family": "channel_baseline", "source": "s", "channel_from": "m"}}, models_found=["m"],
-                  metrics={"m": {metric: dict(entry) for metric in ev.CHANNEL_METRICS}},
-                  policy={p: {"policy_value": dict(entry)} for p in ("oracle", "random", "business_as_usual")})
+    report.update(
+        schema_version=2,
+        hybrid_found=False,
+        best_baseline="popularity",
+        verdict="v",
+        models={"m": {"family": "channel_baseline", "source": "s", "channel_from": "m"}},
+        models_found=["m"],
+        metrics={"m": {metric: dict(entry) for metric in ev.CHANNEL_METRICS}},
+        policy={p: {"policy_value": dict(entry)} for p in ("oracle", "random", "business_as_usual")},
+    )
     return report
 
 
@@ -209,36 +293,61 @@ def _broken(change) -> dict:
 
 
 BROKEN_REPORTS = {
-    "a string value": (lambda r: r["metrics"]["m"]["auc"].update(value="abc"),
-                       r"^run/metrics\.json: metrics\['m'\]\['auc'\]\['value'\] is 'abc'; expected a number "
-                       r"\(or null where undefined\)$"),
-    "n=None": (lambda r: r["metrics"]["m"]["auc"].update(n=None),
-               r"^run/metrics\.json: metrics\['m'\]\['auc'\]\['n'\] is None; expected an integer count$"),
-    "a fractional n": (lambda r: r["policy"]["random"]["policy_value"].update(n=2.5),
-                       r"policy\['random'\]\['policy_value'\]\['n'\] is 2\.5; expected an integer count"),
-    "metrics as a list": (lambda r: r.update(metrics=[{"m": {}}]),
-                          r"^run/metrics\.json: metrics is a list \(1 entries\); expected an object of model -> "
-                          r"\{metric: \{value, ci_low, ci_high, n\}\}$"),
-    "a model's metrics as a list": (lambda r: r["metrics"].update(m=[]),
-                                    r"metrics\['m'\] is a list \(0 entries\); expected an object of metric -> entry"),
-    "an entry as a number": (lambda r: r["metrics"]["m"].update(auc=0.7),
-                             r"metrics\['m'\]\['auc'\] is 0\.7; expected an object \{value, ci_low, ci_high, n\}"),
+    "a string value": (
+        lambda r: r["metrics"]["m"]["auc"].update(value="abc"),
+        r"^run/metrics\.json: metrics\['m'\]\['auc'\]\['value'\] is 'abc'; expected a number "
+        r"\(or null where undefined\)$",
+    ),
+    "n=None": (
+        lambda r: r["metrics"]["m"]["auc"].update(n=None),
+        r"^run/metrics\.json: metrics\['m'\]\['auc'\]\['n'\] is None; expected an integer count$",
+    ),
+    "a fractional n": (
+        lambda r: r["policy"]["random"]["policy_value"].update(n=2.5),
+        r"policy\['random'\]\['policy_value'\]\['n'\] is 2\.5; expected an integer count",
+    ),
+    "metrics as a list": (
+        lambda r: r.update(metrics=[{"m": {}}]),
+        r"^run/metrics\.json: metrics is a list \(1 entries\); expected an object of model -> "
+        r"\{metric: \{value, ci_low, ci_high, n\}\}$",
+    ),
+    "a model's metrics as a list": (
+        lambda r: r["metrics"].update(m=[]),
+        r"metrics\['m'\] is a list \(0 entries\); expected an object of metric -> entry",
+    ),
+    "an entry as a number": (
+        lambda r: r["metrics"]["m"].update(auc=0.7),
+        r"metrics\['m'\]\['auc'\] is 0\.7; expected an object \{value, ci_low, ci_high, n\}",
+    ),
     "an entry without n": (lambda r: r["metrics"]["m"]["auc"].pop("n"), r"metrics\['m'\]\['auc'\] lacks 'n'"),
-    "a NaN value": (lambda r: r["metrics"]["m"]["auc"].update(ci_high=float("nan")),
-                    r"^run/metrics\.json holds 1 non-finite metric value \(1 NaN\) out of \d+, first at "
-                    r"metrics\['m'\]\['auc'\]\['ci_high'\]; a metric is a finite number, or null where undefined$"),
-    "an infinite value": (lambda r: r["policy"]["oracle"]["policy_value"].update(value=float("inf")),
-                          r"1 non-finite metric value \(1 inf\).*policy\['oracle'\]\['policy_value'\]\['value'\]"),
-    "a bad @k": (lambda r: r["metrics"]["m"].update({"ndcg@ten": {"value": 0.1, "ci_low": None, "ci_high": None,
-                                                                  "n": 1}}),
-                 r"metrics\['m'\] has metric key 'ndcg@ten'; expected '<metric>' or '<metric>@<k>'"),
+    "a NaN value": (
+        lambda r: r["metrics"]["m"]["auc"].update(ci_high=float("nan")),
+        r"^run/metrics\.json holds 1 non-finite metric value \(1 NaN\) out of \d+, first at "
+        r"metrics\['m'\]\['auc'\]\['ci_high'\]; a metric is a finite number, or null where undefined$",
+    ),
+    "an infinite value": (
+        lambda r: r["policy"]["oracle"]["policy_value"].update(value=float("inf")),
+        r"1 non-finite metric value \(1 inf\).*policy\['oracle'\]\['policy_value'\]\['value'\]",
+    ),
+    "a bad @k": (
+        lambda r: r["metrics"]["m"].update({"ndcg@ten": {"value": 0.1, "ci_low": None, "ci_high": None, "n": 1}}),
+        r"metrics\['m'\] has metric key 'ndcg@ten'; expected '<metric>' or '<metric>@<k>'",
+    ),
     "a string schema_version": (lambda r: r.update(schema_version="2"), r"schema_version is '2'; expected an integer"),
     "models_found as a string": (lambda r: r.update(models_found="m"), r"models_found is 'm'; expected a list"),
-    "hybrid_found as a string": (lambda r: r.update(hybrid_found="no"), r"hybrid_found is 'no'; expected true or false"),
-    "a model described by a string": (lambda r: r["models"].update(m="baseline"),
-                                      r"models\['m'\] is 'baseline'; expected an object \{family, source, channel_from\}"),
-    "a comparison as a list": (lambda r: r.update(comparisons=[[1]]), r"comparisons\[0\] is a list \(1 entries\); "
-                                                                     r"expected an object"),
+    "hybrid_found as a string": (
+        lambda r: r.update(hybrid_found="no"),
+        r"hybrid_found is 'no'; expected true or false",
+    ),
+    "a model described by a string": (
+        lambda r: r["models"].update(m="baseline"),
+        r"models\['m'\] is 'baseline'; expected an object \{family, source, channel_from\}",
+    ),
+    "a comparison as a list": (
+        lambda r: r.update(comparisons=[[1]]),
+        r"comparisons\[0\] is a list \(1 entries\); "
+        r"expected an object",
+    ),
 }
 
 
@@ -250,22 +359,37 @@ def test_validate_metrics_names_file_key_and_expected_type(case):
 
 
 def test_validate_metrics_refuses_a_document_that_is_not_an_object_and_wraps_flattening_errors(monkeypatch):
-    with pytest.raises(io.DataValidationError, match=r"^m\.json: the document is a list \(0 entries\); expected an "
-                                                     r"object with keys schema_version, run"):
+    with pytest.raises(
+        io.DataValidationError,
+        match=r"^m\.json: the document is a list \(0 entries\); expected an "
+        r"object with keys schema_version, run",
+    ):
         ev.validate_metrics([], "m.json")
 
     def broken_flatten(report):
         raise AttributeError("'list' object has no attribute 'items'")
 
     monkeypatch.setattr(ev, "flatten_metrics", broken_flatten)
-    with pytest.raises(io.DataValidationError, match=r"^m\.json: 'metrics' and 'policy' cannot be flattened into the "
-                                                     r"metrics table \(AttributeError: 'list' object"):
+    with pytest.raises(
+        io.DataValidationError,
+        match=r"^m\.json: 'metrics' and 'policy' cannot be flattened into the "
+        r"metrics table \(AttributeError: 'list' object",
+    ):
         ev.validate_metrics(_report(), "m.json")
 
 
 def test_flat_schema_rejects_bad_values():
-    table = pd.DataFrame({"model": ["m"], "metric": ["ndcg"], "k": pd.array([10], "Int64"), "value": [1.4],
-                          "ci_low": [0.1], "ci_high": [0.3], "n": np.array([3], np.int64)})
+    table = pd.DataFrame(
+        {
+            "model": ["m"],
+            "metric": ["ndcg"],
+            "k": pd.array([10], "Int64"),
+            "value": [1.4],
+            "ci_low": [0.1],
+            "ci_high": [0.3],
+            "n": np.array([3], np.int64),
+        }
+    )
     with pytest.raises(io.DataValidationError, match="unit_metric_in_0_1|interval_contains_value"):
         io.validate(table, ev.FLAT_SCHEMA, "metrics.json")
 
@@ -284,7 +408,9 @@ def test_notebook_06_writes_valid_metrics(tiny_run):
     assert report["verdict"]
     for model in ("hybrid", "tabular", "v0.1_classifier", "popularity"):
         plan_entry = report["metrics"][model]["plan_fraction_of_oracle"]
-        assert 0 < plan_entry["value"] <= 1 + 1e-6 and plan_entry["ci_low"] <= plan_entry["value"] <= plan_entry["ci_high"]
+        assert (
+            0 < plan_entry["value"] <= 1 + 1e-6 and plan_entry["ci_low"] <= plan_entry["value"] <= plan_entry["ci_high"]
+        )
     for model in ("hybrid", "tabular", "v0.1_classifier"):
         assert 0 <= report["metrics"][model]["ece"]["value"] < 0.5
         assert 0.5 < report["metrics"][model]["auc"]["value"] <= 1
@@ -316,13 +442,22 @@ def test_ablation_summary_reads_the_paired_intervals():
     def comparison(model, metric, d, lo, hi):
         return {"model": model, "baseline": "hybrid", "metric": metric, "difference": d, "ci_low": lo, "ci_high": hi}
 
-    report = {"models": {"hybrid": {"family": "hybrid"}, "hybrid_no_static": {"family": "ablation"},
-                         "hybrid_no_cf": {"family": "ablation"}},
-              "comparisons": [comparison("hybrid_no_static", "policy_fraction_of_oracle", -0.02, -0.03, -0.01),
-                              comparison("hybrid_no_static", "plan_fraction_of_oracle", 0.01, 0.005, 0.02),
-                              comparison("hybrid_no_cf", "policy_fraction_of_oracle", 0.0, -0.01, 0.01),
-                              comparison("hybrid_no_cf", "plan_fraction_of_oracle", 0.0, -0.01, 0.01)]}
+    report = {
+        "models": {
+            "hybrid": {"family": "hybrid"},
+            "hybrid_no_static": {"family": "ablation"},
+            "hybrid_no_cf": {"family": "ablation"},
+        },
+        "comparisons": [
+            comparison("hybrid_no_static", "policy_fraction_of_oracle", -0.02, -0.03, -0.01),
+            comparison("hybrid_no_static", "plan_fraction_of_oracle", 0.01, 0.005, 0.02),
+            comparison("hybrid_no_cf", "policy_fraction_of_oracle", 0.0, -0.01, 0.01),
+            comparison("hybrid_no_cf", "plan_fraction_of_oracle", 0.0, -0.01, 0.01),
+        ],
+    }
     static, cf = ev.ablation_summary(report)
-    assert static.startswith("Without the HCP's static profile: policy value -0.020 [-0.030, -0.010], plan value +0.010")
+    assert static.startswith(
+        "Without the HCP's static profile: policy value -0.020 [-0.030, -0.010], plan value +0.010"
+    )
     assert static.endswith("it carries policy value; it costs plan value.")
     assert cf.startswith("Without the CF similarity") and cf.endswith("it adds nothing measurable here.")

@@ -1,4 +1,4 @@
-"""Tests of hcp_lib.explore on a small hand-made world (columns of the world contract) and, marked
+"""Tests of hcp_lib.stages.explore on a small hand-made world (columns of the world contract) and, marked
 slow, on notebook 07 of the tiny pipeline run."""
 
 import nbformat
@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hcp_lib import explore, io, reasons
+from hcp_lib import io, reasons
 from hcp_lib.config import PARAMS, RunDir
 from hcp_lib.split import TemporalSplit
+from hcp_lib.stages import explore
 
 CUTOFF = pd.Timestamp("2025-03-01")
 SPLIT = TemporalSplit("2025-01-01", "2025-02-15", "2025-03-01", "2025-03-29")
@@ -17,49 +18,91 @@ A, B, C, D = "SYN00000001", "SYN00000002", "SYN00000003", "SYN00000004"
 
 
 def hand_made_tables():
-    hcps = pd.DataFrame({
-        "hcp_id": [A, B, C, D], "first_name": ["Ada", "Ben", "Cleo", "Dan"],
-        "last_name": ["Moss", "Ortiz", "Park", "Quinn"], "credential": ["MD", "DO", "MD", "MD"],
-        "specialty": ["cardiology", "cardiology", "pediatrics", "endocrinology"],
-        "taxonomy_code": ["207RC0000X", "207RC0000X", "208000000X", "207RE0101X"],
-        "state": ["TX", "TX", "OH", "CA"], "city": ["Austin", "Austin", "Akron", "Davis"],
-        "zip": ["73301", "73301", "44301", "95616"], "region": ["South", "South", "Midwest", "West"],
-        "practice_setting": ["hospital", "group", "solo", "academic"], "years_in_practice": [10, 20, 5, 30],
-        "age": [40, 50, 35, 60], "prescribing_decile": [5, 6, 2, 9], "digital_affinity": [0.5, 0.2, 0.9, 0.4],
-        "peer_group": ["PG1", "PG1", "PG2", "PG3"], "health_system": ["HS1", "HS1", "HS2", "HS3"],
-        "opted_out": [False, False, False, True]})
-    content = pd.DataFrame({
-        "content_id": ["11", "12", "13", "14", "15"], "pmid": ["11", "12", "13", "14", "15"],
-        "title": ["Heart part one", "Heart part two", "Lipids review", "Asthma in children", "Vaccines update"],
-        "therapeutic_area": ["cardiovascular", "cardiovascular", "cardiovascular", "respiratory", "vaccination"],
-        "content_type": ["webinar_deck"] * 5, "release_date": pd.to_datetime(["2024-12-01"] * 5),
-        "approved_specialties": ["cardiology"] * 3 + ["pediatrics"] * 2,
-        "series_id": pd.array(["S1", "S1", None, None, None], dtype="string"),
-        "series_part": pd.array([1, 2, None, None, None], dtype="Int64")})
+    hcps = pd.DataFrame(
+        {
+            "hcp_id": [A, B, C, D],
+            "first_name": ["Ada", "Ben", "Cleo", "Dan"],
+            "last_name": ["Moss", "Ortiz", "Park", "Quinn"],
+            "credential": ["MD", "DO", "MD", "MD"],
+            "specialty": ["cardiology", "cardiology", "pediatrics", "endocrinology"],
+            "taxonomy_code": ["207RC0000X", "207RC0000X", "208000000X", "207RE0101X"],
+            "state": ["TX", "TX", "OH", "CA"],
+            "city": ["Austin", "Austin", "Akron", "Davis"],
+            "zip": ["73301", "73301", "44301", "95616"],
+            "region": ["South", "South", "Midwest", "West"],
+            "practice_setting": ["hospital", "group", "solo", "academic"],
+            "years_in_practice": [10, 20, 5, 30],
+            "age": [40, 50, 35, 60],
+            "prescribing_decile": [5, 6, 2, 9],
+            "digital_affinity": [0.5, 0.2, 0.9, 0.4],
+            "peer_group": ["PG1", "PG1", "PG2", "PG3"],
+            "health_system": ["HS1", "HS1", "HS2", "HS3"],
+            "opted_out": [False, False, False, True],
+        }
+    )
+    content = pd.DataFrame(
+        {
+            "content_id": ["11", "12", "13", "14", "15"],
+            "pmid": ["11", "12", "13", "14", "15"],
+            "title": ["Heart part one", "Heart part two", "Lipids review", "Asthma in children", "Vaccines update"],
+            "therapeutic_area": ["cardiovascular", "cardiovascular", "cardiovascular", "respiratory", "vaccination"],
+            "content_type": ["webinar_deck"] * 5,
+            "release_date": pd.to_datetime(["2024-12-01"] * 5),
+            "approved_specialties": ["cardiology"] * 3 + ["pediatrics"] * 2,
+            "series_id": pd.array(["S1", "S1", None, None, None], dtype="string"),
+            "series_part": pd.array([1, 2, None, None, None], dtype="Int64"),
+        }
+    )
     rows = [  # hcp, content, channel, day, engaged
-        (A, "11", "email", "2025-01-10", True), (A, "13", "email", "2025-01-20", False),
-        (A, "13", "rep_visit", "2025-02-01", True), (B, "13", "webinar", "2025-01-15", True),
-        (B, "12", "email", "2025-01-16", True), (C, "14", "webinar", "2025-01-05", True),
+        (A, "11", "email", "2025-01-10", True),
+        (A, "13", "email", "2025-01-20", False),
+        (A, "13", "rep_visit", "2025-02-01", True),
+        (B, "13", "webinar", "2025-01-15", True),
+        (B, "12", "email", "2025-01-16", True),
+        (C, "14", "webinar", "2025-01-05", True),
         (C, "11", "email", "2025-01-06", False),
-        (A, "12", "email", "2025-03-05", True), (C, "15", "webinar", "2025-03-10", False),
+        (A, "12", "email", "2025-03-05", True),
+        (C, "15", "webinar", "2025-03-10", False),
     ]
     interactions = pd.DataFrame(rows, columns=["hcp_id", "content_id", "channel", "exposed_at", "engaged"])
     interactions["exposed_at"] = pd.to_datetime(interactions["exposed_at"])
     recs = []
-    for model, lists in {"m1": {A: [("12", "email"), ("14", "webinar"), ("15", "rep_visit")],
-                                C: [("12", "webinar"), ("11", "email"), ("13", "email")]},
-                         "m2": {A: [("15", "email"), ("12", "rep_visit")], C: [("13", "webinar")]}}.items():
+    for model, lists in {
+        "m1": {
+            A: [("12", "email"), ("14", "webinar"), ("15", "rep_visit")],
+            C: [("12", "webinar"), ("11", "email"), ("13", "email")],
+        },
+        "m2": {A: [("15", "email"), ("12", "rep_visit")], C: [("13", "webinar")]},
+    }.items():
         for hcp, items in lists.items():
             for rank, (content_id, channel) in enumerate(items, 1):
                 recs.append((model, hcp, rank, content_id, channel, 1.0 / rank))
     recommendations = pd.DataFrame(recs, columns=["model", "hcp_id", "rank", "content_id", "channel", "score"])
-    doc_topics = pd.DataFrame({"pmid": ["11", "12", "13", "14", "15"], "topic_0": [0.9, 0.8, 0.7, 0.1, 0.05],
-                               "topic_1": [0.1, 0.2, 0.3, 0.9, 0.95]})
+    doc_topics = pd.DataFrame(
+        {
+            "pmid": ["11", "12", "13", "14", "15"],
+            "topic_0": [0.9, 0.8, 0.7, 0.1, 0.05],
+            "topic_1": [0.1, 0.2, 0.3, 0.9, 0.95],
+        }
+    )
     topics = pd.DataFrame({"topic": [0, 1], "label": ["heart / lipid", "child / vaccine"]})
-    topic_terms = pd.DataFrame({"topic": [0, 0, 1, 1], "rank": [1, 2, 1, 2], "term": ["heart", "lipid", "child", "vaccine"],
-                                "weight": [0.1, 0.05, 0.2, 0.1]})
-    return dict(hcps=hcps, content=content, interactions=interactions, recommendations=recommendations,
-                doc_topics=doc_topics, topics=topics, topic_terms=topic_terms)
+    topic_terms = pd.DataFrame(
+        {
+            "topic": [0, 0, 1, 1],
+            "rank": [1, 2, 1, 2],
+            "term": ["heart", "lipid", "child", "vaccine"],
+            "weight": [0.1, 0.05, 0.2, 0.1],
+        }
+    )
+    return dict(
+        hcps=hcps,
+        content=content,
+        interactions=interactions,
+        recommendations=recommendations,
+        doc_topics=doc_topics,
+        topics=topics,
+        topic_terms=topic_terms,
+    )
 
 
 @pytest.fixture
@@ -78,7 +121,8 @@ def test_reasons_are_the_engines_sentences_in_reason_code_order(data):
         "part 2 of series S1; engaged with part 1 on 2025-01-10",
         "engaged with 1 item on topic 'heart / lipid' in the last 30 days (last on 2025-02-01)",
         "1 peer in the same health system (HS1) engaged with this item",
-        "prefers email: engaged on 1 of 2 touches, the best rate of the HCP's channels"]
+        "prefers email: engaged on 1 of 2 touches, the best rate of the HCP's channels",
+    ]
     # C ignored part 1, nobody in its peer group or system engaged with 12; its last touch (an email) was ignored
     assert explore.reasons(data, C, "12", "webinar") == ["last email on 2025-01-06 not engaged; switching channel"]
     assert explore.reasons(data, A, "15", "rep_visit") == ["engaged with the last rep visit on 2025-02-01"]
@@ -93,17 +137,21 @@ def test_reasons_match_the_engine_called_directly_and_never_give_a_model_estimat
     table = reasons.reason_table(frame, data.evidence(), key="key")
     assert list(rows["reasons"]) == reasons.reason_texts(table, frame["key"], key="key")
     assert "model_estimate" not in set(table["reason_code"])
-    assert list(rows["reasons"]) == [explore.reasons(data, A, c, ch) for c, ch in zip(rows["content_id"], rows["channel"])]
+    assert list(rows["reasons"]) == [
+        explore.reasons(data, A, c, ch) for c, ch in zip(rows["content_id"], rows["channel"])
+    ]
 
 
 def test_reasons_without_topic_model_have_no_topic_reason():
     tables = hand_made_tables()
-    data = explore.from_tables(**{k: v for k, v in tables.items() if k not in ("doc_topics", "topics", "topic_terms")},
-                               split=SPLIT)
+    data = explore.from_tables(
+        **{k: v for k, v in tables.items() if k not in ("doc_topics", "topics", "topic_terms")}, split=SPLIT
+    )
     assert explore.reasons(data, A, "12", "email") == [
         "part 2 of series S1; engaged with part 1 on 2025-01-10",
         "1 peer in the same health system (HS1) engaged with this item",
-        "prefers email: engaged on 1 of 2 touches, the best rate of the HCP's channels"]
+        "prefers email: engaged on 1 of 2 touches, the best rate of the HCP's channels",
+    ]
     assert "no topic model" in explore.topic_view_html(data, 0)
 
 
@@ -164,9 +212,12 @@ def test_view_shows_profile_list_next_actions_and_timeline(data):
     # A engaged with 12 in the test window, and 12 is first in m1's list
     assert "1 touches, 1 engaged; 1 of the engaged items are in the list above." in view
     table = explore.timeline(data, A)
-    assert table.to_dict("list") == {"month": ["2025-01", "2025-02", "2025-03"],
-                                     "window": ["before cut-off", "before cut-off", "test"],
-                                     "exposures": [2, 1, 1], "engagements": [1, 1, 1]}
+    assert table.to_dict("list") == {
+        "month": ["2025-01", "2025-02", "2025-03"],
+        "window": ["before cut-off", "before cut-off", "test"],
+        "exposures": [2, 1, 1],
+        "engagements": [1, 1, 1],
+    }
     assert "No touches in the test window." in explore.hcp_view_html(data, B, "m1")
 
 
@@ -234,8 +285,11 @@ def test_static_explorer_links_dropdown_index_to_stack_in_the_browser(data):
     picker, stack = box.children[1], box.children[2]
     assert isinstance(stack, w.Stack) and len(stack.children) == 2
     assert "Ada Moss" in stack.children[0].value and "Cleo Park" in stack.children[1].value
-    links = [m for m in w.Widget.widgets.values() if isinstance(m, Link)
-             and m.source == (picker, "index") and m.target == (stack, "selected_index")]
+    links = [
+        m
+        for m in w.Widget.widgets.values()
+        if isinstance(m, Link) and m.source == (picker, "index") and m.target == (stack, "selected_index")
+    ]
     # jslink runs in the browser only (no kernel round trip): tests/test_browser.py drives it
     assert links, "the Dropdown's index must be jslink-ed to the Stack's selected_index"
 

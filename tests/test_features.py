@@ -4,11 +4,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hcp_lib import features as F
 from hcp_lib.domain import CHANNELS
-from hcp_lib.engagement import EngagementModel, exposure_queries
-from tests.engagement_fixtures import (CUTOFF, START, N_ITEM, TinyALS, engagement_data, hcp_id, item_id, make_tables,
-                                       train_before)
+from hcp_lib.models import features as F
+from hcp_lib.models.engagement import EngagementModel, exposure_queries
+from tests.engagement_fixtures import (
+    CUTOFF,
+    N_ITEM,
+    START,
+    TinyALS,
+    engagement_data,
+    hcp_id,
+    item_id,
+    make_tables,
+    train_before,
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,21 +33,31 @@ def space(tables):
 
 def _log(rows):
     """Interactions from (hcp index, item index, channel, day offset, minute, engaged) tuples."""
-    return pd.DataFrame({
-        "hcp_id": [hcp_id(h) for h, *_ in rows], "content_id": [item_id(c) for _, c, *_ in rows],
-        "channel": [k for _, _, k, *_ in rows],
-        "exposed_at": [START + pd.Timedelta(days=d, minutes=m) for *_, d, m, _ in rows],
-        "engaged": [e for *_, e in rows]})
+    return pd.DataFrame(
+        {
+            "hcp_id": [hcp_id(h) for h, *_ in rows],
+            "content_id": [item_id(c) for _, c, *_ in rows],
+            "channel": [k for _, _, k, *_ in rows],
+            "exposed_at": [START + pd.Timedelta(days=d, minutes=m) for *_, d, m, _ in rows],
+            "engaged": [e for *_, e in rows],
+        }
+    )
 
 
 def test_counts_read_only_exposures_strictly_before_the_instant(space):
-    log = _log([(0, 1, "email", 1, 0, True), (0, 2, "rep_visit", 5, 0, False), (0, 3, "email", 9, 0, True),
-                (1, 1, "email", 2, 0, True)])
+    log = _log(
+        [
+            (0, 1, "email", 1, 0, True),
+            (0, 2, "rep_visit", 5, 0, False),
+            (0, 3, "email", 9, 0, True),
+            (1, 1, "email", 2, 0, True),
+        ]
+    )
     history = F.History(log, space)
     t = space.minutes([START + pd.Timedelta(days=9)])  # the third exposure's instant: not yet history
     row = history.hcp_history(np.array([0]), t)[0]
     names = dict(zip(F.HCP_HISTORY, row))
-    assert names["log_touches_7d"] == pytest.approx(np.log1p(1))    # day 5 only (day 1 is 8 days back)
+    assert names["log_touches_7d"] == pytest.approx(np.log1p(1))  # day 5 only (day 1 is 8 days back)
     assert names["log_touches_14d"] == pytest.approx(np.log1p(2))
     assert names["exposure_depth"] == pytest.approx(2 / 12)
     assert names["engaged_depth"] == pytest.approx(1 / 4)
@@ -54,7 +73,9 @@ def test_counts_read_only_exposures_strictly_before_the_instant(space):
 def test_later_exposures_cannot_change_the_inputs(space, tables):
     *_, interactions = tables
     queries = exposure_queries(space, interactions.iloc[:200])
-    before = F.query_inputs(space, F.History(interactions.iloc[:200], space), queries.h, queries.c, queries.k, queries.t, 5)
+    before = F.query_inputs(
+        space, F.History(interactions.iloc[:200], space), queries.h, queries.c, queries.k, queries.t, 5
+    )
     every = F.query_inputs(space, F.History(interactions, space), queries.h, queries.c, queries.k, queries.t, 5)
     for key in before:
         np.testing.assert_array_equal(before[key], every[key], err_msg=key)
@@ -137,8 +158,9 @@ def test_bad_tables_are_refused_naming_the_column_and_value(tables):
     with pytest.raises(F.FeatureError, match="HCP table lacks column 'peer_group'"):
         F.FeatureSpace.from_tables(hcps.drop(columns="peer_group"), catalogue, START)
     with pytest.raises(F.FeatureError, match="column 'age' is missing or not finite for HCP 'SYN00000003'"):
-        F.FeatureSpace.from_tables(hcps.assign(age=np.where(np.arange(len(hcps)) == 3, np.nan, hcps["age"])),
-                                   catalogue, START)
+        F.FeatureSpace.from_tables(
+            hcps.assign(age=np.where(np.arange(len(hcps)) == 3, np.nan, hcps["age"])), catalogue, START
+        )
     with pytest.raises(F.FeatureError, match="'therapeutic_area' has value 'astrology'"):
         F.FeatureSpace.from_tables(hcps, catalogue.assign(therapeutic_area="astrology"), START)
     with pytest.raises(F.FeatureError, match="no row for content id '30000011'"):

@@ -7,15 +7,34 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from hcp_lib import config, hybrid
+from hcp_lib import config
 from hcp_lib.domain import CHANNELS
-from hcp_lib.engagement import exposure_queries
-from hcp_lib.recommender import UnknownIdError
-from tests.engagement_fixtures import (CUTOFF, END, N_HCP, N_ITEM, VALID_START, TinyALS, engagement_data, hcp_id,
-                                       item_id, make_tables, train_before)
+from hcp_lib.models import hybrid
+from hcp_lib.models.base import UnknownIdError
+from tests.engagement_fixtures import (
+    CUTOFF,
+    END,
+    N_HCP,
+    N_ITEM,
+    VALID_START,
+    TinyALS,
+    engagement_data,
+    hcp_id,
+    make_tables,
+    train_before,
+)
 
-SETTINGS = hybrid.HybridSettings(sequence_length=6, embedding_dim=4, sequence_units=4, hidden_units=4, epochs=4,
-                                 batch_size=64, learning_rate=0.01, patience=1, seed=7)
+SETTINGS = hybrid.HybridSettings(
+    sequence_length=6,
+    embedding_dim=4,
+    sequence_units=4,
+    hidden_units=4,
+    epochs=4,
+    batch_size=64,
+    learning_rate=0.01,
+    patience=1,
+    seed=7,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +48,9 @@ def train(tables):
 
 
 def fit(tables, train, settings=SETTINGS, validation_start=None, cf=True):
-    return hybrid.HybridRecommender(engagement_data(tables), TinyALS() if cf else None, settings,
-                                    validation_start=validation_start).fit(train)
+    return hybrid.HybridRecommender(
+        engagement_data(tables), TinyALS() if cf else None, settings, validation_start=validation_start
+    ).fit(train)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +80,7 @@ def test_broadcast_scoring_equals_the_training_graph(fitted):
     c = np.tile(np.repeat(np.arange(N_ITEM), len(CHANNELS)), len(hcps))
     k = np.tile(np.arange(len(CHANNELS)), len(hcps) * N_ITEM)
     t = np.full(len(h), fitted.space_.minutes([CUTOFF])[0])
-    from hcp_lib.engagement import Queries
+    from hcp_lib.models.engagement import Queries
 
     direct = fitted._predict(fitted.inputs(Queries(h, c, k, t))).reshape(len(hcps), N_ITEM, len(CHANNELS))
     broadcast = fitted.score_channels([hcp_id(i) for i in hcps])
@@ -68,7 +88,7 @@ def test_broadcast_scoring_equals_the_training_graph(fitted):
 
 
 def test_padded_steps_do_not_change_the_hcp_tower(fitted):
-    from hcp_lib import features as F
+    from hcp_lib.models import features as F
 
     snap = F.snapshot(fitted.space_, fitted.history_, np.array([0, 1, 2]), CUTOFF, SETTINGS.sequence_length)
     inputs = hybrid._subset(snap.hcp, hybrid.HCP_INPUTS)
@@ -88,10 +108,10 @@ def test_padded_steps_do_not_change_the_hcp_tower(fitted):
 def test_cold_items_keep_a_zero_embedding_and_are_placed_by_their_topics(fitted):
     item_tower = fitted.towers()[1]
     embeddings = np.asarray(item_tower.get_layer("item_embedding").embeddings)
-    assert (embeddings[N_ITEM - 2:] == 0).all(), "items never exposed must keep a zero embedding"
-    assert np.abs(embeddings[:N_ITEM - 2]).sum() > 0
+    assert (embeddings[N_ITEM - 2 :] == 0).all(), "items never exposed must keep a zero embedding"
+    assert np.abs(embeddings[: N_ITEM - 2]).sum() > 0
     probability = fitted.score_channels([hcp_id(0)])[0]
-    assert np.isfinite(probability[N_ITEM - 2:]).all()
+    assert np.isfinite(probability[N_ITEM - 2 :]).all()
 
 
 def test_the_hybrid_learns_the_planted_signal(tables, train):
@@ -164,8 +184,10 @@ def test_settings_defaults_are_the_notebook_parameters_defaults():
 
 @pytest.mark.slow
 def test_notebook_05_writes_every_model_and_a_model_that_reloads(tiny_run):
-    from hcp_lib import engagement_stage as es, io, plan
+    from hcp_lib import io
     from hcp_lib.config import RunDir
+    from hcp_lib.stages import engagement as es
+    from hcp_lib.stages import plan
 
     run = RunDir(tiny_run)
     registry = es.read_registry(tiny_run)
@@ -181,8 +203,9 @@ def test_notebook_05_writes_every_model_and_a_model_that_reloads(tiny_run):
         probs = io.read_parquet(run.hybrid / "test_exposure_probs" / f"{name}.parquet")
         assert set(probs["exposure_id"]) == set(inputs.test_rows["exposure_id"])
         assert probs["engagement_prob"].between(0, 1).all()
-        candidates = plan.read_candidates(run.hybrid / "plan_candidates" / f"{name}.parquet", inputs.plan_context,
-                                          inputs.plan_settings)
+        candidates = plan.read_candidates(
+            run.hybrid / "plan_candidates" / f"{name}.parquet", inputs.plan_context, inputs.plan_settings
+        )
         assert len(candidates.table) > 0
     model = hybrid.load(run.hybrid / "model", inputs.stage.train_valid, inputs.data)
     saved = io.read_parquet(run.hybrid / "test_top_n" / "hybrid.parquet")

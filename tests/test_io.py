@@ -69,15 +69,27 @@ def test_check_finite_names_source_count_kinds_and_first_position():
     from hcp_lib.io import NonFiniteError, check_finite
 
     values = np.array([[0.1, np.nan, np.inf], [1.0, -np.inf, 2.0]])
-    with pytest.raises(NonFiniteError, match=r"^model 'hybrid' returned 3 non-finite scores \(1 NaN, 1 inf, 1 -inf\) "
-                                             r"out of 6, first at HCP 'SYN00000001', position \(0, 1\); it cannot be "
-                                             r"ranked — check its inputs and training$"):
+    with pytest.raises(
+        NonFiniteError,
+        match=r"^model 'hybrid' returned 3 non-finite scores \(1 NaN, 1 inf, 1 -inf\) "
+        r"out of 6, first at HCP 'SYN00000001', position \(0, 1\); it cannot be "
+        r"ranked — check its inputs and training$",
+    ):
         check_finite(values, "model 'hybrid'", labels=np.array(["SYN00000001", "SYN00000002"]), label_kind="HCP")
     # one value: singular noun; a 1-D array with labels names the label alone
-    with pytest.raises(NonFiniteError, match=r"^f\.json holds 1 non-finite metric value \(1 NaN\) out of 2, first at "
-                                             r"metrics\['m'\]; fix it$"):
-        check_finite([0.5, float("nan")], "f.json", "metric value", verb="holds", labels=["x", "metrics['m']"],
-                     consequence="fix it")
+    with pytest.raises(
+        NonFiniteError,
+        match=r"^f\.json holds 1 non-finite metric value \(1 NaN\) out of 2, first at "
+        r"metrics\['m'\]; fix it$",
+    ):
+        check_finite(
+            [0.5, float("nan")],
+            "f.json",
+            "metric value",
+            verb="holds",
+            labels=["x", "metrics['m']"],
+            consequence="fix it",
+        )
     # only the cells of the mask are checked (and counted); NaN may be allowed as "undefined"
     assert check_finite(values, "m", only=np.array([[True, False, False], [True, False, True]])).shape == (2, 3)
     with pytest.raises(NonFiniteError, match=r"1 non-finite score \(1 -inf\) out of 2, first at position \(1, 1\)"):

@@ -37,7 +37,9 @@ def test_mrr_and_map_by_hand():
     assert metrics.reciprocal_rank_at_k(LISTS, RELEVANT, 4)[:2].tolist() == pytest.approx([1.0, 1 / 3])
     assert metrics.reciprocal_rank_at_k(LISTS, RELEVANT, 2)[1] == 0.0
     # HCP 0: precision@1 = 1 and precision@3 = 2/3 at its hits, / min(4, 2) relevant
-    assert metrics.average_precision_at_k(LISTS, RELEVANT, 4)[:2].tolist() == pytest.approx([(1 + 2 / 3) / 2, (1 / 3) / 1])
+    assert metrics.average_precision_at_k(LISTS, RELEVANT, 4)[:2].tolist() == pytest.approx(
+        [(1 + 2 / 3) / 2, (1 / 3) / 1]
+    )
 
 
 def test_graded_ndcg_matches_sklearn():
@@ -46,7 +48,7 @@ def test_graded_ndcg_matches_sklearn():
     scores = rng.random((6, 12))
     top = np.argsort(-scores, axis=1)[:, :5]
     ours = metrics.graded_ndcg_at_k(top, gains, 5)
-    theirs = [ndcg_score(gains[i:i + 1], scores[i:i + 1], k=5) for i in range(6)]
+    theirs = [ndcg_score(gains[i : i + 1], scores[i : i + 1], k=5) for i in range(6)]
     assert ours == pytest.approx(theirs)
     assert metrics.graded_ndcg_at_k(np.argsort(-gains, axis=1)[:, :5], gains, 5) == pytest.approx(np.ones(6))
 
@@ -92,8 +94,11 @@ def test_expected_calibration_error_by_hand():
     p = rng.random(20000)
     assert metrics.expected_calibration_error(rng.random(20000) < p, p) < 0.02  # calibrated by construction
     assert np.isnan(metrics.expected_calibration_error(np.array([]), np.array([])))
-    with pytest.raises(io.NonFiniteError, match=r"expected_calibration_error was given 1 non-finite probability "
-                                                r"\(1 NaN\) out of 1, first at position 0"):
+    with pytest.raises(
+        io.NonFiniteError,
+        match=r"expected_calibration_error was given 1 non-finite probability "
+        r"\(1 NaN\) out of 1, first at position 0",
+    ):
         metrics.expected_calibration_error(np.array([1]), np.array([np.nan]))
 
 
@@ -104,8 +109,11 @@ def test_exposure_auc_matches_sklearn_and_refuses_bad_input():
     s = np.array([0.9, 0.2, 0.4, 0.4, 0.1, 0.8])
     assert metrics.exposure_auc(y, s) == pytest.approx(roc_auc_score(y, s))
     assert np.isnan(metrics.exposure_auc(np.ones(3, bool), np.arange(3.0)))
-    with pytest.raises(io.NonFiniteError, match=r"exposure_auc was given 1 non-finite score \(1 NaN\) out of 6, "
-                                                r"first at position 5"):
+    with pytest.raises(
+        io.NonFiniteError,
+        match=r"exposure_auc was given 1 non-finite score \(1 NaN\) out of 6, "
+        r"first at position 5",
+    ):
         metrics.exposure_auc(y, np.r_[s[:-1], np.nan])
 
 
@@ -115,34 +123,59 @@ _P = np.array([0.9, 0.2, 0.7, 0.4])
 _NAN_P = np.array([0.9, np.nan, 0.7, 0.4])
 _NAN_LISTS = np.array([[1.0, np.nan, 3.0, 2.0], [0, 2, 4, -1], [0, 1, 2, 3]])
 NON_FINITE_CASES = {
-    "hit_at_k": (lambda: metrics.hit_at_k(_NAN_LISTS, RELEVANT, 2),
-                      r"hits_at_k was given 1 non-finite recommended item position \(1 NaN\) out of 12, "
-                      r"first at position \(0, 1\)"),
+    "hit_at_k": (
+        lambda: metrics.hit_at_k(_NAN_LISTS, RELEVANT, 2),
+        r"hits_at_k was given 1 non-finite recommended item position \(1 NaN\) out of 12, "
+        r"first at position \(0, 1\)",
+    ),
     "ndcg_at_k": (lambda: metrics.ndcg_at_k(_NAN_LISTS, RELEVANT, 2), r"hits_at_k was given 1 non-finite"),
-    "mean_over_hcps": (lambda: metrics.mean_over_hcps(np.array([0.5, np.inf])),
-                       r"mean_over_hcps was given 1 non-finite per-HCP value \(1 inf\)"),
+    "mean_over_hcps": (
+        lambda: metrics.mean_over_hcps(np.array([0.5, np.inf])),
+        r"mean_over_hcps was given 1 non-finite per-HCP value \(1 inf\)",
+    ),
     "brier_terms": (lambda: metrics.brier_terms(_Y, _NAN_P), r"brier_terms was given 1 non-finite probability"),
-    "graded_ndcg_at_k": (lambda: metrics.graded_ndcg_at_k(LISTS, np.array([[0.1, np.inf, 0, 0, 0]] * 3), 2),
-                         r"graded_ndcg_at_k was given 3 non-finite gains \(3 inf\) out of 15"),
-    "catalogue_coverage_at_k": (lambda: metrics.catalogue_coverage_at_k(_NAN_LISTS, 5, 2),
-                                r"catalogue_coverage_at_k was given 1 non-finite recommended item position"),
-    "novelty_at_k": (lambda: metrics.novelty_at_k(LISTS, np.array([3.0, np.nan, 0, 0, 0]), 3, 2),
-                     r"novelty_at_k was given 1 non-finite item popularity \(1 NaN\) out of 5"),
-    "intra_list_diversity_at_k": (lambda: metrics.intra_list_diversity_at_k(LISTS, np.array([[1.0, np.nan]] * 5), 2),
-                                  r"intra_list_diversity_at_k was given 5 non-finite item vector values \(5 NaN\)"),
-    "log_loss_value": (lambda: metrics.log_loss_value(_Y, _NAN_P),
-                       r"log_loss_value was given 1 non-finite probability \(1 NaN\) out of 4, first at position 1"),
+    "graded_ndcg_at_k": (
+        lambda: metrics.graded_ndcg_at_k(LISTS, np.array([[0.1, np.inf, 0, 0, 0]] * 3), 2),
+        r"graded_ndcg_at_k was given 3 non-finite gains \(3 inf\) out of 15",
+    ),
+    "catalogue_coverage_at_k": (
+        lambda: metrics.catalogue_coverage_at_k(_NAN_LISTS, 5, 2),
+        r"catalogue_coverage_at_k was given 1 non-finite recommended item position",
+    ),
+    "novelty_at_k": (
+        lambda: metrics.novelty_at_k(LISTS, np.array([3.0, np.nan, 0, 0, 0]), 3, 2),
+        r"novelty_at_k was given 1 non-finite item popularity \(1 NaN\) out of 5",
+    ),
+    "intra_list_diversity_at_k": (
+        lambda: metrics.intra_list_diversity_at_k(LISTS, np.array([[1.0, np.nan]] * 5), 2),
+        r"intra_list_diversity_at_k was given 5 non-finite item vector values \(5 NaN\)",
+    ),
+    "log_loss_value": (
+        lambda: metrics.log_loss_value(_Y, _NAN_P),
+        r"log_loss_value was given 1 non-finite probability \(1 NaN\) out of 4, first at position 1",
+    ),
     "brier_value": (lambda: metrics.brier_value(_Y, _NAN_P), r"brier_value was given 1 non-finite probability"),
-    "log_loss_terms": (lambda: metrics.log_loss_terms(_Y, _NAN_P), r"log_loss_terms was given 1 non-finite probability"),
-    "expected_calibration_error": (lambda: metrics.expected_calibration_error(_Y, np.r_[_P[:3], np.inf]),
-                                   r"expected_calibration_error was given 1 non-finite probability \(1 inf\)"),
+    "log_loss_terms": (
+        lambda: metrics.log_loss_terms(_Y, _NAN_P),
+        r"log_loss_terms was given 1 non-finite probability",
+    ),
+    "expected_calibration_error": (
+        lambda: metrics.expected_calibration_error(_Y, np.r_[_P[:3], np.inf]),
+        r"expected_calibration_error was given 1 non-finite probability \(1 inf\)",
+    ),
     "reliability_curve": (lambda: metrics.reliability_curve(_Y, _NAN_P), r"reliability_curve was given 1 non-finite"),
-    "exposure_auc": (lambda: metrics.exposure_auc(_Y, np.r_[_P[:3], -np.inf]),
-                     r"exposure_auc was given 1 non-finite score \(1 -inf\)"),
-    "bootstrap_ratio": (lambda: metrics.bootstrap_ratio(np.array([[1.0, np.nan]]), np.ones((1, 2)), np.ones((3, 2))),
-                        r"bootstrap_ratio was given 1 non-finite numerator \(1 NaN\) out of 2"),
-    "mean_terms": (lambda: metrics.mean_terms(np.array([0.5, np.nan, np.inf])),
-                   r"mean_terms was given 1 non-finite per-HCP value \(1 inf\) out of 3, first at position 2"),
+    "exposure_auc": (
+        lambda: metrics.exposure_auc(_Y, np.r_[_P[:3], -np.inf]),
+        r"exposure_auc was given 1 non-finite score \(1 -inf\)",
+    ),
+    "bootstrap_ratio": (
+        lambda: metrics.bootstrap_ratio(np.array([[1.0, np.nan]]), np.ones((1, 2)), np.ones((3, 2))),
+        r"bootstrap_ratio was given 1 non-finite numerator \(1 NaN\) out of 2",
+    ),
+    "mean_terms": (
+        lambda: metrics.mean_terms(np.array([0.5, np.nan, np.inf])),
+        r"mean_terms was given 1 non-finite per-HCP value \(1 inf\) out of 3, first at position 2",
+    ),
 }
 
 
@@ -154,11 +187,23 @@ def test_metric_helpers_refuse_non_finite_input(helper):
     assert isinstance(caught.value, ValueError)  # callers that catch ValueError keep working
 
 
-@pytest.mark.parametrize("helper", [metrics.log_loss_value, metrics.brier_value, metrics.brier_terms, metrics.log_loss_terms, metrics.expected_calibration_error,
-                                    metrics.reliability_curve])
+@pytest.mark.parametrize(
+    "helper",
+    [
+        metrics.log_loss_value,
+        metrics.brier_value,
+        metrics.brier_terms,
+        metrics.log_loss_terms,
+        metrics.expected_calibration_error,
+        metrics.reliability_curve,
+    ],
+)
 def test_probability_metrics_refuse_values_outside_0_1(helper):
-    with pytest.raises(ValueError, match=rf"{helper.__name__}: 1 of 4 probabilities lie outside \[0, 1\] "
-                                         r"\(first 1\.5 at position 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{helper.__name__}: 1 of 4 probabilities lie outside \[0, 1\] "
+        r"\(first 1\.5 at position 2\)",
+    ):
         helper(_Y, np.array([0.9, 0.2, 1.5, 0.4]))
     with pytest.raises(ValueError, match=rf"{helper.__name__}: engaged has shape \(4,\) but probability has \(3,\)"):
         helper(_Y, _P[:3])
@@ -172,8 +217,9 @@ def test_undefined_metric_values_stay_nan():
     num, den = metrics.mean_terms(np.array([0.5, np.nan]))
     assert num.tolist() == [0.5, 0.0] and den.tolist() == [1.0, 0.0]
     # float item positions that are whole numbers are accepted (-1 = no item)
-    assert np.array_equal(metrics.hit_at_k(LISTS.astype(float), RELEVANT, 2), metrics.hit_at_k(LISTS, RELEVANT, 2),
-                          equal_nan=True)
+    assert np.array_equal(
+        metrics.hit_at_k(LISTS.astype(float), RELEVANT, 2), metrics.hit_at_k(LISTS, RELEVANT, 2), equal_nan=True
+    )
     with pytest.raises(ValueError, match=r"hits_at_k: recommended holds item position 1\.5"):
         metrics.hit_at_k(np.array([[1.5, 0], [0, 1], [1, 2]]), RELEVANT, 2)
 
@@ -199,4 +245,3 @@ def test_bootstrap_weights_and_ratio():
     assert high[0] - low[0] == pytest.approx(2 * 1.96 * np.nanstd(values) / np.sqrt(48), rel=0.3)
     constant = metrics.bootstrap_ratio(np.full((1, 50), 2.0), np.full((1, 50), 4.0), weights)
     assert constant[1][0] == constant[2][0] == 0.5
-

@@ -7,7 +7,8 @@ import json
 import nbformat
 import pytest
 
-from hcp_lib import config, pipeline, pubmed
+from hcp_lib import config, pipeline
+from hcp_lib.stages import pubmed
 
 pytestmark = pytest.mark.slow
 
@@ -27,8 +28,9 @@ def test_notebook_01_writes_articles_metrics_and_shows_them(tmp_path):
     executed = nbformat.read(run_dir / "01_ingestion.ipynb", as_version=4)
     outputs = [o for cell in executed.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
-    shown = "\n".join(str(o.get("data", {}).get("text/html", "")) + str(o.get("data", {}).get("text/markdown", ""))
-                      for o in outputs)
+    shown = "\n".join(
+        str(o.get("data", {}).get("text/html", "")) + str(o.get("data", {}).get("text/markdown", "")) for o in outputs
+    )
     for count in ("rows_in", "duplicate_pmids_removed", "rows_out"):
         assert count in shown
     assert f"{metrics['rows_out']:,} articles" in shown

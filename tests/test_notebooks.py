@@ -13,7 +13,11 @@ from .conftest import run_cli
 @pytest.mark.parametrize("notebook", list_notebooks(), ids=lambda p: p.name)
 def test_notebook_is_committed_without_outputs(notebook):
     nb = json.loads(notebook.read_text())
-    dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
+    dirty = [
+        i
+        for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))
+    ]
     assert not dirty, f"{notebook.name}: cells {dirty} carry outputs; commit notebooks clean"
 
 
@@ -22,8 +26,13 @@ def test_notebook_has_one_title_and_a_parameters_cell(notebook):
     nb = json.loads(notebook.read_text())
     first = "".join(nb["cells"][0]["source"])
     assert nb["cells"][0]["cell_type"] == "markdown" and first.startswith("# ")
-    titles = [line for c in nb["cells"] if c["cell_type"] == "markdown"
-              for line in "".join(c["source"]).splitlines() if line.startswith("# ")]
+    titles = [
+        line
+        for c in nb["cells"]
+        if c["cell_type"] == "markdown"
+        for line in "".join(c["source"]).splitlines()
+        if line.startswith("# ")
+    ]
     assert len(titles) == 1, f"{notebook.name}: the book needs exactly one H1, found {titles}"
     declared = declared_parameters(notebook)
     assert set(config.RUNNER_PARAMS) <= set(declared), f"{notebook.name} must declare run_dir, scale and seed"
@@ -42,10 +51,13 @@ def test_cli_refuses_an_unknown_parameter_naming_it(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("pair, message", [
-    ("explorer_model=bogus_model", "parameter 'explorer_model': got 'bogus_model'; expected 'auto' or a model"),
-    ("world_start=not-a-date", "parameter 'world_start': got 'not-a-date'; expected an ISO date"),
-])
+@pytest.mark.parametrize(
+    "pair, message",
+    [
+        ("explorer_model=bogus_model", "parameter 'explorer_model': got 'bogus_model'; expected 'auto' or a model"),
+        ("world_start=not-a-date", "parameter 'world_start': got 'not-a-date'; expected an ISO date"),
+    ],
+)
 def test_cli_refuses_names_and_dates_before_the_first_notebook(tmp_path, pair, message):
     result = run_cli("run", "--scale", "tiny", "--out", str(tmp_path / "run"), "-p", pair, timeout=60)
     assert result.returncode == 2 and message in result.stderr

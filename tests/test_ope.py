@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hcp_lib import ope
+from hcp_lib.stages import ope
 
 CHANNELS3 = ["email", "webinar", "rep_visit"]
 H, C, DAYS, TOUCH = 300, 12, 28, 0.3
@@ -28,34 +28,60 @@ def bandit(seed: int, logging=None, rewards=None):
         for h in np.flatnonzero(rng.random(H) < TOUCH):
             a = rng.choice(C * 3, p=flat[h])
             c, k = divmod(int(a), 3)
-            rows.append((f"h{h:03d}", f"c{c:02d}", CHANNELS3[k], pd.Timestamp("2025-03-03") + pd.Timedelta(days=day),
-                         TOUCH * logging[h, c, k], bool(rng.random() < rewards[h, c, k])))
+            rows.append(
+                (
+                    f"h{h:03d}",
+                    f"c{c:02d}",
+                    CHANNELS3[k],
+                    pd.Timestamp("2025-03-03") + pd.Timedelta(days=day),
+                    TOUCH * logging[h, c, k],
+                    bool(rng.random() < rewards[h, c, k]),
+                )
+            )
     return pd.DataFrame(rows, columns=ope.LOG_COLUMNS), rewards, logging
 
 
 def best_policy(rewards, model_bias: float = 1.0) -> pd.DataFrame:
     best = rewards.reshape(H, -1).argmax(axis=1)
-    return pd.DataFrame({"hcp_id": [f"h{h:03d}" for h in range(H)], "content_id": [f"c{b // 3:02d}" for b in best],
-                         "channel": [CHANNELS3[b % 3] for b in best], "true_probability": rewards.reshape(H, -1).max(1),
-                         "model_probability": np.minimum(rewards.reshape(H, -1).max(1) * model_bias, 1.0)})
+    return pd.DataFrame(
+        {
+            "hcp_id": [f"h{h:03d}" for h in range(H)],
+            "content_id": [f"c{b // 3:02d}" for b in best],
+            "channel": [CHANNELS3[b % 3] for b in best],
+            "true_probability": rewards.reshape(H, -1).max(1),
+            "model_probability": np.minimum(rewards.reshape(H, -1).max(1) * model_bias, 1.0),
+        }
+    )
 
 
 def uniform_policy(rewards) -> pd.DataFrame:
     h, c, k = np.meshgrid(np.arange(H), np.arange(C), np.arange(3), indexing="ij")
-    return pd.DataFrame({"hcp_id": [f"h{i:03d}" for i in h.ravel()], "content_id": [f"c{i:02d}" for i in c.ravel()],
-                         "channel": np.asarray(CHANNELS3)[k.ravel()], "weight": 1.0 / (C * 3),
-                         "true_probability": rewards[h, c, k].ravel()})
+    return pd.DataFrame(
+        {
+            "hcp_id": [f"h{i:03d}" for i in h.ravel()],
+            "content_id": [f"c{i:02d}" for i in c.ravel()],
+            "channel": np.asarray(CHANNELS3)[k.ravel()],
+            "weight": 1.0 / (C * 3),
+            "true_probability": rewards[h, c, k].ravel(),
+        }
+    )
 
 
 def test_ips_and_snips_are_unbiased_over_replications_with_full_support():
     values = {"ips": [], "snips": []}
     for seed in range(12):
         logs, rewards, _ = bandit(seed)
-        table = ope.estimate_policy_values(logs, {"best": best_policy(rewards), "uniform": uniform_policy(rewards)},
-                                           n_days=DAYS, n_bootstrap=50, seed=seed)
+        table = ope.estimate_policy_values(
+            logs,
+            {"best": best_policy(rewards), "uniform": uniform_policy(rewards)},
+            n_days=DAYS,
+            n_bootstrap=50,
+            seed=seed,
+        )
         for estimator in values:
-            values[estimator].append(table.set_index(["policy", "estimator"]).loc[[("best", estimator),
-                                                                                  ("uniform", estimator)], "value"])
+            values[estimator].append(
+                table.set_index(["policy", "estimator"]).loc[[("best", estimator), ("uniform", estimator)], "value"]
+            )
     truth = table.drop_duplicates("policy").set_index("policy")["truth"]
     for estimator, draws in values.items():
         mean = pd.concat(draws, axis=1).mean(axis=1).droplevel("estimator")
@@ -67,8 +93,14 @@ def test_ips_and_snips_are_unbiased_over_replications_with_full_support():
 def test_ips_of_the_logging_policy_itself_is_the_observed_rate():
     logs, rewards, logging = bandit(1)
     h, c, k = np.meshgrid(np.arange(H), np.arange(C), np.arange(3), indexing="ij")
-    replay = pd.DataFrame({"hcp_id": [f"h{i:03d}" for i in h.ravel()], "content_id": [f"c{i:02d}" for i in c.ravel()],
-                           "channel": np.asarray(CHANNELS3)[k.ravel()], "weight": logging.ravel()})
+    replay = pd.DataFrame(
+        {
+            "hcp_id": [f"h{i:03d}" for i in h.ravel()],
+            "content_id": [f"c{i:02d}" for i in c.ravel()],
+            "channel": np.asarray(CHANNELS3)[k.ravel()],
+            "weight": logging.ravel(),
+        }
+    )
     table = ope.estimate_policy_values(logs, {"logging": replay}, n_days=DAYS, n_bootstrap=50)
     ips = table.set_index("estimator").loc["ips", "value"]
     # sum_i pi(a_i) r_i / p_i with pi = the logging's own choice given a touch: the engagements per HCP-day / TOUCH
@@ -79,10 +111,16 @@ def test_direct_method_doubly_robust_and_reward_model():
     logs, rewards, _ = bandit(3)
     hcps = pd.DataFrame({"hcp_id": [f"h{h:03d}" for h in range(H)], "segment": [str(h % 3) for h in range(H)]})
     reward = ope.RewardModel(n_folds=3, seed=0, max_iter=50).fit(logs, history=bandit(99)[0], hcp_attributes=hcps)
-    table = ope.estimate_policy_values(logs, {"best": best_policy(rewards, 1.2), "uniform": uniform_policy(rewards)},
-                                       n_days=DAYS, reward=reward, n_bootstrap=100).set_index(["policy", "estimator"])
-    assert table.loc[("best", "dm_model"), "value"] == pytest.approx(1.2 * table.loc[("best", "dm_model"), "truth"],
-                                                                     rel=0.02)
+    table = ope.estimate_policy_values(
+        logs,
+        {"best": best_policy(rewards, 1.2), "uniform": uniform_policy(rewards)},
+        n_days=DAYS,
+        reward=reward,
+        n_bootstrap=100,
+    ).set_index(["policy", "estimator"])
+    assert table.loc[("best", "dm_model"), "value"] == pytest.approx(
+        1.2 * table.loc[("best", "dm_model"), "truth"], rel=0.02
+    )
     assert table.loc[("best", "dm_model"), "ess"] == H
     assert ("uniform", "dm_model") not in table.index, "a policy without model probabilities has no dm_model"
     # the reward model's value of the uniform policy is close to the truth (it is an average of many pairs)
@@ -109,23 +147,37 @@ def test_a_policy_outside_the_logging_support_is_invisible_to_ips():
 def test_replayed_logged_actions_are_valued_on_policy():
     logs, _, _ = bandit(4)
     first = logs.drop_duplicates("hcp_id")
-    replay = first[["hcp_id", "content_id", "channel"]].assign(logged_outcome=first["engaged"].astype(float),
-                                                              true_probability=0.2)
+    replay = first[["hcp_id", "content_id", "channel"]].assign(
+        logged_outcome=first["engaged"].astype(float), true_probability=0.2
+    )
     table = ope.estimate_policy_values(logs, {"bau": replay}, n_days=DAYS, n_bootstrap=50)
     assert table["estimator"].tolist() == ["observed"]
     assert table["value"].iloc[0] == pytest.approx(first["engaged"].mean())
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda f: f.drop(columns="propensity"), r"my export: missing column 'propensity'; a logged table needs the columns"),
-    (lambda f: f.assign(propensity=np.where(np.arange(len(f)) == 3, np.nan, f["propensity"])),
-     r"my export: column 'propensity' is missing or not a number in 1 rows \(first at row 3"),
-    (lambda f: f.assign(propensity=np.where(np.arange(len(f)) == 5, 0.0, f["propensity"])),
-     r"my export: column 'propensity' must be in \(0, 1\]; 1 rows are not \(first at row 5: 0\.0\)"),
-    (lambda f: f.assign(propensity=-f["propensity"]), r"must be in \(0, 1\]"),
-    (lambda f: f.assign(engaged="maybe"), r"my export: column 'engaged' must be true/false or 0/1; row 0 holds 'maybe'"),
-    (lambda f: f.assign(hcp_id=None), r"my export: column 'hcp_id' is missing in"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda f: f.drop(columns="propensity"),
+            r"my export: missing column 'propensity'; a logged table needs the columns",
+        ),
+        (
+            lambda f: f.assign(propensity=np.where(np.arange(len(f)) == 3, np.nan, f["propensity"])),
+            r"my export: column 'propensity' is missing or not a number in 1 rows \(first at row 3",
+        ),
+        (
+            lambda f: f.assign(propensity=np.where(np.arange(len(f)) == 5, 0.0, f["propensity"])),
+            r"my export: column 'propensity' must be in \(0, 1\]; 1 rows are not \(first at row 5: 0\.0\)",
+        ),
+        (lambda f: f.assign(propensity=-f["propensity"]), r"must be in \(0, 1\]"),
+        (
+            lambda f: f.assign(engaged="maybe"),
+            r"my export: column 'engaged' must be true/false or 0/1; row 0 holds 'maybe'",
+        ),
+        (lambda f: f.assign(hcp_id=None), r"my export: column 'hcp_id' is missing in"),
+    ],
+)
 def test_bad_logged_tables_are_refused_naming_the_column_and_row(change, message):
     logs, rewards, _ = bandit(5)
     with pytest.raises(ope.OPEError, match=message):
@@ -155,8 +207,12 @@ def test_window_days_and_clip_level():
     assert (1 / logs["propensity"] > clip).mean() == pytest.approx(0.01, abs=0.005)
     rewards = bandit(7)[1]
     table = ope.estimate_policy_values(logs, {"best": best_policy(rewards)}, n_bootstrap=50)
-    assert table.attrs == {"clip": pytest.approx(clip), "n_days": DAYS, "n_logs": len(logs),
-                           "n_hcps": logs["hcp_id"].nunique()}
+    assert table.attrs == {
+        "clip": pytest.approx(clip),
+        "n_days": DAYS,
+        "n_logs": len(logs),
+        "n_hcps": logs["hcp_id"].nunique(),
+    }
 
 
 @pytest.mark.slow
@@ -165,8 +221,10 @@ def test_notebook_09_estimates_every_policy_beside_its_truth(tiny_run):
     summary = json.loads((tiny_run / "ope" / "summary.json").read_text())
     report = json.loads((tiny_run / "evaluation" / "metrics.json").read_text())
     policies = set(estimates["policy"])
-    assert set(report["metrics"]) - {m for m, d in report["models"].items() if d["family"] == "channel_baseline"} \
+    assert (
+        set(report["metrics"]) - {m for m, d in report["models"].items() if d["family"] == "channel_baseline"}
         <= policies
+    )
     assert {"uniform_random", "business_as_usual", "plan"} <= policies
     for policy, group in estimates.groupby("policy"):
         assert group["value"].notna().any() and group["truth"].notna().all(), policy

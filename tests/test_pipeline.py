@@ -25,14 +25,19 @@ def notebooks(tmp_path):
     _notebook(
         folder / "01_first.ipynb",
         "run_dir = ''\nseed = 0\ncorpus = 'all'",
-        ["import json, pathlib, sys\n"
-         "pathlib.Path(run_dir, 'first.json').write_text(json.dumps({'seed': seed, 'corpus': corpus, 'python': sys.executable}))"],
+        [
+            "import json, pathlib, sys\n"
+            "pathlib.Path(run_dir, 'first.json').write_text(json.dumps({'seed': seed, 'corpus': corpus, 'python': sys.executable}))"
+        ],
     )
     _notebook(
         folder / "02_second.ipynb",
         "run_dir = ''\nscale = 'small'",
-        ["import os, pathlib", "pathlib.Path(run_dir, 'second.txt').write_text(scale)",
-         "os.write(2, b'start-up chatter of some library\\n')"],
+        [
+            "import os, pathlib",
+            "pathlib.Path(run_dir, 'second.txt').write_text(scale)",
+            "os.write(2, b'start-up chatter of some library\\n')",
+        ],
     )
     return folder
 
@@ -41,8 +46,9 @@ def test_runs_in_order_with_injected_parameters_on_this_python(notebooks, tmp_pa
     import sys
 
     out = tmp_path / "run"
-    manifest = run_pipeline(scale="tiny", seed=7, out=out, overrides={"corpus": "v01"},
-                            notebooks_dir=notebooks, progress=False)
+    manifest = run_pipeline(
+        scale="tiny", seed=7, out=out, overrides={"corpus": "v01"}, notebooks_dir=notebooks, progress=False
+    )
     first = json.loads((out / "first.json").read_text())
     assert first["seed"] == 7 and first["corpus"] == "v01"
     # The notebook's metadata names a kernel that exists nowhere: the runner used this interpreter.
@@ -59,13 +65,19 @@ def test_runs_in_order_with_injected_parameters_on_this_python(notebooks, tmp_pa
 
 
 def test_first_failure_stops_and_names_notebook_cell_and_exception(notebooks, tmp_path):
-    _notebook(notebooks / "02_second.ipynb", "run_dir = ''", ["x = 1", "raise ValueError('boom in the second notebook')"])
+    _notebook(
+        notebooks / "02_second.ipynb", "run_dir = ''", ["x = 1", "raise ValueError('boom in the second notebook')"]
+    )
     _notebook(notebooks / "03_third.ipynb", "run_dir = ''", ["open(run_dir + '/third.txt', 'w').write('ran')"])
     out = tmp_path / "run"
     with pytest.raises(PipelineError) as caught:
         run_pipeline(scale="tiny", out=out, notebooks_dir=notebooks, progress=False)
     message = str(caught.value)
-    assert "02_second.ipynb" in message and "cell 5 of the executed notebook (In [4])" in message and "ValueError: boom in the second notebook" in message
+    assert (
+        "02_second.ipynb" in message
+        and "cell 5 of the executed notebook (In [4])" in message
+        and "ValueError: boom in the second notebook" in message
+    )
     assert (out / "02_second.ipynb").exists(), "the failed executed notebook is kept for inspection"
     assert not (out / "third.txt").exists(), "the run stops at the first failure"
     saved = json.loads((out / "manifest.json").read_text())
@@ -137,10 +149,18 @@ def _manifest(out, status, pid, notebook_status="running"):
     import socket
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").write_text(json.dumps({
-        "status": status, "pid": pid, "host": socket.gethostname(), "started_at": "2026-01-01T00:00:00+00:00",
-        "parameters": {"scale": "tiny", "seed": 1},
-        "notebooks": [{"notebook": "01_ingestion.ipynb", "status": notebook_status}]}))
+    (out / "manifest.json").write_text(
+        json.dumps(
+            {
+                "status": status,
+                "pid": pid,
+                "host": socket.gethostname(),
+                "started_at": "2026-01-01T00:00:00+00:00",
+                "parameters": {"scale": "tiny", "seed": 1},
+                "notebooks": [{"notebook": "01_ingestion.ipynb", "status": notebook_status}],
+            }
+        )
+    )
 
 
 def test_a_dead_run_is_told_from_a_live_one(notebooks, tmp_path):
@@ -184,14 +204,21 @@ def test_a_signal_stops_the_run_records_it_and_cleans_up(notebooks, tmp_path, si
 
     import psutil
 
-    _notebook(notebooks / "02_second.ipynb", "run_dir = ''",
-              ["import os, pathlib, time\npathlib.Path(run_dir, 'kernel.pid').write_text(str(os.getpid()))\n"
-               "time.sleep(120)"])
+    _notebook(
+        notebooks / "02_second.ipynb",
+        "run_dir = ''",
+        ["import os, pathlib, time\npathlib.Path(run_dir, 'kernel.pid').write_text(str(os.getpid()))\ntime.sleep(120)"],
+    )
     out, scratch = tmp_path / "run", tmp_path / "scratch"
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
-    runner = subprocess.Popen([sys.executable, "-c", _SLEEPER, str(out), str(notebooks)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [sys.executable, "-c", _SLEEPER, str(out), str(notebooks)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (out / "kernel.pid").exists():
         assert runner.poll() is None and time.monotonic() < deadline, runner.communicate()

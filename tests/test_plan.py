@@ -1,4 +1,4 @@
-"""Tests of hcp_lib.plan: every constraint on generated plans, the solver against brute force,
+"""Tests of hcp_lib.stages.plan: every constraint on generated plans, the solver against brute force,
 reasons checked against the history, and bad input."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hcp_lib import config, io, plan, reasons
+from hcp_lib import config, io, reasons
 from hcp_lib.domain import CHANNELS, HCP_ID_PATTERN
 from hcp_lib.io import DataValidationError
-from hcp_lib.synth_entities import is_valid_npi
+from hcp_lib.stages import plan
+from hcp_lib.world.entities import is_valid_npi
 
 START = pd.Timestamp("2025-03-03")  # a Monday
 
@@ -24,43 +25,76 @@ def _world(n_hcps: int = 12, n_items: int = 8, seed: int = 0):
     rng = np.random.default_rng(seed)
     specialties = ["cardiology", "endocrinology"] * (n_hcps // 2)
     specialties[-1] = "pediatrics"  # nothing is approved for pediatrics
-    hcps = pd.DataFrame({
-        "hcp_id": [f"SYN{i:08d}" for i in range(n_hcps)], "specialty": specialties,
-        "state": ["TX" if i % 2 else "CA" for i in range(n_hcps)],
-        "region": ["South" if i % 2 else "West" for i in range(n_hcps)],
-        "opted_out": [i == 0 for i in range(n_hcps)],
-        "opted_out_at": [START - pd.Timedelta(days=10) if i == 0 else pd.NaT for i in range(n_hcps)],
-        "peer_group": [f"PG{i % 3}" for i in range(n_hcps)], "health_system": [f"HS{i % 2}" for i in range(n_hcps)],
-    })
+    hcps = pd.DataFrame(
+        {
+            "hcp_id": [f"SYN{i:08d}" for i in range(n_hcps)],
+            "specialty": specialties,
+            "state": ["TX" if i % 2 else "CA" for i in range(n_hcps)],
+            "region": ["South" if i % 2 else "West" for i in range(n_hcps)],
+            "opted_out": [i == 0 for i in range(n_hcps)],
+            "opted_out_at": [START - pd.Timedelta(days=10) if i == 0 else pd.NaT for i in range(n_hcps)],
+            "peer_group": [f"PG{i % 3}" for i in range(n_hcps)],
+            "health_system": [f"HS{i % 2}" for i in range(n_hcps)],
+        }
+    )
     items = [f"{100 + j}" for j in range(n_items)]
-    catalogue = pd.DataFrame({
-        "content_id": items, "title": [f"Item {j}" for j in range(n_items)],
-        "release_date": [START - pd.Timedelta(days=60)] * (n_items - 1) + [START + pd.Timedelta(days=30)],
-        "approved_specialties": ["cardiology; endocrinology" if j % 3 else "cardiology" for j in range(n_items)],
-        "series_id": pd.array(["S1", "S1"] + [None] * (n_items - 2), dtype="string"),
-        "series_part": pd.array([1, 2] + [None] * (n_items - 2), dtype="Int64"),
-    })
+    catalogue = pd.DataFrame(
+        {
+            "content_id": items,
+            "title": [f"Item {j}" for j in range(n_items)],
+            "release_date": [START - pd.Timedelta(days=60)] * (n_items - 1) + [START + pd.Timedelta(days=30)],
+            "approved_specialties": ["cardiology; endocrinology" if j % 3 else "cardiology" for j in range(n_items)],
+            "series_id": pd.array(["S1", "S1"] + [None] * (n_items - 2), dtype="string"),
+            "series_part": pd.array([1, 2] + [None] * (n_items - 2), dtype="Int64"),
+        }
+    )
     campaigns = []
-    for j, item in enumerate(items):
+    for _j, item in enumerate(items):
         for channel in CHANNELS:
             start = START - pd.Timedelta(days=3) if channel == "webinar" else START - pd.Timedelta(days=20)
-            campaigns.append({"campaign_id": f"CMP-{item}-{channel}", "content_id": item, "channel": channel,
-                              "start_date": start, "end_date": START + pd.Timedelta(days=40),
-                              "capacity_per_week": 2 if channel != "email" else 50})
+            campaigns.append(
+                {
+                    "campaign_id": f"CMP-{item}-{channel}",
+                    "content_id": item,
+                    "channel": channel,
+                    "start_date": start,
+                    "end_date": START + pd.Timedelta(days=40),
+                    "capacity_per_week": 2 if channel != "email" else 50,
+                }
+            )
     campaigns = pd.DataFrame(campaigns)
     rows = []
-    for i, hcp in enumerate(hcps["hcp_id"]):
-        for k in range(6):
-            rows.append({"hcp_id": hcp, "content_id": items[int(rng.integers(0, n_items - 1))],
-                         "channel": CHANNELS[int(rng.integers(0, len(CHANNELS)))],
-                         "exposed_at": START - pd.Timedelta(days=int(rng.integers(1, 50)), hours=int(rng.integers(0, 20))),
-                         "engaged": bool(rng.random() < 0.5)})
+    for _i, hcp in enumerate(hcps["hcp_id"]):
+        for _k in range(6):
+            rows.append(
+                {
+                    "hcp_id": hcp,
+                    "content_id": items[int(rng.integers(0, n_items - 1))],
+                    "channel": CHANNELS[int(rng.integers(0, len(CHANNELS)))],
+                    "exposed_at": START - pd.Timedelta(days=int(rng.integers(1, 50)), hours=int(rng.integers(0, 20))),
+                    "engaged": bool(rng.random() < 0.5),
+                }
+            )
     # HCP 1 engaged with part 1 of the series: part 2 is a continuation for it
-    rows.append({"hcp_id": hcps["hcp_id"][1], "content_id": "100", "channel": "email",
-                 "exposed_at": START - pd.Timedelta(days=70), "engaged": True})
+    rows.append(
+        {
+            "hcp_id": hcps["hcp_id"][1],
+            "content_id": "100",
+            "channel": "email",
+            "exposed_at": START - pd.Timedelta(days=70),
+            "engaged": True,
+        }
+    )
     # a row after the plan start must never reach the plan
-    rows.append({"hcp_id": hcps["hcp_id"][2], "content_id": "103", "channel": "email",
-                 "exposed_at": START + pd.Timedelta(days=1), "engaged": True})
+    rows.append(
+        {
+            "hcp_id": hcps["hcp_id"][2],
+            "content_id": "103",
+            "channel": "email",
+            "exposed_at": START + pd.Timedelta(days=1),
+            "engaged": True,
+        }
+    )
     interactions = pd.DataFrame(rows)
     doc_topics = pd.DataFrame({"pmid": items, "topic_0": [0.9 if j % 2 else 0.1 for j in range(n_items)]})
     doc_topics["topic_1"] = 1 - doc_topics["topic_0"]
@@ -69,8 +103,16 @@ def _world(n_hcps: int = 12, n_items: int = 8, seed: int = 0):
 
 def _context(settings: plan.PlanSettings, **kwargs):
     hcps, catalogue, campaigns, interactions, doc_topics = _world(**kwargs)
-    return plan.make_context(hcps, catalogue, campaigns, interactions, START, settings, doc_topics=doc_topics,
-                             topic_labels=["heart / failure", "insulin / glucose"])
+    return plan.make_context(
+        hcps,
+        catalogue,
+        campaigns,
+        interactions,
+        START,
+        settings,
+        doc_topics=doc_topics,
+        topic_labels=["heart / failure", "insulin / glucose"],
+    )
 
 
 def _scorer(context: plan.PlanContext, seed: int = 1):
@@ -79,9 +121,15 @@ def _scorer(context: plan.PlanContext, seed: int = 1):
     return plan.matrix_scorer(matrix, context.hcp_ids)
 
 
-SETTINGS = plan.PlanSettings(period_days=7, max_actions_per_hcp=2, repeat_window_days=28, candidates_per_channel=3,
-                             capacity_scale=1.0, territory_capacity={"rep_visit": 1, "in_person_meeting": 1},
-                             time_limit_s=10)
+SETTINGS = plan.PlanSettings(
+    period_days=7,
+    max_actions_per_hcp=2,
+    repeat_window_days=28,
+    candidates_per_channel=3,
+    capacity_scale=1.0,
+    territory_capacity={"rep_visit": 1, "in_person_meeting": 1},
+    time_limit_s=10,
+)
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +149,13 @@ def test_plan_respects_every_constraint(built):
     assert actions.groupby(["hcp_id", "channel"]).size().max() <= 1
     assert not actions.duplicated(["hcp_id", "content_id"]).any()
     # capacities per channel and territory, and per campaign
-    used = actions.assign(territory=np.where(actions["channel"].isin(plan.FIELD_CHANNELS), actions["territory"],
-                                             plan.ALL_TERRITORIES)).groupby(["channel", "territory"]).size()
+    used = (
+        actions.assign(
+            territory=np.where(actions["channel"].isin(plan.FIELD_CHANNELS), actions["territory"], plan.ALL_TERRITORIES)
+        )
+        .groupby(["channel", "territory"])
+        .size()
+    )
     capacity = result.capacities.set_index(["channel", "territory"])["capacity"]
     assert (used <= capacity.reindex(used.index, fill_value=0)).all()
     assert (capacity.xs("rep_visit") == 1).all()
@@ -120,7 +173,8 @@ def test_plan_respects_every_constraint(built):
     history = context.history
     recent = history[history["exposed_at"] >= START - pd.Timedelta(days=SETTINGS.repeat_window_days)]
     blocked = set(zip(recent["hcp_id"], recent["content_id"])) | set(
-        zip(history.loc[history["engaged"], "hcp_id"], history.loc[history["engaged"], "content_id"]))
+        zip(history.loc[history["engaged"], "hcp_id"], history.loc[history["engaged"], "content_id"])
+    )
     assert not blocked & set(zip(actions["hcp_id"], actions["content_id"]))
     # every HCP of the master is either planned or said why not
     assert set(actions["hcp_id"]) | set(result.unplanned["hcp_id"]) == set(context.hcps["hcp_id"])
@@ -155,8 +209,10 @@ def test_unplanned_reasons_name_the_cause(built):
 
 
 def _families(groups: list[np.ndarray], capacities: list[np.ndarray]) -> list[plan.ConstraintFamily]:
-    return [plan.ConstraintFamily(f"f{k}", g, c, np.array([f"g{i}" for i in range(len(c))]))
-            for k, (g, c) in enumerate(zip(groups, capacities))]
+    return [
+        plan.ConstraintFamily(f"f{k}", g, c, np.array([f"g{i}" for i in range(len(c))]))
+        for k, (g, c) in enumerate(zip(groups, capacities))
+    ]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -222,8 +278,10 @@ def test_reasons_refer_to_the_hcps_history(built):
             assert row.hcp_id not in peers
             did = set(engaged.loc[engaged["content_id"] == row.content_id, "hcp_id"])
             assert peers <= did
-            assert len({people.loc[p, "health_system"] for p in peers} | {people.loc[row.hcp_id, "health_system"]}) == 1 \
+            assert (
+                len({people.loc[p, "health_system"] for p in peers} | {people.loc[row.hcp_id, "health_system"]}) == 1
                 or len({people.loc[p, "peer_group"] for p in peers} | {people.loc[row.hcp_id, "peer_group"]}) == 1
+            )
         elif row.reason_code == "series_continuation":
             assert row.content_id == "101" and row.evidence_ids == "100"
             assert ((engaged["hcp_id"] == row.hcp_id) & (engaged["content_id"] == "100")).any()
@@ -242,8 +300,9 @@ def test_reasons_refer_to_the_hcps_history(built):
 
 def test_plan_reasons_come_from_the_one_reasons_engine(built):
     context, result = built
-    direct = reasons.reason_table(result.actions, plan.evidence(context, SETTINGS), key="action_id",
-                                  probability="priority_score")
+    direct = reasons.reason_table(
+        result.actions, plan.evidence(context, SETTINGS), key="action_id", probability="priority_score"
+    )
     pd.testing.assert_frame_equal(result.reasons, direct)
     joined = direct.groupby("action_id")["reason"].agg(" | ".join)
     assert list(result.actions["reasons"]) == list(joined.reindex(result.actions["action_id"]))
@@ -290,8 +349,15 @@ def test_no_channel_allowed_and_nothing_left_to_send():
     # every approved item received within the window: the HCP is told so
     hcps, catalogue, campaigns, interactions, doc_topics = _world()
     hcp = hcps["hcp_id"][3]
-    flood = pd.DataFrame({"hcp_id": hcp, "content_id": catalogue["content_id"], "channel": "email",
-                          "exposed_at": START - pd.Timedelta(days=2), "engaged": False})
+    flood = pd.DataFrame(
+        {
+            "hcp_id": hcp,
+            "content_id": catalogue["content_id"],
+            "channel": "email",
+            "exposed_at": START - pd.Timedelta(days=2),
+            "engaged": False,
+        }
+    )
     context = plan.make_context(hcps, catalogue, campaigns, pd.concat([interactions, flood]), START, SETTINGS)
     result = plan.build_plan(context, _scorer(context), context.content_ids, SETTINGS, "m")
     assert result.unplanned.set_index("hcp_id").loc[hcp, "reason_code"] == "all_received"
@@ -339,8 +405,9 @@ def test_policy_comparison_and_export(built, tmp_path):
     context, result = built
     truth = np.full((len(context.hcps), len(context.catalogue), len(CHANNELS)), 0.25)
     top1 = plan.unconstrained_top1(result.candidates)
-    value = plan.policy_comparison({"plan": result.actions, "top1": top1}, truth, context.hcp_ids,
-                                   context.content_ids, reference="plan")
+    value = plan.policy_comparison(
+        {"plan": result.actions, "top1": top1}, truth, context.hcp_ids, context.content_ids, reference="plan"
+    )
     assert value.loc["plan", "expected_engagements"] == pytest.approx(0.25 * len(result.actions))
     assert value.loc["top1", "touches"] == top1["hcp_id"].nunique() == len(top1)
     assert value.loc["plan", "share_of_plan"] == pytest.approx(1.0)
@@ -371,8 +438,9 @@ def test_saved_candidates_read_back_under_the_same_rules_only(tmp_path):
     candidates = plan.candidate_actions(context, _scorer(context), context.content_ids, SETTINGS)
     path = plan.write_candidates(candidates, tmp_path / "m.parquet", SETTINGS, START)
     back = plan.read_candidates(path, context, SETTINGS)
-    pd.testing.assert_frame_equal(back.table.reset_index(drop=True), candidates.table.reset_index(drop=True),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        back.table.reset_index(drop=True), candidates.table.reset_index(drop=True), check_dtype=False
+    )
     pd.testing.assert_frame_equal(back.unplanned, candidates.unplanned)
     # the solver's time budget does not change the candidates; a rule does
     plan.read_candidates(path, context, plan.PlanSettings(**{**SETTINGS.__dict__, "time_limit_s": 5.0}))
@@ -404,12 +472,16 @@ def test_chosen_model_needs_the_evaluation_and_names_what_exists(tmp_path):
 
     with pytest.raises(plan.PlanError, match="run notebook 06 first"):
         plan.chosen_model(tmp_path)
-    io.write_json({"selection": {"chosen": "hybrid", "validation_log_loss": {"hybrid": 0.27, "tabular": 0.28}}},
-                  tmp_path / "evaluation" / "metrics.json")
+    io.write_json(
+        {"selection": {"chosen": "hybrid", "validation_log_loss": {"hybrid": 0.27, "tabular": 0.28}}},
+        tmp_path / "evaluation" / "metrics.json",
+    )
     with pytest.raises(plan.PlanError, match="no plan candidates for model 'hybrid'"):
         plan.chosen_model(tmp_path)
-    io.write_parquet(pd.DataFrame({"hcp_id": ["1"], "content_id": ["2"], "channel": ["email"], "probability": [0.1]}),
-                     plan.candidates_path(tmp_path, "hybrid"))
+    io.write_parquet(
+        pd.DataFrame({"hcp_id": ["1"], "content_id": ["2"], "channel": ["email"], "probability": [0.1]}),
+        plan.candidates_path(tmp_path, "hybrid"),
+    )
     model, why = plan.chosen_model(tmp_path)
     assert model == "hybrid" and "0.2700" in why and "tabular 0.2800" in why
     with pytest.raises(plan.PlanError, match="no plan candidates for model 'bogus' in .*; available: hybrid"):
@@ -423,10 +495,12 @@ def test_solvers_refuse_an_infinite_or_nan_candidate():
     probability = np.array([0.50, 0.45, np.inf, 0.01])
     families = _families([np.array([0, 0, 1, 1])], [np.array([1, 1])])
     for solve in (plan.solve_greedy, plan.solve_milp):
-        with pytest.raises(plan.NonFiniteProbabilityError,
-                           match=rf"^{solve.__name__} was given 1 non-finite candidate probability \(1 inf\) out of 4, "
-                                 r"first at position 2; a plan cannot be built from them — check the model that "
-                                 r"produced them$"):
+        with pytest.raises(
+            plan.NonFiniteProbabilityError,
+            match=rf"^{solve.__name__} was given 1 non-finite candidate probability \(1 inf\) out of 4, "
+            r"first at position 2; a plan cannot be built from them — check the model that "
+            r"produced them$",
+        ):
             solve(probability, families)
     with pytest.raises(plan.PlanError, match=r"2 non-finite candidate probabilities \(1 NaN, 1 -inf\)"):
         plan.solve_greedy(np.array([np.nan, 0.2, -np.inf]), _families([np.arange(3)], [np.ones(3, int)]))
@@ -439,11 +513,14 @@ def test_candidate_actions_refuse_nan_probabilities_of_eligible_actions_only():
     matrix[0] = np.nan  # HCP 0 opted out: none of its actions is eligible, so its values are never read
     plan.candidate_actions(context, plan.matrix_scorer(matrix, context.hcp_ids), context.content_ids, SETTINGS)
     matrix[1] = np.nan
-    with pytest.raises(plan.NonFiniteProbabilityError,
-                       match=rf"^model 'hybrid' returned \d+ non-finite probabilities \(\d+ NaN\) out of "
-                             rf"[\d,]+ eligible actions of a batch of {len(context.hcps)} HCPs, first at HCP '{context.hcp_ids[1]}'"):
-        plan.candidate_actions(context, plan.matrix_scorer(matrix, context.hcp_ids), context.content_ids, SETTINGS,
-                               model="hybrid")
+    with pytest.raises(
+        plan.NonFiniteProbabilityError,
+        match=rf"^model 'hybrid' returned \d+ non-finite probabilities \(\d+ NaN\) out of "
+        rf"[\d,]+ eligible actions of a batch of {len(context.hcps)} HCPs, first at HCP '{context.hcp_ids[1]}'",
+    ):
+        plan.candidate_actions(
+            context, plan.matrix_scorer(matrix, context.hcp_ids), context.content_ids, SETTINGS, model="hybrid"
+        )
 
 
 def test_saved_candidates_with_an_infinite_probability_name_the_file(tmp_path):
@@ -453,7 +530,9 @@ def test_saved_candidates_with_an_infinite_probability_name_the_file(tmp_path):
     table = pd.read_parquet(path)
     table.loc[3, "probability"] = np.inf
     table.to_parquet(path)
-    with pytest.raises(plan.NonFiniteProbabilityError,
-                       match=rf"^{re.escape(str(path))} holds 1 non-finite probability \(1 inf\) out of "
-                             rf"{len(table)} in column 'probability', first at position 3"):
+    with pytest.raises(
+        plan.NonFiniteProbabilityError,
+        match=rf"^{re.escape(str(path))} holds 1 non-finite probability \(1 inf\) out of "
+        rf"{len(table)} in column 'probability', first at position 3",
+    ):
         plan.read_candidates(path, context, SETTINGS)

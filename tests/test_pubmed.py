@@ -1,4 +1,4 @@
-"""Tests of hcp_lib.pubmed: XML parser, snapshot loading, cleaning, live mode (fake HTTP), ingest."""
+"""Tests of hcp_lib.stages.pubmed: XML parser, snapshot loading, cleaning, live mode (fake HTTP), ingest."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hcp_lib import config, pubmed
-from hcp_lib.io import DataValidationError
+from hcp_lib import config
 from hcp_lib.domain import THERAPEUTIC_AREAS
+from hcp_lib.io import DataValidationError
+from hcp_lib.stages import pubmed
 
 DATA = Path(__file__).parent / "data"
 EFETCH_SAMPLE = DATA / "efetch_sample_5_articles.xml"
@@ -54,7 +55,9 @@ def test_strip_control_characters():
     intact = "β-cell ≥65 years: “HbA1c” – 0.6%\u00a0(P<0.001) Besançon"
     assert pubmed.strip_control_characters(intact) == intact
     # normalise_text strips them too, including one an entity decodes to, then collapses spaces
-    assert pubmed.normalise_text("<i>Dia\x00betes</i>\x07 care\x9f&#x81;\t\n in \x1fold age") == "Diabetes care in old age"
+    assert (
+        pubmed.normalise_text("<i>Dia\x00betes</i>\x07 care\x9f&#x81;\t\n in \x1fold age") == "Diabetes care in old age"
+    )
 
 
 CONTROL_XML = """<?xml version="1.0" encoding="UTF-8"?>
@@ -84,8 +87,15 @@ def test_xml_control_characters_are_stripped():
 def test_fixtures_carry_no_person_names():
     for path in DATA.glob("*.xml"):
         root = ET.parse(path).getroot()
-        for tag in ("Author", "AuthorList", "Investigator", "Affiliation", "PersonalNameSubject", "LastName",
-                    "ForeName"):
+        for tag in (
+            "Author",
+            "AuthorList",
+            "Investigator",
+            "Affiliation",
+            "PersonalNameSubject",
+            "LastName",
+            "ForeName",
+        ):
             assert root.find(f".//{tag}") is None, f"{path.name} still has <{tag}>"
 
 
@@ -137,8 +147,10 @@ def test_parse_edge_cases_fixture():
     df = parse(EDGE_CASES, area="diabetes")
     assert list(df.index) == [f"9000000{i}" for i in range(1, 7)]  # the PubmedBookArticle is skipped
     first = df.loc["90000001"]
-    assert first["title"] == ("Effect of SGLT2 inhibition on HbA1c and β-cell function in patients aged ≥65 years: "
-                              "a randomised trial in Besançon.")
+    assert first["title"] == (
+        "Effect of SGLT2 inhibition on HbA1c and β-cell function in patients aged ≥65 years: "
+        "a randomised trial in Besançon."
+    )
     assert first["abstract"] == (
         "BACKGROUND: Glycaemic control in older adults is often incomplete. "
         "METHODS: We randomised 240 participants to empagliflozin or placebo for 26 weeks. "
@@ -154,8 +166,9 @@ def test_parse_edge_cases_fixture():
     assert (df.loc["90000002", "pub_date"], df.loc["90000002", "pub_year"]) == ("2021-01", 2021)
     assert (df.loc["90000003", "pub_date"], df.loc["90000003", "pub_year"]) == ("2020", 2020)  # "2020 Winter"
     assert df.loc["90000003", "title"] == "Influenza vaccine uptake & reminders."
-    assert df.loc["90000003", "abstract"] == ("Uptake rose when reminders were sent (P < .01) "
-                                              "and stayed >70% at follow-up.")
+    assert df.loc["90000003", "abstract"] == (
+        "Uptake rose when reminders were sent (P < .01) and stayed >70% at follow-up."
+    )
     assert df.loc["90000004", "pub_date"] == "2022"  # Year + Season
     assert (df.loc["90000005", "pub_date"], df.loc["90000005", "pub_year"]) == ("2024-01-15", 2024)  # ArticleDate
     assert df.loc["90000005", "abstract"] == "OBJECTIVE: To describe outcomes. Unlabelled second section."
@@ -187,8 +200,10 @@ def test_malformed_xml_names_the_file(tmp_path):
 
 def test_xml_of_another_kind_is_refused(tmp_path):
     error_doc = b"<eFetchResult><ERROR>Cannot retrieve history data</ERROR></eFetchResult>"
-    with pytest.raises(pubmed.PubMedXMLError, match="efetch reply: expected a PubmedArticleSet.*eFetchResult"
-                                                    ".*Cannot retrieve history data"):
+    with pytest.raises(
+        pubmed.PubMedXMLError,
+        match="efetch reply: expected a PubmedArticleSet.*eFetchResult.*Cannot retrieve history data",
+    ):
         pubmed.parse_pubmed_xml(error_doc, query_label="q", therapeutic_area="diabetes", name="efetch reply")
     with pytest.raises(pubmed.PubMedXMLError, match=r"missing\.xml: cannot read"):
         pubmed.parse_pubmed_xml(tmp_path / "missing.xml", query_label="q", therapeutic_area="diabetes")
@@ -208,9 +223,16 @@ def test_snapshot_cleaning_counts_and_invariants():
     assert quality["rows_in"] == len(raw) == 509 + 517
     assert not articles["pmid"].duplicated().any()
     assert quality["duplicate_pmids_removed"] == raw["pmid"].duplicated().sum() == 3
-    assert quality["rows_out"] == len(articles) == (quality["rows_in"] - quality["duplicate_pmids_removed"]
-                                                    - quality["correction_notices_removed"]
-                                                    - quality["empty_records_removed"])
+    assert (
+        quality["rows_out"]
+        == len(articles)
+        == (
+            quality["rows_in"]
+            - quality["duplicate_pmids_removed"]
+            - quality["correction_notices_removed"]
+            - quality["empty_records_removed"]
+        )
+    )
     assert quality["empty_abstracts_kept"] == (~articles["has_abstract"]).sum() == (articles["abstract"] == "").sum()
     for count in pubmed.QUALITY_COUNTS:
         assert sum(s[count] for s in quality["by_source"].values()) == quality[count]
@@ -233,9 +255,20 @@ def test_v01_corpus_alone():
 
 
 def raw_rows(*rows: dict) -> pd.DataFrame:
-    base = {"pmid": "1", "title": "A title", "abstract": "An abstract.", "journal": None, "pub_year": pd.NA,
-            "pub_date": None, "mesh_terms": "", "keywords": "", "publication_types": "", "query_label": "label",
-            "therapeutic_area": "diabetes", "source": "chronic_disease"}
+    base = {
+        "pmid": "1",
+        "title": "A title",
+        "abstract": "An abstract.",
+        "journal": None,
+        "pub_year": pd.NA,
+        "pub_date": None,
+        "mesh_terms": "",
+        "keywords": "",
+        "publication_types": "",
+        "query_label": "label",
+        "therapeutic_area": "diabetes",
+        "source": "chronic_disease",
+    }
     df = pd.DataFrame([{**base, **row} for row in rows])
     df["pub_year"] = df["pub_year"].astype("Int64")
     return df
@@ -299,18 +332,36 @@ def write_snapshot(raw_dir: Path, v01: str, chronic: str = CHRONIC_HEADER + "2,T
 @pytest.mark.parametrize(
     ("v01", "chronic", "message"),
     [
-        ("PMID,Title,Topic\n1,T,Respiratory Care\n", None,
-         r"pubmed_abstracts_2020_2025\.csv: missing column 'Abstract'"),
-        (V01_HEADER + "1,T,A,Respiratory Care\nPMID-2,T,A,Respiratory Care\n", None,
-         r"pubmed_abstracts_2020_2025\.csv: column 'PMID' has a non-numeric value 'PMID-2' \(row 3 of the file\)"),
-        (V01_HEADER + "1,T,A,Respiratory Care\n2,T,A,Dermatology Update\n", None,
-         r"pubmed_abstracts_2020_2025\.csv: column 'Topic' has an unknown label 'Dermatology Update' \(row 3"),
-        (V01_HEADER + "1,T,A,Respiratory Care\n", CHRONIC_HEADER + "2,T,A,twenty,cancer\n",
-         r"pubmed_chronic_disease_2020_2025\.csv: column 'year' has a non-numeric value 'twenty' \(row 2"),
-        (V01_HEADER + "1,T,A,Respiratory Care\n", CHRONIC_HEADER + "2,T,A,2021.5,cancer\n",
-         r"column 'year' has a non-numeric value '2021.5'"),
-        (V01_HEADER + "1,T,A,Respiratory Care\n", CHRONIC_HEADER + "2,T,A,3021,cancer\n",
-         r"column 'year' has the year '3021' \(row 2 of the file\), outside 1800–2100"),
+        (
+            "PMID,Title,Topic\n1,T,Respiratory Care\n",
+            None,
+            r"pubmed_abstracts_2020_2025\.csv: missing column 'Abstract'",
+        ),
+        (
+            V01_HEADER + "1,T,A,Respiratory Care\nPMID-2,T,A,Respiratory Care\n",
+            None,
+            r"pubmed_abstracts_2020_2025\.csv: column 'PMID' has a non-numeric value 'PMID-2' \(row 3 of the file\)",
+        ),
+        (
+            V01_HEADER + "1,T,A,Respiratory Care\n2,T,A,Dermatology Update\n",
+            None,
+            r"pubmed_abstracts_2020_2025\.csv: column 'Topic' has an unknown label 'Dermatology Update' \(row 3",
+        ),
+        (
+            V01_HEADER + "1,T,A,Respiratory Care\n",
+            CHRONIC_HEADER + "2,T,A,twenty,cancer\n",
+            r"pubmed_chronic_disease_2020_2025\.csv: column 'year' has a non-numeric value 'twenty' \(row 2",
+        ),
+        (
+            V01_HEADER + "1,T,A,Respiratory Care\n",
+            CHRONIC_HEADER + "2,T,A,2021.5,cancer\n",
+            r"column 'year' has a non-numeric value '2021.5'",
+        ),
+        (
+            V01_HEADER + "1,T,A,Respiratory Care\n",
+            CHRONIC_HEADER + "2,T,A,3021,cancer\n",
+            r"column 'year' has the year '3021' \(row 2 of the file\), outside 1800–2100",
+        ),
         ("", None, r"pubmed_abstracts_2020_2025\.csv: not a readable UTF-8 CSV file"),
     ],
 )
@@ -335,8 +386,9 @@ def test_bad_snapshot_writes_nothing(tmp_path):
 
 
 def test_ingest_writes_articles_and_metrics(tmp_path):
-    raw_dir = write_snapshot(tmp_path / "raw", V01_HEADER + "1,T1,A1,Respiratory Care\n1,T1,A1,Thyroid Disorders\n"
-                                                            "3,T3,,Thyroid Disorders\n")
+    raw_dir = write_snapshot(
+        tmp_path / "raw", V01_HEADER + "1,T1,A1,Respiratory Care\n1,T1,A1,Thyroid Disorders\n3,T3,,Thyroid Disorders\n"
+    )
     articles, quality = pubmed.ingest(tmp_path / "run", raw_dir=raw_dir)
     stored = pubmed.read_articles(tmp_path / "run")
     pd.testing.assert_frame_equal(stored, articles)
@@ -351,8 +403,10 @@ def test_ingest_writes_articles_and_metrics(tmp_path):
 def test_snapshot_control_characters_are_stripped_at_ingestion(tmp_path):
     # A CSV cell can carry any byte: a NUL, a bell and a C1 character in the title, a NUL in
     # the abstract and one after the topic label, which must still be recognised.
-    raw_dir = write_snapshot(tmp_path / "raw", V01_HEADER + '7,"Dia\x00betes\x07 care\x9f in\r\nolder adults",'
-                                                            'HbA1c\x00 fell.,Thyroid Disorders\x00\n')
+    raw_dir = write_snapshot(
+        tmp_path / "raw",
+        V01_HEADER + '7,"Dia\x00betes\x07 care\x9f in\r\nolder adults",HbA1c\x00 fell.,Thyroid Disorders\x00\n',
+    )
     raw = pubmed.load_snapshot(raw_dir=raw_dir)
     assert not raw.select_dtypes("object").apply(lambda c: c.str.contains(r"[\x00-\x1f\x7f-\x9f]")).any().any()
     articles, _ = pubmed.ingest(tmp_path / "run", raw_dir=raw_dir)
@@ -365,11 +419,13 @@ def test_snapshot_control_characters_are_stripped_at_ingestion(tmp_path):
 
 
 def test_area_year_table_and_abstract_words():
-    articles, _ = pubmed.clean_articles(raw_rows(
-        {"pmid": "1", "pub_year": 2021, "abstract": "one two three"},
-        {"pmid": "2", "pub_year": 2020, "therapeutic_area": "oncology"},
-        {"pmid": "3", "abstract": ""},
-    ))
+    articles, _ = pubmed.clean_articles(
+        raw_rows(
+            {"pmid": "1", "pub_year": 2021, "abstract": "one two three"},
+            {"pmid": "2", "pub_year": 2020, "therapeutic_area": "oncology"},
+            {"pmid": "3", "abstract": ""},
+        )
+    )
     table = pubmed.articles_per_area_year(articles)
     assert list(table.columns) == ["2020", "2021", "unknown"]
     assert table.loc["diabetes"].tolist() == [0, 1, 1] and table.loc["oncology"].tolist() == [1, 0, 0]
@@ -405,8 +461,10 @@ def efetch_xml(pmids: list[str]) -> bytes:
     articles = "".join(
         f"<PubmedArticle><MedlineCitation><PMID>{p}</PMID><Article><Journal><JournalIssue><PubDate><Year>2022</Year>"
         f"</PubDate></JournalIssue><Title>J</Title></Journal><ArticleTitle>Title {p}</ArticleTitle><Abstract>"
-        f"<AbstractText Label=\"AIMS\">Text of {p}.</AbstractText></Abstract></Article></MedlineCitation>"
-        "</PubmedArticle>" for p in pmids)
+        f'<AbstractText Label="AIMS">Text of {p}.</AbstractText></Abstract></Article></MedlineCitation>'
+        "</PubmedArticle>"
+        for p in pmids
+    )
     return f'<?xml version="1.0"?><PubmedArticleSet>{articles}</PubmedArticleSet>'.encode()
 
 
@@ -433,8 +491,7 @@ class FakeEUtils:
 
 
 def make_client(clock: FakeClock, transport, **kwargs) -> pubmed.EUtilsClient:
-    return pubmed.EUtilsClient(email="team@example.org", transport=transport, clock=clock, sleep=clock.sleep,
-                               **kwargs)
+    return pubmed.EUtilsClient(email="team@example.org", transport=transport, clock=clock, sleep=clock.sleep, **kwargs)
 
 
 def test_rate_limit_three_per_second_without_key(monkeypatch):
@@ -488,11 +545,14 @@ def test_unreachable_network_gives_a_clear_redacted_message(monkeypatch, tmp_pat
     monkeypatch.setenv("NCBI_API_KEY", SECRET)
     clock = FakeClock()
     url_with_key = f"https://eutils.ncbi.nlm.nih.gov/entrez/eutils/esearch.fcgi?db=pubmed&api_key={SECRET}"
-    fake = FakeEUtils(clock, failures=[ConnectionError(f"Max retries exceeded with url: {url_with_key}")] * 3
-                      + [OSError(f"proxy refused key {SECRET}")])
+    fake = FakeEUtils(
+        clock,
+        failures=[ConnectionError(f"Max retries exceeded with url: {url_with_key}")] * 3
+        + [OSError(f"proxy refused key {SECRET}")],
+    )
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    with caplog.at_level(logging.WARNING, logger="hcp_lib.pubmed"):
+    with caplog.at_level(logging.WARNING, logger="hcp_lib.stages.pubmed"):
         with pytest.raises(pubmed.PubMedUnavailableError) as caught:
             pubmed.ingest(run_dir, live=True, client=make_client(clock, fake), cache_dir=tmp_path / "cache")
     message = str(caught.value)
@@ -506,15 +566,18 @@ def test_unreachable_network_gives_a_clear_redacted_message(monkeypatch, tmp_pat
 
 
 def test_requests_errors_are_reported_by_their_reason(monkeypatch):
-    import requests
     from types import SimpleNamespace
+
+    import requests
 
     monkeypatch.delenv("NCBI_API_KEY", raising=False)
     clock = FakeClock()
     wrapped = SimpleNamespace(reason="Failed to resolve 'eutils.ncbi.nlm.nih.gov'")  # like urllib3's MaxRetryError
     fake = FakeEUtils(clock, failures=[requests.ConnectionError(wrapped)])
-    with pytest.raises(pubmed.PubMedUnavailableError,
-                       match=r"after 1 attempt\(s\) \(last error: ConnectionError: Failed to resolve 'eutils"):
+    with pytest.raises(
+        pubmed.PubMedUnavailableError,
+        match=r"after 1 attempt\(s\) \(last error: ConnectionError: Failed to resolve 'eutils",
+    ):
         make_client(clock, fake, max_retries=0).request("esearch", {"term": "x"})
 
 
@@ -524,8 +587,9 @@ def test_fetch_live_batches_and_caches(monkeypatch, tmp_path):
     pmids = {"diabetes management": ["101", "102", "103", "104", "105"], "cancer treatment": ["201", "102"]}
     fake = FakeEUtils(clock, pmids=pmids)
     cache = tmp_path / "live"
-    raw = pubmed.fetch_live(max_per_query=5, cache_dir=cache, client=make_client(clock, fake), batch_size=2,
-                            areas=["diabetes", "oncology"])
+    raw = pubmed.fetch_live(
+        max_per_query=5, cache_dir=cache, client=make_client(clock, fake), batch_size=2, areas=["diabetes", "oncology"]
+    )
     efetch_ids = [call[2]["id"] for call in fake.calls if call[1].endswith("efetch.fcgi")]
     assert efetch_ids == ["101,102", "103,104", "105", "201,102"]
     esearch = [call[2] for call in fake.calls if call[1].endswith("esearch.fcgi")]
@@ -534,7 +598,8 @@ def test_fetch_live_batches_and_caches(monkeypatch, tmp_path):
     assert list(raw["pmid"]) == ["101", "102", "103", "104", "105", "201", "102"]
     assert list(raw["therapeutic_area"]) == ["diabetes"] * 5 + ["oncology"] * 2
     assert set(raw["source"]) == {"live"} and set(raw.loc[raw["therapeutic_area"] == "oncology", "query_label"]) == {
-        "cancer treatment"}
+        "cancer treatment"
+    }
     assert raw.loc[0, "abstract"] == "AIMS: Text of 101."
     assert len(list(cache.glob("*_esearch_*.xml"))) == 2 and len(list(cache.glob("*_efetch_*.xml"))) == 4
 
@@ -542,8 +607,13 @@ def test_fetch_live_batches_and_caches(monkeypatch, tmp_path):
         def get(self, url, params, timeout):
             raise AssertionError("the cache should have answered")
 
-    again = pubmed.fetch_live(max_per_query=5, cache_dir=cache, client=make_client(clock, NoNetwork()),
-                              batch_size=2, areas=["diabetes", "oncology"])
+    again = pubmed.fetch_live(
+        max_per_query=5,
+        cache_dir=cache,
+        client=make_client(clock, NoNetwork()),
+        batch_size=2,
+        areas=["diabetes", "oncology"],
+    )
     pd.testing.assert_frame_equal(again, raw)
     articles, quality = pubmed.clean_articles(raw)
     assert quality["duplicate_pmids_removed"] == 1 and not articles["pmid"].duplicated().any()
@@ -569,8 +639,9 @@ def test_ingest_live_mode(monkeypatch, tmp_path):
     clock = FakeClock()
     pmids = {label: [f"{i}{j}" for j in range(3)] for i, label in enumerate(pubmed.LIVE_QUERIES.values(), start=1)}
     client = make_client(clock, FakeEUtils(clock, pmids=pmids))
-    articles, quality = pubmed.ingest(tmp_path / "run", live=True, max_per_query=3, client=client,
-                                      cache_dir=tmp_path / "cache")
+    articles, quality = pubmed.ingest(
+        tmp_path / "run", live=True, max_per_query=3, client=client, cache_dir=tmp_path / "cache"
+    )
     assert len(articles) == 18 and set(articles["therapeutic_area"]) == set(THERAPEUTIC_AREAS)
     assert set(articles["pub_year"]) == {2022}
     metrics_text = (config.RunDir(tmp_path / "run").metrics / "ingestion.json").read_text()

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from hcp_lib import io, metrics
-from hcp_lib.cf import GlobalPopularity
-from hcp_lib.recommender import NotFittedError, UnknownIdError, exclusion_mask, recommend, top_n
+from hcp_lib.models.base import NotFittedError, UnknownIdError, exclusion_mask, recommend, top_n
+from hcp_lib.models.baselines import GlobalPopularity
 from hcp_lib.split import training_data
 from tests.cf_fixtures import ITEMS, SPLIT, block_world, catalogue, hcps, interactions
 
@@ -100,8 +100,14 @@ def test_metrics_ignore_padding_and_check_shapes():
 
 
 def test_relevance_matrix_drops_excluded_cells():
-    window = interactions([("h00", "1001", "2024-03-02", True), ("h00", "1002", "2024-03-02", True),
-                           ("h01", "1002", "2024-03-02", False), ("zz", "1002", "2024-03-02", True)])
+    window = interactions(
+        [
+            ("h00", "1001", "2024-03-02", True),
+            ("h00", "1002", "2024-03-02", True),
+            ("h01", "1002", "2024-03-02", False),
+            ("zz", "1002", "2024-03-02", True),
+        ]
+    )
     exclude = np.zeros((2, 6), bool)
     exclude[0, 0] = True
     matrix = metrics.relevance_matrix(window, ["h00", "h01"], pd.Index(ITEMS), exclude)
@@ -115,9 +121,12 @@ def test_top_n_refuses_nan_and_inf_scores_naming_the_model_and_the_count():
     from hcp_lib.io import NonFiniteError
 
     scores = np.array([[0.5, np.nan, 0.9, 0.1], [1.0, np.inf, np.nan, 4.0]])
-    with pytest.raises(NonFiniteError, match=r"^model 'hybrid' returned 3 non-finite scores \(2 NaN, 1 inf\) out of 8, "
-                                             r"first at position \(0, 1\); it cannot be ranked — check its inputs "
-                                             r"and training$"):
+    with pytest.raises(
+        NonFiniteError,
+        match=r"^model 'hybrid' returned 3 non-finite scores \(2 NaN, 1 inf\) out of 8, "
+        r"first at position \(0, 1\); it cannot be ranked — check its inputs "
+        r"and training$",
+    ):
         top_n(scores, 2, model="hybrid")
     with pytest.raises(ValueError, match=r"^top_n was given 3 non-finite scores"):
         top_n(scores, 2)
@@ -142,18 +151,25 @@ def test_recommend_stops_a_model_that_returns_inf(train):
 
     model = Broken().fit(train)
     hcp_ids = train.hcp_ids.tolist()
-    with pytest.raises(NonFiniteError, match=rf"^model 'broken_popularity' returned 3 non-finite scores \(3 inf\) out "
-                                             rf"of 18, first at HCP '{hcp_ids[0]}', position \(0, 1\); it cannot be "
-                                             r"ranked"):
+    with pytest.raises(
+        NonFiniteError,
+        match=rf"^model 'broken_popularity' returned 3 non-finite scores \(3 inf\) out "
+        rf"of 18, first at HCP '{hcp_ids[0]}', position \(0, 1\); it cannot be "
+        r"ranked",
+    ):
         recommend(model, hcp_ids, n=3, batch_size=3)
 
     class NoName:
         """A duck-typed model without a name attribute: named by its class."""
+
         content_ids_ = model.content_ids_
 
         def score(self, hcp_ids):
             return np.full((len(hcp_ids), len(self.content_ids_)), np.nan)
 
-    with pytest.raises(NonFiniteError, match=r"^model 'NoName' returned 12 non-finite scores \(12 NaN\) out of 12, "
-                                             rf"first at HCP '{hcp_ids[0]}'"):
+    with pytest.raises(
+        NonFiniteError,
+        match=r"^model 'NoName' returned 12 non-finite scores \(12 NaN\) out of 12, "
+        rf"first at HCP '{hcp_ids[0]}'",
+    ):
         recommend(NoName(), hcp_ids[:2], n=3)

@@ -4,13 +4,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hcp_lib import cf
-from hcp_lib.split import SplitError, TemporalSplit, check_windows_have_rows, training_data, window_rows, windows_from_days
+from hcp_lib.models import baselines
+from hcp_lib.split import (
+    SplitError,
+    TemporalSplit,
+    check_windows_have_rows,
+    training_data,
+    window_rows,
+    windows_from_days,
+)
 from tests.cf_fixtures import SPLIT, block_world, catalogue, hcps, interactions
 
 
 def test_windows_from_days_puts_test_last_and_validation_before_it():
-    split = windows_from_days(pd.Timestamp("2024-01-01 08:30"), pd.Timestamp("2024-12-31 17:00"), valid_days=30, test_days=60)
+    split = windows_from_days(
+        pd.Timestamp("2024-01-01 08:30"), pd.Timestamp("2024-12-31 17:00"), valid_days=30, test_days=60
+    )
     assert split.train_start == pd.Timestamp("2024-01-01")
     assert split.test_end == pd.Timestamp("2025-01-01")
     assert split.test_start == pd.Timestamp("2024-11-02")
@@ -32,8 +41,14 @@ def test_overlapping_or_empty_windows_name_the_dates():
 
 
 def test_window_rows_respect_half_open_bounds():
-    rows = interactions([("h00", "1001", "2024-02-29 23:59", True), ("h00", "1002", "2024-03-01 00:00", True),
-                         ("h00", "1003", "2024-03-15 00:00", True), ("h00", "1004", "2024-03-31 23:59", False)])
+    rows = interactions(
+        [
+            ("h00", "1001", "2024-02-29 23:59", True),
+            ("h00", "1002", "2024-03-01 00:00", True),
+            ("h00", "1003", "2024-03-15 00:00", True),
+            ("h00", "1004", "2024-03-31 23:59", False),
+        ]
+    )
     assert window_rows(rows, SPLIT, "train")["content_id"].tolist() == ["1001"]
     assert window_rows(rows, SPLIT, "validation")["content_id"].tolist() == ["1002"]
     assert window_rows(rows, SPLIT, "test")["content_id"].tolist() == ["1003", "1004"]
@@ -68,8 +83,10 @@ def _future_rows() -> pd.DataFrame:
     """Validation and test rows that, if they leaked, would change every model."""
     rows = []
     for h in range(8):
-        rows += [(f"h{h:02d}", "1003", "2024-03-05", True, "conference_event"),
-                 (f"h{h:02d}", "1006", "2024-03-20", True, "in_person_meeting")]
+        rows += [
+            (f"h{h:02d}", "1003", "2024-03-05", True, "conference_event"),
+            (f"h{h:02d}", "1006", "2024-03-20", True, "in_person_meeting"),
+        ]
     return interactions(rows)
 
 
@@ -94,11 +111,11 @@ def test_perturbing_rows_after_the_cutoff_leaves_every_fitted_model_unchanged(cu
     later_catalogue.loc[5, "release_date"] = pd.Timestamp("2024-03-31")  # a test-window fact
     features = pd.DataFrame(np.eye(6)[:, :4] + 0.1, index=catalogue()["content_id"].astype(str))
     hcp_ids = hcps()["hcp_id"].tolist()
-    factories = {**cf.content_factories(seed=3, item_features=features), **cf.channel_factories()}
+    factories = {**baselines.content_factories(seed=3, item_features=features), **baselines.channel_factories()}
     for name, factory in factories.items():
         model = factory().fit(training_data(rows, hcps(), catalogue(), cutoff))
         again = factory().fit(training_data(perturbed, hcps(), later_catalogue, cutoff))
-        if isinstance(model, cf.ChannelRecommender):
+        if isinstance(model, baselines.ChannelRecommender):
             np.testing.assert_array_equal(model.channel_scores(hcp_ids), again.channel_scores(hcp_ids), err_msg=name)
         else:
             np.testing.assert_array_equal(model.score(hcp_ids), again.score(hcp_ids), err_msg=name)

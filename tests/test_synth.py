@@ -1,4 +1,4 @@
-"""Tests of the synthetic world (hcp_lib.synth and its helpers) at the tiny scale."""
+"""Tests of the synthetic world (hcp_lib.world.synth and its helpers) at the tiny scale."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hcp_lib import config, domain, io, pubmed, synth, synth_simulate
-from hcp_lib.synth_entities import is_valid_npi, make_hcp_ids
+from hcp_lib import config, domain, io
+from hcp_lib.stages import pubmed
+from hcp_lib.world import simulate, synth
+from hcp_lib.world.entities import is_valid_npi, make_hcp_ids
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +47,13 @@ def world(tiny_run) -> synth.World:
 def test_tables_follow_the_contract_and_schemas(world, tiny_run):
     contract = {
         "hcps": "hcp_id first_name last_name credential specialty taxonomy_code state city zip region practice_setting "
-                "years_in_practice age prescribing_decile digital_affinity peer_group health_system opted_out",
+        "years_in_practice age prescribing_decile digital_affinity peer_group health_system opted_out",
         "patients": "patient_id hcp_id age sex conditions primary_area",
         "content": "content_id pmid title therapeutic_area content_type release_date approved_specialties series_id "
-                   "series_part",
+        "series_part",
         "campaigns": "campaign_id content_id channel target_segment start_date end_date capacity_per_week cost_per_touch",
         "interactions": "exposure_id hcp_id content_id campaign_id channel exposed_at propensity opened clicked "
-                        "dwell_seconds converted engagement_score engaged true_engagement_prob",
+        "dwell_seconds converted engagement_score engaged true_engagement_prob",
     }
     for name, columns in contract.items():
         table = getattr(world, name)
@@ -76,7 +78,10 @@ def test_generated_hcp_ids_are_synthetic_and_never_npis():
     ids = pd.Series(make_hcp_ids(np.random.default_rng(3), 50_000))
     assert ids.is_unique and len(ids) == 50_000
     assert ids.str.match(domain.HCP_ID_PATTERN).all()
-    assert ids.str.startswith(domain.HCP_ID_PREFIX).all() and ids.str.len().eq(len(domain.HCP_ID_PREFIX) + domain.HCP_ID_DIGITS).all()
+    assert (
+        ids.str.startswith(domain.HCP_ID_PREFIX).all()
+        and ids.str.len().eq(len(domain.HCP_ID_PREFIX) + domain.HCP_ID_DIGITS).all()
+    )
     assert not ids.str.fullmatch(r"\d{10}").any()
     assert not any(is_valid_npi(i) for i in ids)
     digits = ids.str.replace(r"\D", "", regex=True)  # even a CRM that drops the letters gets no NPI
@@ -116,8 +121,9 @@ def test_responses_are_consistent_with_the_label(world):
 
 def test_oracle_reproduces_logged_probabilities(world):
     inter = world.interactions
-    recomputed = synth.true_engagement_prob(world, inter["hcp_id"], inter["content_id"], inter["channel"],
-                                            inter["exposed_at"])
+    recomputed = synth.true_engagement_prob(
+        world, inter["hcp_id"], inter["content_id"], inter["channel"], inter["exposed_at"]
+    )
     np.testing.assert_allclose(recomputed, inter["true_engagement_prob"], rtol=0, atol=1e-9)
 
 
@@ -127,8 +133,9 @@ def test_matrix_matches_row_queries(world):
     matrix = synth.true_engagement_matrix(world, hcp_ids, world.test_start, content_ids, max_cells=50)
     assert matrix.shape == (7, len(content_ids), len(domain.CHANNELS)) and matrix.dtype == np.float32
     h, c, k = np.meshgrid(np.arange(7), np.arange(len(content_ids)), np.arange(len(domain.CHANNELS)), indexing="ij")
-    rows = synth.true_engagement_prob(world, hcp_ids[h.ravel()], content_ids[c.ravel()],
-                                      np.array(domain.CHANNELS)[k.ravel()], world.test_start)
+    rows = synth.true_engagement_prob(
+        world, hcp_ids[h.ravel()], content_ids[c.ravel()], np.array(domain.CHANNELS)[k.ravel()], world.test_start
+    )
     np.testing.assert_allclose(matrix.ravel(), rows, atol=1e-6)
     full = synth.true_engagement_matrix(world, hcp_ids[:2], world.test_start)
     assert full.shape == (2, len(world.content), len(domain.CHANNELS))
@@ -137,17 +144,20 @@ def test_matrix_matches_row_queries(world):
 def test_history_lowers_the_probability_of_a_repeat(world):
     """An item the HCP engaged with is worth less afterwards (consumed penalty), other things equal."""
     row = world.interactions.loc[world.interactions["engaged"]].iloc[0]
-    before = synth.true_engagement_prob(world, [row["hcp_id"]], [row["content_id"]], [row["channel"]],
-                                        row["exposed_at"])
-    after = synth.true_engagement_prob(world, [row["hcp_id"]], [row["content_id"]], [row["channel"]],
-                                       row["exposed_at"] + pd.Timedelta(minutes=1))
+    before = synth.true_engagement_prob(
+        world, [row["hcp_id"]], [row["content_id"]], [row["channel"]], row["exposed_at"]
+    )
+    after = synth.true_engagement_prob(
+        world, [row["hcp_id"]], [row["content_id"]], [row["channel"]], row["exposed_at"] + pd.Timedelta(minutes=1)
+    )
     assert after[0] < before[0]
 
 
 def test_unknown_ids_are_named(world):
     with pytest.raises(KeyError, match="unknown channel 'fax'"):
-        synth.true_engagement_prob(world, world.hcps["hcp_id"].iloc[:1], world.content["content_id"].iloc[:1],
-                                   ["fax"], world.test_start)
+        synth.true_engagement_prob(
+            world, world.hcps["hcp_id"].iloc[:1], world.content["content_id"].iloc[:1], ["fax"], world.test_start
+        )
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path, articles, tiny_run):
@@ -164,23 +174,28 @@ def test_planted_signal_is_learnable(articles):
     few_articles = articles.groupby("therapeutic_area", sort=False).head(15)
     world = synth.generate_world(few_articles, _tiny_params(n_hcps=1000), seed=3)
     result = synth.ranking_check(world)
-    print(f"NDCG@10 truth {result['exposed_ndcg@10_truth']:.3f}, popularity {result['exposed_ndcg@10_popularity']:.3f}, "
-          f"random {result['exposed_ndcg@10_random']:.3f}; AUC truth {result['auc_truth']:.3f}, "
-          f"popularity {result['auc_popularity']:.3f}")
+    print(
+        f"NDCG@10 truth {result['exposed_ndcg@10_truth']:.3f}, popularity {result['exposed_ndcg@10_popularity']:.3f}, "
+        f"random {result['exposed_ndcg@10_random']:.3f}; AUC truth {result['auc_truth']:.3f}, "
+        f"popularity {result['auc_popularity']:.3f}"
+    )
     truth, popularity, random = (result[f"exposed_ndcg@10_{n}"] for n in ("truth", "popularity", "random"))
     assert truth > popularity + 0.05
     assert truth - random > 2 * (popularity - random)
     assert result["auc_truth"] > result["auc_popularity"] + 0.1
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ({"n_hcps": -5}, r"parameter 'n_hcps': got -5; expected an integer in \[10, 2000000\]"),
-    ({"base_rate_email": 1.5}, r"parameter 'base_rate_email': got 1.5; expected a number in \[0, 1\]"),
-    ({"opt_out_rate": -0.1}, r"parameter 'opt_out_rate'"),
-    ({"world_start": "next monday"}, r"parameter 'world_start'"),
-    ({"horizon_days": 60}, r"parameter 'horizon_days': got 60; .* at least 84"),
-    ({"n_hcp": 10}, r"unknown synthesis parameter 'n_hcp'"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"n_hcps": -5}, r"parameter 'n_hcps': got -5; expected an integer in \[10, 2000000\]"),
+        ({"base_rate_email": 1.5}, r"parameter 'base_rate_email': got 1.5; expected a number in \[0, 1\]"),
+        ({"opt_out_rate": -0.1}, r"parameter 'opt_out_rate'"),
+        ({"world_start": "next monday"}, r"parameter 'world_start'"),
+        ({"horizon_days": 60}, r"parameter 'horizon_days': got 60; .* at least 84"),
+        ({"n_hcp": 10}, r"unknown synthesis parameter 'n_hcp'"),
+    ],
+)
 def test_bad_parameters_fail_before_writing(tmp_path, articles, override, message):
     run_dir = _run_dir(tmp_path, articles)
     with pytest.raises(config.ParameterError, match=message):
@@ -215,29 +230,30 @@ def test_logged_propensities_are_the_simulators_own_probabilities(articles, monk
     the ``min(rate * weekday_share, 1)`` clip bind; the capacity thinning binds on every
     channel but e-mail anyway. So every factor of the logged product is exercised.
     """
-    simulate = synth_simulate.simulate_exposures
-    signature = inspect.signature(simulate)
+    simulate_exposures = simulate.simulate_exposures
+    signature = inspect.signature(simulate_exposures)
     captured = {}
 
     def spy(rng, *args, **kwargs):  # records the inputs (and the rng state) the world really used
         captured["state"] = copy.deepcopy(rng.bit_generator.state)
         captured["bit_generator"] = type(rng.bit_generator)
         captured["arguments"] = signature.bind(rng, *args, **kwargs).arguments
-        return simulate(rng, *args, **kwargs)
+        return simulate_exposures(rng, *args, **kwargs)
 
-    monkeypatch.setattr(synth_simulate, "simulate_exposures", spy)
+    monkeypatch.setattr(simulate, "simulate_exposures", spy)
     few_articles = articles.groupby("therapeutic_area", sort=False).head(15)
-    world = synth.generate_world(few_articles, _tiny_params(touches_per_hcp_week=5.0, horizon_days=56,
-                                                        world_holdout_weeks=1), seed=11)
+    world = synth.generate_world(
+        few_articles, _tiny_params(touches_per_hcp_week=5.0, horizon_days=56, world_holdout_weeks=1), seed=11
+    )
     monkeypatch.undo()
     keys = ["hcp_idx", "content_idx", "channel_idx"]
     arguments = captured["arguments"]
-    day0_share = synth_simulate.WEEKDAY_SHARE[arguments["start_weekday"]]
-    assert (synth_simulate.touch_rates(arguments["deciles"], 5.0) * day0_share > 1).any()  # the clip binds
+    day0_share = simulate.WEEKDAY_SHARE[arguments["start_weekday"]]
+    assert (simulate.touch_rates(arguments["deciles"], 5.0) * day0_share > 1).any()  # the clip binds
 
     def day0(rng: np.random.Generator) -> pd.DataFrame:
         arguments = {**captured["arguments"], "rng": rng, "horizon_days": 1}
-        return simulate(**arguments)
+        return simulate_exposures(**arguments)
 
     # 1. The 1-day replay with the world's own rng state gives exactly the world's saved day-0 log
     #    (day 0 draws the same numbers whatever the horizon), so the runs below simulate the day
@@ -246,22 +262,29 @@ def test_logged_propensities_are_the_simulators_own_probabilities(articles, monk
     replay_rng.bit_generator.state = captured["state"]
     replay = day0(replay_rng)
     saved = world.interactions.loc[world.interactions["exposed_at"] < world.horizon_start + pd.Timedelta(days=1)]
-    replay_ids = pd.DataFrame({
-        "hcp_id": world.hcps["hcp_id"].astype(str).to_numpy()[replay["hcp_idx"]],
-        "content_id": world.content["content_id"].astype(str).to_numpy()[replay["content_idx"]],
-        "channel": np.array(domain.CHANNELS)[replay["channel_idx"]],
-        "exposed_at": world.horizon_start + pd.to_timedelta(replay["minute"].to_numpy(np.int64), unit="min"),
-        "replayed": replay["propensity"].to_numpy(float)})
+    replay_ids = pd.DataFrame(
+        {
+            "hcp_id": world.hcps["hcp_id"].astype(str).to_numpy()[replay["hcp_idx"]],
+            "content_id": world.content["content_id"].astype(str).to_numpy()[replay["content_idx"]],
+            "channel": np.array(domain.CHANNELS)[replay["channel_idx"]],
+            "exposed_at": world.horizon_start + pd.to_timedelta(replay["minute"].to_numpy(np.int64), unit="min"),
+            "replayed": replay["propensity"].to_numpy(float),
+        }
+    )
     saved = saved.astype({"hcp_id": str, "content_id": str, "channel": str})
-    matched = saved.merge(replay_ids, on=["hcp_id", "content_id", "channel", "exposed_at"], how="outer",
-                          validate="one_to_one", indicator=True)
+    matched = saved.merge(
+        replay_ids,
+        on=["hcp_id", "content_id", "channel", "exposed_at"],
+        how="outer",
+        validate="one_to_one",
+        indicator=True,
+    )
     assert len(saved) > 0 and (matched["_merge"] == "both").all()
     np.testing.assert_allclose(matched["propensity"], matched["replayed"], rtol=0, atol=1e-12)
 
     # 2. R independent replays of day 0.
     R = 1000
-    runs = [day0(np.random.default_rng(s)).assign(run=i)
-            for i, s in enumerate(np.random.SeedSequence(2024).spawn(R))]
+    runs = [day0(np.random.default_rng(s)).assign(run=i) for i, s in enumerate(np.random.SeedSequence(2024).spawn(R))]
     log = pd.concat(runs, ignore_index=True)
     assert (log["minute"] < 1440).all() and len(log) > 0
     per_action = log.groupby(keys)["propensity"].agg(["min", "max", "size"])
@@ -283,14 +306,19 @@ def test_logged_propensities_are_the_simulators_own_probabilities(articles, monk
     q = p.groupby(level="hcp_idx").sum()
     assert q.le(1 + 1e-12).all()  # an HCP's action probabilities cannot sum above 1
     z = (count.sum() - expected.sum()) / np.sqrt((R2 * q * (1 - q)).sum())
-    assert abs(z) < 4, (f"observed {count.sum()} exposures of the selected actions, "
-                        f"expected {expected.sum():.1f}; z = {z:.2f}")
+    assert abs(z) < 4, (
+        f"observed {count.sum()} exposures of the selected actions, expected {expected.sum():.1f}; z = {z:.2f}"
+    )
     # per channel, exact variance as above (binomial per HCP and channel); each channel must have
     # enough selected mass for the check to mean something
     hcp_channel = p.groupby(level=["hcp_idx", "channel_idx"]).sum()
-    channels = pd.DataFrame({"observed": count.groupby(level="channel_idx").sum(),
-                             "expected": expected.groupby(level="channel_idx").sum(),
-                             "variance": (R2 * hcp_channel * (1 - hcp_channel)).groupby(level="channel_idx").sum()})
+    channels = pd.DataFrame(
+        {
+            "observed": count.groupby(level="channel_idx").sum(),
+            "expected": expected.groupby(level="channel_idx").sum(),
+            "variance": (R2 * hcp_channel * (1 - hcp_channel)).groupby(level="channel_idx").sum(),
+        }
+    )
     channels["z"] = (channels["observed"] - channels["expected"]) / np.sqrt(channels["variance"])
     assert len(channels) == len(domain.CHANNELS) and channels["expected"].min() > 50, channels.to_string()
     assert channels["z"].abs().max() < 5, channels.to_string()
@@ -316,4 +344,5 @@ def test_logged_propensities_are_the_simulators_own_probabilities(articles, monk
     assert observed_mass <= per_run.mean() + tolerance
     assert abs(observed_mass + n_once / R - per_run.mean()) < tolerance, (
         f"mean exposures per run {per_run.mean():.2f}; logged mass of the observed actions {observed_mass:.2f} "
-        f"+ Good-Turing unseen mass {n_once / R:.2f}; tolerance {tolerance:.2f}")
+        f"+ Good-Turing unseen mass {n_once / R:.2f}; tolerance {tolerance:.2f}"
+    )

@@ -6,10 +6,21 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from hcp_lib import tabular
 from hcp_lib.domain import CHANNELS
-from tests.engagement_fixtures import (END, N_ITEM, VALID_START, CUTOFF, TinyALS, engagement_data, hcp_id, make_tables,
-                                       specialty_of, topic_of, train_before)
+from hcp_lib.models import tabular
+from tests.engagement_fixtures import (
+    CUTOFF,
+    END,
+    N_ITEM,
+    VALID_START,
+    TinyALS,
+    engagement_data,
+    hcp_id,
+    make_tables,
+    specialty_of,
+    topic_of,
+    train_before,
+)
 
 SETTINGS = tabular.TabularSettings(max_iter=60, max_leaf_nodes=7, min_samples_leaf=10, learning_rate=0.1)
 
@@ -39,8 +50,12 @@ def test_probabilities_have_the_interface_shape_and_follow_the_planted_taste(fit
     assert ((probability > 0) & (probability < 1)).all()
     np.testing.assert_allclose(fitted.score(hcps), probability.max(axis=2), rtol=1e-6)
     # taste: matching items (topic = specialty) beat the others on average
-    match = np.array([[topic_of(j) == ("cardiology", "endocrinology").index(specialty_of(i)) for j in range(N_ITEM)]
-                      for i in range(8)])
+    match = np.array(
+        [
+            [topic_of(j) == ("cardiology", "endocrinology").index(specialty_of(i)) for j in range(N_ITEM)]
+            for i in range(8)
+        ]
+    )
     warm = np.arange(N_ITEM) < N_ITEM - 2
     best = probability.max(axis=2)
     assert best[match & warm].mean() > best[~match & warm].mean() + 0.05
@@ -68,17 +83,29 @@ def test_exposure_probabilities_rank_later_exposures(fitted, tables):
 
 def test_flat_rows_name_every_column(fitted):
     names = tabular.feature_names(fitted.space_)
-    queries = pd.DataFrame({"hcp_id": [hcp_id(0)], "content_id": [fitted.content_ids_[0]], "channel": ["email"],
-                            "exposed_at": [CUTOFF], "engaged": [False]})
-    from hcp_lib.engagement import exposure_queries
+    queries = pd.DataFrame(
+        {
+            "hcp_id": [hcp_id(0)],
+            "content_id": [fitted.content_ids_[0]],
+            "channel": ["email"],
+            "exposed_at": [CUTOFF],
+            "engaged": [False],
+        }
+    )
+    from hcp_lib.models.engagement import exposure_queries
 
     row = tabular.flat_rows(fitted.inputs(exposure_queries(fitted.space_, queries)))
     assert row.shape == (1, len(names)) and len(set(names)) == len(names)
 
 
-@pytest.mark.parametrize("change, message", [({"learning_rate": 0.0}, "learning_rate must be in"),
-                                             ({"max_leaf_nodes": 1}, "max_leaf_nodes must be an integer >= 2"),
-                                             ({"l2_regularization": -1.0}, "l2_regularization must be >= 0")])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"learning_rate": 0.0}, "learning_rate must be in"),
+        ({"max_leaf_nodes": 1}, "max_leaf_nodes must be an integer >= 2"),
+        ({"l2_regularization": -1.0}, "l2_regularization must be >= 0"),
+    ],
+)
 def test_bad_settings_are_refused(tables, change, message):
     settings = tabular.TabularSettings(**{**SETTINGS.__dict__, **change})
     with pytest.raises(ValueError, match=message):

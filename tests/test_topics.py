@@ -1,4 +1,4 @@
-"""Tests of hcp_lib.topics: preprocessing, determinism, transform, saving, bad input."""
+"""Tests of hcp_lib.stages.topics: preprocessing, determinism, transform, saving, bad input."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hcp_lib import config, domain, topics
+from hcp_lib import config, domain
+from hcp_lib.stages import topics
 
 # A small hand-made corpus: three subjects whose collocations recur in varying company, so
 # that only the collocations (not their neighbours) are frequent enough to become phrases.
@@ -36,8 +37,9 @@ def corpus(n_per_subject: int = 12) -> tuple[list[str], list[str]]:
     return texts, areas
 
 
-SMALL = topics.PreprocessSettings(spacy_model="blank", phrase_min_count=3, phrase_threshold=0.5,
-                                  min_doc_freq=2, max_doc_share=0.9)
+SMALL = topics.PreprocessSettings(
+    spacy_model="blank", phrase_min_count=3, phrase_threshold=0.5, min_doc_freq=2, max_doc_share=0.9
+)
 FAST = topics.LdaSettings(passes=5, iterations=20)
 
 
@@ -74,7 +76,13 @@ def test_boilerplate_and_units_are_stop_words(nlp):
 
 def test_numbers_survive_only_after_category_words(nlp):
     assert lemmas("type 2 diabetes in 2023 with 40 cases, stage 3 cancer", nlp) == [
-        "type", "2", "diabetes", "stage", "3", "cancer"]
+        "type",
+        "2",
+        "diabetes",
+        "stage",
+        "3",
+        "cancer",
+    ]
 
 
 def test_alphanumeric_biomedical_terms_are_kept(nlp):
@@ -103,7 +111,9 @@ def test_phrases_join_collocations(fitted):
 
 
 def test_article_texts_join_title_and_abstract():
-    articles = pd.DataFrame({"pmid": ["1", "2"], "title": ["Heart failure.", "Vaccines"], "abstract": ["Long text.", ""]})
+    articles = pd.DataFrame(
+        {"pmid": ["1", "2"], "title": ["Heart failure.", "Vaccines"], "abstract": ["Long text.", ""]}
+    )
     assert topics.article_texts(articles).tolist() == ["Heart failure. Long text.", "Vaccines"]
     with pytest.raises(topics.TopicModelError, match="missing column 'abstract'"):
         topics.article_texts(articles.drop(columns="abstract"))
@@ -151,9 +161,12 @@ def test_n_topics_out_of_range_is_refused(fitted):
     model, tokens, texts, _ = fitted
     size = len(model.pipeline.dictionary_)
     for bad in (1, 0, size + 1):
-        with pytest.raises(topics.TopicModelError, match=rf"n_topics must be between 2 and the vocabulary size \({size}"):
-            topics.fit_topic_model(texts, bad, seed=1, preprocess=SMALL, lda_settings=FAST,
-                                   pipeline=model.pipeline, tokens=tokens)
+        with pytest.raises(
+            topics.TopicModelError, match=rf"n_topics must be between 2 and the vocabulary size \({size}"
+        ):
+            topics.fit_topic_model(
+                texts, bad, seed=1, preprocess=SMALL, lda_settings=FAST, pipeline=model.pipeline, tokens=tokens
+            )
 
 
 def test_all_stop_word_corpus_is_refused_clearly():
@@ -258,8 +271,13 @@ def test_ldavis_page_is_offline(tmp_path, fitted):
 # The saved model is arrays and JSON; loading it never unpickles (issue 13, item 9)
 # ----------------------------------------------------------------------------------------
 
-NEW_TEXTS = ["Insulin and glucose in type 2 diabetes", "Heart failure and blood pressure in clinics",
-             "Influenza vaccine hesitancy among parents of children", "Statins in homes. Background: 3 mg.", ""]
+NEW_TEXTS = [
+    "Insulin and glucose in type 2 diabetes",
+    "Heart failure and blood pressure in clinics",
+    "Influenza vaccine hesitancy among parents of children",
+    "Statins in homes. Background: 3 mg.",
+    "",
+]
 MODEL_FILES = {"topic_model.json", "lda.npz", "lda.json", "dictionary.json", "bigrams.json", "trigrams.json"}
 
 
@@ -380,13 +398,16 @@ def test_a_folder_in_the_old_pickle_format_is_refused_without_running_it(tmp_pat
     (folder / "topic_model.json").write_text(json.dumps(meta))
     for name in ("lda", "bigrams", "trigrams"):
         (folder / name).write_bytes(payload)
-    with pytest.raises(topics.TopicModelError, match=r"topic_model\.json: .*gensim's pickle format.*not loaded.*notebook 03"):
+    with pytest.raises(
+        topics.TopicModelError, match=r"topic_model\.json: .*gensim's pickle format.*not loaded.*notebook 03"
+    ):
         topics.load_topic_model(run_dir)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("name", ["lda.npz", "lda.json", "dictionary.json", "bigrams.json", "trigrams.json",
-                                  "topic_model.json"])
+@pytest.mark.parametrize(
+    "name", ["lda.npz", "lda.json", "dictionary.json", "bigrams.json", "trigrams.json", "topic_model.json"]
+)
 def test_a_pickle_under_a_new_name_is_refused_and_not_executed(tmp_path, saved, name):
     run_dir, folder = saved
     marker = tmp_path / "pwned"
@@ -426,28 +447,50 @@ def _replace_array(path, name, value):
 
 
 MALFORMED = {
-    "bigrams.json: not valid JSON": ("bigrams.json", lambda p: p.write_text("{\"delimiter\": ")),
+    "bigrams.json: not valid JSON": ("bigrams.json", lambda p: p.write_text('{"delimiter": ')),
     "trigrams.json: field 'scoring' must be one of": (
-        "trigrams.json", lambda p: _edit_json(p, lambda r: r.update(scoring="my_module.my_scorer"))),
+        "trigrams.json",
+        lambda p: _edit_json(p, lambda r: r.update(scoring="my_module.my_scorer")),
+    ),
     "bigrams.json: field '2_diabetes' of 'phrasegrams' must be number": (
-        "bigrams.json", lambda p: _edit_json(p, lambda r: r["phrasegrams"].update({"2_diabetes": "high"}))),
+        "bigrams.json",
+        lambda p: _edit_json(p, lambda r: r["phrasegrams"].update({"2_diabetes": "high"})),
+    ),
     "dictionary.json: missing field 'dfs'": ("dictionary.json", lambda p: _edit_json(p, lambda r: r.pop("dfs"))),
     "dictionary.json: field 'cfs' must list one count": (
-        "dictionary.json", lambda p: _edit_json(p, lambda r: r["cfs"].pop())),
-    "lda.json: field 'iterations' must be int": ("lda.json", lambda p: _edit_json(p, lambda r: r.update(iterations="50"))),
+        "dictionary.json",
+        lambda p: _edit_json(p, lambda r: r["cfs"].pop()),
+    ),
+    "lda.json: field 'iterations' must be int": (
+        "lda.json",
+        lambda p: _edit_json(p, lambda r: r.update(iterations="50")),
+    ),
     "lda.json: num_topics 3 and num_terms 99 do not fit": (
-        "lda.json", lambda p: _edit_json(p, lambda r: r.update(num_terms=99))),
+        "lda.json",
+        lambda p: _edit_json(p, lambda r: r.update(num_terms=99)),
+    ),
     "lda.npz: array 'alpha' must be finite floats of shape (4,), got float64 (3,) (num_topics 4": (
-        "lda.json", lambda p: _edit_json(p, lambda r: r.update(num_topics=4))),
+        "lda.json",
+        lambda p: _edit_json(p, lambda r: r.update(num_topics=4)),
+    ),
     "lda.npz: not a NumPy .npz archive": ("lda.npz", lambda p: p.write_bytes(b"PK\x03\x04 truncated")),
     "lda.npz: missing array 'sstats'": ("lda.npz", lambda p: _replace_array(p, "sstats", None)),
     "lda.npz: array 'sstats' must be finite floats of shape": (
-        "lda.npz", lambda p: _replace_array(p, "sstats", np.ones((2, 2)))),
+        "lda.npz",
+        lambda p: _replace_array(p, "sstats", np.ones((2, 2))),
+    ),
     "lda.npz: array 'alpha' must be finite floats": (
-        "lda.npz", lambda p: _replace_array(p, "alpha", np.array([np.nan, 1.0, 1.0]))),
+        "lda.npz",
+        lambda p: _replace_array(p, "alpha", np.array([np.nan, 1.0, 1.0])),
+    ),
     "topic_model.json: format_version 3, expected 2": (
-        "topic_model.json", lambda p: _edit_json(p, lambda r: r.update(format_version=3))),
-    "topic_model.json: n_topics 3 and 2 labels": ("topic_model.json", lambda p: _edit_json(p, lambda r: r["labels"].pop())),
+        "topic_model.json",
+        lambda p: _edit_json(p, lambda r: r.update(format_version=3)),
+    ),
+    "topic_model.json: n_topics 3 and 2 labels": (
+        "topic_model.json",
+        lambda p: _edit_json(p, lambda r: r["labels"].pop()),
+    ),
 }
 
 
@@ -483,6 +526,8 @@ def test_a_custom_phrase_scorer_is_refused_at_save(tmp_path, fitted, nlp):
     lemmas = topics.lemmatise(texts, pipeline, name, model.pipeline.stop_words)
     custom = Phrases(lemmas, min_count=3, threshold=0.1, scoring=my_scorer).freeze()
     copy = dataclasses.replace(model, pipeline=dataclasses.replace(model.pipeline, bigrams_=custom))
-    with pytest.raises(topics.TopicModelError, match=r"bigrams_: scoring 'my_scorer' cannot be saved.*'default', 'npmi'"):
+    with pytest.raises(
+        topics.TopicModelError, match=r"bigrams_: scoring 'my_scorer' cannot be saved.*'default', 'npmi'"
+    ):
         copy.save(tmp_path / "model")
     assert not (tmp_path / "model").exists()

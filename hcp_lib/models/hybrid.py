@@ -2,7 +2,7 @@
 that fuses each HCP's exposure sequence with its profile, LDA topics and CF (notebook 05).
 
 It learns from every logged exposure before the cut-off, engaged or not, each seen from its
-own instant (:mod:`hcp_lib.engagement`, inputs from :func:`hcp_lib.features.query_inputs`).
+own instant (:mod:`hcp_lib.models.engagement`, inputs from :func:`hcp_lib.models.features.query_inputs`).
 Its logit is a sum of three parts, the shape of an engagement decision (how much this HCP
 answers this channel now; how this item does on this channel; how much this HCP wants this
 item now)::
@@ -12,7 +12,7 @@ item now)::
 - ``A(h, t)`` (per channel): the HCP's profile (specialty, setting, region, the numeric
   columns of the master and its patient mix), its history counts (touches in the last 7, 14
   and 28 days, engagement rate, days since the last touch), its history on each channel (a
-  shared and a per-channel weight on each of :data:`hcp_lib.features.CHANNEL_HISTORY`) and
+  shared and a per-channel weight on each of :data:`hcp_lib.models.features.CHANNEL_HISTORY`) and
   the sequence state;
 - ``B(c)`` (per channel) and ``b(c)``: the item's area, content type, abstract flag, series
   part and topics, and a learned bias per item (its general appeal);
@@ -25,7 +25,7 @@ item now)::
   an area embedding;
 - ``g(pair)``: a small dense layer over the (HCP, item) history — shown or engaged before,
   series follow-up, the topic and CF similarity of the item to the HCP's engagements, the
-  item's age and engagement so far (:data:`hcp_lib.features.PAIR_FEATURES`).
+  item's age and engagement so far (:data:`hcp_lib.models.features.PAIR_FEATURES`).
 
 The **sequence encoder** (an LSTM, or a GRU) reads the HCP's last ``sequence_length``
 exposures before t, oldest first: each step is the item's topic vector, a channel embedding,
@@ -58,18 +58,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import config, io
+from .. import config, io
+from ..domain import CHANNELS
+from ..split import TrainingData
 from . import features as F
-from .domain import CHANNELS
+from .base import Recommender, UnknownIdError
 from .engagement import EngagementData, EngagementModel, Queries, model_tables
-from .recommender import Recommender, UnknownIdError
-from .split import TrainingData
 
 SEQUENCE_ENCODERS = ("lstm", "gru")
 FORMAT_VERSION = 2
 #: the HCP-level inputs (the HCP tower), the item-level inputs (the item tower)
-HCP_INPUTS = ("hcp", "specialty", "practice_setting", "region", "peer_group", "hcp_numeric", "hcp_history",
-              "channel_history", "memory", "sequence_item", "sequence_channel", "sequence_numeric")
+HCP_INPUTS = (
+    "hcp",
+    "specialty",
+    "practice_setting",
+    "region",
+    "peer_group",
+    "hcp_numeric",
+    "hcp_history",
+    "channel_history",
+    "memory",
+    "sequence_item",
+    "sequence_channel",
+    "sequence_numeric",
+)
 ITEM_INPUTS = ("item", "item_area", "item_type", "item_numeric", "topics")
 
 
@@ -93,11 +105,18 @@ def configure_threads(n_threads: int | None = None) -> None:
 
 #: notebook parameter -> :class:`HybridSettings` field (the one place they are mapped; each
 #: mapped field takes the parameter's default from :func:`hcp_lib.config.default`)
-HYBRID_PARAMETERS = {"max_seq_len": "sequence_length", "hybrid_embedding_dim": "embedding_dim",
-                     "hybrid_sequence_units": "sequence_units", "hybrid_hidden_units": "hidden_units",
-                     "hybrid_epochs": "epochs", "hybrid_batch_size": "batch_size",
-                     "hybrid_learning_rate": "learning_rate", "hybrid_patience": "patience", "hybrid_l2": "l2",
-                     "seed": "seed"}
+HYBRID_PARAMETERS = {
+    "max_seq_len": "sequence_length",
+    "hybrid_embedding_dim": "embedding_dim",
+    "hybrid_sequence_units": "sequence_units",
+    "hybrid_hidden_units": "hidden_units",
+    "hybrid_epochs": "epochs",
+    "hybrid_batch_size": "batch_size",
+    "hybrid_learning_rate": "learning_rate",
+    "hybrid_patience": "patience",
+    "hybrid_l2": "l2",
+    "seed": "seed",
+}
 _DEFAULT = {setting: config.default(name) for name, setting in HYBRID_PARAMETERS.items()}
 
 
@@ -129,24 +148,24 @@ class HybridSettings:
     PARAMETERS = HYBRID_PARAMETERS
 
     @classmethod
-    def from_parameters(cls, params: dict[str, Any], **changes: Any) -> "HybridSettings":
+    def from_parameters(cls, params: dict[str, Any], **changes: Any) -> HybridSettings:
         """Settings from the notebook parameters (names of :data:`PARAMETERS`; absent ones keep
         their default; ``hybrid_sequence_encoder='compare'`` keeps the default encoder, the
         variants are compared by notebook 05), with ``changes`` applied."""
-        values = {setting: params[name] for name, setting in cls.PARAMETERS.items() if name in params}
         if params.get("hybrid_sequence_encoder") in SEQUENCE_ENCODERS:
-            values["sequence_encoder"] = params["hybrid_sequence_encoder"]
-        return replace(cls(**values), **changes).validate()
+            changes = {"sequence_encoder": params["hybrid_sequence_encoder"], **changes}
+        return config.settings_from_parameters(cls, params, **changes).validate()
 
-    def validate(self) -> "HybridSettings":
+    def validate(self) -> HybridSettings:
         """Raise ``ValueError`` naming the setting and the allowed values; return self."""
         for name in ("sequence_length", "embedding_dim", "sequence_units", "hidden_units", "epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if self.sequence_encoder not in SEQUENCE_ENCODERS:
-            raise ValueError(f"sequence_encoder must be one of {', '.join(SEQUENCE_ENCODERS)}, "
-                             f"got {self.sequence_encoder!r}")
+            raise ValueError(
+                f"sequence_encoder must be one of {', '.join(SEQUENCE_ENCODERS)}, got {self.sequence_encoder!r}"
+            )
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if self.patience < 0:
@@ -161,8 +180,11 @@ ABLATIONS: dict[str, tuple[dict, str]] = {
     "no_sequence": ({"use_sequence": False}, "without the sequence encoder (profile, counts and memories only)"),
     "no_topics": ({"use_topics": False}, "without the LDA topics (items known by id, area and type)"),
     "no_cf": ({"use_cf": False}, "without the CF similarity of an item to the HCP's engagements"),
-    "no_static": ({"use_static": False}, "without the HCP's profile (specialty, setting, region, peer group, "
-                                         "numeric columns, patient mix): known by its history only"),
+    "no_static": (
+        {"use_static": False},
+        "without the HCP's profile (specialty, setting, region, peer group, "
+        "numeric columns, patient mix): known by its history only",
+    ),
 }
 #: the alternatives compared on the validation window (the variant of the hybrid): name -> changes
 VARIANTS: dict[str, dict] = {"lstm": {"sequence_encoder": "lstm"}, "gru": {"sequence_encoder": "gru"}}
@@ -175,7 +197,7 @@ def build_towers(settings: HybridSettings, space: F.FeatureSpace):
     """The three towers (Keras functional models): ``hcp_tower`` (HCP inputs -> u (dim), A (5)),
     ``item_tower`` (item inputs -> v (dim), B (5), b ()) and ``pair_tower`` (pair features ->
     its logit term ()), and the training model that combines them into P(engaged) of a query
-    (inputs: every key of :func:`hcp_lib.features.query_inputs` it uses).
+    (inputs: every key of :func:`hcp_lib.models.features.query_inputs` it uses).
 
     The layers are created in one fixed order (HCP tower, item tower, pair tower, training
     model), so that a seed gives the same initial weights."""
@@ -234,10 +256,14 @@ def _hcp_tower(s: HybridSettings, space: F.FeatureSpace, hi: dict):
     # a hidden layer lets the channel part bend (fatigue starts after a few touches, not at the first)
     a_hidden = layers.Dense(s.hidden_units, activation="relu", kernel_regularizer=reg, name="channel_hidden")(a_in)
     a_static = layers.Dense(n_channel, kernel_regularizer=reg, name="channel_profile")(
-        layers.Concatenate(name="channel_profile_features")([a_in, a_hidden]))
+        layers.Concatenate(name="channel_profile_features")([a_in, a_hidden])
+    )
     a_shared = layers.Reshape((n_channel,), name="channel_history_shared_term")(
-        layers.Dense(1, use_bias=False, name="channel_history_shared")(hi["channel_history"]))
-    a_own = layers.EinsumDense("bkf,kf->bk", output_shape=(n_channel,), name="channel_history_own")(hi["channel_history"])
+        layers.Dense(1, use_bias=False, name="channel_history_shared")(hi["channel_history"])
+    )
+    a_own = layers.EinsumDense("bkf,kf->bk", output_shape=(n_channel,), name="channel_history_own")(
+        hi["channel_history"]
+    )
     A = layers.Add(name="A")([a_static, a_shared, a_own])
     return keras.Model(hi, [u, A], name="hcp_tower")
 
@@ -252,11 +278,24 @@ def _add_static_parts(s: HybridSettings, space: F.FeatureSpace, hi: dict, u_part
     reg = regularizers.l2(s.l2)
     vocab = {name: len(space.vocabularies[name]) + 1 for name in F.HCP_CATEGORICAL}
     for name, dim in (("specialty", d), ("peer_group", d)):
-        u_parts.append(layers.Embedding(vocab[name], dim, embeddings_initializer="zeros" if name != "specialty"
-                                        else "uniform", embeddings_regularizer=reg,
-                                        name=f"{name}_taste")(hi[name]))
-    u_parts.append(layers.Embedding(len(space.hcp_ids), d, embeddings_initializer="zeros",
-                                    embeddings_regularizer=regularizers.l2(s.l2 * 100), name="hcp_taste")(hi["hcp"]))
+        u_parts.append(
+            layers.Embedding(
+                vocab[name],
+                dim,
+                embeddings_initializer="zeros" if name != "specialty" else "uniform",
+                embeddings_regularizer=reg,
+                name=f"{name}_taste",
+            )(hi[name])
+        )
+    u_parts.append(
+        layers.Embedding(
+            len(space.hcp_ids),
+            d,
+            embeddings_initializer="zeros",
+            embeddings_regularizer=regularizers.l2(s.l2 * 100),
+            name="hcp_taste",
+        )(hi["hcp"])
+    )
     u_parts.append(layers.Dense(d, use_bias=False, kernel_regularizer=reg, name="profile_taste")(hi["hcp_numeric"]))
     for name, dim in (("specialty", 4), ("practice_setting", 2), ("region", 2)):
         a_features.append(layers.Embedding(vocab[name], dim, name=f"{name}_channel")(hi[name]))
@@ -271,15 +310,19 @@ def _sequence_state(s: HybridSettings, space: F.FeatureSpace, hi: dict):
     # frozen lookup of each step's item topics (row 0 = padding); the channel embedding and
     # the numeric part (engaged, log1p age, real-step flag) complete the step
     topic_lookup = layers.Embedding(n_item + 1, space.n_topics, trainable=False, name="sequence_topics")
-    step_parts = [topic_lookup(hi["sequence_item"]),
-                  layers.Embedding(n_channel + 1, 4, name="sequence_channel_embedding")(hi["sequence_channel"]),
-                  hi["sequence_numeric"]]
+    step_parts = [
+        topic_lookup(hi["sequence_item"]),
+        layers.Embedding(n_channel + 1, 4, name="sequence_channel_embedding")(hi["sequence_channel"]),
+        hi["sequence_numeric"],
+    ]
     steps = layers.Concatenate(name="sequence_steps")(step_parts)
     # padded steps are zeroed (times a frozen 0/1 lookup of the channel: 0 = padding) and masked;
     # a real step is never all-zero since its real-step flag is 1 (no Lambda layer: a saved
     # model must load in Keras' safe mode)
     real = layers.Embedding(n_channel + 1, 1, trainable=False, name="sequence_real")(hi["sequence_channel"])
-    steps = layers.Masking(0.0, name="sequence_padding_mask")(layers.Multiply(name="sequence_padded_zero")([steps, real]))
+    steps = layers.Masking(0.0, name="sequence_padding_mask")(
+        layers.Multiply(name="sequence_padded_zero")([steps, real])
+    )
     recurrent = layers.LSTM if s.sequence_encoder == "lstm" else layers.GRU
     return recurrent(s.sequence_units, kernel_regularizer=regularizers.l2(1e-4), name="sequence_encoder")(steps)
 
@@ -304,19 +347,38 @@ def _item_tower(s: HybridSettings, space: F.FeatureSpace, ii: dict):
 
     d, n_item = s.embedding_dim, len(space.content_ids)
     reg = regularizers.l2(s.l2)
-    v_parts = [layers.Embedding(n_item, d, embeddings_initializer="zeros", embeddings_regularizer=regularizers.l2(s.l2 * 10),
-                                name="item_embedding")(ii["item"]),
-               layers.Embedding(len(F.THERAPEUTIC_AREAS), d, embeddings_regularizer=reg, name="area_embedding")(ii["item_area"])]
-    b_features = [layers.Embedding(len(F.THERAPEUTIC_AREAS), 4, name="area_channel")(ii["item_area"]),
-                  layers.Embedding(len(F.CONTENT_TYPES), 4, name="type_channel")(ii["item_type"]), ii["item_numeric"]]
+    v_parts = [
+        layers.Embedding(
+            n_item,
+            d,
+            embeddings_initializer="zeros",
+            embeddings_regularizer=regularizers.l2(s.l2 * 10),
+            name="item_embedding",
+        )(ii["item"]),
+        layers.Embedding(len(F.THERAPEUTIC_AREAS), d, embeddings_regularizer=reg, name="area_embedding")(
+            ii["item_area"]
+        ),
+    ]
+    b_features = [
+        layers.Embedding(len(F.THERAPEUTIC_AREAS), 4, name="area_channel")(ii["item_area"]),
+        layers.Embedding(len(F.CONTENT_TYPES), 4, name="type_channel")(ii["item_type"]),
+        ii["item_numeric"],
+    ]
     v_parts.append(layers.Dense(d, use_bias=False, kernel_regularizer=reg, name="topic_content")(ii["topics"]))
     b_features.append(ii["topics"])
     v = layers.Add(name="v")(v_parts)
     B = layers.Dense(len(CHANNELS), kernel_regularizer=reg, name="B")(
-        layers.Concatenate(name="item_channel_features")(b_features))
-    b = layers.Reshape((), name="b")(layers.Embedding(n_item, 1, embeddings_initializer="zeros",
-                                                      embeddings_regularizer=regularizers.l2(s.l2 * 10),
-                                                      name="item_bias")(ii["item"]))
+        layers.Concatenate(name="item_channel_features")(b_features)
+    )
+    b = layers.Reshape((), name="b")(
+        layers.Embedding(
+            n_item,
+            1,
+            embeddings_initializer="zeros",
+            embeddings_regularizer=regularizers.l2(s.l2 * 10),
+            name="item_bias",
+        )(ii["item"])
+    )
     return keras.Model(ii, [v, B, b], name="item_tower")
 
 
@@ -326,11 +388,15 @@ def _pair_tower(s: HybridSettings):
     from keras import layers, regularizers
 
     pi = keras.Input((len(F.PAIR_FEATURES),), name="pair")
-    hidden = layers.Dense(s.hidden_units, activation="relu", kernel_regularizer=regularizers.l2(s.l2),
-                          name="pair_hidden")(pi)
-    term = layers.Add(name="pair_term")([
-        layers.Reshape(())(layers.Dense(1, use_bias=False, name="pair_linear")(pi)),
-        layers.Reshape(())(layers.Dense(1, use_bias=False, name="pair_out")(hidden))])
+    hidden = layers.Dense(
+        s.hidden_units, activation="relu", kernel_regularizer=regularizers.l2(s.l2), name="pair_hidden"
+    )(pi)
+    term = layers.Add(name="pair_term")(
+        [
+            layers.Reshape(())(layers.Dense(1, use_bias=False, name="pair_linear")(pi)),
+            layers.Reshape(())(layers.Dense(1, use_bias=False, name="pair_out")(hidden)),
+        ]
+    )
     return pi, keras.Model(pi, term, name="pair_tower")
 
 
@@ -346,16 +412,20 @@ def _training_model(hi: dict, ii: dict, pi, hcp_tower, item_tower, pair_tower):
     channel_term = layers.Reshape(())(layers.Dot(axes=1, name="channel_term")([layers.Add()([A_q, B_q]), chosen]))
     taste = layers.Reshape(())(layers.Dot(axes=1, name="taste")([u_q, v_q]))
     logit = layers.Add(name="logit")([channel_term, taste, b_q, pair_tower(pi)])
-    return keras.Model({**hi, **ii, "pair": pi, "channel": channel},
-                       layers.Activation("sigmoid", name="engagement")(logit), name="hybrid_lstm")
+    return keras.Model(
+        {**hi, **ii, "pair": pi, "channel": channel},
+        layers.Activation("sigmoid", name="engagement")(logit),
+        name="hybrid_lstm",
+    )
 
 
 def _set_sequence_lookups(model, space: F.FeatureSpace) -> None:
     """Fill the sequence encoder's frozen lookups: each item's topics (row 0: padding) and the
     real-step flag of each channel (0: padding)."""
     tower = model.get_layer("hcp_tower")
-    tower.get_layer("sequence_topics").set_weights([np.vstack([np.zeros((1, space.n_topics)), space.topics])
-                                                    .astype(np.float32)])
+    tower.get_layer("sequence_topics").set_weights(
+        [np.vstack([np.zeros((1, space.n_topics)), space.topics]).astype(np.float32)]
+    )
     tower.get_layer("sequence_real").set_weights([np.r_[0.0, np.ones(len(CHANNELS))][:, None].astype(np.float32)])
 
 
@@ -367,10 +437,10 @@ def _subset(x: dict[str, np.ndarray], names) -> dict[str, np.ndarray]:
 
 
 class HybridRecommender(EngagementModel):
-    """The hybrid LSTM as an engagement model and :class:`~hcp_lib.recommender.Recommender`.
+    """The hybrid LSTM as an engagement model and :class:`~hcp_lib.models.base.Recommender`.
 
-    ``data`` (:class:`hcp_lib.engagement.EngagementData`), ``cf_model`` (e.g.
-    :class:`hcp_lib.cf.ALS`; required when ``settings.use_cf``), ``validation_start``: with
+    ``data`` (:class:`hcp_lib.models.engagement.EngagementData`), ``cf_model`` (e.g.
+    :class:`hcp_lib.models.baselines.ALS`; required when ``settings.use_cf``), ``validation_start``: with
     it, the model trains on the exposures before it and stops early on those from it to the
     cut-off (the epochs with the lowest validation log-loss are kept, ``validation_loss_``
     records it); without, it trains exactly ``settings.epochs`` epochs (the refit with the
@@ -379,9 +449,15 @@ class HybridRecommender(EngagementModel):
 
     name = "hybrid_lstm"
 
-    def __init__(self, data: EngagementData, cf_model: Recommender | None = None,
-                 settings: HybridSettings = HybridSettings(), validation_start=None, verbose: int = 0,
-                 hcp_chunk: int = 256):
+    def __init__(
+        self,
+        data: EngagementData,
+        cf_model: Recommender | None = None,
+        settings: HybridSettings = HybridSettings(),
+        validation_start=None,
+        verbose: int = 0,
+        hcp_chunk: int = 256,
+    ):
         super().__init__(data, cf_model, validation_start)
         self.settings = settings
         self.verbose = verbose
@@ -393,7 +469,7 @@ class HybridRecommender(EngagementModel):
 
     def _fit(self, train: TrainingData) -> None:
         """Check the settings, then fit in named steps: those of
-        :meth:`hcp_lib.engagement.EngagementModel._fit` (``_time_frame``, ``_feature_space``
+        :meth:`hcp_lib.models.engagement.EngagementModel._fit` (``_time_frame``, ``_feature_space``
         with ``_fit_cf``, the history, ``_split_validation``), then those of
         :meth:`_fit_queries` (``_seed``, ``_prepare_inputs``, ``_build_network``, ``_train``,
         ``_select_epoch``)."""
@@ -403,7 +479,9 @@ class HybridRecommender(EngagementModel):
     def _check_settings(self) -> None:
         """Raise ``ValueError`` on invalid settings or ``use_cf`` without a CF model."""
         if self.settings.validate().use_cf and self.cf_model is None:
-            raise ValueError("use_cf is true but no cf_model was given; pass e.g. hcp_lib.cf.ALS() or set use_cf=False")
+            raise ValueError(
+                "use_cf is true but no cf_model was given; pass e.g. hcp_lib.models.baselines.ALS() or set use_cf=False"
+            )
 
     def _cf_model(self) -> Recommender | None:
         return self.cf_model if self.settings.use_cf else None
@@ -416,7 +494,7 @@ class HybridRecommender(EngagementModel):
 
     def _fit_queries(self, queries: Queries, validation: Queries | None) -> None:
         """The steps of fitting the network (after the feature space, the CF inputs and the
-        validation split of :meth:`hcp_lib.engagement.EngagementModel._fit`)."""
+        validation split of :meth:`hcp_lib.models.engagement.EngagementModel._fit`)."""
         self._seed()
         started = time.perf_counter()
         x, validation_data = self._prepare_inputs(queries, validation)
@@ -457,10 +535,21 @@ class HybridRecommender(EngagementModel):
         s = self.settings
         callbacks = []
         if validation_data is not None:
-            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=s.patience,
-                                                           restore_best_weights=True))
-        history = self.model_.fit(x, y, validation_data=validation_data, epochs=s.epochs, batch_size=s.batch_size,
-                                  callbacks=callbacks, shuffle=True, verbose=self.verbose)
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", mode="min", patience=s.patience, restore_best_weights=True
+                )
+            )
+        history = self.model_.fit(
+            x,
+            y,
+            validation_data=validation_data,
+            epochs=s.epochs,
+            batch_size=s.batch_size,
+            callbacks=callbacks,
+            shuffle=True,
+            verbose=self.verbose,
+        )
         curves = pd.DataFrame(history.history).rename_axis("epoch").reset_index()
         curves["epoch"] += 1
         return curves
@@ -470,12 +559,14 @@ class HybridRecommender(EngagementModel):
         log-loss of the restored model on the window; without one, (epochs, None)."""
         if validation is None:
             return self.settings.epochs, None
-        from .evaluate_metrics import log_loss_value
+        from ..metrics import log_loss_value
 
         # Keras' val_loss adds the weight penalties; the criterion is the plain log-loss
         best = int(self.training_history_["val_loss"].idxmin())
-        return (int(self.training_history_.loc[best, "epoch"]),
-                log_loss_value(validation.y, self._predict(validation_data[0])))
+        return (
+            int(self.training_history_.loc[best, "epoch"]),
+            log_loss_value(validation.y, self._predict(validation_data[0])),
+        )
 
     def _predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.model_.predict(inputs, batch_size=8192, verbose=0).ravel()
@@ -510,15 +601,25 @@ class HybridRecommender(EngagementModel):
             target = tmp.with_suffix(".keras")
             self.model_.save(target)
             os.replace(target, tmp)
-        io.write_json({
-            "format_version": FORMAT_VERSION, "settings": asdict(self.settings),
-            "cutoff": self.cutoff_.isoformat(), "reference": self.reference_.isoformat(),
-            "content_ids": [str(c) for c in self.content_ids_], "hcp_ids": [str(h) for h in self.hcp_ids_],
-            "channels": list(CHANNELS), "vocabularies": self.space_.vocabularies,
-            "hcp_numeric_scale": F.HCP_NUMERIC_SCALE, "best_epoch": self.best_epoch_,
-            "validation_loss": self.validation_loss_,
-        }, folder / "preprocessing.json")
-        factors = pd.DataFrame(self.space_.cf_items, columns=[f"factor_{i:02d}" for i in range(self.space_.cf_items.shape[1])])
+        io.write_json(
+            {
+                "format_version": FORMAT_VERSION,
+                "settings": asdict(self.settings),
+                "cutoff": self.cutoff_.isoformat(),
+                "reference": self.reference_.isoformat(),
+                "content_ids": [str(c) for c in self.content_ids_],
+                "hcp_ids": [str(h) for h in self.hcp_ids_],
+                "channels": list(CHANNELS),
+                "vocabularies": self.space_.vocabularies,
+                "hcp_numeric_scale": F.HCP_NUMERIC_SCALE,
+                "best_epoch": self.best_epoch_,
+                "validation_loss": self.validation_loss_,
+            },
+            folder / "preprocessing.json",
+        )
+        factors = pd.DataFrame(
+            self.space_.cf_items, columns=[f"factor_{i:02d}" for i in range(self.space_.cf_items.shape[1])]
+        )
         factors.insert(0, "content_id", pd.array([str(c) for c in self.space_.content_ids], dtype="string"))
         io.write_parquet(factors, folder / "cf_item_factors.parquet")
         return folder
@@ -531,7 +632,7 @@ def load(folder: str | Path, train: TrainingData, data: EngagementData) -> Hybri
     histories are rebuilt from it. A different catalogue raises
     :class:`CatalogueChangedError` saying which items were added or removed; a different
     cut-off or format raises ``ValueError``; an HCP of ``train`` the model does not know
-    raises :class:`~hcp_lib.recommender.UnknownIdError`.
+    raises :class:`~hcp_lib.models.base.UnknownIdError`.
     """
     import keras
 
@@ -539,8 +640,9 @@ def load(folder: str | Path, train: TrainingData, data: EngagementData) -> Hybri
     folder = Path(folder)
     meta = io.read_json(folder / "preprocessing.json")
     _check_saved(folder, meta, train)
-    settings = HybridSettings(**{f.name: meta["settings"][f.name] for f in fields(HybridSettings)
-                                 if f.name in meta["settings"]})
+    settings = HybridSettings(
+        **{f.name: meta["settings"][f.name] for f in fields(HybridSettings) if f.name in meta["settings"]}
+    )
     model = HybridRecommender(data, None, settings)
     model.hcp_ids_ = pd.Index(train.hcps["hcp_id"].astype(object))
     model.content_ids_ = pd.Index(train.catalogue["content_id"].astype(object))
@@ -548,9 +650,14 @@ def load(folder: str | Path, train: TrainingData, data: EngagementData) -> Hybri
     model.cutoff_ = pd.Timestamp(meta["cutoff"])
     model.reference_ = pd.Timestamp(meta["reference"])
     factors = io.read_parquet(folder / "cf_item_factors.parquet")
-    space = F.FeatureSpace.from_tables(*model_tables(data, train), model.reference_, data.patients,
-                                       data.doc_topics, factors if settings.use_cf else None,
-                                       vocabularies=meta["vocabularies"])
+    space = F.FeatureSpace.from_tables(
+        *model_tables(data, train),
+        model.reference_,
+        data.patients,
+        data.doc_topics,
+        factors if settings.use_cf else None,
+        vocabularies=meta["vocabularies"],
+    )
     model.space_ = replace(space, topics=np.zeros_like(space.topics)) if not settings.use_topics else space
     model.history_ = F.History(train.interactions, model.space_, model.cutoff_)
     model.model_ = keras.models.load_model(folder / "model.keras")
@@ -562,19 +669,26 @@ def _check_saved(folder: Path, meta: dict, train: TrainingData) -> None:
     """Raise unless the saved model of ``folder`` (``meta``: its preprocessing.json) fits
     ``train``: same format version, catalogue and cut-off, every HCP known (see :func:`load`)."""
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{folder / 'preprocessing.json'}: format_version {meta.get('format_version')!r}, expected "
-                         f"{FORMAT_VERSION} (saved by another version of hcp_lib: refit the model)")
+        raise ValueError(
+            f"{folder / 'preprocessing.json'}: format_version {meta.get('format_version')!r}, expected "
+            f"{FORMAT_VERSION} (saved by another version of hcp_lib: refit the model)"
+        )
     saved = pd.Index(meta["content_ids"], dtype=object)
     current = pd.Index(train.catalogue["content_id"].astype(str).to_numpy(dtype=object))
     if not saved.equals(current):
         added, removed = current.difference(saved), saved.difference(current)
         detail = [f"{len(added)} added (e.g. {added[0]!r})"] if len(added) else []
         detail += [f"{len(removed)} removed (e.g. {removed[0]!r})"] if len(removed) else []
-        raise CatalogueChangedError(f"{folder}: the catalogue changed since training: "
-                                    + (", ".join(detail) or "same items, another order") + "; refit the model")
+        raise CatalogueChangedError(
+            f"{folder}: the catalogue changed since training: "
+            + (", ".join(detail) or "same items, another order")
+            + "; refit the model"
+        )
     if pd.Timestamp(meta["cutoff"]) != pd.Timestamp(train.cutoff):
-        raise ValueError(f"{folder}: the model was trained with cut-off {meta['cutoff']}, the training data given has "
-                         f"cut-off {pd.Timestamp(train.cutoff).isoformat()}")
+        raise ValueError(
+            f"{folder}: the model was trained with cut-off {meta['cutoff']}, the training data given has "
+            f"cut-off {pd.Timestamp(train.cutoff).isoformat()}"
+        )
     unknown = pd.Index(train.hcps["hcp_id"].astype(str)).difference(pd.Index(meta["hcp_ids"]))
     if len(unknown):
         raise UnknownIdError(f"{folder}: HCP id {unknown[0]!r} of the training data is unknown to the saved model")
@@ -587,7 +701,13 @@ def layer_table(model) -> pd.DataFrame:
     for tower in ("hcp_tower", "item_tower", "pair_tower"):
         for layer in model.get_layer(tower).layers:
             if layer.weights:
-                rows.append({"tower": tower, "layer": layer.name, "type": type(layer).__name__,
-                             "trainable weights": int(sum(np.prod(w.shape) for w in layer.trainable_weights)),
-                             "frozen weights": int(sum(np.prod(w.shape) for w in layer.non_trainable_weights))})
+                rows.append(
+                    {
+                        "tower": tower,
+                        "layer": layer.name,
+                        "type": type(layer).__name__,
+                        "trainable weights": int(sum(np.prod(w.shape) for w in layer.trainable_weights)),
+                        "frozen weights": int(sum(np.prod(w.shape) for w in layer.non_trainable_weights)),
+                    }
+                )
     return pd.DataFrame(rows).set_index(["tower", "layer"])

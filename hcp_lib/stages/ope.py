@@ -12,7 +12,7 @@ weights ``w(h, a)`` (one action of weight 1 for a top-1 recommendation; 1/n over
 actions for a uniform random choice; one weight-1 action per planned touch for a plan).
 Its value is the mean over those HCPs of ``sum_a w(h, a) r(h, a)``, with ``r`` the
 probability that the HCP engages with ``a``: the evaluation's policy value
-(:mod:`hcp_lib.evaluate`) when ``r`` is the oracle's probability at the cut-off.
+(:mod:`hcp_lib.stages.evaluate`) when ``r`` is the oracle's probability at the cut-off.
 
 The logs. The unit of the logging policy is an HCP-day: each day, for each HCP, it sends
 one action or none; ``propensity`` is the probability of the action it sent. Over a window
@@ -37,7 +37,7 @@ action the logging policy could send (its support), so, per HCP,
   ``sum_a w r_hat(h, a) + sum_i w(h, a_i) (r_i - r_hat_i) / p_i / n_days``.
 
 Each is a ratio of per-HCP sums, so every interval is the project's one HCP bootstrap
-(:func:`hcp_lib.evaluate_metrics.resample_weights` and ``bootstrap_ratio``), paired across
+(:func:`hcp_lib.metrics.resample_weights` and ``bootstrap_ratio``), paired across
 policies and estimators. The effective sample size of the weighting estimators is Kish's
 ``(sum w / p)^2 / sum (w / p)^2`` over the matched exposures; the direct method's is the
 number of HCPs it averages.
@@ -52,15 +52,16 @@ values from the oracle, and writes ``ope/estimates.parquet`` and ``ope/summary.j
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import io
-from .domain import CHANNELS
+from .. import io
+from ..domain import CHANNELS
 
 #: the columns a logged table must have (one row per logged exposure)
 LOG_COLUMNS = ("hcp_id", "content_id", "channel", "exposed_at", "propensity", "engaged")
@@ -97,28 +98,35 @@ def validate_logs(logs: pd.DataFrame, source: str = "logged table") -> pd.DataFr
         raise OPEError(f"{source}: expected a pandas DataFrame, got {type(logs).__name__}")
     missing = [c for c in LOG_COLUMNS if c not in logs.columns]
     if missing:
-        raise OPEError(f"{source}: missing column {missing[0]!r}; a logged table needs the columns "
-                       f"{', '.join(LOG_COLUMNS)}")
+        raise OPEError(
+            f"{source}: missing column {missing[0]!r}; a logged table needs the columns {', '.join(LOG_COLUMNS)}"
+        )
     out = logs.copy()
     for column in ("hcp_id", "content_id", "channel"):
         absent = out[column].isna().to_numpy()
         if absent.any():
-            raise OPEError(f"{source}: column {column!r} is missing in {int(absent.sum())} rows (first at row "
-                           f"{int(np.flatnonzero(absent)[0])})")
+            raise OPEError(
+                f"{source}: column {column!r} is missing in {int(absent.sum())} rows (first at row "
+                f"{int(np.flatnonzero(absent)[0])})"
+            )
         out[column] = out[column].astype(str)
     propensity = pd.to_numeric(out["propensity"], errors="coerce").to_numpy(np.float64)
     absent = np.isnan(propensity)
     if absent.any():
         first = int(np.flatnonzero(absent)[0])
-        raise OPEError(f"{source}: column 'propensity' is missing or not a number in {int(absent.sum())} rows (first "
-                       f"at row {first}: {logs['propensity'].iloc[first]!r}); every logged exposure needs the "
-                       "probability with which the logging policy chose it")
+        raise OPEError(
+            f"{source}: column 'propensity' is missing or not a number in {int(absent.sum())} rows (first "
+            f"at row {first}: {logs['propensity'].iloc[first]!r}); every logged exposure needs the "
+            "probability with which the logging policy chose it"
+        )
     bad = ~np.isfinite(propensity) | (propensity <= 0) | (propensity > 1)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise OPEError(f"{source}: column 'propensity' must be in (0, 1]; {int(bad.sum())} rows are not (first at row "
-                       f"{first}: {float(propensity[first])!r}). A zero propensity means the exposure could not have "
-                       "been logged: the column is not the logging policy's probability")
+        raise OPEError(
+            f"{source}: column 'propensity' must be in (0, 1]; {int(bad.sum())} rows are not (first at row "
+            f"{first}: {float(propensity[first])!r}). A zero propensity means the exposure could not have "
+            "been logged: the column is not the logging policy's probability"
+        )
     out["propensity"] = propensity
     engaged = out["engaged"]
     if engaged.dtype == bool:
@@ -127,8 +135,9 @@ def validate_logs(logs: pd.DataFrame, source: str = "logged table") -> pd.DataFr
         values = pd.to_numeric(engaged, errors="coerce")
         if values.isna().any() or not values.isin([0, 1]).all():
             first = int(np.flatnonzero(~(values.isin([0, 1]).to_numpy()))[0])
-            raise OPEError(f"{source}: column 'engaged' must be true/false or 0/1; row {first} holds "
-                           f"{engaged.iloc[first]!r}")
+            raise OPEError(
+                f"{source}: column 'engaged' must be true/false or 0/1; row {first} holds {engaged.iloc[first]!r}"
+            )
         out["engaged"] = values.to_numpy() == 1
     try:
         out["exposed_at"] = pd.to_datetime(out["exposed_at"])
@@ -150,7 +159,7 @@ class Policy:
     hcp_ids: np.ndarray | None = None
     logged_probability: pd.Series | None = None
 
-    def checked(self, name: str) -> "Policy":
+    def checked(self, name: str) -> Policy:
         actions = self.actions
         missing = [c for c in ("hcp_id", "content_id", "channel") if c not in actions.columns]
         if missing:
@@ -166,15 +175,17 @@ class Policy:
         actions["weight"] = weight
         for column in ("model_probability", "true_probability", "logged_outcome"):
             if column in actions.columns:
-                actions[column] = io.check_finite(actions[column], f"policy {name!r}", column.replace("_", " "),
-                                                  consequence="")
+                actions[column] = io.check_finite(
+                    actions[column], f"policy {name!r}", column.replace("_", " "), consequence=""
+                )
         hcp_ids = np.asarray(self.hcp_ids if self.hcp_ids is not None else actions["hcp_id"].unique()).astype(str)
         logged = self.logged_probability
         if logged is not None:
             if "model_probability" not in actions.columns:
                 raise OPEError(f"policy {name!r}: logged_probability needs the actions' model_probability too")
-            logged = pd.Series(io.check_finite(logged, f"policy {name!r}", "logged probability", consequence=""),
-                               index=logged.index)
+            logged = pd.Series(
+                io.check_finite(logged, f"policy {name!r}", "logged probability", consequence=""), index=logged.index
+            )
         return Policy(actions.reset_index(drop=True), np.unique(hcp_ids), logged)
 
 
@@ -216,8 +227,13 @@ class RewardModel:
     learning_rate: float = 0.05
     min_samples_leaf: int = 40
 
-    def fit(self, logs: pd.DataFrame, history: pd.DataFrame | None = None, hcp_attributes: pd.DataFrame | None = None,
-            item_attributes: pd.DataFrame | None = None) -> "RewardModel":
+    def fit(
+        self,
+        logs: pd.DataFrame,
+        history: pd.DataFrame | None = None,
+        hcp_attributes: pd.DataFrame | None = None,
+        item_attributes: pd.DataFrame | None = None,
+    ) -> RewardModel:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         if self.n_folds < 2:
@@ -238,9 +254,13 @@ class RewardModel:
             train = folds != k
             if y[train].all() or not y[train].any():
                 raise OPEError(f"RewardModel: fold {k} leaves only one outcome to learn from; give more logged data")
-            model = HistGradientBoostingClassifier(max_iter=self.max_iter, learning_rate=self.learning_rate,
-                                                   min_samples_leaf=self.min_samples_leaf, categorical_features="from_dtype",
-                                                   random_state=self.seed)
+            model = HistGradientBoostingClassifier(
+                max_iter=self.max_iter,
+                learning_rate=self.learning_rate,
+                min_samples_leaf=self.min_samples_leaf,
+                categorical_features="from_dtype",
+                random_state=self.seed,
+            )
             self.models_.append(model.fit(x[train], y[train]))
         return self
 
@@ -249,8 +269,9 @@ class RewardModel:
         if not hasattr(self, "models_"):
             raise OPEError("RewardModel: call fit() before predict()")
         hcp_ids = pd.Series(np.asarray(hcp_ids).astype(str))
-        x = self._features(hcp_ids, pd.Series(np.asarray(content_ids).astype(str)),
-                           pd.Series(np.asarray(channels).astype(str)))
+        x = self._features(
+            hcp_ids, pd.Series(np.asarray(content_ids).astype(str)), pd.Series(np.asarray(channels).astype(str))
+        )
         folds = self.fold_of_.reindex(hcp_ids.to_numpy()).to_numpy()
         out = np.empty(len(x))
         unknown = np.isnan(folds)
@@ -266,16 +287,24 @@ class RewardModel:
     def _features(self, hcp_ids: pd.Series, content_ids: pd.Series, channels: pd.Series) -> pd.DataFrame:
         hcp_ids, content_ids, channels = (pd.Series(s).astype(str).to_numpy() for s in (hcp_ids, content_ids, channels))
         p = self.priors_
-        frame = pd.DataFrame({
-            "channel": pd.Categorical(channels, categories=list(CHANNELS)),
-            "hcp_rate": _lookup(p["hcp"], hcp_ids, p["mean"]),
-            "hcp_channel_rate": _lookup(p["hcp_channel"], pd.MultiIndex.from_arrays([hcp_ids, channels]),
-                                        _lookup(p["channel"], channels, p["mean"])),
-            "item_rate": _lookup(p["item"], content_ids, p["mean"]),
-            "item_channel_rate": _lookup(p["item_channel"], pd.MultiIndex.from_arrays([content_ids, channels]),
-                                         _lookup(p["channel"], channels, p["mean"])),
-            "hcp_exposures": np.log1p(p["hcp_count"].reindex(hcp_ids).fillna(0.0).to_numpy()),
-        })
+        frame = pd.DataFrame(
+            {
+                "channel": pd.Categorical(channels, categories=list(CHANNELS)),
+                "hcp_rate": _lookup(p["hcp"], hcp_ids, p["mean"]),
+                "hcp_channel_rate": _lookup(
+                    p["hcp_channel"],
+                    pd.MultiIndex.from_arrays([hcp_ids, channels]),
+                    _lookup(p["channel"], channels, p["mean"]),
+                ),
+                "item_rate": _lookup(p["item"], content_ids, p["mean"]),
+                "item_channel_rate": _lookup(
+                    p["item_channel"],
+                    pd.MultiIndex.from_arrays([content_ids, channels]),
+                    _lookup(p["channel"], channels, p["mean"]),
+                ),
+                "hcp_exposures": np.log1p(p["hcp_count"].reindex(hcp_ids).fillna(0.0).to_numpy()),
+            }
+        )
         for column, rates in p["hcp_item_attribute"].items():
             values = self.item_attributes_[column].reindex(content_ids).astype(object).to_numpy()
             frame[f"hcp_{column}_rate"] = _lookup(rates, pd.MultiIndex.from_arrays([hcp_ids, values]), p["mean"])
@@ -318,8 +347,9 @@ def _priors(history: pd.DataFrame, item_attributes: pd.DataFrame) -> dict[str, A
     by_attribute = {}
     for column in categorical:  # the HCP's engagement rate on items of each value (e.g. each area)
         values = item_attributes[column].reindex(history["content_id"].to_numpy()).astype(object).to_numpy()
-        by_attribute[column] = _rate(engaged, [history["hcp_id"].to_numpy(), values], mean) if len(history) \
-            else pd.Series(dtype=float)
+        by_attribute[column] = (
+            _rate(engaged, [history["hcp_id"].to_numpy(), values], mean) if len(history) else pd.Series(dtype=float)
+        )
     channel_rate = _rate(engaged, history["channel"], mean) if len(history) else pd.Series(dtype=float)
     return {
         "mean": mean,
@@ -346,10 +376,10 @@ class _Aligned:
     """Logs and one policy lined up by HCP (rows of ``hcp_ids``)."""
 
     hcp_ids: np.ndarray
-    log_row: np.ndarray            # HCP position of each logged exposure (-1: not in the population)
-    log_weight: np.ndarray         # the policy's weight of each logged exposure's action
-    action_row: np.ndarray         # HCP position of each policy action
-    defined: np.ndarray            # HCPs the policy is defined for (bool, per HCP)
+    log_row: np.ndarray  # HCP position of each logged exposure (-1: not in the population)
+    log_weight: np.ndarray  # the policy's weight of each logged exposure's action
+    action_row: np.ndarray  # HCP position of each policy action
+    defined: np.ndarray  # HCPs the policy is defined for (bool, per HCP)
 
 
 def _align(logs: pd.DataFrame, policy: Policy, hcp_ids: np.ndarray) -> _Aligned:
@@ -373,12 +403,18 @@ def _per_hcp(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 
 def _kish(weights: np.ndarray) -> float:
     weights = weights[weights > 0]
-    return float(weights.sum() ** 2 / (weights ** 2).sum()) if len(weights) else 0.0
+    return float(weights.sum() ** 2 / (weights**2).sum()) if len(weights) else 0.0
 
 
-def policy_terms(logs: pd.DataFrame, policy: Policy, hcp_ids: np.ndarray, n_days: int, clip: float,
-                 reward_logged: np.ndarray | None = None, reward_actions: np.ndarray | None = None
-                 ) -> dict[str, tuple[np.ndarray, np.ndarray, float, int]]:
+def policy_terms(
+    logs: pd.DataFrame,
+    policy: Policy,
+    hcp_ids: np.ndarray,
+    n_days: int,
+    clip: float,
+    reward_logged: np.ndarray | None = None,
+    reward_actions: np.ndarray | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray, float, int]]:
     """Per-HCP (numerator, denominator) of every estimator for one policy, with its effective
     sample size and number of matched logged exposures: {estimator: (num, den, ess, matched)}.
     ``reward_logged`` / ``reward_actions``: r_hat at each logged exposure / each policy action
@@ -397,10 +433,18 @@ def policy_terms(logs: pd.DataFrame, policy: Policy, hcp_ids: np.ndarray, n_days
     ess_weights, ess_hcps = _kish(w * inverse), float(aligned.defined.sum())
     terms = {
         "ips": (_per_hcp(aligned.log_row, w * inverse * r, n) / n_days, defined, ess_weights, matched),
-        "ips_clipped": (_per_hcp(aligned.log_row, w * np.minimum(inverse, clip) * r, n) / n_days, defined,
-                        _kish(w * np.minimum(inverse, clip)), matched),
-        "snips": (mean_weight * _per_hcp(aligned.log_row, w * inverse * r, n), _per_hcp(aligned.log_row, w * inverse, n),
-                  ess_weights, matched),
+        "ips_clipped": (
+            _per_hcp(aligned.log_row, w * np.minimum(inverse, clip) * r, n) / n_days,
+            defined,
+            _kish(w * np.minimum(inverse, clip)),
+            matched,
+        ),
+        "snips": (
+            mean_weight * _per_hcp(aligned.log_row, w * inverse * r, n),
+            _per_hcp(aligned.log_row, w * inverse, n),
+            ess_weights,
+            matched,
+        ),
     }
     if "model_probability" in policy.actions.columns:
         q = policy.actions["model_probability"].to_numpy(np.float64)
@@ -419,10 +463,19 @@ def policy_terms(logs: pd.DataFrame, policy: Policy, hcp_ids: np.ndarray, n_days
     return terms
 
 
-def estimate_policy_values(logs: pd.DataFrame, policies: Mapping[str, Policy | pd.DataFrame], *,
-                           hcp_ids=None, n_days: int | None = None, reward: RewardModel | Callable | None = None,
-                           clip: float | None = None, n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95,
-                           source: str = "logged table") -> pd.DataFrame:
+def estimate_policy_values(
+    logs: pd.DataFrame,
+    policies: Mapping[str, Policy | pd.DataFrame],
+    *,
+    hcp_ids=None,
+    n_days: int | None = None,
+    reward: RewardModel | Callable | None = None,
+    clip: float | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    source: str = "logged table",
+) -> pd.DataFrame:
     """Every policy's value by every estimator, from ``logs`` alone (truth where given).
 
     Parameters
@@ -454,7 +507,7 @@ def estimate_policy_values(logs: pd.DataFrame, policies: Mapping[str, Policy | p
         carry ``true_probability``. ``table.attrs`` records what was used: ``clip``,
         ``n_days``, ``n_logs`` and ``n_hcps``.
     """
-    from .evaluate_metrics import bootstrap_ratio, resample_weights
+    from ..metrics import bootstrap_ratio, resample_weights
 
     logs = validate_logs(logs, source)
     population = np.unique(np.asarray(hcp_ids if hcp_ids is not None else logs["hcp_id"]).astype(str))
@@ -466,29 +519,50 @@ def estimate_policy_values(logs: pd.DataFrame, policies: Mapping[str, Policy | p
         raise OPEError(f"n_days must be at least 1, got {n_days}")
     clip = float(clip if clip is not None else clip_level(logs["propensity"]))
     predict = reward.predict if isinstance(reward, RewardModel) else reward
-    reward_logged = None if predict is None else np.asarray(predict(logs["hcp_id"], logs["content_id"], logs["channel"]),
-                                                            dtype=np.float64)
+    reward_logged = (
+        None
+        if predict is None
+        else np.asarray(predict(logs["hcp_id"], logs["content_id"], logs["channel"]), dtype=np.float64)
+    )
     weights = resample_weights(len(population), n_bootstrap, seed)
     rows = []
     for name, policy in policies.items():
         policy = (policy if isinstance(policy, Policy) else Policy(policy)).checked(name)
-        reward_actions = None if predict is None else np.asarray(
-            predict(policy.actions["hcp_id"], policy.actions["content_id"], policy.actions["channel"]), dtype=np.float64)
+        reward_actions = (
+            None
+            if predict is None
+            else np.asarray(
+                predict(policy.actions["hcp_id"], policy.actions["content_id"], policy.actions["channel"]),
+                dtype=np.float64,
+            )
+        )
         terms = policy_terms(logs, policy, population, n_days, clip, reward_logged, reward_actions)
         names = [e for e in (*ESTIMATORS, "truth") if e in terms]
-        point, low, high, _ = bootstrap_ratio(np.vstack([terms[e][0] for e in names]),
-                                              np.vstack([terms[e][1] for e in names]), weights, level)
+        point, low, high, _ = bootstrap_ratio(
+            np.vstack([terms[e][0] for e in names]), np.vstack([terms[e][1] for e in names]), weights, level
+        )
         truth = point[names.index("truth")] if "truth" in terms else np.nan
         n_defined = int(policy_defined(policy, population).sum())
         if policy.logged_probability is not None:
-            names, point, low, high = _with_calibrated(names, point, low, high, terms, logs, policy, population,
-                                                       weights, level)
+            names, point, low, high = _with_calibrated(
+                names, point, low, high, terms, logs, policy, population, weights, level
+            )
         for i, estimator in enumerate(names):
             if estimator == "truth":
                 continue
-            rows.append({"policy": name, "estimator": estimator, "value": point[i], "ci_low": low[i],
-                         "ci_high": high[i], "ess": terms[estimator][2], "matched": terms[estimator][3],
-                         "n_hcps": n_defined, "truth": truth})
+            rows.append(
+                {
+                    "policy": name,
+                    "estimator": estimator,
+                    "value": point[i],
+                    "ci_low": low[i],
+                    "ci_high": high[i],
+                    "ess": terms[estimator][2],
+                    "matched": terms[estimator][3],
+                    "n_hcps": n_defined,
+                    "truth": truth,
+                }
+            )
     table = pd.DataFrame(rows)
     table["error"] = table["value"] - table["truth"]
     table["relative_error"] = table["error"] / table["truth"]
@@ -503,11 +577,13 @@ def _with_calibrated(names, point, low, high, terms, logs, policy, population, w
     exposures; refitted with each resample's HCP weights (scikit-learn's IsotonicRegression)."""
     from sklearn.isotonic import IsotonicRegression
 
-    from .evaluate_metrics import percentile_interval
+    from ..metrics import percentile_interval
 
     if "exposure_id" not in logs.columns:
-        raise OPEError("dm_calibrated needs an 'exposure_id' column in the logged table to find the model's "
-                       "probability of each logged exposure")
+        raise OPEError(
+            "dm_calibrated needs an 'exposure_id' column in the logged table to find the model's "
+            "probability of each logged exposure"
+        )
     q_logged = policy.logged_probability.reindex(logs["exposure_id"].to_numpy()).to_numpy(np.float64)
     known = np.isfinite(q_logged)
     if not known.any():
@@ -560,9 +636,16 @@ UNIFORM_NAME = "uniform_random"
 #: where metrics.json keeps the true value of the reference policies
 REFERENCE_POLICIES = {UNIFORM_NAME: "random", "business_as_usual": "business_as_usual"}
 #: what the chapter calls each estimator
-ESTIMATOR_LABELS = {"ips": "IPS", "ips_clipped": "clipped IPS", "snips": "SNIPS", "dm_model": "DM (model's own)",
-                    "dm_calibrated": "DM (model's own, recalibrated)",
-                    "dm_reward": "DM (reward model)", "dr": "doubly robust", "observed": "observed (on-policy)"}
+ESTIMATOR_LABELS = {
+    "ips": "IPS",
+    "ips_clipped": "clipped IPS",
+    "snips": "SNIPS",
+    "dm_model": "DM (model's own)",
+    "dm_calibrated": "DM (model's own, recalibrated)",
+    "dm_reward": "DM (reward model)",
+    "dr": "doubly robust",
+    "observed": "observed (on-policy)",
+}
 
 
 @dataclass
@@ -584,7 +667,7 @@ def run_policies(run_dir: str | Path, setting) -> tuple[dict[str, Policy], dict[
     where it has one), :data:`UNIFORM_NAME` (uniform over each HCP's candidate pairs), notebook 08's
     ``plan`` (every evaluated HCP; no action = 0) and ``business_as_usual`` (the first logged
     test exposure, replayed). Returns (policies, family of each)."""
-    from .config import RunDir
+    from ..config import RunDir
     from .evaluate import RECOMMENDATION_SCHEMA
 
     run = RunDir(Path(run_dir))
@@ -594,7 +677,9 @@ def run_policies(run_dir: str | Path, setting) -> tuple[dict[str, Policy], dict[
     top1 = recommendations[recommendations["rank"] == 1]
     policies: dict[str, Policy] = {}
     for model, rows in top1.groupby("model", sort=False):
-        actions = rows[["hcp_id", "content_id", "channel"]].assign(true_probability=rows["true_engagement_prob"].to_numpy())
+        actions = rows[["hcp_id", "content_id", "channel"]].assign(
+            true_probability=rows["true_engagement_prob"].to_numpy()
+        )
         logged = None
         if families.get(model) in PROBABILITY_FAMILIES:
             actions["model_probability"] = rows["score"].to_numpy(np.float64)
@@ -606,42 +691,68 @@ def run_policies(run_dir: str | Path, setting) -> tuple[dict[str, Policy], dict[
     channels = np.asarray(CHANNELS, dtype=object)
     hcp_rows, cols = np.nonzero(~setting.exclude)
     n_pairs = (~setting.exclude).sum(axis=1)[hcp_rows] * len(CHANNELS)
-    policies[UNIFORM_NAME] = Policy(pd.DataFrame({
-        "hcp_id": np.repeat(setting.hcp_ids[hcp_rows], len(CHANNELS)),
-        "content_id": np.repeat(setting.content_ids.to_numpy()[cols], len(CHANNELS)),
-        "channel": np.tile(channels, len(hcp_rows)),
-        "weight": np.repeat(1.0 / n_pairs, len(CHANNELS)),
-        "true_probability": setting.oracle[hcp_rows, cols, :].ravel()}))
+    policies[UNIFORM_NAME] = Policy(
+        pd.DataFrame(
+            {
+                "hcp_id": np.repeat(setting.hcp_ids[hcp_rows], len(CHANNELS)),
+                "content_id": np.repeat(setting.content_ids.to_numpy()[cols], len(CHANNELS)),
+                "channel": np.tile(channels, len(hcp_rows)),
+                "weight": np.repeat(1.0 / n_pairs, len(CHANNELS)),
+                "true_probability": setting.oracle[hcp_rows, cols, :].ravel(),
+            }
+        )
+    )
     families[UNIFORM_NAME] = "reference"
     plan_path = run.plan / "plan.parquet"
     if plan_path.exists():
         plan = io.read_parquet(plan_path)
         rows = pd.Index(setting.hcp_ids).get_indexer(plan["hcp_id"].astype(str))
         if (rows < 0).any():
-            raise OPEError(f"{plan_path}: HCP {plan['hcp_id'].iloc[int(np.flatnonzero(rows < 0)[0])]!r} is not evaluated")
-        truth = setting.oracle[rows, setting.content_ids.get_indexer(plan["content_id"].astype(str)),
-                               pd.Index(CHANNELS).get_indexer(plan["channel"].astype(str))]
-        policies["plan"] = Policy(plan[["hcp_id", "content_id", "channel"]].assign(true_probability=truth),
-                                  hcp_ids=setting.hcp_ids)
+            raise OPEError(
+                f"{plan_path}: HCP {plan['hcp_id'].iloc[int(np.flatnonzero(rows < 0)[0])]!r} is not evaluated"
+            )
+        truth = setting.oracle[
+            rows,
+            setting.content_ids.get_indexer(plan["content_id"].astype(str)),
+            pd.Index(CHANNELS).get_indexer(plan["channel"].astype(str)),
+        ]
+        policies["plan"] = Policy(
+            plan[["hcp_id", "content_id", "channel"]].assign(true_probability=truth), hcp_ids=setting.hcp_ids
+        )
         families["plan"] = "plan"
     first = setting.test_rows.drop_duplicates("row")
-    policies["business_as_usual"] = Policy(pd.DataFrame({
-        "hcp_id": first["hcp_id"].astype(str).to_numpy(), "content_id": first["content_id"].astype(str).to_numpy(),
-        "channel": first["channel"].astype(str).to_numpy(),
-        "true_probability": setting.oracle[first["row"].to_numpy(), first["col"].to_numpy(),
-                                           pd.Index(CHANNELS).get_indexer(first["channel"].astype(str))],
-        "logged_outcome": first["engaged"].to_numpy(np.float64)}))
+    policies["business_as_usual"] = Policy(
+        pd.DataFrame(
+            {
+                "hcp_id": first["hcp_id"].astype(str).to_numpy(),
+                "content_id": first["content_id"].astype(str).to_numpy(),
+                "channel": first["channel"].astype(str).to_numpy(),
+                "true_probability": setting.oracle[
+                    first["row"].to_numpy(),
+                    first["col"].to_numpy(),
+                    pd.Index(CHANNELS).get_indexer(first["channel"].astype(str)),
+                ],
+                "logged_outcome": first["engaged"].to_numpy(np.float64),
+            }
+        )
+    )
     families["business_as_usual"] = "reference"
     return policies, families
 
 
-def run_ope(run_dir: str | Path, seed: int, n_bootstrap: int, plan_settings=None, clip_quantile: float = CLIP_QUANTILE,
-            reward_folds: int = 5) -> OPEResult:
+def run_ope(
+    run_dir: str | Path,
+    seed: int,
+    n_bootstrap: int,
+    plan_settings=None,
+    clip_quantile: float = CLIP_QUANTILE,
+    reward_folds: int = 5,
+) -> OPEResult:
     """Estimate every policy of the run from its logged test window, beside the truth (the
     chapter's one call). The reward model is fitted on the logs of the validation and test
     windows (cross-fitted by HCP) with features from the logs before them and the HCPs' and
     items' attributes."""
-    from . import synth
+    from ..world import synth
     from .evaluate import load_setting
 
     setting = load_setting(run_dir, plan_settings)
@@ -658,15 +769,33 @@ def run_ope(run_dir: str | Path, seed: int, n_bootstrap: int, plan_settings=None
     learn = (interactions["exposed_at"] >= split.valid_start) & (interactions["exposed_at"] < split.test_end)
     learn_logs = interactions.loc[learn & in_population, columns].reset_index(drop=True)
     history = interactions.loc[interactions["exposed_at"] < split.valid_start, columns].reset_index(drop=True)
-    hcp_attributes = world.hcps[["hcp_id", "specialty", "region", "practice_setting", "prescribing_decile",
-                                 "digital_affinity", "years_in_practice"]]
+    hcp_attributes = world.hcps[
+        [
+            "hcp_id",
+            "specialty",
+            "region",
+            "practice_setting",
+            "prescribing_decile",
+            "digital_affinity",
+            "years_in_practice",
+        ]
+    ]
     item_attributes = world.content[["content_id", "therapeutic_area", "content_type"]]
     reward = RewardModel(n_folds=reward_folds, seed=seed).fit(learn_logs, history, hcp_attributes, item_attributes)
     policies, families = run_policies(run_dir, setting)
     n_days = int((pd.Timestamp(split.test_end) - pd.Timestamp(split.test_start)).days)
     clip = clip_level(logs["propensity"], clip_quantile)
-    estimates = estimate_policy_values(logs, policies, hcp_ids=setting.hcp_ids, n_days=n_days, reward=reward, clip=clip,
-                                       n_bootstrap=n_bootstrap, seed=seed, source="world/hcp_interaction_data.parquet")
+    estimates = estimate_policy_values(
+        logs,
+        policies,
+        hcp_ids=setting.hcp_ids,
+        n_days=n_days,
+        reward=reward,
+        clip=clip,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        source="world/hcp_interaction_data.parquet",
+    )
     estimates.insert(1, "family", estimates["policy"].map(families).fillna("model"))
     report = io.read_json(Path(run_dir) / "evaluation" / "metrics.json")
     checked = _check_truth(estimates, report)
@@ -675,11 +804,19 @@ def run_ope(run_dir: str | Path, seed: int, n_bootstrap: int, plan_settings=None
     scores = estimator_scores(off_policy)
     selection = selection_table(off_policy, report)
     summary = {
-        "clip": clip, "clip_quantile": clip_quantile, "n_days": n_days, "n_logs": int(len(logs)),
-        "n_hcps": int(len(setting.hcp_ids)), "n_policies": int(estimates["policy"].nunique()),
-        "propensity": {"min": float(logs["propensity"].min()), "median": float(logs["propensity"].median()),
-                       "max": float(logs["propensity"].max())},
-        "truth_checked_against_metrics_json": checked, "reward_folds": reward_folds,
+        "clip": clip,
+        "clip_quantile": clip_quantile,
+        "n_days": n_days,
+        "n_logs": int(len(logs)),
+        "n_hcps": int(len(setting.hcp_ids)),
+        "n_policies": int(estimates["policy"].nunique()),
+        "propensity": {
+            "min": float(logs["propensity"].min()),
+            "median": float(logs["propensity"].median()),
+            "max": float(logs["propensity"].max()),
+        },
+        "truth_checked_against_metrics_json": checked,
+        "reward_folds": reward_folds,
         "best_estimator": str(scores.iloc[0]["estimator"]) if len(scores) else None,
     }
     return OPEResult(estimates, agreement, scores, selection, summary)
@@ -697,8 +834,10 @@ def _check_truth(estimates: pd.DataFrame, report: dict) -> int:
             entry = report["metrics"].get(policy, {}).get("policy_value")
         if entry and entry.get("value") is not None:
             if abs(entry["value"] - value) > 1e-6:
-                raise OPEError(f"policy {policy!r}: true value {value:.6f} differs from metrics.json's policy_value "
-                               f"{entry['value']:.6f}; the two must come from the same oracle")
+                raise OPEError(
+                    f"policy {policy!r}: true value {value:.6f} differs from metrics.json's policy_value "
+                    f"{entry['value']:.6f}; the two must come from the same oracle"
+                )
             checked += 1
     return checked
 
@@ -715,19 +854,26 @@ def estimator_scores(estimates: pd.DataFrame, model: str = "hybrid") -> pd.DataF
     for estimator, group in estimates.groupby("estimator", sort=False):
         on_model = group.loc[group["policy"] == model, "relative_error"]
         estimated = group["value"].notna()
-        rows.append({"estimator": estimator, "coverage": float(group["covered"].mean()),
-                     "estimated": int(estimated.sum()),
-                     "median_abs_relative_error": float(group.loc[estimated, "relative_error"].abs().median())
-                     if estimated.any() else np.nan,
-                     "kendall_tau": float(agreement["kendall_tau"].get(estimator, np.nan)),
-                     f"{model}_relative_error": float(on_model.iloc[0]) if len(on_model) else np.nan,
-                     "n_policies": len(group)})
+        rows.append(
+            {
+                "estimator": estimator,
+                "coverage": float(group["covered"].mean()),
+                "estimated": int(estimated.sum()),
+                "median_abs_relative_error": float(group.loc[estimated, "relative_error"].abs().median())
+                if estimated.any()
+                else np.nan,
+                "kendall_tau": float(agreement["kendall_tau"].get(estimator, np.nan)),
+                f"{model}_relative_error": float(on_model.iloc[0]) if len(on_model) else np.nan,
+                "n_policies": len(group),
+            }
+        )
     table = pd.DataFrame(rows)
     if table.empty:
         return table
     table["usable"] = table["estimated"] >= MIN_ESTIMATED_SHARE * table["n_policies"]
-    table = table.sort_values(["usable", "median_abs_relative_error", "coverage"], ascending=[False, True, False],
-                              na_position="last")
+    table = table.sort_values(
+        ["usable", "median_abs_relative_error", "coverage"], ascending=[False, True, False], na_position="last"
+    )
     return table.drop(columns="usable").reset_index(drop=True)
 
 
@@ -740,12 +886,22 @@ def selection_table(estimates: pd.DataFrame, report: dict, models=SELECTION_MODE
     rows = []
     chosen = (report.get("selection") or {}).get("chosen")
     if chosen is not None:
-        rows.append({"criterion": "validation log-loss (logged data)", "chooses": chosen,
-                     "true_value": float(truth.get(chosen, np.nan))})
+        rows.append(
+            {
+                "criterion": "validation log-loss (logged data)",
+                "chooses": chosen,
+                "true_value": float(truth.get(chosen, np.nan)),
+            }
+        )
     for estimator, group in candidates.dropna(subset=["value"]).groupby("estimator", sort=False):
         best = group.loc[group["value"].idxmax(), "policy"]
-        rows.append({"criterion": ESTIMATOR_LABELS.get(estimator, estimator), "chooses": best,
-                     "true_value": float(truth.get(best, np.nan))})
+        rows.append(
+            {
+                "criterion": ESTIMATOR_LABELS.get(estimator, estimator),
+                "chooses": best,
+                "true_value": float(truth.get(best, np.nan)),
+            }
+        )
     if len(truth):
         rows.append({"criterion": "oracle (true value)", "chooses": truth.idxmax(), "true_value": float(truth.max())})
     return pd.DataFrame(rows)
@@ -754,18 +910,23 @@ def selection_table(estimates: pd.DataFrame, report: dict, models=SELECTION_MODE
 def write_outputs(result: OPEResult, run_dir: str | Path) -> dict[str, Path]:
     """Write ``ope/estimates.parquet`` and ``ope/summary.json`` (with the agreement, scores and
     selection tables) and the stage summary ``metrics/ope.json``."""
-    from .config import RunDir
+    from ..config import RunDir
 
     run = RunDir(Path(run_dir))
     folder = run.root / "ope"
-    summary = {**result.summary, "agreement": result.agreement.to_dict("records"),
-               "scores": result.scores.to_dict("records"), "selection": result.selection.to_dict("records")}
+    summary = {
+        **result.summary,
+        "agreement": result.agreement.to_dict("records"),
+        "scores": result.scores.to_dict("records"),
+        "selection": result.selection.to_dict("records"),
+    }
     summary = _json_ready(summary)
     return {
         "estimates": io.write_parquet(result.estimates, folder / "estimates.parquet"),
         "summary": io.write_json(summary, folder / "summary.json"),
-        "metrics": io.write_json({k: summary[k] for k in ("best_estimator", "n_logs", "clip", "scores")},
-                                 run.metrics / "ope.json"),
+        "metrics": io.write_json(
+            {k: summary[k] for k in ("best_estimator", "n_logs", "clip", "scores")}, run.metrics / "ope.json"
+        ),
     }
 
 
@@ -799,30 +960,38 @@ def verdict(result: OPEResult) -> str:
     label = lambda e: ESTIMATOR_LABELS.get(e, e)  # noqa: E731
     best, worst = scores.iloc[0], scores.iloc[-1]
     hybrid = best.get("hybrid_relative_error", np.nan)
-    closest = (f"**{label(best['estimator'])}** comes closest: its median error is "
-               f"{best['median_abs_relative_error']:.1%} of the true value over the {int(best['estimated'])} policies "
-               "it estimates" + (f", and it misses the hybrid's value by {hybrid:+.1%}" if np.isfinite(hybrid) else ""))
+    closest = (
+        f"**{label(best['estimator'])}** comes closest: its median error is "
+        f"{best['median_abs_relative_error']:.1%} of the true value over the {int(best['estimated'])} policies "
+        "it estimates" + (f", and it misses the hybrid's value by {hybrid:+.1%}" if np.isfinite(hybrid) else "")
+    )
     covering = scores[scores["coverage"] >= TRUSTED_COVERAGE]
     if len(covering):
-        parts = [f"{closest}; its 95% intervals cover the true value for {best['coverage']:.0%} of its policies."
-                 if best["estimator"] in set(covering["estimator"]) else
-                 f"{closest}. Only {', '.join(label(e) for e in covering['estimator'])} has intervals that cover the "
-                 f"truth for at least {TRUSTED_COVERAGE:.0%} of the policies."]
+        parts = [
+            f"{closest}; its 95% intervals cover the true value for {best['coverage']:.0%} of its policies."
+            if best["estimator"] in set(covering["estimator"])
+            else f"{closest}. Only {', '.join(label(e) for e in covering['estimator'])} has intervals that cover the "
+            f"truth for at least {TRUSTED_COVERAGE:.0%} of the policies."
+        ]
     else:
         top = scores.sort_values("coverage", ascending=False).iloc[0]
-        parts = [f"No estimator's 95% intervals can be trusted here: the best coverage is {top['coverage']:.0%} of the "
-                 f"policies ({label(top['estimator'])}), far from 95%. {closest}, but its intervals cover the truth "
-                 f"for {best['coverage']:.0%} of them: they only say which HCPs happened to be sampled, not how wrong "
-                 "the estimate's assumptions are."]
-    parts.append(f"**{label(worst['estimator'])}** is the one not to use: median error "
-                 f"{worst['median_abs_relative_error']:.0%}.")
+        parts = [
+            f"No estimator's 95% intervals can be trusted here: the best coverage is {top['coverage']:.0%} of the "
+            f"policies ({label(top['estimator'])}), far from 95%. {closest}, but its intervals cover the truth "
+            f"for {best['coverage']:.0%} of them: they only say which HCPs happened to be sampled, not how wrong "
+            "the estimate's assumptions are."
+        ]
+    parts.append(
+        f"**{label(worst['estimator'])}** is the one not to use: median error {worst['median_abs_relative_error']:.0%}."
+    )
     weighting = scores[scores["estimator"].isin(["ips", "snips"])]
     if len(weighting):
         parts.append(
             "Weighting by the logged propensities fails because a model's first choice is rarely what the logging "
             f"policy sent: {_matches(int(result.estimates['matched'].median()))} (median over policies) a policy's "
             "actions, each weighted by the inverse of a propensity of about "
-            f"{result.summary['propensity']['median']:.4f}.")
+            f"{result.summary['propensity']['median']:.4f}."
+        )
     sel = result.selection.set_index("criterion")["chooses"] if len(result.selection) else pd.Series(dtype=str)
     oracle_choice = sel.get("oracle (true value)")
     logged_choice = sel.get("validation log-loss (logged data)")
@@ -832,7 +1001,8 @@ def verdict(result: OPEResult) -> str:
         parts.append(
             f"The oracle prefers **{oracle_choice}**; the validation log-loss chose **{logged_choice}**"
             f" ({'the same' if logged_choice == oracle_choice else 'another'} model), and {len(same)} of "
-            f"{len(agree)} estimators would have chosen the oracle's model.")
+            f"{len(agree)} estimators would have chosen the oracle's model."
+        )
     return " ".join(parts)
 
 
@@ -842,25 +1012,29 @@ def verdict(result: OPEResult) -> str:
 def data_sentence(result: OPEResult) -> str:
     """What the chapter estimated from: counts of the logged window, the clip level."""
     s = result.summary
-    return (f"{s['n_policies']} policies are estimated from {s['n_logs']:,} logged exposures of {s['n_hcps']:,} HCPs over "
-            f"the {s['n_days']}-day test window. The logged propensities range from {s['propensity']['min']:.2g} to "
-            f"{s['propensity']['max']:.2g} (median {s['propensity']['median']:.2g}); clipped IPS caps each weight at "
-            f"{s['clip']:,.0f}, the inverse of the {s['clip_quantile']:.0%} quantile of the propensities. The reward "
-            f"model is cross-fitted over {s['reward_folds']} folds of HCPs. Each policy's true value is the oracle's, "
-            f"the same as chapter 6's policy value ({s['truth_checked_against_metrics_json']} policies checked equal).")
+    return (
+        f"{s['n_policies']} policies are estimated from {s['n_logs']:,} logged exposures of {s['n_hcps']:,} HCPs over "
+        f"the {s['n_days']}-day test window. The logged propensities range from {s['propensity']['min']:.2g} to "
+        f"{s['propensity']['max']:.2g} (median {s['propensity']['median']:.2g}); clipped IPS caps each weight at "
+        f"{s['clip']:,.0f}, the inverse of the {s['clip_quantile']:.0%} quantile of the propensities. The reward "
+        f"model is cross-fitted over {s['reward_folds']} folds of HCPs. Each policy's true value is the oracle's, "
+        f"the same as chapter 6's policy value ({s['truth_checked_against_metrics_json']} policies checked equal)."
+    )
 
 
 def scores_table(result: OPEResult) -> pd.DataFrame:
     """:attr:`OPEResult.scores` with readable names and rounded numbers."""
     table = result.scores.copy()
-    return pd.DataFrame({
-        "estimator": table["estimator"].map(lambda e: ESTIMATOR_LABELS.get(e, e)),
-        "intervals covering the truth": table["coverage"].map("{:.0%}".format),
-        "median |error| / truth": table["median_abs_relative_error"].map("{:.1%}".format),
-        "Kendall's τ": table["kendall_tau"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
-        "error on the hybrid": table["hybrid_relative_error"].map(lambda v: "" if pd.isna(v) else f"{v:+.1%}"),
-        "policies estimated": table["estimated"].astype(str) + " of " + table["n_policies"].astype(str),
-    }).set_index("estimator")
+    return pd.DataFrame(
+        {
+            "estimator": table["estimator"].map(lambda e: ESTIMATOR_LABELS.get(e, e)),
+            "intervals covering the truth": table["coverage"].map("{:.0%}".format),
+            "median |error| / truth": table["median_abs_relative_error"].map("{:.1%}".format),
+            "Kendall's τ": table["kendall_tau"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
+            "error on the hybrid": table["hybrid_relative_error"].map(lambda v: "" if pd.isna(v) else f"{v:+.1%}"),
+            "policies estimated": table["estimated"].astype(str) + " of " + table["n_policies"].astype(str),
+        }
+    ).set_index("estimator")
 
 
 def policy_table(result: OPEResult) -> pd.DataFrame:
@@ -874,8 +1048,9 @@ def policy_table(result: OPEResult) -> pd.DataFrame:
         for estimator in ESTIMATORS:
             if estimator in group.index and np.isfinite(group.loc[estimator, "value"]):
                 g = group.loc[estimator]
-                row[ESTIMATOR_LABELS[estimator]] = (f"{g['value']:.3f} [{g['ci_low']:.3f}, {g['ci_high']:.3f}] "
-                                                    + ("✓" if g["covered"] else "✗"))
+                row[ESTIMATOR_LABELS[estimator]] = f"{g['value']:.3f} [{g['ci_low']:.3f}, {g['ci_high']:.3f}] " + (
+                    "✓" if g["covered"] else "✗"
+                )
             else:
                 row[ESTIMATOR_LABELS[estimator]] = ""
         row["matched"] = int(group["matched"].iloc[0])
@@ -903,12 +1078,20 @@ def estimates_figure(result: OPEResult):
                 continue
             g = group.loc[estimator]
             y = i - 0.4 + step * (j + 0.5)
-            ax.errorbar(g["value"], y, xerr=[[max(g["value"] - g["ci_low"], 0)], [max(g["ci_high"] - g["value"], 0)]],
-                        fmt="o", ms=4, color=colors[estimator], lw=1)
+            ax.errorbar(
+                g["value"],
+                y,
+                xerr=[[max(g["value"] - g["ci_low"], 0)], [max(g["ci_high"] - g["value"], 0)]],
+                fmt="o",
+                ms=4,
+                color=colors[estimator],
+                lw=1,
+            )
     handles = [plt.Line2D([], [], color=colors[e], marker="o", lw=1, ms=4) for e in estimators]
     handles.append(plt.Line2D([], [], color="black", lw=2))
-    ax.legend(handles, [ESTIMATOR_LABELS[e] for e in estimators] + ["true value (oracle)"], loc="lower right",
-              fontsize=8)
+    ax.legend(
+        handles, [ESTIMATOR_LABELS[e] for e in estimators] + ["true value (oracle)"], loc="lower right", fontsize=8
+    )
     ax.set_yticks(range(len(order)), order)
     ax.set_xlabel("policy value: mean probability of engagement per HCP (expected engagements per HCP for the plan)")
     ax.set_title("Off-policy estimates from the logged test window vs the true value")

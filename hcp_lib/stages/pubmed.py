@@ -27,15 +27,16 @@ import re
 import textwrap
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 import pandera.pandas as pa
 
-from . import config
-from .domain import THERAPEUTIC_AREAS
-from .io import DataValidationError, atomic_path, read_parquet, validate, write_json, write_parquet
+from .. import config
+from ..domain import THERAPEUTIC_AREAS
+from ..io import DataValidationError, atomic_path, read_parquet, validate, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +58,36 @@ SNAPSHOT_FILES = {
     },
     "chronic_disease": {
         "file": "pubmed_chronic_disease_2020_2025.csv",
-        "columns": {"pmid": "pmid", "title": "title", "abstract": "abstract", "year": "pub_year",
-                    "disease_group": "query_label"},
-        "areas": {"cancer": "oncology", "cardiovascular": "cardiovascular", "diabetes": "diabetes",
-                  "respiratory": "respiratory"},
+        "columns": {
+            "pmid": "pmid",
+            "title": "title",
+            "abstract": "abstract",
+            "year": "pub_year",
+            "disease_group": "query_label",
+        },
+        "areas": {
+            "cancer": "oncology",
+            "cardiovascular": "cardiovascular",
+            "diabetes": "diabetes",
+            "respiratory": "respiratory",
+        },
     },
 }
 
 ARTICLE_COLUMNS = [
-    "pmid", "title", "abstract", "has_abstract", "journal", "pub_year", "pub_date", "mesh_terms", "keywords",
-    "publication_types", "query_label", "therapeutic_area", "source",
+    "pmid",
+    "title",
+    "abstract",
+    "has_abstract",
+    "journal",
+    "pub_year",
+    "pub_date",
+    "mesh_terms",
+    "keywords",
+    "publication_types",
+    "query_label",
+    "therapeutic_area",
+    "source",
 ]
 
 ARTICLE_SCHEMA = pa.DataFrameSchema(
@@ -185,13 +206,17 @@ def _read_snapshot_file(raw_dir: Path, source: str) -> pd.DataFrame:
     df["pmid"] = df["pmid"].str.strip()
     bad_pmid = df.loc[~df["pmid"].str.fullmatch(r"\d{1,9}"), "pmid"]
     if len(bad_pmid):
-        raise DataValidationError(f"{path}: column {_original(spec, 'pmid')!r} has a non-numeric value "
-                                  f"{bad_pmid.iloc[0]!r} (row {bad_pmid.index[0] + 2} of the file)")
+        raise DataValidationError(
+            f"{path}: column {_original(spec, 'pmid')!r} has a non-numeric value "
+            f"{bad_pmid.iloc[0]!r} (row {bad_pmid.index[0] + 2} of the file)"
+        )
     unknown = df.loc[~df["query_label"].isin(list(spec["areas"])), "query_label"]
     if len(unknown):
-        raise DataValidationError(f"{path}: column {_original(spec, 'query_label')!r} has an unknown label "
-                                  f"{unknown.iloc[0]!r} (row {unknown.index[0] + 2} of the file); "
-                                  f"expected one of {sorted(spec['areas'])}")
+        raise DataValidationError(
+            f"{path}: column {_original(spec, 'query_label')!r} has an unknown label "
+            f"{unknown.iloc[0]!r} (row {unknown.index[0] + 2} of the file); "
+            f"expected one of {sorted(spec['areas'])}"
+        )
     if "pub_year" in df:
         df["pub_year"] = _checked_years(df["pub_year"].str.strip(), path, _original(spec, "pub_year"))
     else:
@@ -210,12 +235,15 @@ def _checked_years(years: pd.Series, path: Path, column: str) -> pd.Series:
     numbers = pd.to_numeric(years.replace("", None), errors="coerce")
     bad = years[(numbers.isna() & (years != "")) | (numbers % 1 != 0)]
     if len(bad):
-        raise DataValidationError(f"{path}: column {column!r} has a non-numeric value {bad.iloc[0]!r} "
-                                  f"(row {bad.index[0] + 2} of the file)")
+        raise DataValidationError(
+            f"{path}: column {column!r} has a non-numeric value {bad.iloc[0]!r} (row {bad.index[0] + 2} of the file)"
+        )
     out_of_range = years[(numbers < YEAR_RANGE[0]) | (numbers > YEAR_RANGE[1])]
     if len(out_of_range):
-        raise DataValidationError(f"{path}: column {column!r} has the year {out_of_range.iloc[0]!r} "
-                                  f"(row {out_of_range.index[0] + 2} of the file), outside {YEAR_RANGE[0]}–{YEAR_RANGE[1]}")
+        raise DataValidationError(
+            f"{path}: column {column!r} has the year {out_of_range.iloc[0]!r} "
+            f"(row {out_of_range.index[0] + 2} of the file), outside {YEAR_RANGE[0]}–{YEAR_RANGE[1]}"
+        )
     return numbers.astype("Int64")
 
 
@@ -227,13 +255,16 @@ def _original(spec: dict, column: str) -> str:
 # PubMed XML (efetch responses and baseline files)
 # --------------------------------------------------------------------------------------
 
-_MONTHS = {m: i for i, m in enumerate(
-    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)
+}
 _MEDLINE_DATE = re.compile(r"(?P<year>\d{4})(?:[\s-]+(?P<month>[A-Za-z]{3})[a-z]*)?")
 
 
-def parse_pubmed_xml(xml: str | Path | bytes, *, query_label: str, therapeutic_area: str, source: str = "live",
-                     name: str | None = None) -> pd.DataFrame:
+def parse_pubmed_xml(
+    xml: str | Path | bytes, *, query_label: str, therapeutic_area: str, source: str = "live", name: str | None = None
+) -> pd.DataFrame:
     """One row per ``PubmedArticle`` of a ``PubmedArticleSet``, with the raw article columns.
 
     ``xml`` is a file path or the XML itself (bytes or text); ``name`` names it in error
@@ -259,8 +290,10 @@ def parse_pubmed_xml(xml: str | Path | bytes, *, query_label: str, therapeutic_a
         raise PubMedXMLError(f"{label}: cannot read the file ({err.strerror or err})") from None
     if root.tag != "PubmedArticleSet":
         detail = normalise_text("".join(root.itertext()))[:200]
-        raise PubMedXMLError(f"{label}: expected a PubmedArticleSet document, found <{root.tag}>"
-                             + (f" saying {detail!r}" if detail else ""))
+        raise PubMedXMLError(
+            f"{label}: expected a PubmedArticleSet document, found <{root.tag}>"
+            + (f" saying {detail!r}" if detail else "")
+        )
     rows = []
     for position, article in enumerate(root.findall("PubmedArticle"), start=1):
         row = parse_article(article)
@@ -401,8 +434,12 @@ class RequestsTransport:
 class RateLimiter:
     """Space calls at least ``1 / per_second`` seconds apart (NCBI: 3/s, 10/s with an API key)."""
 
-    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        per_second: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.interval = 1.0 / per_second
         self._clock = clock
         self._sleep = sleep
@@ -429,9 +466,17 @@ class EUtilsClient:
     exceptions are ``OSError`` subclasses) for connection problems.
     """
 
-    def __init__(self, email: str = "", api_key: str | None = None, transport: Transport | None = None,
-                 max_retries: int = 3, backoff_s: float = 1.0, timeout_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        email: str = "",
+        api_key: str | None = None,
+        transport: Transport | None = None,
+        max_retries: int = 3,
+        backoff_s: float = 1.0,
+        timeout_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self._api_key = api_key if api_key is not None else os.environ.get("NCBI_API_KEY", "").strip() or None
         self.email = email
         self.transport = transport if transport is not None else RequestsTransport()
@@ -460,8 +505,9 @@ class EUtilsClient:
         for attempt in range(self.max_retries + 1):
             if attempt:
                 delay = self.backoff_s * 2 ** (attempt - 1)
-                log.warning("E-utilities %s: %s; retry %d of %d in %.1f s", utility, problem, attempt,
-                            self.max_retries, delay)
+                log.warning(
+                    "E-utilities %s: %s; retry %d of %d in %.1f s", utility, problem, attempt, self.max_retries, delay
+                )
                 self._sleep(delay)
             self.rate_limiter.wait()
             try:
@@ -476,16 +522,19 @@ class EUtilsClient:
                 detail = self.redact(normalise_text(body.decode("utf-8", "replace"))[:200])
                 raise PubMedUnavailableError(
                     f"NCBI E-utilities {utility} refused the request ({problem}: {detail}); "
-                    "check the query, pubmed_email and NCBI_API_KEY, or run with pubmed_live=false") from None
+                    "check the query, pubmed_email and NCBI_API_KEY, or run with pubmed_live=false"
+                ) from None
         raise PubMedUnavailableError(
             f"NCBI E-utilities ({url}) could not be reached after {self.max_retries + 1} attempt(s) "
             f"(last error: {problem}). Check the network connection, or run with pubmed_live=false "
-            "to use the shipped snapshot; no articles were written.") from None
+            "to use the shipped snapshot; no articles were written."
+        ) from None
 
     def esearch(self, term: str, retmax: int) -> bytes:
         """The raw ``esearch`` XML: up to ``retmax`` PMIDs matching ``term``, most recent first."""
-        return self.request("esearch", {"db": "pubmed", "term": term, "retmax": str(retmax), "retmode": "xml",
-                                        "sort": "pub_date"})
+        return self.request(
+            "esearch", {"db": "pubmed", "term": term, "retmax": str(retmax), "retmode": "xml", "sort": "pub_date"}
+        )
 
     def efetch(self, pmids: list[str]) -> bytes:
         """The raw ``efetch`` XML (``PubmedArticleSet``) of ``pmids``."""
@@ -510,9 +559,14 @@ def parse_esearch_ids(xml: bytes, name: str) -> list[str]:
     return [_text(e) for e in root.iterfind("IdList/Id")]
 
 
-def fetch_live(max_per_query: int = 100, email: str = "", cache_dir: Path = LIVE_CACHE_DIR,
-               client: EUtilsClient | None = None, batch_size: int = EFETCH_BATCH_SIZE,
-               areas: Iterable[str] = THERAPEUTIC_AREAS) -> pd.DataFrame:
+def fetch_live(
+    max_per_query: int = 100,
+    email: str = "",
+    cache_dir: Path = LIVE_CACHE_DIR,
+    client: EUtilsClient | None = None,
+    batch_size: int = EFETCH_BATCH_SIZE,
+    areas: Iterable[str] = THERAPEUTIC_AREAS,
+) -> pd.DataFrame:
     """Search and fetch up to ``max_per_query`` articles per therapeutic area (2020–2025), parsed.
 
     Each response is checked (parsed) before it is cached, atomically, under
@@ -527,19 +581,30 @@ def fetch_live(max_per_query: int = 100, email: str = "", cache_dir: Path = LIVE
     for area in areas:
         label = LIVE_QUERIES[area]
         term = live_query(label)
-        search_xml = _cached(cache_dir / f"{area}_esearch_{_digest(term, str(max_per_query))}.xml",
-                             lambda: client.esearch(term, max_per_query),
-                             lambda xml, name: parse_esearch_ids(xml, name))
+        search_xml = _cached(
+            cache_dir / f"{area}_esearch_{_digest(term, str(max_per_query))}.xml",
+            lambda term=term: client.esearch(term, max_per_query),
+            lambda xml, name: parse_esearch_ids(xml, name),
+        )
         pmids = parse_esearch_ids(search_xml, f"esearch response for {area!r}")
         log.info("%s: %d PMIDs for %s", area, len(pmids), term)
         for start in range(0, len(pmids), batch_size):
-            batch = pmids[start:start + batch_size]
-            fetch_xml = _cached(cache_dir / f"{area}_efetch_{_digest(*batch)}.xml",
-                                lambda: client.efetch(batch),
-                                lambda xml, name: parse_pubmed_xml(xml, query_label=label,
-                                                                   therapeutic_area=area, name=name))
-            frames.append(parse_pubmed_xml(fetch_xml, query_label=label, therapeutic_area=area,
-                                           name=f"efetch response for {area!r} (PMIDs {batch[0]}…)"))
+            batch = pmids[start : start + batch_size]
+            fetch_xml = _cached(
+                cache_dir / f"{area}_efetch_{_digest(*batch)}.xml",
+                lambda batch=batch: client.efetch(batch),
+                lambda xml, name, label=label, area=area: parse_pubmed_xml(
+                    xml, query_label=label, therapeutic_area=area, name=name
+                ),
+            )
+            frames.append(
+                parse_pubmed_xml(
+                    fetch_xml,
+                    query_label=label,
+                    therapeutic_area=area,
+                    name=f"efetch response for {area!r} (PMIDs {batch[0]}…)",
+                )
+            )
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="Int64" if c == "pub_year" else "string") for c in _RAW_COLUMNS})
     return pd.concat(frames, ignore_index=True)
@@ -564,8 +629,14 @@ def _digest(*parts: str) -> str:
 # Cleaning and the run's outputs
 # --------------------------------------------------------------------------------------
 
-QUALITY_COUNTS = ("rows_in", "duplicate_pmids_removed", "correction_notices_removed", "empty_records_removed",
-                  "empty_abstracts_kept", "rows_out")
+QUALITY_COUNTS = (
+    "rows_in",
+    "duplicate_pmids_removed",
+    "correction_notices_removed",
+    "empty_records_removed",
+    "empty_abstracts_kept",
+    "rows_out",
+)
 # Errata point to another article and say nothing of their own.
 _CORRECTION_TITLE = re.compile(r"^\s*\[?(?:correction|corrigendum|erratum)\b", re.IGNORECASE)
 _CORRECTION_ABSTRACT = re.compile(r"^\s*\[?this corrects the article\b", re.IGNORECASE)
@@ -617,7 +688,8 @@ def clean_articles(raw: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     kept = df.loc[~(duplicate | correction | empty)].copy()
     no_title = kept["title"] == ""
     kept.loc[no_title, "title"] = kept.loc[no_title, "abstract"].map(
-        lambda a: textwrap.shorten(a, _TITLE_FALLBACK_CHARS, placeholder=" …"))
+        lambda a: textwrap.shorten(a, _TITLE_FALLBACK_CHARS, placeholder=" …")
+    )
     kept["has_abstract"] = kept["abstract"] != ""
     kept = kept[ARTICLE_COLUMNS].reset_index(drop=True)
     for column in ARTICLE_COLUMNS:
@@ -656,9 +728,15 @@ def quality_table(quality: dict[str, Any]) -> pd.DataFrame:
     return table
 
 
-def load_articles(corpus: str = "all", live: bool = False, max_per_query: int = 100, email: str = "",
-                  client: EUtilsClient | None = None, raw_dir: Path = config.RAW_DATA_DIR,
-                  cache_dir: Path = LIVE_CACHE_DIR) -> pd.DataFrame:
+def load_articles(
+    corpus: str = "all",
+    live: bool = False,
+    max_per_query: int = 100,
+    email: str = "",
+    client: EUtilsClient | None = None,
+    raw_dir: Path = config.RAW_DATA_DIR,
+    cache_dir: Path = LIVE_CACHE_DIR,
+) -> pd.DataFrame:
     """The raw articles of a run: the shipped snapshot (``corpus``), or live E-utilities records.
 
     ``corpus="v01"`` names a shipped corpus, so it cannot be combined with ``live``.
@@ -669,9 +747,16 @@ def load_articles(corpus: str = "all", live: bool = False, max_per_query: int = 
     return load_snapshot(corpus, raw_dir=raw_dir)
 
 
-def ingest(run_dir: str | Path, corpus: str = "all", live: bool = False, max_per_query: int = 100,
-           email: str = "", client: EUtilsClient | None = None, raw_dir: Path = config.RAW_DATA_DIR,
-           cache_dir: Path = LIVE_CACHE_DIR) -> tuple[pd.DataFrame, dict[str, Any]]:
+def ingest(
+    run_dir: str | Path,
+    corpus: str = "all",
+    live: bool = False,
+    max_per_query: int = 100,
+    email: str = "",
+    client: EUtilsClient | None = None,
+    raw_dir: Path = config.RAW_DATA_DIR,
+    cache_dir: Path = LIVE_CACHE_DIR,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Load (:func:`load_articles`), clean and write the run's articles and data-quality counts.
 
     Writes ``content/pubmed.parquet`` (:func:`articles_path`) and
@@ -679,8 +764,9 @@ def ingest(run_dir: str | Path, corpus: str = "all", live: bool = False, max_per
     corpus and, in live mode, the queries). Everything is loaded and validated before the
     first write, and each write is atomic, so a failure leaves the run folder untouched.
     """
-    raw = load_articles(corpus, live=live, max_per_query=max_per_query, email=email, client=client,
-                        raw_dir=raw_dir, cache_dir=cache_dir)
+    raw = load_articles(
+        corpus, live=live, max_per_query=max_per_query, email=email, client=client, raw_dir=raw_dir, cache_dir=cache_dir
+    )
     articles, quality = clean_articles(raw)
     if articles.empty:
         what = "the live queries returned" if live else f"the {corpus!r} snapshot holds"

@@ -30,25 +30,47 @@ a traceback.
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import config, io
-from . import reasons as reasons_engine
-from .config import RunDir
-from .domain import CHANNEL_LABELS, CHANNELS, SPECIALTIES
-from .split import TemporalSplit
+from .. import config, io
+from .. import reasons as reasons_engine
+from ..config import RunDir
+from ..domain import CHANNEL_LABELS, CHANNELS, SPECIALTIES
+from ..split import TemporalSplit
 
 RECOMMENDATION_COLUMNS = ("model", "hcp_id", "rank", "content_id", "channel", "score")
-HCP_COLUMNS = ("hcp_id", "first_name", "last_name", "credential", "specialty", "state", "city", "region",
-               "practice_setting", "years_in_practice", "age", "digital_affinity", "peer_group", "health_system",
-               "opted_out")
-CONTENT_COLUMNS = ("content_id", "title", "therapeutic_area", "content_type", "release_date",
-                   "approved_specialties", "series_id", "series_part")
+HCP_COLUMNS = (
+    "hcp_id",
+    "first_name",
+    "last_name",
+    "credential",
+    "specialty",
+    "state",
+    "city",
+    "region",
+    "practice_setting",
+    "years_in_practice",
+    "age",
+    "digital_affinity",
+    "peer_group",
+    "health_system",
+    "opted_out",
+)
+CONTENT_COLUMNS = (
+    "content_id",
+    "title",
+    "therapeutic_area",
+    "content_type",
+    "release_date",
+    "approved_specialties",
+    "series_id",
+    "series_part",
+)
 INTERACTION_COLUMNS = ("hcp_id", "content_id", "channel", "exposed_at", "engaged")
 
 #: CSS of every view; shown once per explorer (not once per precomputed view, to keep pages small)
@@ -115,7 +137,8 @@ class ExplorerData:
                 item_topic = reasons_engine.dominant_topics(self.doc_topics, self.content["content_id"])
                 labels = [str(self.topics["label"].get(t, f"topic {t}")) for t in self.doc_topics.columns]
             self._cache["evidence"] = reasons_engine.make_evidence(
-                self.history, self.content, self.hcps, self.cutoff, self.interest_window_days, item_topic, labels)
+                self.history, self.content, self.hcps, self.cutoff, self.interest_window_days, item_topic, labels
+            )
         return self._cache["evidence"]
 
 
@@ -128,10 +151,18 @@ def _require(table: pd.DataFrame, columns: Iterable[str], source: str) -> None:
         raise ExplorerError(f"{source}: missing column {missing[0]!r}; the explorer needs {', '.join(columns)}")
 
 
-def from_tables(hcps: pd.DataFrame, content: pd.DataFrame, interactions: pd.DataFrame,
-                recommendations: pd.DataFrame, split: TemporalSplit, doc_topics: pd.DataFrame | None = None,
-                topics: pd.DataFrame | None = None, topic_terms: pd.DataFrame | None = None,
-                default_model: str | None = None, source: str = "tables") -> ExplorerData:
+def from_tables(
+    hcps: pd.DataFrame,
+    content: pd.DataFrame,
+    interactions: pd.DataFrame,
+    recommendations: pd.DataFrame,
+    split: TemporalSplit,
+    doc_topics: pd.DataFrame | None = None,
+    topics: pd.DataFrame | None = None,
+    topic_terms: pd.DataFrame | None = None,
+    default_model: str | None = None,
+    source: str = "tables",
+) -> ExplorerData:
     """Check and index the tables (world contract columns; recommendation columns
     :data:`RECOMMENDATION_COLUMNS`, plus ``title``, ``therapeutic_area`` and
     ``true_engagement_prob`` when present). ``doc_topics`` has ``pmid`` (== content_id) and
@@ -141,23 +172,34 @@ def from_tables(hcps: pd.DataFrame, content: pd.DataFrame, interactions: pd.Data
     _require(interactions, INTERACTION_COLUMNS, f"{source}: hcp_interaction_data")
     _require(recommendations, RECOMMENDATION_COLUMNS, f"{source}: recommendations")
     hcps = hcps.assign(hcp_id=hcps["hcp_id"].astype(str)).set_index("hcp_id", drop=False).rename_axis(None)
-    content = (content.assign(content_id=content["content_id"].astype(str)).set_index("content_id", drop=False)
-               .rename_axis(None))
-    interactions = interactions.assign(hcp_id=interactions["hcp_id"].astype(str),
-                                       content_id=interactions["content_id"].astype(str),
-                                       engaged=interactions["engaged"].astype(bool))
+    content = (
+        content.assign(content_id=content["content_id"].astype(str))
+        .set_index("content_id", drop=False)
+        .rename_axis(None)
+    )
+    interactions = interactions.assign(
+        hcp_id=interactions["hcp_id"].astype(str),
+        content_id=interactions["content_id"].astype(str),
+        engaged=interactions["engaged"].astype(bool),
+    )
     interactions = interactions.sort_values("exposed_at", kind="stable")
     recommendations = recommendations.assign(
-        model=recommendations["model"].astype(str), hcp_id=recommendations["hcp_id"].astype(str),
-        content_id=recommendations["content_id"].astype(str), channel=recommendations["channel"].astype(str))
+        model=recommendations["model"].astype(str),
+        hcp_id=recommendations["hcp_id"].astype(str),
+        content_id=recommendations["content_id"].astype(str),
+        channel=recommendations["channel"].astype(str),
+    )
     unknown = ~recommendations["channel"].isin(CHANNELS)
     if unknown.any():
-        raise ExplorerError(f"{source}: recommendations column 'channel' has value "
-                            f"{recommendations['channel'][unknown].iloc[0]!r}; allowed: {', '.join(CHANNELS)}")
+        raise ExplorerError(
+            f"{source}: recommendations column 'channel' has value "
+            f"{recommendations['channel'][unknown].iloc[0]!r}; allowed: {', '.join(CHANNELS)}"
+        )
     recommendations = recommendations.sort_values(["model", "hcp_id", "rank"], kind="stable").reset_index(drop=True)
     history = interactions[interactions["exposed_at"] < split.test_start].reset_index(drop=True)
-    test_window = interactions[(interactions["exposed_at"] >= split.test_start)
-                               & (interactions["exposed_at"] < split.test_end)].reset_index(drop=True)
+    test_window = interactions[
+        (interactions["exposed_at"] >= split.test_start) & (interactions["exposed_at"] < split.test_end)
+    ].reset_index(drop=True)
     if doc_topics is not None:
         columns = [c for c in doc_topics.columns if c.startswith("topic_")]
         doc_topics = doc_topics.set_index(doc_topics["pmid"].astype(str))[columns]
@@ -166,8 +208,19 @@ def from_tables(hcps: pd.DataFrame, content: pd.DataFrame, interactions: pd.Data
             topics = pd.DataFrame({"label": [f"topic {t}" for t in doc_topics.columns]}, index=doc_topics.columns)
         else:
             topics = topics.set_index("topic")
-    return ExplorerData(hcps, content, history, test_window, recommendations, split.test_start, split.test_end,
-                        doc_topics, topics, topic_terms, default_model)
+    return ExplorerData(
+        hcps,
+        content,
+        history,
+        test_window,
+        recommendations,
+        split.test_start,
+        split.test_end,
+        doc_topics,
+        topics,
+        topic_terms,
+        default_model,
+    )
 
 
 def load(run_dir: str | Path) -> ExplorerData:
@@ -177,11 +230,13 @@ def load(run_dir: str | Path) -> ExplorerData:
     writes it; the topic tables are optional (the topic views then say there is none).
     """
     run = RunDir(Path(run_dir))
-    required = {"hcps": (run.world / "hcp_master.parquet", "02_synthesis"),
-                "content": (run.world / "campaigns_with_content.parquet", "02_synthesis"),
-                "interactions": (run.world / "hcp_interaction_data.parquet", "02_synthesis"),
-                "split": (run.cf / "split.json", "04_collaborative_filtering"),
-                "recommendations": (run.evaluation / "recommendations.parquet", "06_evaluation")}
+    required = {
+        "hcps": (run.world / "hcp_master.parquet", "02_synthesis"),
+        "content": (run.world / "campaigns_with_content.parquet", "02_synthesis"),
+        "interactions": (run.world / "hcp_interaction_data.parquet", "02_synthesis"),
+        "split": (run.cf / "split.json", "04_collaborative_filtering"),
+        "recommendations": (run.evaluation / "recommendations.parquet", "06_evaluation"),
+    }
     for path, notebook in required.values():
         if not path.exists():
             raise ExplorerError(f"{path}: not found; run notebook {notebook} for this run folder first")
@@ -195,8 +250,16 @@ def load(run_dir: str | Path) -> ExplorerData:
     # the model the validation window chose (the one the plan uses), else the hybrid, else the best baseline
     preferred = [(report.get("selection") or {}).get("chosen"), "hybrid", report.get("best_baseline")]
     default = next((m for m in preferred if m in listed), None)
-    data = from_tables(tables["hcps"], tables["content"], tables["interactions"], tables["recommendations"], split,
-                       default_model=default, source=str(run.root), **optional)
+    data = from_tables(
+        tables["hcps"],
+        tables["content"],
+        tables["interactions"],
+        tables["recommendations"],
+        split,
+        default_model=default,
+        source=str(run.root),
+        **optional,
+    )
     parameters = io.read_json(run.manifest).get("parameters", {}) if run.manifest.exists() else {}
     data.interest_window_days = int(parameters.get("plan_interest_window_days", data.interest_window_days))
     return data
@@ -237,13 +300,22 @@ def find_hcps(data: ExplorerData, query: str, limit: int = 50) -> pd.DataFrame:
     labels = specialty.map(specialty_label).str.lower()
     keep = np.ones(len(hcps), dtype=bool)
     for word in query.lower().split():
-        keep &= (hcps["hcp_id"].str.contains(word, regex=False) | full.str.contains(word, regex=False)
-                 | specialty.str.lower().str.contains(word, regex=False) | labels.str.contains(word, regex=False)
-                 | (hcps["state"].astype(str).str.lower() == word)).to_numpy(bool)
+        keep &= (
+            hcps["hcp_id"].str.contains(word, regex=False)
+            | full.str.contains(word, regex=False)
+            | specialty.str.lower().str.contains(word, regex=False)
+            | labels.str.contains(word, regex=False)
+            | (hcps["state"].astype(str).str.lower() == word)
+        ).to_numpy(bool)
     found = hcps[keep].sort_values(["last_name", "first_name", "hcp_id"])
-    return pd.DataFrame({"hcp_id": found["hcp_id"].to_numpy(),
-                         "name": [hcp_name(r) for _, r in found.iterrows()] if len(found) else [],
-                         "specialty": found["specialty"].to_numpy(), "state": found["state"].to_numpy()}).head(limit)
+    return pd.DataFrame(
+        {
+            "hcp_id": found["hcp_id"].to_numpy(),
+            "name": [hcp_name(r) for _, r in found.iterrows()] if len(found) else [],
+            "specialty": found["specialty"].to_numpy(),
+            "state": found["state"].to_numpy(),
+        }
+    ).head(limit)
 
 
 def _check_hcp(data: ExplorerData, hcp_id: str) -> pd.Series:
@@ -260,8 +332,14 @@ def _check_model(data: ExplorerData, model: str) -> None:
         raise ExplorerError(f"No recommendations from model {model!r}; models in this run: {', '.join(data.models)}.")
 
 
-def recommend(data: ExplorerData, hcp_id: str, model: str, top_n: int = 10, channels: Sequence[str] | None = None,
-              exclude_seen: bool = False) -> pd.DataFrame:
+def recommend(
+    data: ExplorerData,
+    hcp_id: str,
+    model: str,
+    top_n: int = 10,
+    channels: Sequence[str] | None = None,
+    exclude_seen: bool = False,
+) -> pd.DataFrame:
     """The HCP's top ``top_n`` recommendations of ``model`` from the recommendation table,
     keeping only items on ``channels`` (default: all) and, with ``exclude_seen``, items the
     HCP was not shown before the cut-off; filtered lists are re-ranked (``shown_rank``).
@@ -331,8 +409,11 @@ def timeline(data: ExplorerData, hcp_id: str) -> pd.DataFrame:
     rows = pd.concat([data.history.assign(window="before cut-off"), data.test_window.assign(window="test")])
     rows = rows[rows["hcp_id"] == str(hcp_id)]
     month = rows["exposed_at"].dt.to_period("M").astype(str)
-    table = rows.assign(month=month).groupby(["month", "window"], as_index=False).agg(
-        exposures=("engaged", "size"), engagements=("engaged", "sum"))
+    table = (
+        rows.assign(month=month)
+        .groupby(["month", "window"], as_index=False)
+        .agg(exposures=("engaged", "size"), engagements=("engaged", "sum"))
+    )
     return table.astype({"engagements": int})
 
 
@@ -340,9 +421,15 @@ def next_actions(data: ExplorerData, hcp_id: str) -> pd.DataFrame:
     """What the HCP did in the test window: every touch with title, channel and ``engaged``."""
     _check_hcp(data, hcp_id)
     rows = data.test_window[data.test_window["hcp_id"] == str(hcp_id)]
-    return pd.DataFrame({"exposed_at": rows["exposed_at"].to_numpy(), "content_id": rows["content_id"].to_numpy(),
-                         "title": rows["content_id"].map(data.content["title"]).astype(str).to_numpy(),
-                         "channel": rows["channel"].to_numpy(), "engaged": rows["engaged"].to_numpy(bool)})
+    return pd.DataFrame(
+        {
+            "exposed_at": rows["exposed_at"].to_numpy(),
+            "content_id": rows["content_id"].to_numpy(),
+            "title": rows["content_id"].map(data.content["title"]).astype(str).to_numpy(),
+            "channel": rows["channel"].to_numpy(),
+            "engaged": rows["engaged"].to_numpy(bool),
+        }
+    )
 
 
 def content_summary(data: ExplorerData, content_id: str, model: str | None = None) -> dict:
@@ -353,8 +440,10 @@ def content_summary(data: ExplorerData, content_id: str, model: str | None = Non
     if content_id not in data.content.index:
         raise ExplorerError(f"No content item with id {content_id!r} in this run ({len(data.content)} items).")
     rows = data.history[data.history["content_id"] == content_id]
-    rows = rows.assign(specialty=rows["hcp_id"].map(data.hcps["specialty"]).to_numpy(),
-                       region=rows["hcp_id"].map(data.hcps["region"]).to_numpy())
+    rows = rows.assign(
+        specialty=rows["hcp_id"].map(data.hcps["specialty"]).to_numpy(),
+        region=rows["hcp_id"].map(data.hcps["region"]).to_numpy(),
+    )
 
     def rates(by: str) -> pd.DataFrame:
         table = rows.groupby(by, as_index=False).agg(exposures=("engaged", "size"), engagements=("engaged", "sum"))
@@ -365,19 +454,36 @@ def content_summary(data: ExplorerData, content_id: str, model: str | None = Non
     if data.doc_topics is not None and content_id in data.doc_topics.index:
         shares = data.doc_topics.loc[content_id]
         shares = shares[shares >= 0.05].sort_values(ascending=False)
-        topics = pd.DataFrame({"topic": shares.index, "label": data.topics.loc[shares.index, "label"].to_numpy(),
-                               "share": shares.to_numpy()})
+        topics = pd.DataFrame(
+            {
+                "topic": shares.index,
+                "label": data.topics.loc[shares.index, "label"].to_numpy(),
+                "share": shares.to_numpy(),
+            }
+        )
     recommended = pd.DataFrame(columns=["specialty", "channel", "hcps"])
     if model is not None and len(data.recommendations):
         recs = data.recommendations
         recs = recs[(recs["model"] == model) & (recs["content_id"] == content_id)]
-        recommended = (recs.assign(specialty=recs["hcp_id"].map(data.hcps["specialty"]).to_numpy())
-                       .groupby(["specialty", "channel"], as_index=False).size().rename(columns={"size": "hcps"})
-                       .sort_values("hcps", ascending=False).reset_index(drop=True))
-    return {"item": data.content.loc[content_id], "topics": topics, "by_specialty": rates("specialty"),
-            "by_region": rates("region"), "by_channel": rates("channel"), "recommended": recommended,
-            "exposures": len(rows), "engagements": int(rows["engaged"].sum()),
-            "hcps_engaged": int(rows.loc[rows["engaged"], "hcp_id"].nunique())}
+        recommended = (
+            recs.assign(specialty=recs["hcp_id"].map(data.hcps["specialty"]).to_numpy())
+            .groupby(["specialty", "channel"], as_index=False)
+            .size()
+            .rename(columns={"size": "hcps"})
+            .sort_values("hcps", ascending=False)
+            .reset_index(drop=True)
+        )
+    return {
+        "item": data.content.loc[content_id],
+        "topics": topics,
+        "by_specialty": rates("specialty"),
+        "by_region": rates("region"),
+        "by_channel": rates("channel"),
+        "recommended": recommended,
+        "exposures": len(rows),
+        "engagements": int(rows["engaged"].sum()),
+        "hcps_engaged": int(rows.loc[rows["engaged"], "hcp_id"].nunique()),
+    }
 
 
 def topic_summary(data: ExplorerData, topic: int, n_terms: int = 15, n_documents: int = 8) -> dict:
@@ -391,11 +497,20 @@ def topic_summary(data: ExplorerData, topic: int, n_terms: int = 15, n_documents
     if data.topic_terms is not None:
         terms = data.topic_terms[data.topic_terms["topic"] == topic].sort_values("rank").head(n_terms)
     best = data.doc_topics[topic].sort_values(ascending=False).head(n_documents)
-    documents = pd.DataFrame({"content_id": best.index, "share": best.to_numpy(),
-                              "title": best.index.map(data.content["title"]).astype(str),
-                              "therapeutic_area": best.index.map(data.content["therapeutic_area"]).astype(str)})
-    return {"label": data.topics.at[topic, "label"], "terms": terms, "documents": documents,
-            "n_documents": int((data.doc_topics.idxmax(axis=1) == topic).sum())}
+    documents = pd.DataFrame(
+        {
+            "content_id": best.index,
+            "share": best.to_numpy(),
+            "title": best.index.map(data.content["title"]).astype(str),
+            "therapeutic_area": best.index.map(data.content["therapeutic_area"]).astype(str),
+        }
+    )
+    return {
+        "label": data.topics.at[topic, "label"],
+        "terms": terms,
+        "documents": documents,
+        "n_documents": int((data.doc_topics.idxmax(axis=1) == topic).sum()),
+    }
 
 
 # --- HTML views ---------------------------------------------------------------------------------
@@ -409,8 +524,10 @@ def message_html(text: str) -> str:
 def _table(frame: pd.DataFrame, css_class: str = "", formats: dict | None = None) -> str:
     formats = formats or {}
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(formats.get(c, str)(v))}</td>" for c, v in row.items()) + "</tr>"
-                   for _, row in frame.iterrows())
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(formats.get(c, str)(v))}</td>" for c, v in row.items()) + "</tr>"
+        for _, row in frame.iterrows()
+    )
     return f'<table class="{css_class}"><tr>{head}</tr>{body}</table>'
 
 
@@ -421,13 +538,22 @@ def _timeline_html(table: pd.DataFrame) -> str:
     rows = "".join(
         f"<tr><td>{m}</td><td>{w}</td><td>{e}/{x}</td><td><span class='bar' style='width:{60 * x / top:.0f}px'></span>"
         f"<span class='bar eng' style='width:{60 * e / top:.0f}px'></span></td></tr>"
-        for m, w, x, e in table[["month", "window", "exposures", "engagements"]].itertuples(index=False))
-    return ("<table><tr><th>month</th><th>window</th><th>engaged/touches</th><th>touches (blue), engaged (orange)"
-            f"</th></tr>{rows}</table>")
+        for m, w, x, e in table[["month", "window", "exposures", "engagements"]].itertuples(index=False)
+    )
+    return (
+        "<table><tr><th>month</th><th>window</th><th>engaged/touches</th><th>touches (blue), engaged (orange)"
+        f"</th></tr>{rows}</table>"
+    )
 
 
-def hcp_view_html(data: ExplorerData, hcp_id: str, model: str | None = None, top_n: int = 10,
-                  channels: Sequence[str] | None = None, exclude_seen: bool = False) -> str:
+def hcp_view_html(
+    data: ExplorerData,
+    hcp_id: str,
+    model: str | None = None,
+    top_n: int = 10,
+    channels: Sequence[str] | None = None,
+    exclude_seen: bool = False,
+) -> str:
     """The HCP explorer's view: profile, engagement timeline, top-N with channel, score and
     reasons, and what the HCP did in the test window. Bad input gives a message, no error."""
     try:
@@ -436,40 +562,55 @@ def hcp_view_html(data: ExplorerData, hcp_id: str, model: str | None = None, top
         recs = recommend(data, hcp["hcp_id"], model, top_n, channels, exclude_seen)
     except ExplorerError as error:
         return message_html(str(error))
-    profile = (f"<b>{html.escape(hcp_name(hcp))}</b> · synthetic id {hcp['hcp_id']}"
-               f" · {html.escape(specialty_label(hcp['specialty']))}"
-               f" · {html.escape(str(hcp['city']))}, {hcp['state']} ({hcp['region']}) · {hcp['practice_setting']} practice,"
-               f" {hcp['years_in_practice']} years · age {hcp['age']} · digital affinity {hcp['digital_affinity']:.2f}"
-               f" · peer group {hcp['peer_group']} · {html.escape(str(hcp['health_system']))}"
-               + (" · <b>opted out of promotional contact</b>" if hcp["opted_out"] else ""))
+    profile = (
+        f"<b>{html.escape(hcp_name(hcp))}</b> · synthetic id {hcp['hcp_id']}"
+        f" · {html.escape(specialty_label(hcp['specialty']))}"
+        f" · {html.escape(str(hcp['city']))}, {hcp['state']} ({hcp['region']}) · {hcp['practice_setting']} practice,"
+        f" {hcp['years_in_practice']} years · age {hcp['age']} · digital affinity {hcp['digital_affinity']:.2f}"
+        f" · peer group {hcp['peer_group']} · {html.escape(str(hcp['health_system']))}"
+        + (" · <b>opted out of promotional contact</b>" if hcp["opted_out"] else "")
+    )
     if recs.empty:
-        listing = message_html(f"No recommendation of {model} for this HCP passes the filters (channels: "
-                               f"{', '.join(channels or CHANNELS)}; exclude seen: {exclude_seen}).")
+        listing = message_html(
+            f"No recommendation of {model} for this HCP passes the filters (channels: "
+            f"{', '.join(channels or CHANNELS)}; exclude seen: {exclude_seen})."
+        )
     else:
         items = "".join(
             f"<tr><td>{r.shown_rank}</td><td>{html.escape(r.title)}<br><small>{r.content_id} · {r.therapeutic_area}"
             f"</small><ul class='why'>{''.join(f'<li>{html.escape(t)}</li>' for t in r.reasons)}</ul></td>"
             f"<td>{CHANNEL_LABELS[r.channel]}</td><td>{r.score:.3g}</td>"
-            + (f"<td>{r.true_engagement_prob:.2f}</td>" if "true_engagement_prob" in recs.columns else "") + "</tr>"
-            for r in recs.itertuples(index=False))
+            + (f"<td>{r.true_engagement_prob:.2f}</td>" if "true_engagement_prob" in recs.columns else "")
+            + "</tr>"
+            for r in recs.itertuples(index=False)
+        )
         truth = "<th>true P(engage)</th>" if "true_engagement_prob" in recs.columns else ""
-        listing = (f"<table class='hcp-recommendations' data-hcp='{hcp['hcp_id']}'><tr><th>#</th><th>content and why"
-                   f"</th><th>channel</th><th>score</th>{truth}</tr>{items}</table>")
+        listing = (
+            f"<table class='hcp-recommendations' data-hcp='{hcp['hcp_id']}'><tr><th>#</th><th>content and why"
+            f"</th><th>channel</th><th>score</th>{truth}</tr>{items}</table>"
+        )
     actions = next_actions(data, hcp["hcp_id"])
     if actions.empty:
         after = "<p>No touches in the test window.</p>"
     else:
         listed = set(recs["content_id"])
-        after = (f"<p>{len(actions)} touches, {int(actions['engaged'].sum())} engaged; "
-                 f"{int(actions.loc[actions['engaged'], 'content_id'].isin(listed).sum())} of the engaged items are in"
-                 " the list above.</p>" + _table(
-                     actions.assign(in_list=actions["content_id"].isin(listed).map({True: "yes", False: ""}))
-                     [["exposed_at", "title", "channel", "engaged", "in_list"]],
-                     formats={"exposed_at": lambda v: f"{v:%Y-%m-%d}", "engaged": lambda v: "yes" if v else "no"}))
-    return (f"<div class='hcpx'><p>{profile}</p>"
-            f"<h4>Recommended next ({html.escape(model)}, made at {data.cutoff:%Y-%m-%d})</h4>{listing}"
-            f"<h4>What the HCP did next (test window {data.cutoff:%Y-%m-%d} to {data.test_end:%Y-%m-%d})</h4>{after}"
-            f"<h4>Engagement timeline</h4>{_timeline_html(timeline(data, hcp['hcp_id']))}</div>")
+        after = (
+            f"<p>{len(actions)} touches, {int(actions['engaged'].sum())} engaged; "
+            f"{int(actions.loc[actions['engaged'], 'content_id'].isin(listed).sum())} of the engaged items are in"
+            " the list above.</p>"
+            + _table(
+                actions.assign(in_list=actions["content_id"].isin(listed).map({True: "yes", False: ""}))[
+                    ["exposed_at", "title", "channel", "engaged", "in_list"]
+                ],
+                formats={"exposed_at": lambda v: f"{v:%Y-%m-%d}", "engaged": lambda v: "yes" if v else "no"},
+            )
+        )
+    return (
+        f"<div class='hcpx'><p>{profile}</p>"
+        f"<h4>Recommended next ({html.escape(model)}, made at {data.cutoff:%Y-%m-%d})</h4>{listing}"
+        f"<h4>What the HCP did next (test window {data.cutoff:%Y-%m-%d} to {data.test_end:%Y-%m-%d})</h4>{after}"
+        f"<h4>Engagement timeline</h4>{_timeline_html(timeline(data, hcp['hcp_id']))}</div>"
+    )
 
 
 def content_view_html(data: ExplorerData, content_id: str, model: str | None = None) -> str:
@@ -482,19 +623,30 @@ def content_view_html(data: ExplorerData, content_id: str, model: str | None = N
     item = summary["item"]
     rate = {"rate": lambda v: f"{v:.0%}"}
     series = "" if pd.isna(item["series_id"]) else f" · series {item['series_id']} part {int(item['series_part'])}"
-    parts = [f"<div class='hcpx'><p><b>{html.escape(str(item['title']))}</b><br>{item['content_id']} · "
-             f"{item['therapeutic_area']} · {item['content_type']} · released {item['release_date']:%Y-%m-%d}{series}"
-             f"<br>approved for: {html.escape(str(item['approved_specialties']))}</p>",
-             f"<p>Engagement before the cut-off: {summary['engagements']} of {summary['exposures']} touches "
-             f"({_pct(summary['engagements'], summary['exposures'])}), {summary['hcps_engaged']} distinct HCPs.</p>"]
+    parts = [
+        f"<div class='hcpx'><p><b>{html.escape(str(item['title']))}</b><br>{item['content_id']} · "
+        f"{item['therapeutic_area']} · {item['content_type']} · released {item['release_date']:%Y-%m-%d}{series}"
+        f"<br>approved for: {html.escape(str(item['approved_specialties']))}</p>",
+        f"<p>Engagement before the cut-off: {summary['engagements']} of {summary['exposures']} touches "
+        f"({_pct(summary['engagements'], summary['exposures'])}), {summary['hcps_engaged']} distinct HCPs.</p>",
+    ]
     if summary["topics"] is not None:
         parts.append("<h4>Topics</h4>" + _table(summary["topics"], formats={"share": lambda v: f"{v:.0%}"}))
     for key, title in (("by_specialty", "By specialty"), ("by_region", "By region"), ("by_channel", "By channel")):
-        parts.append(f"<h4>{title}</h4>" + (_table(summary[key], formats=rate) if len(summary[key]) else
-                                            "<p>Not shown to anyone before the cut-off.</p>"))
+        parts.append(
+            f"<h4>{title}</h4>"
+            + (
+                _table(summary[key], formats=rate)
+                if len(summary[key])
+                else "<p>Not shown to anyone before the cut-off.</p>"
+            )
+        )
     recommended = summary["recommended"]
-    parts.append("<h4>Recommended to (by the explorer's model)</h4>" + (
-        _table(recommended) if len(recommended) else "<p>No HCP's list holds it.</p>") + "</div>")
+    parts.append(
+        "<h4>Recommended to (by the explorer's model)</h4>"
+        + (_table(recommended) if len(recommended) else "<p>No HCP's list holds it.</p>")
+        + "</div>"
+    )
     return "".join(parts)
 
 
@@ -504,11 +656,18 @@ def topic_view_html(data: ExplorerData, topic: int) -> str:
         summary = topic_summary(data, topic)
     except ExplorerError as error:
         return message_html(str(error))
-    terms = "" if summary["terms"] is None else "<h4>Top terms</h4>" + _table(
-        summary["terms"][["rank", "term", "weight"]], formats={"weight": lambda v: f"{v:.3f}"})
-    return (f"<div class='hcpx'><p><b>Topic {topic}: {html.escape(str(summary['label']))}</b> · dominant topic of "
-            f"{summary['n_documents']} documents</p>{terms}<h4>Best documents</h4>"
-            + _table(summary["documents"], formats={"share": lambda v: f"{v:.0%}"}) + "</div>")
+    terms = (
+        ""
+        if summary["terms"] is None
+        else "<h4>Top terms</h4>"
+        + _table(summary["terms"][["rank", "term", "weight"]], formats={"weight": lambda v: f"{v:.3f}"})
+    )
+    return (
+        f"<div class='hcpx'><p><b>Topic {topic}: {html.escape(str(summary['label']))}</b> · dominant topic of "
+        f"{summary['n_documents']} documents</p>{terms}<h4>Best documents</h4>"
+        + _table(summary["documents"], formats={"share": lambda v: f"{v:.0%}"})
+        + "</div>"
+    )
 
 
 # --- widgets ----------------------------------------------------------------------------------
@@ -528,8 +687,10 @@ def hcp_explorer(data: ExplorerData, hcp_id: str | None = None):
     matches = w.Dropdown(description="HCP", layout=w.Layout(width="60%"))
     model = w.Dropdown(options=data.models, description="Model")
     top_n = w.IntSlider(value=min(10, max(data.depth, 1)), min=1, max=max(data.depth, 1), description="Top N")
-    channel_boxes = [w.Checkbox(value=True, description=CHANNEL_LABELS[c], indent=False,
-                                layout=w.Layout(width="auto")) for c in CHANNELS]
+    channel_boxes = [
+        w.Checkbox(value=True, description=CHANNEL_LABELS[c], indent=False, layout=w.Layout(width="auto"))
+        for c in CHANNELS
+    ]
     exclude_seen = w.Checkbox(value=False, description="Exclude content already shown to the HCP", indent=False)
     view = w.HTML()
 
@@ -552,8 +713,16 @@ def hcp_explorer(data: ExplorerData, hcp_id: str | None = None):
     on_search()
     if hcp_id is not None:
         search.value = str(hcp_id)
-    return w.VBox([w.HTML(STYLE), w.HBox([search, matches]), w.HBox([model, top_n]),
-                   w.HBox([w.Label("Channels:"), *channel_boxes]), exclude_seen, view])
+    return w.VBox(
+        [
+            w.HTML(STYLE),
+            w.HBox([search, matches]),
+            w.HBox([model, top_n]),
+            w.HBox([w.Label("Channels:"), *channel_boxes]),
+            exclude_seen,
+            view,
+        ]
+    )
 
 
 def content_explorer(data: ExplorerData, content_id: str | None = None):
@@ -575,7 +744,10 @@ def content_explorer(data: ExplorerData, content_id: str | None = None):
     def on_search(_=None):
         keep = np.ones(len(titles), dtype=bool)
         for word in search.value.lower().split():
-            keep &= (titles.str.lower().str.contains(word, regex=False) | data.content["content_id"].str.contains(word, regex=False)).to_numpy(bool)
+            keep &= (
+                titles.str.lower().str.contains(word, regex=False)
+                | data.content["content_id"].str.contains(word, regex=False)
+            ).to_numpy(bool)
         found = data.content[keep].head(200)
         items.options = [(f"{t[:90]} · {c}", c) for c, t in zip(found["content_id"], found["title"].astype(str))]
         items.value = items.options[0][1] if items.options else None
@@ -596,8 +768,11 @@ def topic_explorer(data: ExplorerData):
 
     if data.doc_topics is None:
         return w.HTML(message_html("This run has no topic model (notebook 03 did not run)."))
-    picker = w.Dropdown(options=[(f"{t}: {data.topics.at[t, 'label']}", t) for t in data.doc_topics.columns],
-                        description="Topic", layout=w.Layout(width="60%"))
+    picker = w.Dropdown(
+        options=[(f"{t}: {data.topics.at[t, 'label']}", t) for t in data.doc_topics.columns],
+        description="Topic",
+        layout=w.Layout(width="60%"),
+    )
     view = w.HTML(topic_view_html(data, picker.value))
     picker.observe(lambda _: setattr(view, "value", topic_view_html(data, picker.value)), names="value")
     return w.VBox([w.HTML(STYLE), picker, view])
@@ -629,7 +804,7 @@ def sample_hcps(data: ExplorerData, n: int, seed: int, model: str | None = None)
     others = np.array(sorted(h for h in listed if h not in engaged), dtype=object)
     rng = np.random.default_rng(seed)
     take_active = min(len(active), max(n - len(others), (n + 1) // 2))
-    chosen = list(rng.permutation(active)[:take_active]) + list(rng.permutation(others)[:n - take_active])
+    chosen = list(rng.permutation(active)[:take_active]) + list(rng.permutation(others)[: n - take_active])
     return sorted(chosen, key=lambda h: _hcp_label(data, h))
 
 
@@ -641,15 +816,18 @@ def static_hcp_explorer(data: ExplorerData, hcp_ids: Sequence[str], model: str |
         recs = data.recommendations
         lists = recs[(recs["model"] == shown) & recs["hcp_id"].isin(set(map(str, hcp_ids)))]
         _reason_lists(data, lists.groupby("hcp_id", sort=False).head(int(top_n)))
-    return _static([_hcp_label(data, h) for h in hcp_ids], [hcp_view_html(data, h, model, top_n) for h in hcp_ids],
-                   "HCP", "No HCP to show: the recommendation table is empty or the sample is empty.")
+    return _static(
+        [_hcp_label(data, h) for h in hcp_ids],
+        [hcp_view_html(data, h, model, top_n) for h in hcp_ids],
+        "HCP",
+        "No HCP to show: the recommendation table is empty or the sample is empty.",
+    )
 
 
 def static_content_explorer(data: ExplorerData, content_ids: Sequence[str], model: str | None = None):
     """Content explorer for pages without a kernel: one precomputed view per item."""
     labels = [f"{str(data.content.at[c, 'title'])[:90]} · {c}" for c in content_ids]
-    return _static(labels, [content_view_html(data, c, model) for c in content_ids], "Item",
-                   "No content item to show.")
+    return _static(labels, [content_view_html(data, c, model) for c in content_ids], "Item", "No content item to show.")
 
 
 def static_topic_explorer(data: ExplorerData):
@@ -657,8 +835,12 @@ def static_topic_explorer(data: ExplorerData):
     if data.doc_topics is None:
         return _static([], [], "Topic", "This run has no topic model (notebook 03 did not run).")
     topics = list(data.doc_topics.columns)
-    return _static([f"{t}: {data.topics.at[t, 'label']}" for t in topics], [topic_view_html(data, t) for t in topics],
-                   "Topic", "No topic to show.")
+    return _static(
+        [f"{t}: {data.topics.at[t, 'label']}" for t in topics],
+        [topic_view_html(data, t) for t in topics],
+        "Topic",
+        "No topic to show.",
+    )
 
 
 def most_recommended(data: ExplorerData, n: int, model: str | None = None) -> list[str]:
@@ -667,6 +849,7 @@ def most_recommended(data: ExplorerData, n: int, model: str | None = None) -> li
     if model is None:
         return []
     counts = data.recommendations.loc[data.recommendations["model"] == model, "content_id"].value_counts()
-    counts = counts.rename_axis("content_id").reset_index(name="n").sort_values(["n", "content_id"],
-                                                                              ascending=[False, True])
+    counts = (
+        counts.rename_axis("content_id").reset_index(name="n").sort_values(["n", "content_id"], ascending=[False, True])
+    )
     return list(counts["content_id"].head(n))

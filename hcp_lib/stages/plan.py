@@ -42,19 +42,19 @@ in this first-order sum). Writes (via :func:`write_plan`) ``plan/plan.parquet``,
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import scipy.sparse as sp
 
-from . import config, io
-from . import reasons as reasons_engine
-from .config import RunDir
-from .domain import CHANNELS, HCP_ID_PATTERN
+from .. import config, io
+from .. import reasons as reasons_engine
+from ..config import RunDir
+from ..domain import CHANNELS, HCP_ID_PATTERN
 
 #: channels the field force delivers; their capacity is set per territory
 FIELD_CHANNELS = ("rep_visit", "in_person_meeting")
@@ -64,29 +64,66 @@ HCP_BATCH = 256
 #: the reasons an action can carry, in the order they are listed (:mod:`hcp_lib.reasons`)
 REASON_CODES = reasons_engine.REASON_CODES
 #: why an HCP can get no suggestion
-UNPLANNED_CODES = ("opted_out", "no_channel_allowed", "no_approved_content", "all_received", "no_active_campaign",
-                   "capacity_exhausted", "not_selected")
+UNPLANNED_CODES = (
+    "opted_out",
+    "no_channel_allowed",
+    "no_approved_content",
+    "all_received",
+    "no_active_campaign",
+    "capacity_exhausted",
+    "not_selected",
+)
 
 #: the CRM export, one row per suggested action (documented in notebook 08); ``synthetic_hcp``
 #: (always true) marks ``hcp_id`` as a synthetic id, never a provider's NPI (data card)
-PLAN_COLUMNS = ("plan_id", "action_id", "hcp_id", "synthetic_hcp", "specialty", "territory", "action_rank",
-                "content_id", "content_title", "channel", "campaign_id", "suggested_date", "time_window",
-                "priority_score", "expires_at", "reasons", "reason_codes", "model", "solver")
+PLAN_COLUMNS = (
+    "plan_id",
+    "action_id",
+    "hcp_id",
+    "synthetic_hcp",
+    "specialty",
+    "territory",
+    "action_rank",
+    "content_id",
+    "content_title",
+    "channel",
+    "campaign_id",
+    "suggested_date",
+    "time_window",
+    "priority_score",
+    "expires_at",
+    "reasons",
+    "reason_codes",
+    "model",
+    "solver",
+)
 
-PLAN_SCHEMA = pa.DataFrameSchema({
-    "plan_id": pa.Column(str), "action_id": pa.Column(str, unique=True),
-    "hcp_id": pa.Column(str, pa.Check.str_matches(HCP_ID_PATTERN)),
-    "synthetic_hcp": pa.Column(bool, pa.Check.eq(True)), "specialty": pa.Column(str),
-    "territory": pa.Column(str), "action_rank": pa.Column("int64", pa.Check.ge(1)),
-    "content_id": pa.Column(str), "content_title": pa.Column(str),
-    "channel": pa.Column(str, pa.Check.isin(list(CHANNELS))), "campaign_id": pa.Column(str),
-    "suggested_date": pa.Column(str, pa.Check.str_matches(r"^\d{4}-\d{2}-\d{2}$")),
-    "time_window": pa.Column(str, pa.Check.str_matches(r"^\d{2}:00-\d{2}:00$")),
-    "priority_score": pa.Column(float, pa.Check.in_range(0, 1)),
-    "expires_at": pa.Column("datetime64[us]", coerce=True),
-    "reasons": pa.Column(str, pa.Check.str_length(min_value=1)), "reason_codes": pa.Column(str),
-    "model": pa.Column(str), "solver": pa.Column(str),
-}, name="next_best_action_plan", strict=True, ordered=True)
+PLAN_SCHEMA = pa.DataFrameSchema(
+    {
+        "plan_id": pa.Column(str),
+        "action_id": pa.Column(str, unique=True),
+        "hcp_id": pa.Column(str, pa.Check.str_matches(HCP_ID_PATTERN)),
+        "synthetic_hcp": pa.Column(bool, pa.Check.eq(True)),
+        "specialty": pa.Column(str),
+        "territory": pa.Column(str),
+        "action_rank": pa.Column("int64", pa.Check.ge(1)),
+        "content_id": pa.Column(str),
+        "content_title": pa.Column(str),
+        "channel": pa.Column(str, pa.Check.isin(list(CHANNELS))),
+        "campaign_id": pa.Column(str),
+        "suggested_date": pa.Column(str, pa.Check.str_matches(r"^\d{4}-\d{2}-\d{2}$")),
+        "time_window": pa.Column(str, pa.Check.str_matches(r"^\d{2}:00-\d{2}:00$")),
+        "priority_score": pa.Column(float, pa.Check.in_range(0, 1)),
+        "expires_at": pa.Column("datetime64[us]", coerce=True),
+        "reasons": pa.Column(str, pa.Check.str_length(min_value=1)),
+        "reason_codes": pa.Column(str),
+        "model": pa.Column(str),
+        "solver": pa.Column(str),
+    },
+    name="next_best_action_plan",
+    strict=True,
+    ordered=True,
+)
 
 
 class PlanError(ValueError):
@@ -99,9 +136,15 @@ class NonFiniteProbabilityError(PlanError, io.NonFiniteError):
 
 
 def _check_finite_probabilities(values, source: str, verb: str, what: str = "probability", **kwargs) -> np.ndarray:
-    return io.check_finite(values, source, what, verb=verb, error=NonFiniteProbabilityError,
-                           consequence="a plan cannot be built from them — check the model that produced them",
-                           **kwargs)
+    return io.check_finite(
+        values,
+        source,
+        what,
+        verb=verb,
+        error=NonFiniteProbabilityError,
+        consequence="a plan cannot be built from them — check the model that produced them",
+        **kwargs,
+    )
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -118,9 +161,12 @@ class PlanSettings:
     max_actions_per_hcp: int = config.default("plan_max_actions_per_hcp")
     hcp_caps: dict = field(default_factory=lambda: {c: config.default(f"plan_hcp_cap_{c}") for c in CHANNELS})
     territory: str = config.default("plan_territory")
-    territory_capacity: dict = field(default_factory=lambda: {
-        "rep_visit": config.default("plan_rep_visits_per_territory_week"),
-        "in_person_meeting": config.default("plan_meetings_per_territory_week")})
+    territory_capacity: dict = field(
+        default_factory=lambda: {
+            "rep_visit": config.default("plan_rep_visits_per_territory_week"),
+            "in_person_meeting": config.default("plan_meetings_per_territory_week"),
+        }
+    )
     capacity_scale: float = config.default("plan_capacity_scale")
     capacity_lookback_weeks: int = config.default("plan_capacity_lookback_weeks")
     repeat_window_days: int = config.default("plan_repeat_window_days")
@@ -130,25 +176,35 @@ class PlanSettings:
     mip_rel_gap: float = config.default("plan_mip_rel_gap")
     milp_max_candidates: int = config.default("plan_milp_max_candidates")
 
-    def validate(self) -> "PlanSettings":
-        checks = [("period_days", self.period_days >= 1, ">= 1"),
-                  ("max_actions_per_hcp", self.max_actions_per_hcp >= 0, ">= 0"),
-                  ("territory", self.territory in ("state", "region"), "'state' or 'region'"),
-                  ("capacity_scale", self.capacity_scale >= 0, ">= 0"),
-                  ("capacity_lookback_weeks", self.capacity_lookback_weeks >= 1, ">= 1"),
-                  ("repeat_window_days", self.repeat_window_days >= 0, ">= 0"),
-                  ("interest_window_days", self.interest_window_days >= 1, ">= 1"),
-                  ("candidates_per_channel", self.candidates_per_channel >= 1, ">= 1"),
-                  ("time_limit_s", self.time_limit_s > 0, "> 0"), ("mip_rel_gap", self.mip_rel_gap >= 0, ">= 0"),
-                  ("milp_max_candidates", self.milp_max_candidates >= 1, ">= 1")]
+    def validate(self) -> PlanSettings:
+        checks = [
+            ("period_days", self.period_days >= 1, ">= 1"),
+            ("max_actions_per_hcp", self.max_actions_per_hcp >= 0, ">= 0"),
+            ("territory", self.territory in ("state", "region"), "'state' or 'region'"),
+            ("capacity_scale", self.capacity_scale >= 0, ">= 0"),
+            ("capacity_lookback_weeks", self.capacity_lookback_weeks >= 1, ">= 1"),
+            ("repeat_window_days", self.repeat_window_days >= 0, ">= 0"),
+            ("interest_window_days", self.interest_window_days >= 1, ">= 1"),
+            ("candidates_per_channel", self.candidates_per_channel >= 1, ">= 1"),
+            ("time_limit_s", self.time_limit_s > 0, "> 0"),
+            ("mip_rel_gap", self.mip_rel_gap >= 0, ">= 0"),
+            ("milp_max_candidates", self.milp_max_candidates >= 1, ">= 1"),
+        ]
         for name, ok, allowed in checks:
             if not ok:
                 raise PlanError(f"plan setting {name!r}: got {getattr(self, name)!r}; expected {allowed}")
-        unknown = sorted(set(self.hcp_caps) - set(CHANNELS)) + sorted(set(self.territory_capacity) - set(FIELD_CHANNELS))
+        unknown = sorted(set(self.hcp_caps) - set(CHANNELS)) + sorted(
+            set(self.territory_capacity) - set(FIELD_CHANNELS)
+        )
         if unknown:
-            raise PlanError(f"plan setting: unknown channel {unknown[0]!r}; caps take {', '.join(CHANNELS)}, "
-                            f"territory capacities take {', '.join(FIELD_CHANNELS)}")
-        for channel, cap in {**self.hcp_caps, **{k: v for k, v in self.territory_capacity.items() if v is not None}}.items():
+            raise PlanError(
+                f"plan setting: unknown channel {unknown[0]!r}; caps take {', '.join(CHANNELS)}, "
+                f"territory capacities take {', '.join(FIELD_CHANNELS)}"
+            )
+        for channel, cap in {
+            **self.hcp_caps,
+            **{k: v for k, v in self.territory_capacity.items() if v is not None},
+        }.items():
             if int(cap) < 0:
                 raise PlanError(f"plan setting: the cap or capacity of channel {channel!r} is {cap}; expected >= 0")
         return self
@@ -157,16 +213,23 @@ class PlanSettings:
 def settings_from_parameters(params: dict) -> PlanSettings:
     """:class:`PlanSettings` from the notebook's ``plan_*`` parameters (names as in hcp_lib.config)."""
     return PlanSettings(
-        period_days=params["plan_period_days"], max_actions_per_hcp=params["plan_max_actions_per_hcp"],
-        hcp_caps={c: params[f"plan_hcp_cap_{c}"] for c in CHANNELS}, territory=params["plan_territory"],
-        territory_capacity={"rep_visit": params["plan_rep_visits_per_territory_week"],
-                            "in_person_meeting": params["plan_meetings_per_territory_week"]},
-        capacity_scale=params["plan_capacity_scale"], capacity_lookback_weeks=params["plan_capacity_lookback_weeks"],
+        period_days=params["plan_period_days"],
+        max_actions_per_hcp=params["plan_max_actions_per_hcp"],
+        hcp_caps={c: params[f"plan_hcp_cap_{c}"] for c in CHANNELS},
+        territory=params["plan_territory"],
+        territory_capacity={
+            "rep_visit": params["plan_rep_visits_per_territory_week"],
+            "in_person_meeting": params["plan_meetings_per_territory_week"],
+        },
+        capacity_scale=params["plan_capacity_scale"],
+        capacity_lookback_weeks=params["plan_capacity_lookback_weeks"],
         repeat_window_days=params["plan_repeat_window_days"],
         interest_window_days=params["plan_interest_window_days"],
         candidates_per_channel=params["plan_candidates_per_channel"],
-        time_limit_s=params["plan_solver_time_limit_s"], mip_rel_gap=params["plan_mip_rel_gap"],
-        milp_max_candidates=params["plan_milp_max_candidates"]).validate()
+        time_limit_s=params["plan_solver_time_limit_s"],
+        mip_rel_gap=params["plan_mip_rel_gap"],
+        milp_max_candidates=params["plan_milp_max_candidates"],
+    ).validate()
 
 
 # --- what is known at the start of the plan ---------------------------------------------------------
@@ -214,15 +277,27 @@ def _require(table: pd.DataFrame, name: str, source: str) -> None:
         raise PlanError(f"{source}: missing column {missing[0]!r} (the plan needs {', '.join(_REQUIRED[name])})")
 
 
-def make_context(hcps: pd.DataFrame, catalogue: pd.DataFrame, campaigns: pd.DataFrame, interactions: pd.DataFrame,
-                 plan_start, settings: PlanSettings, doc_topics: pd.DataFrame | None = None,
-                 topic_labels: Iterable[str] | None = None, sources: dict | None = None) -> PlanContext:
+def make_context(
+    hcps: pd.DataFrame,
+    catalogue: pd.DataFrame,
+    campaigns: pd.DataFrame,
+    interactions: pd.DataFrame,
+    plan_start,
+    settings: PlanSettings,
+    doc_topics: pd.DataFrame | None = None,
+    topic_labels: Iterable[str] | None = None,
+    sources: dict | None = None,
+) -> PlanContext:
     """A :class:`PlanContext` from the world's tables; exposures at or after ``plan_start`` are
     dropped here, so nothing later can reach the plan. ``doc_topics`` (pmid, topic_0..) and
     ``topic_labels`` (one per topic) come from notebook 03; without them the topic reason is off."""
     sources = sources or {}
-    for name, table in (("hcps", hcps), ("catalogue", catalogue), ("campaigns", campaigns),
-                        ("interactions", interactions)):
+    for name, table in (
+        ("hcps", hcps),
+        ("catalogue", catalogue),
+        ("campaigns", campaigns),
+        ("interactions", interactions),
+    ):
         _require(table, name, sources.get(name, f"{name} table"))
     settings.validate()
     plan_start = pd.Timestamp(plan_start)
@@ -236,8 +311,10 @@ def make_context(hcps: pd.DataFrame, catalogue: pd.DataFrame, campaigns: pd.Data
         past[column] = past[column].astype(str)
     bad = sorted(set(past["channel"]) - set(CHANNELS))
     if bad:
-        raise PlanError(f"{sources.get('interactions', 'interactions table')}: column 'channel' has value {bad[0]!r}; "
-                        f"allowed: {', '.join(CHANNELS)}")
+        raise PlanError(
+            f"{sources.get('interactions', 'interactions table')}: column 'channel' has value {bad[0]!r}; "
+            f"allowed: {', '.join(CHANNELS)}"
+        )
     past = past.sort_values(["exposed_at", "hcp_id", "content_id"], kind="stable").reset_index(drop=True)
     item_topic = np.full(len(items), -1)
     labels: list = []
@@ -251,23 +328,41 @@ def make_context(hcps: pd.DataFrame, catalogue: pd.DataFrame, campaigns: pd.Data
     campaigns = campaigns.loc[:, list(_REQUIRED["campaigns"])].copy()
     for column in ("campaign_id", "content_id", "channel"):
         campaigns[column] = campaigns[column].astype(str)
-    return PlanContext(plan_start, plan_start + pd.Timedelta(days=settings.period_days), people, items, campaigns,
-                       past, item_topic, labels)
+    return PlanContext(
+        plan_start,
+        plan_start + pd.Timedelta(days=settings.period_days),
+        people,
+        items,
+        campaigns,
+        past,
+        item_topic,
+        labels,
+    )
 
 
 def read_context(run_dir: str | Path, plan_start, settings: PlanSettings) -> PlanContext:
     """:func:`make_context` from the run folder's ``world/`` and ``topics/`` (topics optional).
     The simulator's truth files are not read."""
     run = RunDir(Path(run_dir))
-    files = {"hcps": run.world / "hcp_master.parquet", "catalogue": run.world / "campaigns_with_content.parquet",
-             "campaigns": run.world / "campaigns.parquet", "interactions": run.world / "hcp_interaction_data.parquet"}
+    files = {
+        "hcps": run.world / "hcp_master.parquet",
+        "catalogue": run.world / "campaigns_with_content.parquet",
+        "campaigns": run.world / "campaigns.parquet",
+        "interactions": run.world / "hcp_interaction_data.parquet",
+    }
     tables = {name: io.read_parquet(path) for name, path in files.items()}
     doc_topics = labels = None
     if (run.topics / "doc_topics.parquet").exists() and (run.topics / "topics.parquet").exists():
         doc_topics = io.read_parquet(run.topics / "doc_topics.parquet")
         labels = io.read_parquet(run.topics / "topics.parquet").sort_values("topic")["label"].astype(str).tolist()
-    return make_context(**tables, plan_start=plan_start, settings=settings, doc_topics=doc_topics,
-                        topic_labels=labels, sources={k: str(v) for k, v in files.items()})
+    return make_context(
+        **tables,
+        plan_start=plan_start,
+        settings=settings,
+        doc_topics=doc_topics,
+        topic_labels=labels,
+        sources={k: str(v) for k, v in files.items()},
+    )
 
 
 # --- what can be delivered in the period ---------------------------------------------------------
@@ -303,8 +398,19 @@ def action_slots(context: PlanContext) -> pd.DataFrame:
     live["col"] = context.content_ids.get_indexer(live["content_id"])
     live["ch"] = pd.Index(CHANNELS).get_indexer(live["channel"])
     live = live.sort_values(["col", "ch"], kind="stable").drop_duplicates(["col", "ch"])
-    return live[["content_id", "channel", "col", "ch", "campaign_id", "capacity", "available_from", "available_until",
-                 "session_at"]].reset_index(drop=True)
+    return live[
+        [
+            "content_id",
+            "channel",
+            "col",
+            "ch",
+            "campaign_id",
+            "capacity",
+            "available_from",
+            "available_until",
+            "session_at",
+        ]
+    ].reset_index(drop=True)
 
 
 # --- candidates -------------------------------------------------------------------------------------
@@ -325,8 +431,10 @@ class Candidates:
 
 def _approval(context: PlanContext) -> dict[str, np.ndarray]:
     approved = context.catalogue["approved_specialties"].astype(object).to_numpy()
-    return {s: np.array([isinstance(a, str) and s in a.split("; ") for a in approved], bool)
-            for s in sorted(set(context.hcps["specialty"].astype(str)))}
+    return {
+        s: np.array([isinstance(a, str) and s in a.split("; ") for a in approved], bool)
+        for s in sorted(set(context.hcps["specialty"].astype(str)))
+    }
 
 
 def _pair_matrix(frame: pd.DataFrame, context: PlanContext) -> sp.csr_matrix:
@@ -334,7 +442,9 @@ def _pair_matrix(frame: pd.DataFrame, context: PlanContext) -> sp.csr_matrix:
     cols = context.content_ids.get_indexer(frame["content_id"])
     keep = (rows >= 0) & (cols >= 0)
     data = np.ones(int(keep.sum()), bool)
-    return sp.csr_matrix((data, (rows[keep], cols[keep])), shape=(len(context.hcps), len(context.catalogue)), dtype=bool)
+    return sp.csr_matrix(
+        (data, (rows[keep], cols[keep])), shape=(len(context.hcps), len(context.catalogue)), dtype=bool
+    )
 
 
 def _eligible_batches(context: PlanContext, settings: PlanSettings, batch_size: int = HCP_BATCH):
@@ -361,9 +471,16 @@ def _eligible_batches(context: PlanContext, settings: PlanSettings, batch_size: 
         fresh = approved & ~engaged_before[rows].toarray() & ~received_recently[rows].toarray()
         live = fresh[:, :, None] & deliverable[None] & caps[None, None, :] & ~opted[rows, None, None]
         status = np.select(
-            [opted[rows], ~caps.any() | np.zeros(len(rows), bool), ~approved.any(axis=1), ~fresh.any(axis=1),
-             ~live.any(axis=(1, 2))],
-            ["opted_out", "no_channel_allowed", "no_approved_content", "all_received", "no_active_campaign"], "")
+            [
+                opted[rows],
+                ~caps.any() | np.zeros(len(rows), bool),
+                ~approved.any(axis=1),
+                ~fresh.any(axis=1),
+                ~live.any(axis=(1, 2)),
+            ],
+            ["opted_out", "no_channel_allowed", "no_approved_content", "all_received", "no_active_campaign"],
+            "",
+        )
         yield rows, live, status
 
 
@@ -371,8 +488,9 @@ def _candidate_frame(context: PlanContext, table: pd.DataFrame, slots: pd.DataFr
     """Add hcp_id, content_id, channel, campaign_id and territory to (row, col, ch, probability) rows."""
     n_channel = len(CHANNELS)
     slot_campaign = pd.Series(slots["campaign_id"].to_numpy(), index=slots["col"] * n_channel + slots["ch"])
-    table = table.sort_values(["row", "ch", "probability", "col"], ascending=[True, True, False, True],
-                              kind="stable").reset_index(drop=True)
+    table = table.sort_values(
+        ["row", "ch", "probability", "col"], ascending=[True, True, False, True], kind="stable"
+    ).reset_index(drop=True)
     table["hcp_id"] = context.hcp_ids.to_numpy()[table["row"]].astype(str)
     table["content_id"] = context.content_ids.to_numpy()[table["col"]].astype(str)
     table["channel"] = np.asarray(CHANNELS, dtype=object)[table["ch"]].astype(str)
@@ -381,8 +499,14 @@ def _candidate_frame(context: PlanContext, table: pd.DataFrame, slots: pd.DataFr
     return table
 
 
-def candidate_actions(context: PlanContext, score_channels: Callable, content_ids: Iterable[str],
-                      settings: PlanSettings, batch_size: int = HCP_BATCH, model: str | None = None) -> Candidates:
+def candidate_actions(
+    context: PlanContext,
+    score_channels: Callable,
+    content_ids: Iterable[str],
+    settings: PlanSettings,
+    batch_size: int = HCP_BATCH,
+    model: str | None = None,
+) -> Candidates:
     """Eligible actions of every HCP, pruned to the ``candidates_per_channel`` best items per
     HCP and channel by the model's probability (see the module docstring for the rules).
 
@@ -395,8 +519,10 @@ def candidate_actions(context: PlanContext, score_channels: Callable, content_id
     settings.validate()
     model_items = pd.Index(np.asarray(list(content_ids), dtype=object).astype(str))
     if not model_items.equals(pd.Index(context.content_ids.astype(str))):
-        raise PlanError(f"the model scores {len(model_items)} items that are not the catalogue's "
-                        f"{len(context.content_ids)} in catalogue order; refit or reorder the model")
+        raise PlanError(
+            f"the model scores {len(model_items)} items that are not the catalogue's "
+            f"{len(context.content_ids)} in catalogue order; refit or reorder the model"
+        )
     slots = action_slots(context)
     n_content, n_channel = len(context.catalogue), len(CHANNELS)
     k = min(settings.candidates_per_channel, n_content)
@@ -408,17 +534,27 @@ def candidate_actions(context: PlanContext, score_channels: Callable, content_id
             continue
         probability = np.asarray(score_channels(hcp_ids[rows]), dtype=np.float64)
         if probability.shape != (len(rows), n_content, n_channel):
-            raise PlanError(f"the model's probabilities have shape {probability.shape}; expected "
-                            f"{(len(rows), n_content, n_channel)} (HCPs, catalogue items, channels)")
-        _check_finite_probabilities(probability, f"model {model!r}" if model else "the model's score_channels",
-                                    "returned", only=live, labels=hcp_ids[rows], label_kind="HCP",
-                                    scope=f" eligible actions of a batch of {len(rows):,} HCPs")
+            raise PlanError(
+                f"the model's probabilities have shape {probability.shape}; expected "
+                f"{(len(rows), n_content, n_channel)} (HCPs, catalogue items, channels)"
+            )
+        _check_finite_probabilities(
+            probability,
+            f"model {model!r}" if model else "the model's score_channels",
+            "returned",
+            only=live,
+            labels=hcp_ids[rows],
+            label_kind="HCP",
+            scope=f" eligible actions of a batch of {len(rows):,} HCPs",
+        )
         bad = live & ((probability < 0) | (probability > 1))
         if bad.any():
             where = np.argwhere(bad)[0]
-            raise PlanError(f"the model's probability for HCP {hcp_ids[rows][where[0]]!r} is "
-                            f"{probability[tuple(where)]!r}; engagement probabilities must lie in [0, 1] "
-                            f"({int(bad.sum())} such values in this batch)")
+            raise PlanError(
+                f"the model's probability for HCP {hcp_ids[rows][where[0]]!r} is "
+                f"{probability[tuple(where)]!r}; engagement probabilities must lie in [0, 1] "
+                f"({int(bad.sum())} such values in this batch)"
+            )
         n_eligible += int(live.sum())
         masked = np.where(live, probability, -np.inf)
         top = np.argsort(-masked, axis=1, kind="stable")[:, :k, :]
@@ -426,10 +562,16 @@ def candidate_actions(context: PlanContext, score_channels: Callable, content_id
         b, rank, ch = np.nonzero(np.isfinite(value))
         cols = top[b, rank, ch]
         frames.append(pd.DataFrame({"row": rows[b], "col": cols, "ch": ch, "probability": value[b, rank, ch]}))
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        {"row": np.array([], int), "col": np.array([], int), "ch": np.array([], int), "probability": np.array([])})
-    return Candidates(_candidate_frame(context, table, slots), _unplanned_before_solving(context, status, settings),
-                      slots, n_eligible)
+    table = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(
+            {"row": np.array([], int), "col": np.array([], int), "ch": np.array([], int), "probability": np.array([])}
+        )
+    )
+    return Candidates(
+        _candidate_frame(context, table, slots), _unplanned_before_solving(context, status, settings), slots, n_eligible
+    )
 
 
 def usable(candidates: Candidates) -> Candidates:
@@ -438,8 +580,9 @@ def usable(candidates: Candidates) -> Candidates:
     keep = candidates.table["probability"].to_numpy() > 0
     if keep.all():
         return candidates
-    return Candidates(candidates.table[keep].reset_index(drop=True), candidates.unplanned, candidates.slots,
-                      candidates.n_eligible)
+    return Candidates(
+        candidates.table[keep].reset_index(drop=True), candidates.unplanned, candidates.slots, candidates.n_eligible
+    )
 
 
 #: the columns of a saved candidate table (:func:`write_candidates`)
@@ -452,8 +595,14 @@ def write_candidates(candidates: Candidates, path: str | Path, settings: PlanSet
     stage can check it plans under the same rules."""
     path = Path(path)
     io.write_parquet(candidates.table.loc[:, list(CANDIDATE_COLUMNS)].reset_index(drop=True), path)
-    io.write_json({"plan_start": pd.Timestamp(plan_start).isoformat(), "settings": _settings_record(settings),
-                   "n_eligible": int(candidates.n_eligible)}, path.with_suffix(".json"))
+    io.write_json(
+        {
+            "plan_start": pd.Timestamp(plan_start).isoformat(),
+            "settings": _settings_record(settings),
+            "n_eligible": int(candidates.n_eligible),
+        },
+        path.with_suffix(".json"),
+    )
     return path
 
 
@@ -471,23 +620,32 @@ def read_candidates(path: str | Path, context: PlanContext, settings: PlanSettin
     path = Path(path)
     meta = io.read_json(path.with_suffix(".json"))
     if pd.Timestamp(meta["plan_start"]) != context.plan_start:
-        raise PlanError(f"{path}: candidates made for a plan starting {meta['plan_start']}, this plan starts "
-                        f"{context.plan_start.isoformat()}; rerun the notebook that wrote them")
+        raise PlanError(
+            f"{path}: candidates made for a plan starting {meta['plan_start']}, this plan starts "
+            f"{context.plan_start.isoformat()}; rerun the notebook that wrote them"
+        )
     wanted = json_round_trip(_settings_record(settings))
     for key, value in wanted.items():
         if meta["settings"].get(key) != value:
-            raise PlanError(f"{path}: candidates made with plan setting {key}={meta['settings'].get(key)!r}, this plan "
-                            f"uses {value!r}; rerun the notebook that wrote them with the same plan_* parameters")
+            raise PlanError(
+                f"{path}: candidates made with plan setting {key}={meta['settings'].get(key)!r}, this plan "
+                f"uses {value!r}; rerun the notebook that wrote them with the same plan_* parameters"
+            )
     saved = io.read_parquet(path)
     missing = [c for c in CANDIDATE_COLUMNS if c not in saved.columns]
     if missing:
         raise PlanError(f"{path}: missing column {missing[0]!r}")
-    probability = _check_finite_probabilities(saved["probability"], str(path), "holds",
-                                              scope=" in column 'probability'")
-    table = pd.DataFrame({"row": context.hcp_ids.get_indexer(saved["hcp_id"].astype(str)),
-                          "col": context.content_ids.get_indexer(saved["content_id"].astype(str)),
-                          "ch": pd.Index(CHANNELS).get_indexer(saved["channel"].astype(str)),
-                          "probability": probability})
+    probability = _check_finite_probabilities(
+        saved["probability"], str(path), "holds", scope=" in column 'probability'"
+    )
+    table = pd.DataFrame(
+        {
+            "row": context.hcp_ids.get_indexer(saved["hcp_id"].astype(str)),
+            "col": context.content_ids.get_indexer(saved["content_id"].astype(str)),
+            "ch": pd.Index(CHANNELS).get_indexer(saved["channel"].astype(str)),
+            "probability": probability,
+        }
+    )
     if (table[["row", "col", "ch"]] < 0).any().any():
         raise PlanError(f"{path}: a candidate names an HCP, item or channel this plan does not know")
     status = np.full(len(context.hcps), "", dtype=object)
@@ -499,12 +657,18 @@ def read_candidates(path: str | Path, context: PlanContext, settings: PlanSettin
         eligible[inside.to_numpy()] = live[part["row"] - rows[0], part["col"], part["ch"]]
     if not eligible.all():
         row, col, ch = (int(v) for v in table.loc[~eligible, ["row", "col", "ch"]].iloc[0])
-        raise PlanError(f"{path}: candidate (HCP {context.hcp_ids[row]!r}, item {context.content_ids[col]!r}, "
-                        f"{CHANNELS[ch]}) is not an eligible action under this plan's rules "
-                        f"({int((~eligible).sum())} such rows)")
+        raise PlanError(
+            f"{path}: candidate (HCP {context.hcp_ids[row]!r}, item {context.content_ids[col]!r}, "
+            f"{CHANNELS[ch]}) is not an eligible action under this plan's rules "
+            f"({int((~eligible).sum())} such rows)"
+        )
     slots = action_slots(context)
-    return Candidates(_candidate_frame(context, table, slots), _unplanned_before_solving(context, status, settings),
-                      slots, int(meta.get("n_eligible", 0)))
+    return Candidates(
+        _candidate_frame(context, table, slots),
+        _unplanned_before_solving(context, status, settings),
+        slots,
+        int(meta.get("n_eligible", 0)),
+    )
 
 
 def json_round_trip(value):
@@ -527,13 +691,23 @@ def _unplanned_before_solving(context: PlanContext, status: np.ndarray, settings
     rows = np.flatnonzero(status != "")
     reasons = []
     for r in rows:
-        text = _NO_CANDIDATE_TEXT[status[r]].format(specialty=context.hcps["specialty"].iat[r],
-                                                    window=settings.repeat_window_days)
-        if status[r] == "opted_out" and "opted_out_at" in context.hcps and pd.notna(context.hcps["opted_out_at"].iat[r]):
+        text = _NO_CANDIDATE_TEXT[status[r]].format(
+            specialty=context.hcps["specialty"].iat[r], window=settings.repeat_window_days
+        )
+        if (
+            status[r] == "opted_out"
+            and "opted_out_at" in context.hcps
+            and pd.notna(context.hcps["opted_out_at"].iat[r])
+        ):
             text += f" (on {pd.Timestamp(context.hcps['opted_out_at'].iat[r]).date()})"
         reasons.append(text)
-    return pd.DataFrame({"hcp_id": context.hcp_ids.to_numpy()[rows].astype(str),
-                         "reason_code": status[rows].astype(str), "reason": np.asarray(reasons, dtype=object).astype(str)})
+    return pd.DataFrame(
+        {
+            "hcp_id": context.hcp_ids.to_numpy()[rows].astype(str),
+            "reason_code": status[rows].astype(str),
+            "reason": np.asarray(reasons, dtype=object).astype(str),
+        }
+    )
 
 
 # --- capacities and constraints ------------------------------------------------------------------
@@ -576,11 +750,18 @@ def capacity_table(context: PlanContext, settings: PlanSettings) -> pd.DataFrame
             basis = f"business-as-usual volume of the last {settings.capacity_lookback_weeks} weeks x {settings.capacity_scale:g}"
             rows += [(channel, t, int(share[t]), basis) for t in territories]
         else:
-            rows.append((channel, ALL_TERRITORIES, total,
-                         f"business-as-usual volume of the last {settings.capacity_lookback_weeks} weeks x "
-                         f"{settings.capacity_scale:g}"))
+            rows.append(
+                (
+                    channel,
+                    ALL_TERRITORIES,
+                    total,
+                    f"business-as-usual volume of the last {settings.capacity_lookback_weeks} weeks x "
+                    f"{settings.capacity_scale:g}",
+                )
+            )
     return pd.DataFrame(rows, columns=["channel", "territory", "capacity", "basis"]).astype(
-        {"channel": str, "territory": str, "capacity": np.int64, "basis": str})
+        {"channel": str, "territory": str, "capacity": np.int64, "basis": str}
+    )
 
 
 @dataclass
@@ -596,12 +777,17 @@ class ConstraintFamily:
 
 def _family(name: str, keys: pd.Series, capacity_of: Callable[[pd.Index], np.ndarray]) -> ConstraintFamily:
     codes, uniques = pd.factorize(keys, sort=True)
-    return ConstraintFamily(name, codes.astype(np.int64), np.asarray(capacity_of(pd.Index(uniques)), np.int64),
-                            np.asarray(uniques, dtype=object).astype(str))
+    return ConstraintFamily(
+        name,
+        codes.astype(np.int64),
+        np.asarray(capacity_of(pd.Index(uniques)), np.int64),
+        np.asarray(uniques, dtype=object).astype(str),
+    )
 
 
-def constraint_families(candidates: pd.DataFrame, settings: PlanSettings, capacities: pd.DataFrame,
-                        slots: pd.DataFrame) -> list[ConstraintFamily]:
+def constraint_families(
+    candidates: pd.DataFrame, settings: PlanSettings, capacities: pd.DataFrame, slots: pd.DataFrame
+) -> list[ConstraintFamily]:
     """The plan's constraints on ``candidates``: per HCP (``max_actions_per_hcp``), per HCP and
     channel (``hcp_caps``), per HCP and item (one channel), per channel and territory
     (``capacities``; a missing pair has capacity 0) and per campaign (``slots``' capacity)."""
@@ -611,11 +797,17 @@ def constraint_families(candidates: pd.DataFrame, settings: PlanSettings, capaci
     campaign_capacity = slots.set_index("campaign_id")["capacity"]
     return [
         _family("hcp", candidates["hcp_id"], lambda u: np.full(len(u), settings.max_actions_per_hcp)),
-        _family("hcp_channel", candidates["hcp_id"] + " " + candidates["channel"],
-                lambda u: np.array([caps[key.rsplit(" ", 1)[1]] for key in u])),
+        _family(
+            "hcp_channel",
+            candidates["hcp_id"] + " " + candidates["channel"],
+            lambda u: np.array([caps[key.rsplit(" ", 1)[1]] for key in u]),
+        ),
         _family("hcp_content", candidates["hcp_id"] + " " + candidates["content_id"], lambda u: np.ones(len(u))),
-        _family("channel_capacity", pd.Series(candidates["channel"].to_numpy() + " in " + territory),
-                lambda u: capacity_of.reindex(u, fill_value=0).to_numpy()),
+        _family(
+            "channel_capacity",
+            pd.Series(candidates["channel"].to_numpy() + " in " + territory),
+            lambda u: capacity_of.reindex(u, fill_value=0).to_numpy(),
+        ),
         _family("campaign", candidates["campaign_id"], lambda u: campaign_capacity.reindex(u, fill_value=0).to_numpy()),
     ]
 
@@ -648,11 +840,18 @@ def check_assignment(families: list[ConstraintFamily], chosen: np.ndarray) -> No
         over = np.flatnonzero(used > family.capacity)
         if len(over):
             g = over[0]
-            raise PlanError(f"constraint {family.name} {family.labels[g]!r}: {used[g]} chosen, capacity {family.capacity[g]}")
+            raise PlanError(
+                f"constraint {family.name} {family.labels[g]!r}: {used[g]} chosen, capacity {family.capacity[g]}"
+            )
 
 
-def solve_milp(probability: np.ndarray, families: list[ConstraintFamily], time_limit_s: float = 60.0,
-               mip_rel_gap: float = 1e-4, max_candidates: int | None = None) -> Assignment:
+def solve_milp(
+    probability: np.ndarray,
+    families: list[ConstraintFamily],
+    time_limit_s: float = 60.0,
+    mip_rel_gap: float = 1e-4,
+    max_candidates: int | None = None,
+) -> Assignment:
     """Maximise sum(probability[i] · x[i]) over binary x under every family's capacities with
     ``scipy.optimize.milp`` (HiGHS). Rows whose group cannot exceed its capacity anyway are left
     out (they cannot bind). When HiGHS returns no solution (e.g. the time limit hits before
@@ -683,12 +882,18 @@ def solve_milp(probability: np.ndarray, families: list[ConstraintFamily], time_l
         row_of = np.full(len(family.capacity), -1)
         row_of[binding] = np.arange(len(binding))
         member = np.flatnonzero(row_of[family.group] >= 0)
-        blocks.append(sp.csr_matrix((np.ones(len(member)), (row_of[family.group[member]], member)),
-                                    shape=(len(binding), n)))
+        blocks.append(
+            sp.csr_matrix((np.ones(len(member)), (row_of[family.group[member]], member)), shape=(len(binding), n))
+        )
         upper.append(family.capacity[binding].astype(float))
     constraints = [LinearConstraint(sp.vstack(blocks).tocsr(), -np.inf, np.concatenate(upper))] if blocks else []
-    result = milp(-np.asarray(probability, float), constraints=constraints, integrality=np.ones(n),
-                  bounds=Bounds(0, 1), options={"time_limit": time_limit_s, "mip_rel_gap": mip_rel_gap, "disp": False})
+    result = milp(
+        -np.asarray(probability, float),
+        constraints=constraints,
+        integrality=np.ones(n),
+        bounds=Bounds(0, 1),
+        options={"time_limit": time_limit_s, "mip_rel_gap": mip_rel_gap, "disp": False},
+    )
     if result.x is None:
         fallback = solve_greedy(probability, families)
         fallback.status = f"milp found no solution ({result.message.strip()}); greedy used"
@@ -719,8 +924,15 @@ def solve_greedy(probability: np.ndarray, families: list[ConstraintFamily]) -> A
             chosen[i] = True
             for j in range(len(families)):
                 left[j][g[j]] -= 1
-    return Assignment(chosen, float(np.asarray(probability)[chosen].sum()), "greedy", "heuristic", None, None,
-                      time.perf_counter() - started)
+    return Assignment(
+        chosen,
+        float(np.asarray(probability)[chosen].sum()),
+        "greedy",
+        "heuristic",
+        None,
+        None,
+        time.perf_counter() - started,
+    )
 
 
 # --- the plan: timing, reasons, CRM table -------------------------------------------------------------
@@ -731,15 +943,22 @@ def timing_preferences(history: pd.DataFrame) -> pd.DataFrame:
     most often seen (ties: earliest), plus rows with hcp_id ``*`` for each channel's population
     habit (fallback for HCPs who never engaged on it)."""
     engaged = history[history["engaged"].astype(bool)]
-    frame = pd.DataFrame({"hcp_id": engaged["hcp_id"].astype(str), "channel": engaged["channel"].astype(str),
-                          "weekday": engaged["exposed_at"].dt.dayofweek, "hour": engaged["exposed_at"].dt.hour})
+    frame = pd.DataFrame(
+        {
+            "hcp_id": engaged["hcp_id"].astype(str),
+            "channel": engaged["channel"].astype(str),
+            "weekday": engaged["exposed_at"].dt.dayofweek,
+            "hour": engaged["exposed_at"].dt.hour,
+        }
+    )
     everyone = frame.assign(hcp_id="*")
     out = []
     for part in (frame, everyone):
         for what in ("weekday", "hour"):
             counts = part.groupby(["hcp_id", "channel", what]).size().rename("n").reset_index()
-            counts = counts.sort_values(["hcp_id", "channel", "n", what], ascending=[True, True, False, True],
-                                        kind="stable").drop_duplicates(["hcp_id", "channel"])
+            counts = counts.sort_values(
+                ["hcp_id", "channel", "n", what], ascending=[True, True, False, True], kind="stable"
+            ).drop_duplicates(["hcp_id", "channel"])
             out.append(counts.drop(columns="n").set_index(["hcp_id", "channel"]))
     personal = pd.concat(out[:2], axis=1)
     population = pd.concat(out[2:], axis=1)
@@ -766,19 +985,29 @@ def _schedule(actions: pd.DataFrame, slots: pd.DataFrame, history: pd.DataFrame)
     session_hour = pd.DatetimeIndex(session[is_session]).hour.to_numpy() if is_session.any() else np.array([], int)
     hour[is_session] = np.where(session_hour > 0, session_hour, hour[is_session])
     expires = np.where(is_session, day + (hour + TIME_WINDOW_HOURS).astype("timedelta64[h]"), until)
-    return pd.DataFrame({
-        "suggested_date": pd.DatetimeIndex(day).strftime("%Y-%m-%d"),
-        "time_window": [f"{h:02d}:00-{h + TIME_WINDOW_HOURS:02d}:00" for h in hour],
-        "expires_at": pd.DatetimeIndex(expires).astype("datetime64[us]"),
-    }, index=actions.index)
+    return pd.DataFrame(
+        {
+            "suggested_date": pd.DatetimeIndex(day).strftime("%Y-%m-%d"),
+            "time_window": [f"{h:02d}:00-{h + TIME_WINDOW_HOURS:02d}:00" for h in hour],
+            "expires_at": pd.DatetimeIndex(expires).astype("datetime64[us]"),
+        },
+        index=actions.index,
+    )
 
 
 def evidence(context: PlanContext, settings: PlanSettings) -> reasons_engine.Evidence:
     """The :class:`hcp_lib.reasons.Evidence` of a plan: the context's exposures before
     ``plan_start``, catalogue, HCP master, item topics and labels, and the settings'
     ``interest_window_days``."""
-    return reasons_engine.make_evidence(context.history, context.catalogue, context.hcps, context.plan_start,
-                                        settings.interest_window_days, context.item_topic, context.topic_labels)
+    return reasons_engine.make_evidence(
+        context.history,
+        context.catalogue,
+        context.hcps,
+        context.plan_start,
+        settings.interest_window_days,
+        context.item_topic,
+        context.topic_labels,
+    )
 
 
 def reason_table(actions: pd.DataFrame, context: PlanContext, settings: PlanSettings) -> pd.DataFrame:
@@ -786,8 +1015,9 @@ def reason_table(actions: pd.DataFrame, context: PlanContext, settings: PlanSett
     evidence_date, evidence_ids), from the project's one reasons engine
     (:func:`hcp_lib.reasons.reason_table`, whose docstring states the rules) with the
     action's ``priority_score`` as the model's estimate."""
-    return reasons_engine.reason_table(actions, evidence(context, settings), key="action_id",
-                                       probability="priority_score")
+    return reasons_engine.reason_table(
+        actions, evidence(context, settings), key="action_id", probability="priority_score"
+    )
 
 
 @dataclass
@@ -805,24 +1035,49 @@ class Plan:
     candidates: Candidates
 
 
-def _blocked(chosen_table: pd.DataFrame, candidates: pd.DataFrame, families: list[ConstraintFamily],
-             chosen: np.ndarray, hcp_ids: np.ndarray) -> pd.DataFrame:
+def _blocked(
+    chosen_table: pd.DataFrame,
+    candidates: pd.DataFrame,
+    families: list[ConstraintFamily],
+    chosen: np.ndarray,
+    hcp_ids: np.ndarray,
+) -> pd.DataFrame:
     """Why HCPs with candidates got nothing: the full constraints their candidates hit."""
     full = [used >= f.capacity for f, used in zip(families, _usage(families, chosen))]
     reasons = []
     index = {h: np.flatnonzero(candidates["hcp_id"].to_numpy() == h) for h in hcp_ids}
     for hcp in hcp_ids:
-        hit = sorted({f"{f.name.replace('_', ' ')} {f.labels[f.group[i]]} ({f.capacity[f.group[i]]} available)"
-                      for i in index[hcp] for f, is_full in zip(families, full)
-                      if f.name not in ("hcp", "hcp_channel", "hcp_content") and is_full[f.group[i]]})
-        reasons.append(("capacity_exhausted", "capacity used up by higher-priority actions: " + "; ".join(hit)) if hit
-                       else ("not_selected", "not selected by the solver within its time limit"))
-    return pd.DataFrame({"hcp_id": np.asarray(hcp_ids, dtype=object).astype(str),
-                         "reason_code": [r[0] for r in reasons], "reason": [r[1] for r in reasons]})
+        hit = sorted(
+            {
+                f"{f.name.replace('_', ' ')} {f.labels[f.group[i]]} ({f.capacity[f.group[i]]} available)"
+                for i in index[hcp]
+                for f, is_full in zip(families, full)
+                if f.name not in ("hcp", "hcp_channel", "hcp_content") and is_full[f.group[i]]
+            }
+        )
+        reasons.append(
+            ("capacity_exhausted", "capacity used up by higher-priority actions: " + "; ".join(hit))
+            if hit
+            else ("not_selected", "not selected by the solver within its time limit")
+        )
+    return pd.DataFrame(
+        {
+            "hcp_id": np.asarray(hcp_ids, dtype=object).astype(str),
+            "reason_code": [r[0] for r in reasons],
+            "reason": [r[1] for r in reasons],
+        }
+    )
 
 
-def make_plan(context: PlanContext, candidates: Candidates, assignment: Assignment, families: list[ConstraintFamily],
-              capacities: pd.DataFrame, settings: PlanSettings, model_name: str) -> Plan:
+def make_plan(
+    context: PlanContext,
+    candidates: Candidates,
+    assignment: Assignment,
+    families: list[ConstraintFamily],
+    capacities: pd.DataFrame,
+    settings: PlanSettings,
+    model_name: str,
+) -> Plan:
     """The CRM table of the chosen candidates, their reasons and the HCPs left out.
 
     Per action: ``action_rank`` 1..n within the HCP by decreasing ``priority_score`` (the
@@ -841,45 +1096,70 @@ def make_plan(context: PlanContext, candidates: Candidates, assignment: Assignme
     chosen["priority_score"] = chosen["probability"].astype(float)
     chosen = chosen.reset_index(drop=True)
     schedule = _schedule(chosen, candidates.slots, context.history)
-    reasons = reason_table(chosen, context, settings) if len(chosen) else pd.DataFrame(
-        columns=["action_id", "reason_code", "reason", "evidence_count", "evidence_date", "evidence_ids"])
+    reasons = (
+        reason_table(chosen, context, settings)
+        if len(chosen)
+        else pd.DataFrame(
+            columns=["action_id", "reason_code", "reason", "evidence_count", "evidence_date", "evidence_ids"]
+        )
+    )
     joined = reasons.groupby("action_id").agg(reasons=("reason", " | ".join), reason_codes=("reason_code", "; ".join))
     titles = context.catalogue.set_index("content_id")["title"]
     people = context.hcps.set_index("hcp_id")
-    actions = pd.DataFrame({
-        "plan_id": context.plan_id, "action_id": chosen["action_id"], "hcp_id": chosen["hcp_id"],
-        "synthetic_hcp": True,
-        "specialty": people["specialty"].reindex(chosen["hcp_id"]).astype(str).to_numpy(),
-        "territory": chosen["territory"], "action_rank": chosen["action_rank"].astype(np.int64),
-        "content_id": chosen["content_id"], "content_title": titles.reindex(chosen["content_id"]).astype(str).to_numpy(),
-        "channel": chosen["channel"], "campaign_id": chosen["campaign_id"], **schedule,
-        "priority_score": chosen["priority_score"],
-        "reasons": joined["reasons"].reindex(chosen["action_id"]).to_numpy(),
-        "reason_codes": joined["reason_codes"].reindex(chosen["action_id"]).to_numpy(),
-        "model": model_name, "solver": assignment.solver,
-    })
-    actions = actions.astype({c: str for c in PLAN_COLUMNS
-                              if c not in ("synthetic_hcp", "action_rank", "priority_score", "expires_at")}
-                             | {"synthetic_hcp": bool, "action_rank": np.int64, "priority_score": float,
-                                "expires_at": "datetime64[us]"})
+    actions = pd.DataFrame(
+        {
+            "plan_id": context.plan_id,
+            "action_id": chosen["action_id"],
+            "hcp_id": chosen["hcp_id"],
+            "synthetic_hcp": True,
+            "specialty": people["specialty"].reindex(chosen["hcp_id"]).astype(str).to_numpy(),
+            "territory": chosen["territory"],
+            "action_rank": chosen["action_rank"].astype(np.int64),
+            "content_id": chosen["content_id"],
+            "content_title": titles.reindex(chosen["content_id"]).astype(str).to_numpy(),
+            "channel": chosen["channel"],
+            "campaign_id": chosen["campaign_id"],
+            **schedule,
+            "priority_score": chosen["priority_score"],
+            "reasons": joined["reasons"].reindex(chosen["action_id"]).to_numpy(),
+            "reason_codes": joined["reason_codes"].reindex(chosen["action_id"]).to_numpy(),
+            "model": model_name,
+            "solver": assignment.solver,
+        }
+    )
+    actions = actions.astype(
+        {c: str for c in PLAN_COLUMNS if c not in ("synthetic_hcp", "action_rank", "priority_score", "expires_at")}
+        | {"synthetic_hcp": bool, "action_rank": np.int64, "priority_score": float, "expires_at": "datetime64[us]"}
+    )
     actions = io.validate(actions[list(PLAN_COLUMNS)], PLAN_SCHEMA, "plan")
     with_candidates = set(table["hcp_id"])
     left_out = sorted(with_candidates - set(actions["hcp_id"]))
-    unplanned = pd.concat([candidates.unplanned,
-                           _blocked(chosen, table, families, assignment.chosen, np.asarray(left_out, dtype=object))],
-                          ignore_index=True)
+    unplanned = pd.concat(
+        [
+            candidates.unplanned,
+            _blocked(chosen, table, families, assignment.chosen, np.asarray(left_out, dtype=object)),
+        ],
+        ignore_index=True,
+    )
     order = context.hcp_ids.get_indexer(unplanned["hcp_id"])
     unplanned = unplanned.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
     used = _usage(families, assignment.chosen)[[f.name for f in families].index("channel_capacity")]
     family = families[[f.name for f in families].index("channel_capacity")]
     used_of = pd.Series(used, index=family.labels)
-    capacities = capacities.assign(used=used_of.reindex(capacities["channel"] + " in " + capacities["territory"],
-                                                        fill_value=0).to_numpy(np.int64))
+    capacities = capacities.assign(
+        used=used_of.reindex(capacities["channel"] + " in " + capacities["territory"], fill_value=0).to_numpy(np.int64)
+    )
     return Plan(actions, reasons, unplanned, capacities, assignment, candidates)
 
 
-def build_plan(context: PlanContext, score_channels: Callable, content_ids: Iterable[str], settings: PlanSettings,
-               model_name: str, solver: str = "milp") -> Plan:
+def build_plan(
+    context: PlanContext,
+    score_channels: Callable,
+    content_ids: Iterable[str],
+    settings: PlanSettings,
+    model_name: str,
+    solver: str = "milp",
+) -> Plan:
     """Candidates, capacities, constraints, the ``solver``'s ('milp' or 'greedy') assignment
     and :func:`make_plan`, in one call."""
     if solver not in ("milp", "greedy"):
@@ -888,8 +1168,11 @@ def build_plan(context: PlanContext, score_channels: Callable, content_ids: Iter
     capacities = capacity_table(context, settings)
     families = constraint_families(candidates.table, settings, capacities, candidates.slots)
     probability = candidates.table["probability"].to_numpy()
-    assignment = (solve_milp(probability, families, settings.time_limit_s, settings.mip_rel_gap,
-                             settings.milp_max_candidates) if solver == "milp" else solve_greedy(probability, families))
+    assignment = (
+        solve_milp(probability, families, settings.time_limit_s, settings.mip_rel_gap, settings.milp_max_candidates)
+        if solver == "milp"
+        else solve_greedy(probability, families)
+    )
     return make_plan(context, candidates, assignment, families, capacities, settings, model_name)
 
 
@@ -908,8 +1191,10 @@ def chosen_model(run_dir: str | Path, choice: str = "auto") -> tuple[str, str]:
     candidates, naming the models that have."""
     metrics_path = RunDir(Path(run_dir)).evaluation / "metrics.json"
     if not metrics_path.exists():
-        raise PlanError(f"{metrics_path}: missing (run notebook 06 first: it chooses the model and writes each model's "
-                        "plan candidates)")
+        raise PlanError(
+            f"{metrics_path}: missing (run notebook 06 first: it chooses the model and writes each model's "
+            "plan candidates)"
+        )
     report = io.read_json(metrics_path)
     folder = candidates_path(run_dir, "x").parent
     available = sorted(p.stem for p in folder.glob("*.parquet"))
@@ -917,16 +1202,23 @@ def chosen_model(run_dir: str | Path, choice: str = "auto") -> tuple[str, str]:
         selection = report.get("selection") or {}
         model = selection.get("chosen")
         if model is None:
-            raise PlanError(f"{metrics_path}: no engagement model was chosen on the validation window; set plan_model to "
-                            f"one of {', '.join(available)}")
+            raise PlanError(
+                f"{metrics_path}: no engagement model was chosen on the validation window; set plan_model to "
+                f"one of {', '.join(available)}"
+            )
         losses = selection["validation_log_loss"]
-        why = (f"the lowest validation log-loss ({losses[model]:.4f}; "
-               + ", ".join(f"{m} {v:.4f}" for m, v in losses.items() if m != model) + ")")
+        why = (
+            f"the lowest validation log-loss ({losses[model]:.4f}; "
+            + ", ".join(f"{m} {v:.4f}" for m, v in losses.items() if m != model)
+            + ")"
+        )
     else:
         model, why = choice, "named by the plan_model parameter"
     if model not in available:
-        raise PlanError(f"parameter 'plan_model': no plan candidates for model {model!r} in {folder}; available: "
-                        f"{', '.join(available) or 'none (run notebook 06)'}")
+        raise PlanError(
+            f"parameter 'plan_model': no plan candidates for model {model!r} in {folder}; available: "
+            f"{', '.join(available) or 'none (run notebook 06)'}"
+        )
     return model, why
 
 
@@ -951,33 +1243,51 @@ def unconstrained_top1(candidates: Candidates) -> pd.DataFrame:
     """Each HCP's single best candidate by the model (no caps, no capacities): hcp_id,
     content_id, channel, probability, plus row/col/ch/campaign_id/territory."""
     table = candidates.table
-    return table.sort_values(["row", "probability", "ch"], ascending=[True, False, True],
-                             kind="stable").drop_duplicates("row").reset_index(drop=True)
+    return (
+        table.sort_values(["row", "probability", "ch"], ascending=[True, False, True], kind="stable")
+        .drop_duplicates("row")
+        .reset_index(drop=True)
+    )
 
 
 def logged_actions(interactions: pd.DataFrame, hcp_ids: Iterable[str], start, end) -> pd.DataFrame:
     """The business-as-usual touches logged in ``[start, end)`` for ``hcp_ids``: hcp_id,
     content_id, channel (measurement only: this is the future of the plan's start)."""
-    rows = interactions[(interactions["exposed_at"] >= pd.Timestamp(start)) & (interactions["exposed_at"] < pd.Timestamp(end))]
+    rows = interactions[
+        (interactions["exposed_at"] >= pd.Timestamp(start)) & (interactions["exposed_at"] < pd.Timestamp(end))
+    ]
     rows = rows[rows["hcp_id"].astype(str).isin(set(map(str, hcp_ids)))]
-    return pd.DataFrame({"hcp_id": rows["hcp_id"].astype(str).to_numpy(), "content_id": rows["content_id"].astype(str).to_numpy(),
-                         "channel": rows["channel"].astype(str).to_numpy()})
+    return pd.DataFrame(
+        {
+            "hcp_id": rows["hcp_id"].astype(str).to_numpy(),
+            "content_id": rows["content_id"].astype(str).to_numpy(),
+            "channel": rows["channel"].astype(str).to_numpy(),
+        }
+    )
 
 
-def true_probabilities(actions: pd.DataFrame, truth: np.ndarray, hcp_ids: Iterable[str],
-                       content_ids: Iterable[str]) -> np.ndarray:
+def true_probabilities(
+    actions: pd.DataFrame, truth: np.ndarray, hcp_ids: Iterable[str], content_ids: Iterable[str]
+) -> np.ndarray:
     """The truth's probability of each (hcp_id, content_id, channel) row; ``truth`` is
     (n_hcp, n_content, n_channel) over ``hcp_ids``, ``content_ids`` and CHANNELS."""
     rows = pd.Index(np.asarray(list(hcp_ids), dtype=object).astype(str)).get_indexer(actions["hcp_id"].astype(str))
-    cols = pd.Index(np.asarray(list(content_ids), dtype=object).astype(str)).get_indexer(actions["content_id"].astype(str))
+    cols = pd.Index(np.asarray(list(content_ids), dtype=object).astype(str)).get_indexer(
+        actions["content_id"].astype(str)
+    )
     chans = pd.Index(CHANNELS).get_indexer(actions["channel"].astype(str))
     if (rows < 0).any() or (cols < 0).any() or (chans < 0).any():
         raise PlanError("an action names an HCP, item or channel outside the truth matrix")
     return truth[rows, cols, chans]
 
 
-def policy_comparison(policies: dict[str, pd.DataFrame], truth: np.ndarray, hcp_ids: Iterable[str],
-                      content_ids: Iterable[str], reference: str | None = None) -> pd.DataFrame:
+def policy_comparison(
+    policies: dict[str, pd.DataFrame],
+    truth: np.ndarray,
+    hcp_ids: Iterable[str],
+    content_ids: Iterable[str],
+    reference: str | None = None,
+) -> pd.DataFrame:
     """One row per policy: touches (in total and per channel), HCPs reached, expected
     engagements (sum of the truth's probabilities of its touches), expected engagements per
     touch and, with ``reference``, the share of that policy's expected engagements."""
@@ -987,10 +1297,16 @@ def policy_comparison(policies: dict[str, pd.DataFrame], truth: np.ndarray, hcp_
     for name, actions in policies.items():
         value = true_probabilities(actions, truth, hcp_ids, content_ids) if len(actions) else np.zeros(0)
         counts = actions["channel"].value_counts().reindex(list(CHANNELS), fill_value=0)
-        rows.append({"policy": name, "touches": len(actions), "hcps_reached": actions["hcp_id"].nunique(),
-                     **{f"touches_{c}": int(counts[c]) for c in CHANNELS},
-                     "expected_engagements": float(value.sum()),
-                     "per_touch": float(value.mean()) if len(value) else float("nan")})
+        rows.append(
+            {
+                "policy": name,
+                "touches": len(actions),
+                "hcps_reached": actions["hcp_id"].nunique(),
+                **{f"touches_{c}": int(counts[c]) for c in CHANNELS},
+                "expected_engagements": float(value.sum()),
+                "per_touch": float(value.mean()) if len(value) else float("nan"),
+            }
+        )
     table = pd.DataFrame(rows).set_index("policy")
     if reference is not None:
         table[f"share_of_{reference}"] = table["expected_engagements"] / table.loc[reference, "expected_engagements"]

@@ -1,6 +1,6 @@
 """The synthetic world's entities: HCPs, their patients, content items and campaigns.
 
-Helpers of :mod:`hcp_lib.synth` (which validates parameters, calls these in order and
+Helpers of :mod:`hcp_lib.world.synth` (which validates parameters, calls these in order and
 writes the tables). Every function takes a seeded ``numpy.random.Generator``; nothing
 here reads or writes files except :func:`load_state_populations` (shipped reference data).
 All people are synthetic: names come from Faker's en_US word lists, ids are random
@@ -17,7 +17,7 @@ import pandas as pd
 from faker import Faker
 from faker.providers.person.en_US import Provider as _FakerPerson
 
-from . import config, domain
+from .. import config, domain
 
 SPECIALTY_KEYS = tuple(domain.SPECIALTIES)
 AREAS = tuple(domain.THERAPEUTIC_AREAS)
@@ -30,8 +30,14 @@ STATE_POPULATION_FILE = config.DATA_DIR / "reference" / "us_state_population_202
 # bulk (as in AAMC specialty counts) but specialists are over-sampled relative to their
 # share of all physicians, because the portfolio is aimed at them (see the data card).
 SPECIALTY_SHARE = {
-    "cardiology": 0.12, "endocrinology": 0.07, "hematology_oncology": 0.09, "pulmonology": 0.07,
-    "infectious_disease": 0.07, "family_medicine": 0.22, "internal_medicine": 0.22, "general_practice": 0.04,
+    "cardiology": 0.12,
+    "endocrinology": 0.07,
+    "hematology_oncology": 0.09,
+    "pulmonology": 0.07,
+    "infectious_disease": 0.07,
+    "family_medicine": 0.22,
+    "internal_medicine": 0.22,
+    "general_practice": 0.04,
     "pediatrics": 0.10,
 }
 PRIMARY_CARE = ("family_medicine", "internal_medicine", "general_practice", "pediatrics")
@@ -45,16 +51,33 @@ DO_SHARE = 0.11  # osteopathic physicians: about one in nine active US physician
 # heart disease are more common in the South); a stated assumption, 1.0 elsewhere.
 REGION_AREA_MULTIPLIER = {"South": {"diabetes": 1.2, "cardiovascular": 1.15}, "Midwest": {"respiratory": 1.05}}
 # Patient age (mean, sd) and share female by primary therapeutic area (adults).
-PATIENT_AGE = {"cardiovascular": (66, 12), "diabetes": (58, 14), "oncology": (64, 12), "respiratory": (55, 18),
-               "thyroid": (50, 15), "vaccination": (45, 20)}
-PATIENT_FEMALE = {"cardiovascular": 0.45, "diabetes": 0.48, "oncology": 0.52, "respiratory": 0.53,
-                  "thyroid": 0.78, "vaccination": 0.55}
+PATIENT_AGE = {
+    "cardiovascular": (66, 12),
+    "diabetes": (58, 14),
+    "oncology": (64, 12),
+    "respiratory": (55, 18),
+    "thyroid": (50, 15),
+    "vaccination": (45, 20),
+}
+PATIENT_FEMALE = {
+    "cardiovascular": 0.45,
+    "diabetes": 0.48,
+    "oncology": 0.52,
+    "respiratory": 0.53,
+    "thyroid": 0.78,
+    "vaccination": 0.55,
+}
 # Probability that a patient with primary area A also has area B (diabetes and heart
 # disease travel together; everything else is rare).
 _COMORBID_BASE = 0.04
-_COMORBID_PAIRS = {("diabetes", "cardiovascular"): 0.35, ("cardiovascular", "diabetes"): 0.30,
-                   ("diabetes", "thyroid"): 0.10, ("thyroid", "diabetes"): 0.10,
-                   ("respiratory", "vaccination"): 0.15, ("oncology", "vaccination"): 0.10}
+_COMORBID_PAIRS = {
+    ("diabetes", "cardiovascular"): 0.35,
+    ("cardiovascular", "diabetes"): 0.30,
+    ("diabetes", "thyroid"): 0.10,
+    ("thyroid", "diabetes"): 0.10,
+    ("respiratory", "vaccination"): 0.15,
+    ("oncology", "vaccination"): 0.10,
+}
 
 # Content type from the title, first matching rule wins (a keyword rule is enough: the
 # type only tilts channel fit, and the rules are stated in the data card).
@@ -62,9 +85,12 @@ _CONTENT_TYPE_RULES = (
     ("guideline_update", re.compile(r"guideline|consensus|recommendation|position statement|standards of care", re.I)),
     ("case_study", re.compile(r"case report|case series|\ba case\b", re.I)),
     ("clinical_summary", re.compile(r"review|meta-analys|overview|update|state of the art|perspective", re.I)),
-    ("patient_education", re.compile(r"education|self-management|awareness|adherence|knowledge|attitude|hesitan", re.I)),
+    (
+        "patient_education",
+        re.compile(r"education|self-management|awareness|adherence|knowledge|attitude|hesitan", re.I),
+    ),
 )
-SERIES_SHARE = 0.15       # chance that an item in release order starts a multi-part series
+SERIES_SHARE = 0.15  # chance that an item in release order starts a multi-part series
 BACK_CATALOGUE_SHARE = 0.25  # items already released before the horizon starts
 
 # Per channel: weeks a campaign runs, chance an item gets a campaign on it, segment, weekly
@@ -74,8 +100,13 @@ CHANNEL_TABLE = pd.DataFrame(
         "channel": CHANNELS,
         "campaign_weeks": [26, 6, 16, 8, 3],
         "campaign_share": [1.0, 0.25, 0.45, 0.12, 0.15],
-        "target_segment": ["approved_specialties", "approved_specialties", "approved_deciles_5_10",
-                           "approved_deciles_5_10", "approved_specialties"],
+        "target_segment": [
+            "approved_specialties",
+            "approved_specialties",
+            "approved_deciles_5_10",
+            "approved_deciles_5_10",
+            "approved_specialties",
+        ],
         "capacity_per_1000_hcps_week": [10_000.0, 100.0, 60.0, 15.0, 40.0],
         "cost_per_touch_usd": [0.5, 35.0, 180.0, 250.0, 120.0],
     }
@@ -88,7 +119,7 @@ def make_hcp_ids(rng: np.random.Generator, n: int) -> np.ndarray:
     They match :data:`hcp_lib.domain.HCP_ID_PATTERN` and can never be an issued NPI (10
     digits, see :func:`is_valid_npi`): they carry letters, and their digits are too few.
     """
-    numbers = _distinct_integers(rng, n, 0, 10 ** domain.HCP_ID_DIGITS)
+    numbers = _distinct_integers(rng, n, 0, 10**domain.HCP_ID_DIGITS)
     return np.char.add(domain.HCP_ID_PREFIX, np.char.mod(f"%0{domain.HCP_ID_DIGITS}d", numbers)).astype(object)
 
 
@@ -128,8 +159,15 @@ def _weighted_names(rng: np.random.Generator, names: dict[str, float], n: int) -
     return keys[rng.choice(len(keys), size=n, p=weights / weights.sum())]
 
 
-def make_hcps(rng: np.random.Generator, n_hcps: int, hcps_per_peer_group: int, opt_out_rate: float,
-              horizon_start: pd.Timestamp, horizon_days: int, faker_seed: int) -> pd.DataFrame:
+def make_hcps(
+    rng: np.random.Generator,
+    n_hcps: int,
+    hcps_per_peer_group: int,
+    opt_out_rate: float,
+    horizon_start: pd.Timestamp,
+    horizon_days: int,
+    faker_seed: int,
+) -> pd.DataFrame:
     """The HCP master table (one row per HCP), ordered by ``hcp_id``.
 
     Specialty from :data:`SPECIALTY_SHARE`; state by 2020 population; city and ZIP from a
@@ -138,11 +176,15 @@ def make_hcps(rng: np.random.Generator, n_hcps: int, hcps_per_peer_group: int, o
     of about ``hcps_per_peer_group`` HCPs inside each health system, spanning specialties.
     """
     specialty = np.array(SPECIALTY_KEYS, dtype=object)[
-        rng.choice(len(SPECIALTY_KEYS), size=n_hcps, p=np.array([SPECIALTY_SHARE[s] for s in SPECIALTY_KEYS]))]
+        rng.choice(len(SPECIALTY_KEYS), size=n_hcps, p=np.array([SPECIALTY_SHARE[s] for s in SPECIALTY_KEYS]))
+    ]
     is_primary = np.isin(specialty, PRIMARY_CARE)
     setting_draw = rng.random(n_hcps)
-    setting_idx = np.where(is_primary, np.searchsorted(np.cumsum(SETTING_SHARE_PRIMARY), setting_draw, side="right"),
-                           np.searchsorted(np.cumsum(SETTING_SHARE_SPECIALIST), setting_draw, side="right"))
+    setting_idx = np.where(
+        is_primary,
+        np.searchsorted(np.cumsum(SETTING_SHARE_PRIMARY), setting_draw, side="right"),
+        np.searchsorted(np.cumsum(SETTING_SHARE_SPECIALIST), setting_draw, side="right"),
+    )
     setting = np.array(SETTINGS, dtype=object)[np.minimum(setting_idx, 3)]
 
     states = load_state_populations()
@@ -152,8 +194,11 @@ def make_hcps(rng: np.random.Generator, n_hcps: int, hcps_per_peer_group: int, o
     city, zip_code = _cities_and_zips(rng, state, faker_seed)
 
     female = rng.random(n_hcps) < 0.38  # about 38% of active US physicians are women (AAMC, 2022)
-    first_name = np.where(female, _weighted_names(rng, _FakerPerson.first_names_female, n_hcps),
-                          _weighted_names(rng, _FakerPerson.first_names_male, n_hcps))
+    first_name = np.where(
+        female,
+        _weighted_names(rng, _FakerPerson.first_names_female, n_hcps),
+        _weighted_names(rng, _FakerPerson.first_names_male, n_hcps),
+    )
     last_name = _weighted_names(rng, _FakerPerson.last_names, n_hcps)
     credential = np.where(rng.random(n_hcps) < DO_SHARE, "DO", "MD").astype(object)
 
@@ -163,7 +208,9 @@ def make_hcps(rng: np.random.Generator, n_hcps: int, hcps_per_peer_group: int, o
     years_in_practice = np.clip(age - 26 - training_years - rng.integers(0, 3, n_hcps), 0, None).astype(np.int64)
     # Prescribing volume: log-normal, higher in group/solo community practice; deciles by rank.
     volume = rng.normal(0, 1, n_hcps) + np.select([setting == "academic", setting == "hospital"], [-0.6, -0.2], 0.2)
-    prescribing_decile = (np.argsort(np.argsort(volume, kind="stable"), kind="stable") * 10 // n_hcps + 1).astype(np.int64)
+    prescribing_decile = (np.argsort(np.argsort(volume, kind="stable"), kind="stable") * 10 // n_hcps + 1).astype(
+        np.int64
+    )
     digital_affinity = 1 / (1 + np.exp(-(0.3 - 0.06 * (age - 50) + rng.normal(0, 0.9, n_hcps))))
 
     health_system, peer_group = _affiliations(rng, state, setting, hcps_per_peer_group)
@@ -171,18 +218,44 @@ def make_hcps(rng: np.random.Generator, n_hcps: int, hcps_per_peer_group: int, o
     opt_out_minute = rng.integers(0, horizon_days * 1440, n_hcps)
     opted_out_at = pd.Series(horizon_start + pd.to_timedelta(opt_out_minute, unit="min")).where(opted_out)
 
-    hcps = pd.DataFrame({
-        "hcp_id": make_hcp_ids(rng, n_hcps),
-        "first_name": first_name, "last_name": last_name, "credential": credential,
-        "specialty": specialty, "taxonomy_code": [domain.SPECIALTIES[s][1] for s in specialty],
-        "state": state, "city": city, "zip": zip_code, "region": region,
-        "practice_setting": setting, "years_in_practice": years_in_practice, "age": age,
-        "prescribing_decile": prescribing_decile, "digital_affinity": digital_affinity,
-        "peer_group": peer_group, "health_system": health_system,
-        "opted_out": opted_out, "opted_out_at": opted_out_at.astype("datetime64[ns]").to_numpy(),
-    })
-    for column in ("hcp_id", "first_name", "last_name", "credential", "specialty", "taxonomy_code", "state", "city",
-                   "zip", "region", "practice_setting", "peer_group", "health_system"):
+    hcps = pd.DataFrame(
+        {
+            "hcp_id": make_hcp_ids(rng, n_hcps),
+            "first_name": first_name,
+            "last_name": last_name,
+            "credential": credential,
+            "specialty": specialty,
+            "taxonomy_code": [domain.SPECIALTIES[s][1] for s in specialty],
+            "state": state,
+            "city": city,
+            "zip": zip_code,
+            "region": region,
+            "practice_setting": setting,
+            "years_in_practice": years_in_practice,
+            "age": age,
+            "prescribing_decile": prescribing_decile,
+            "digital_affinity": digital_affinity,
+            "peer_group": peer_group,
+            "health_system": health_system,
+            "opted_out": opted_out,
+            "opted_out_at": opted_out_at.astype("datetime64[ns]").to_numpy(),
+        }
+    )
+    for column in (
+        "hcp_id",
+        "first_name",
+        "last_name",
+        "credential",
+        "specialty",
+        "taxonomy_code",
+        "state",
+        "city",
+        "zip",
+        "region",
+        "practice_setting",
+        "peer_group",
+        "health_system",
+    ):
         hcps[column] = hcps[column].astype("string")
     return hcps.sort_values("hcp_id", kind="stable").reset_index(drop=True)
 
@@ -208,15 +281,19 @@ def _cities_and_zips(rng: np.random.Generator, state: np.ndarray, faker_seed: in
     return city, zip_code
 
 
-def _affiliations(rng: np.random.Generator, state: np.ndarray, setting: np.ndarray,
-                  hcps_per_peer_group: int) -> tuple[np.ndarray, np.ndarray]:
+def _affiliations(
+    rng: np.random.Generator, state: np.ndarray, setting: np.ndarray, hcps_per_peer_group: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Health system (about one per 200 HCPs of a state) and peer group inside it."""
     frame = pd.DataFrame({"state": state, "solo": setting == "solo"})
     per_state = frame.groupby("state")["state"].transform("size").to_numpy()
     n_systems = np.maximum(1, np.round(per_state / 200)).astype(np.int64)
     system_no = (rng.random(len(state)) * n_systems).astype(np.int64) + 1
-    health_system = np.where(frame["solo"], "Independent practice (" + frame["state"] + ")",
-                             frame["state"] + " Health Network " + pd.Series(system_no).astype(str)).astype(object)
+    health_system = np.where(
+        frame["solo"],
+        "Independent practice (" + frame["state"] + ")",
+        frame["state"] + " Health Network " + pd.Series(system_no).astype(str),
+    ).astype(object)
     system_size = pd.Series(health_system).map(pd.Series(health_system).value_counts()).to_numpy()
     n_groups = np.maximum(1, np.ceil(system_size / hcps_per_peer_group)).astype(np.int64)
     local_group = (rng.random(len(state)) * n_groups).astype(np.int64)
@@ -256,15 +333,17 @@ def make_patients(rng: np.random.Generator, hcps: pd.DataFrame, patients_per_hcp
     adult_age = np.clip(np.round(rng.normal(mean, sd)), 18, 95)
     age = np.where(pediatric, rng.integers(0, 18, len(owner)), adult_age).astype(np.int64)
     female = rng.random(len(owner)) < np.array([PATIENT_FEMALE[a] for a in AREAS])[primary]
-    return pd.DataFrame({
-        "patient_id": pd.array(np.char.mod("PT%08d", np.arange(1, len(owner) + 1)), dtype="string"),
-        "hcp_id": hcps["hcp_id"].to_numpy()[owner],
-        "age": age,
-        "sex": pd.array(np.where(female, "F", "M"), dtype="string"),
-        "conditions": pd.array(conditions, dtype="string"),
-        "primary_area": pd.array(np.array(AREAS, dtype=object)[primary], dtype="string"),
-        "state": hcps["state"].to_numpy()[owner],
-    })
+    return pd.DataFrame(
+        {
+            "patient_id": pd.array(np.char.mod("PT%08d", np.arange(1, len(owner) + 1)), dtype="string"),
+            "hcp_id": hcps["hcp_id"].to_numpy()[owner],
+            "age": age,
+            "sex": pd.array(np.where(female, "F", "M"), dtype="string"),
+            "conditions": pd.array(conditions, dtype="string"),
+            "primary_area": pd.array(np.array(AREAS, dtype=object)[primary], dtype="string"),
+            "state": hcps["state"].to_numpy()[owner],
+        }
+    )
 
 
 def _condition_labels() -> np.ndarray:
@@ -309,8 +388,14 @@ def approved_specialty_matrix(areas: np.ndarray, min_relevance: float) -> np.nda
     return relevance[:, pd.Index(AREAS).get_indexer(areas)] >= min_relevance
 
 
-def make_content(rng: np.random.Generator, articles: pd.DataFrame, dominant_theme: np.ndarray,
-                 horizon_start: pd.Timestamp, horizon_days: int, approval_min_relevance: float) -> pd.DataFrame:
+def make_content(
+    rng: np.random.Generator,
+    articles: pd.DataFrame,
+    dominant_theme: np.ndarray,
+    horizon_start: pd.Timestamp,
+    horizon_days: int,
+    approval_min_relevance: float,
+) -> pd.DataFrame:
     """One content item per cleaned article (catalogue order = articles sorted by pmid).
 
     Release dates: a quarter of the items form the back catalogue (released in the year
@@ -329,8 +414,9 @@ def make_content(rng: np.random.Generator, articles: pd.DataFrame, dominant_them
 
     series_id = np.full(n, None, dtype=object)
     series_part = np.zeros(n, dtype=np.int64)
-    groups = pd.DataFrame({"area": articles["therapeutic_area"].to_numpy(), "theme": dominant_theme,
-                           "release": release_day}).sort_values(["area", "theme", "release"], kind="stable")
+    groups = pd.DataFrame(
+        {"area": articles["therapeutic_area"].to_numpy(), "theme": dominant_theme, "release": release_day}
+    ).sort_values(["area", "theme", "release"], kind="stable")
     n_series = 0
     # A short loop over items in release order (about a thousand, not interactions) keeps
     # the series rule readable: consecutive parts inside one (area, theme) group.
@@ -340,7 +426,7 @@ def make_content(rng: np.random.Generator, articles: pd.DataFrame, dominant_them
         while i < len(positions):
             size = int(rng.integers(2, 5))
             if rng.random() < SERIES_SHARE and i + 1 < len(positions):
-                parts = positions[i:i + size]
+                parts = positions[i : i + size]
                 n_series += 1
                 series_id[parts] = f"S{n_series:04d}"
                 series_part[parts] = np.arange(1, len(parts) + 1)
@@ -352,22 +438,25 @@ def make_content(rng: np.random.Generator, articles: pd.DataFrame, dominant_them
     approved = approved_specialty_matrix(areas, approval_min_relevance)
     keys = np.array(SPECIALTY_KEYS, dtype=object)
     approved_text = ["; ".join(keys[approved[:, i]]) for i in range(n)]
-    return pd.DataFrame({
-        "content_id": articles["pmid"].astype("string").to_numpy(),
-        "pmid": articles["pmid"].astype("string").to_numpy(),
-        "title": articles["title"].astype("string").to_numpy(),
-        "therapeutic_area": pd.array(areas, dtype="string"),
-        "content_type": pd.array(content_types(articles["title"].astype(str)), dtype="string"),
-        "release_date": release_date.to_numpy(dtype="datetime64[ns]"),
-        "approved_specialties": pd.array(approved_text, dtype="string"),
-        "series_id": pd.array(series_id, dtype="string"),
-        "series_part": pd.array(np.where(series_part > 0, series_part, None), dtype="Int64"),
-        "has_abstract": articles["has_abstract"].to_numpy(dtype=bool),
-    })
+    return pd.DataFrame(
+        {
+            "content_id": articles["pmid"].astype("string").to_numpy(),
+            "pmid": articles["pmid"].astype("string").to_numpy(),
+            "title": articles["title"].astype("string").to_numpy(),
+            "therapeutic_area": pd.array(areas, dtype="string"),
+            "content_type": pd.array(content_types(articles["title"].astype(str)), dtype="string"),
+            "release_date": release_date.to_numpy(dtype="datetime64[ns]"),
+            "approved_specialties": pd.array(approved_text, dtype="string"),
+            "series_id": pd.array(series_id, dtype="string"),
+            "series_part": pd.array(np.where(series_part > 0, series_part, None), dtype="Int64"),
+            "has_abstract": articles["has_abstract"].to_numpy(dtype=bool),
+        }
+    )
 
 
-def make_campaigns(rng: np.random.Generator, content: pd.DataFrame, n_hcps: int,
-                   horizon_start: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+def make_campaigns(
+    rng: np.random.Generator, content: pd.DataFrame, n_hcps: int, horizon_start: pd.Timestamp, horizon_days: int
+) -> pd.DataFrame:
     """Campaigns: one per (content item, channel) the item is promoted on, with its window.
 
     Every item has an email campaign; other channels are drawn with the channel's
@@ -378,7 +467,7 @@ def make_campaigns(rng: np.random.Generator, content: pd.DataFrame, n_hcps: int,
     """
     release = content["release_date"].to_numpy(dtype="datetime64[ns]")
     rows = []
-    for k, spec in CHANNEL_TABLE.iterrows():
+    for _k, spec in CHANNEL_TABLE.iterrows():
         chosen = np.flatnonzero(rng.random(len(content)) < spec["campaign_share"])
         duration = pd.Timedelta(weeks=int(spec["campaign_weeks"]))
         lead = rng.integers(0, 7 * 24 * 60, len(chosen))
@@ -387,22 +476,40 @@ def make_campaigns(rng: np.random.Generator, content: pd.DataFrame, n_hcps: int,
         shift = rng.uniform(0, int(spec["campaign_weeks"]) * 7, len(chosen))
         start = start.where(~back, horizon_start - pd.to_timedelta(np.floor(shift), unit="D"))
         start = start.floor("D")
-        rows.append(pd.DataFrame({
-            "campaign_id": "CMP-" + content["content_id"].to_numpy(dtype=object)[chosen] + "-" + spec["channel"],
-            "content_id": content["content_id"].to_numpy(dtype=object)[chosen],
-            "channel": spec["channel"],
-            "target_segment": spec["target_segment"],
-            "start_date": start.to_numpy(dtype="datetime64[ns]"),
-            "end_date": (start + duration).to_numpy(dtype="datetime64[ns]"),
-            "cost_per_touch": float(spec["cost_per_touch_usd"]),
-            "_capacity_channel": spec["capacity_per_1000_hcps_week"] * n_hcps / 1000,
-            "_concurrent": max(1.0, len(chosen) * int(spec["campaign_weeks"]) / (horizon_days / 7 + int(spec["campaign_weeks"]))),
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "campaign_id": "CMP-"
+                    + content["content_id"].to_numpy(dtype=object)[chosen]
+                    + "-"
+                    + spec["channel"],
+                    "content_id": content["content_id"].to_numpy(dtype=object)[chosen],
+                    "channel": spec["channel"],
+                    "target_segment": spec["target_segment"],
+                    "start_date": start.to_numpy(dtype="datetime64[ns]"),
+                    "end_date": (start + duration).to_numpy(dtype="datetime64[ns]"),
+                    "cost_per_touch": float(spec["cost_per_touch_usd"]),
+                    "_capacity_channel": spec["capacity_per_1000_hcps_week"] * n_hcps / 1000,
+                    "_concurrent": max(
+                        1.0,
+                        len(chosen) * int(spec["campaign_weeks"]) / (horizon_days / 7 + int(spec["campaign_weeks"])),
+                    ),
+                }
+            )
+        )
     campaigns = pd.concat(rows, ignore_index=True)
     campaigns["capacity_per_week"] = np.ceil(campaigns["_capacity_channel"] / campaigns["_concurrent"]).astype(np.int64)
     campaigns = campaigns.drop(columns=["_capacity_channel", "_concurrent"])
     for column in ("campaign_id", "content_id", "channel", "target_segment"):
         campaigns[column] = campaigns[column].astype("string")
-    columns = ["campaign_id", "content_id", "channel", "target_segment", "start_date", "end_date",
-               "capacity_per_week", "cost_per_touch"]
+    columns = [
+        "campaign_id",
+        "content_id",
+        "channel",
+        "target_segment",
+        "start_date",
+        "end_date",
+        "capacity_per_week",
+        "cost_per_touch",
+    ]
     return campaigns[columns].sort_values("campaign_id", kind="stable").reset_index(drop=True)

@@ -2,7 +2,7 @@
 
 scikit-learn's :class:`~sklearn.ensemble.HistGradientBoostingClassifier` on one flat row per
 (HCP, item, channel, instant) built from the engagement models' shared inputs
-(:func:`hcp_lib.features.query_inputs`) without the sequence: the HCP's specialty, setting
+(:func:`hcp_lib.models.features.query_inputs`) without the sequence: the HCP's specialty, setting
 and region (native categorical splits), its numeric profile and patient mix, its history
 counts (touches in the last 7/14/28 days, engagement rate, days since the last touch), its
 history on the queried channel, the item's area, type, abstract flag, series part and LDA topics,
@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..domain import CHANNELS
 from . import features as F
-from .domain import CHANNELS
+from .base import Recommender
 from .engagement import EngagementData, EngagementModel, Queries
-from .recommender import Recommender
 
 #: the categorical columns of the flat row, first in every row
 CATEGORICAL = ("specialty", "practice_setting", "region", "channel", "item_area", "item_type")
@@ -52,7 +52,7 @@ class TabularSettings:
     #: notebook parameter -> setting: none (see above)
     PARAMETERS = {}
 
-    def validate(self) -> "TabularSettings":
+    def validate(self) -> TabularSettings:
         if not 0 < self.learning_rate <= 1:
             raise ValueError(f"learning_rate must be in (0, 1], got {self.learning_rate!r}")
         for name in ("max_iter", "max_leaf_nodes", "min_samples_leaf"):
@@ -65,23 +65,35 @@ class TabularSettings:
 
 
 #: the grid notebook 05 searches on the validation window
-TABULAR_GRID = ({"learning_rate": 0.1, "max_leaf_nodes": 31}, {"learning_rate": 0.05, "max_leaf_nodes": 31},
-                {"learning_rate": 0.1, "max_leaf_nodes": 15}, {"learning_rate": 0.1, "max_leaf_nodes": 63})
+TABULAR_GRID = (
+    {"learning_rate": 0.1, "max_leaf_nodes": 31},
+    {"learning_rate": 0.05, "max_leaf_nodes": 31},
+    {"learning_rate": 0.1, "max_leaf_nodes": 15},
+    {"learning_rate": 0.1, "max_leaf_nodes": 63},
+)
 
 
 def flat_rows(x: dict[str, np.ndarray]) -> np.ndarray:
-    """One float32 row per query of :func:`hcp_lib.features.query_inputs`: the
+    """One float32 row per query of :func:`hcp_lib.models.features.query_inputs`: the
     :data:`CATEGORICAL` codes, then the numeric inputs (the queried channel's history only)."""
     own = x["channel_history"][np.arange(len(x["channel"])), x["channel"]]
-    return np.column_stack([x[name] for name in CATEGORICAL] + [
-        x["hcp_numeric"], x["hcp_history"], own, x["item_numeric"], x["topics"], x["pair"]]).astype(np.float32)
+    return np.column_stack(
+        [x[name] for name in CATEGORICAL]
+        + [x["hcp_numeric"], x["hcp_history"], own, x["item_numeric"], x["topics"], x["pair"]]
+    ).astype(np.float32)
 
 
 def feature_names(space: F.FeatureSpace) -> list[str]:
     """Names of the columns of :func:`flat_rows` for ``space``."""
-    return (list(CATEGORICAL) + list(space.hcp_numeric_names) + list(F.HCP_HISTORY) + list(F.CHANNEL_HISTORY)
-            + ["has_abstract", "series_part"] + [f"topic_{i}" for i in range(space.topics.shape[1])]
-            + list(F.PAIR_FEATURES))
+    return (
+        list(CATEGORICAL)
+        + list(space.hcp_numeric_names)
+        + list(F.HCP_HISTORY)
+        + list(F.CHANNEL_HISTORY)
+        + ["has_abstract", "series_part"]
+        + [f"topic_{i}" for i in range(space.topics.shape[1])]
+        + list(F.PAIR_FEATURES)
+    )
 
 
 class TabularEngagement(EngagementModel):
@@ -95,8 +107,14 @@ class TabularEngagement(EngagementModel):
 
     name = "tabular"
 
-    def __init__(self, data: EngagementData, cf_model: Recommender | None = None,
-                 settings: TabularSettings = TabularSettings(), validation_start=None, hcp_chunk: int = 48):
+    def __init__(
+        self,
+        data: EngagementData,
+        cf_model: Recommender | None = None,
+        settings: TabularSettings = TabularSettings(),
+        validation_start=None,
+        hcp_chunk: int = 48,
+    ):
         super().__init__(data, cf_model, validation_start)
         self.settings = settings
         self.hcp_chunk = hcp_chunk
@@ -117,17 +135,24 @@ class TabularEngagement(EngagementModel):
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         categorical = np.zeros(n_features, bool)
-        categorical[:len(CATEGORICAL)] = True
+        categorical[: len(CATEGORICAL)] = True
         return HistGradientBoostingClassifier(
-            learning_rate=s.learning_rate, max_iter=s.max_iter, max_leaf_nodes=s.max_leaf_nodes,
-            min_samples_leaf=s.min_samples_leaf, l2_regularization=s.l2_regularization,
-            categorical_features=categorical, early_stopping=early_stopping, scoring="loss",
-            n_iter_no_change=20, random_state=s.seed)
+            learning_rate=s.learning_rate,
+            max_iter=s.max_iter,
+            max_leaf_nodes=s.max_leaf_nodes,
+            min_samples_leaf=s.min_samples_leaf,
+            l2_regularization=s.l2_regularization,
+            categorical_features=categorical,
+            early_stopping=early_stopping,
+            scoring="loss",
+            n_iter_no_change=20,
+            random_state=s.seed,
+        )
 
     def _train(self, x: np.ndarray, queries: Queries, validation: Queries | None) -> float | None:
         """Fit ``classifier_`` on ``x`` (stopping early on the validation window when there is
         one); the validation log-loss (None without a window)."""
-        from .evaluate_metrics import log_loss_value
+        from ..metrics import log_loss_value
 
         if validation is None:
             self.classifier_.fit(x, queries.y)
@@ -156,9 +181,11 @@ class TabularEngagement(EngagementModel):
                 continue
             idx_h = np.repeat(cell_h, n_channel)
             idx_c = np.repeat(cell_c, n_channel)
-            x = {name: value[part][idx_h] for name, value in snapshot.hcp.items()
-                 if name in ("specialty", "practice_setting", "region", "hcp_numeric", "hcp_history",
-                             "channel_history")}
+            x = {
+                name: value[part][idx_h]
+                for name, value in snapshot.hcp.items()
+                if name in ("specialty", "practice_setting", "region", "hcp_numeric", "hcp_history", "channel_history")
+            }
             x.update({name: value[idx_c] for name, value in item.items() if name != "item"})
             x["channel"] = np.tile(np.arange(n_channel), len(cell_h)).astype(np.int32)
             x["pair"] = pair[idx_h, idx_c]

@@ -13,35 +13,57 @@ Reads the cleaned articles of a run (``content/pubmed.parquet``) and writes unde
   terms);
 - optionally ``csv/<table>.csv`` (``export_csv``).
 
-Entities are made in :mod:`hcp_lib.synth_entities`, the engagement model lives in
-:mod:`hcp_lib.synth_model`, the BAU policy and the day loop in :mod:`hcp_lib.synth_simulate`.
+Entities are made in :mod:`hcp_lib.world.entities`, the engagement model lives in
+:mod:`hcp_lib.world.behaviour`, the BAU policy and the day loop in :mod:`hcp_lib.world.simulate`.
 The oracle is :func:`true_engagement_prob` / :func:`true_engagement_matrix`.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from . import config, domain, io, metrics, pubmed
-from . import synth_entities as entities
-from . import synth_model, synth_simulate
-from .synth_entities import AREAS, CHANNELS, CONTENT_TYPES, SETTINGS, SPECIALTY_KEYS
-from .synth_model import ExposureLog, TruthModel
+from .. import config, domain, io, metrics
+from ..stages import pubmed
+from . import behaviour, entities, simulate
+from .behaviour import ExposureLog, TruthModel
+from .entities import AREAS, CHANNELS, CONTENT_TYPES, SETTINGS, SPECIALTY_KEYS
 
 PARAM_NAMES = (
-    "n_hcps", "horizon_days", "world_start", "world_holdout_weeks", "touches_per_hcp_week", "n_themes",
-    "patients_per_hcp", "hcps_per_peer_group", "opt_out_rate", "base_rate_email", "base_rate_webinar",
-    "base_rate_rep_visit", "base_rate_in_person_meeting", "base_rate_conference_event", "interest_strength",
-    "interest_drift", "fatigue_window_days", "fatigue_free_touches", "fatigue_per_touch", "channel_saturation",
-    "channel_recovery_days", "series_followup_lift", "recency_boost", "recency_half_life_days", "seen_penalty",
-    "consumed_penalty", "approval_min_relevance", "export_csv",
+    "n_hcps",
+    "horizon_days",
+    "world_start",
+    "world_holdout_weeks",
+    "touches_per_hcp_week",
+    "n_themes",
+    "patients_per_hcp",
+    "hcps_per_peer_group",
+    "opt_out_rate",
+    "base_rate_email",
+    "base_rate_webinar",
+    "base_rate_rep_visit",
+    "base_rate_in_person_meeting",
+    "base_rate_conference_event",
+    "interest_strength",
+    "interest_drift",
+    "fatigue_window_days",
+    "fatigue_free_touches",
+    "fatigue_per_touch",
+    "channel_saturation",
+    "channel_recovery_days",
+    "series_followup_lift",
+    "recency_boost",
+    "recency_half_life_days",
+    "seen_penalty",
+    "consumed_penalty",
+    "approval_min_relevance",
+    "export_csv",
 )
 TABLE_FILES = {
     "hcps": "hcp_master.parquet",
@@ -59,69 +81,113 @@ TRUTH_FILES = {
 _HCP_ID = pa.Check.str_matches(domain.HCP_ID_PATTERN)
 _TIMESTAMP = "datetime64[us]"
 
-HCP_SCHEMA = pa.DataFrameSchema({
-    "hcp_id": pa.Column(str, _HCP_ID, unique=True),
-    "first_name": pa.Column(str), "last_name": pa.Column(str),
-    "credential": pa.Column(str, pa.Check.isin(["MD", "DO"])),
-    "specialty": pa.Column(str, pa.Check.isin(SPECIALTY_KEYS)),
-    "taxonomy_code": pa.Column(str, pa.Check.isin([code for _, code in domain.SPECIALTIES.values()])),
-    "state": pa.Column(str, pa.Check.str_matches(r"^[A-Z]{2}$")), "city": pa.Column(str),
-    "zip": pa.Column(str, pa.Check.str_matches(r"^\d{5}$")),
-    "region": pa.Column(str, pa.Check.isin(["Northeast", "Midwest", "South", "West"])),
-    "practice_setting": pa.Column(str, pa.Check.isin(SETTINGS)),
-    "years_in_practice": pa.Column("int64", pa.Check.ge(0)),
-    "age": pa.Column("int64", pa.Check.in_range(25, 90)),
-    "prescribing_decile": pa.Column("int64", pa.Check.in_range(1, 10)),
-    "digital_affinity": pa.Column(float, pa.Check.in_range(0, 1)),
-    "peer_group": pa.Column(str), "health_system": pa.Column(str),
-    "opted_out": pa.Column(bool),
-    "opted_out_at": pa.Column(_TIMESTAMP, nullable=True, coerce=True),
-}, name="hcp_master", strict=True, ordered=True)
+HCP_SCHEMA = pa.DataFrameSchema(
+    {
+        "hcp_id": pa.Column(str, _HCP_ID, unique=True),
+        "first_name": pa.Column(str),
+        "last_name": pa.Column(str),
+        "credential": pa.Column(str, pa.Check.isin(["MD", "DO"])),
+        "specialty": pa.Column(str, pa.Check.isin(SPECIALTY_KEYS)),
+        "taxonomy_code": pa.Column(str, pa.Check.isin([code for _, code in domain.SPECIALTIES.values()])),
+        "state": pa.Column(str, pa.Check.str_matches(r"^[A-Z]{2}$")),
+        "city": pa.Column(str),
+        "zip": pa.Column(str, pa.Check.str_matches(r"^\d{5}$")),
+        "region": pa.Column(str, pa.Check.isin(["Northeast", "Midwest", "South", "West"])),
+        "practice_setting": pa.Column(str, pa.Check.isin(SETTINGS)),
+        "years_in_practice": pa.Column("int64", pa.Check.ge(0)),
+        "age": pa.Column("int64", pa.Check.in_range(25, 90)),
+        "prescribing_decile": pa.Column("int64", pa.Check.in_range(1, 10)),
+        "digital_affinity": pa.Column(float, pa.Check.in_range(0, 1)),
+        "peer_group": pa.Column(str),
+        "health_system": pa.Column(str),
+        "opted_out": pa.Column(bool),
+        "opted_out_at": pa.Column(_TIMESTAMP, nullable=True, coerce=True),
+    },
+    name="hcp_master",
+    strict=True,
+    ordered=True,
+)
 
-PATIENT_SCHEMA = pa.DataFrameSchema({
-    "patient_id": pa.Column(str, unique=True), "hcp_id": pa.Column(str, _HCP_ID),
-    "age": pa.Column("int64", pa.Check.in_range(0, 110)), "sex": pa.Column(str, pa.Check.isin(["F", "M"])),
-    "conditions": pa.Column(str, pa.Check.str_length(min_value=1)),
-    "primary_area": pa.Column(str, pa.Check.isin(AREAS)),
-    "state": pa.Column(str, pa.Check.str_matches(r"^[A-Z]{2}$")),
-}, name="patients_with_hcp", strict=True, ordered=True)
+PATIENT_SCHEMA = pa.DataFrameSchema(
+    {
+        "patient_id": pa.Column(str, unique=True),
+        "hcp_id": pa.Column(str, _HCP_ID),
+        "age": pa.Column("int64", pa.Check.in_range(0, 110)),
+        "sex": pa.Column(str, pa.Check.isin(["F", "M"])),
+        "conditions": pa.Column(str, pa.Check.str_length(min_value=1)),
+        "primary_area": pa.Column(str, pa.Check.isin(AREAS)),
+        "state": pa.Column(str, pa.Check.str_matches(r"^[A-Z]{2}$")),
+    },
+    name="patients_with_hcp",
+    strict=True,
+    ordered=True,
+)
 
-CONTENT_SCHEMA = pa.DataFrameSchema({
-    "content_id": pa.Column(str, pa.Check.str_matches(r"^\d{1,9}$"), unique=True),
-    "pmid": pa.Column(str), "title": pa.Column(str),
-    "therapeutic_area": pa.Column(str, pa.Check.isin(AREAS)),
-    "content_type": pa.Column(str, pa.Check.isin(CONTENT_TYPES)),
-    "release_date": pa.Column(_TIMESTAMP, coerce=True),
-    "approved_specialties": pa.Column(str, pa.Check.str_length(min_value=1)),
-    "series_id": pa.Column(str, nullable=True),
-    "series_part": pa.Column("Int64", pa.Check.ge(1), nullable=True),
-    "has_abstract": pa.Column(bool),
-}, name="campaigns_with_content", strict=True, ordered=True,
-    checks=pa.Check(lambda df: (df["content_id"] == df["pmid"]).all(), error="content_id equals pmid"))
+CONTENT_SCHEMA = pa.DataFrameSchema(
+    {
+        "content_id": pa.Column(str, pa.Check.str_matches(r"^\d{1,9}$"), unique=True),
+        "pmid": pa.Column(str),
+        "title": pa.Column(str),
+        "therapeutic_area": pa.Column(str, pa.Check.isin(AREAS)),
+        "content_type": pa.Column(str, pa.Check.isin(CONTENT_TYPES)),
+        "release_date": pa.Column(_TIMESTAMP, coerce=True),
+        "approved_specialties": pa.Column(str, pa.Check.str_length(min_value=1)),
+        "series_id": pa.Column(str, nullable=True),
+        "series_part": pa.Column("Int64", pa.Check.ge(1), nullable=True),
+        "has_abstract": pa.Column(bool),
+    },
+    name="campaigns_with_content",
+    strict=True,
+    ordered=True,
+    checks=pa.Check(lambda df: (df["content_id"] == df["pmid"]).all(), error="content_id equals pmid"),
+)
 
-CAMPAIGN_SCHEMA = pa.DataFrameSchema({
-    "campaign_id": pa.Column(str, unique=True), "content_id": pa.Column(str),
-    "channel": pa.Column(str, pa.Check.isin(CHANNELS)), "target_segment": pa.Column(str),
-    "start_date": pa.Column(_TIMESTAMP, coerce=True), "end_date": pa.Column(_TIMESTAMP, coerce=True),
-    "capacity_per_week": pa.Column("int64", pa.Check.ge(1)),
-    "cost_per_touch": pa.Column(float, pa.Check.gt(0)),
-}, name="campaigns", strict=True, ordered=True,
-    checks=pa.Check(lambda df: (df["end_date"] > df["start_date"]).all(), error="end_date after start_date"))
+CAMPAIGN_SCHEMA = pa.DataFrameSchema(
+    {
+        "campaign_id": pa.Column(str, unique=True),
+        "content_id": pa.Column(str),
+        "channel": pa.Column(str, pa.Check.isin(CHANNELS)),
+        "target_segment": pa.Column(str),
+        "start_date": pa.Column(_TIMESTAMP, coerce=True),
+        "end_date": pa.Column(_TIMESTAMP, coerce=True),
+        "capacity_per_week": pa.Column("int64", pa.Check.ge(1)),
+        "cost_per_touch": pa.Column(float, pa.Check.gt(0)),
+    },
+    name="campaigns",
+    strict=True,
+    ordered=True,
+    checks=pa.Check(lambda df: (df["end_date"] > df["start_date"]).all(), error="end_date after start_date"),
+)
 
-INTERACTION_SCHEMA = pa.DataFrameSchema({
-    "exposure_id": pa.Column("int64", unique=True), "hcp_id": pa.Column(str, _HCP_ID),
-    "content_id": pa.Column(str), "campaign_id": pa.Column(str),
-    "channel": pa.Column(str, pa.Check.isin(CHANNELS)),
-    "exposed_at": pa.Column(_TIMESTAMP, coerce=True),
-    "propensity": pa.Column(float, [pa.Check.gt(0), pa.Check.le(1)]),
-    "opened": pa.Column(bool), "clicked": pa.Column(bool),
-    "dwell_seconds": pa.Column(float, pa.Check.ge(0)), "converted": pa.Column(bool),
-    "engagement_score": pa.Column(float, pa.Check.in_range(0, 1)), "engaged": pa.Column(bool),
-    "true_engagement_prob": pa.Column(float, pa.Check.in_range(0, 1)),
-}, name="hcp_interaction_data", strict=True, ordered=True)
+INTERACTION_SCHEMA = pa.DataFrameSchema(
+    {
+        "exposure_id": pa.Column("int64", unique=True),
+        "hcp_id": pa.Column(str, _HCP_ID),
+        "content_id": pa.Column(str),
+        "campaign_id": pa.Column(str),
+        "channel": pa.Column(str, pa.Check.isin(CHANNELS)),
+        "exposed_at": pa.Column(_TIMESTAMP, coerce=True),
+        "propensity": pa.Column(float, [pa.Check.gt(0), pa.Check.le(1)]),
+        "opened": pa.Column(bool),
+        "clicked": pa.Column(bool),
+        "dwell_seconds": pa.Column(float, pa.Check.ge(0)),
+        "converted": pa.Column(bool),
+        "engagement_score": pa.Column(float, pa.Check.in_range(0, 1)),
+        "engaged": pa.Column(bool),
+        "true_engagement_prob": pa.Column(float, pa.Check.in_range(0, 1)),
+    },
+    name="hcp_interaction_data",
+    strict=True,
+    ordered=True,
+)
 
-SCHEMAS = {"hcps": HCP_SCHEMA, "patients": PATIENT_SCHEMA, "content": CONTENT_SCHEMA,
-           "campaigns": CAMPAIGN_SCHEMA, "interactions": INTERACTION_SCHEMA}
+SCHEMAS = {
+    "hcps": HCP_SCHEMA,
+    "patients": PATIENT_SCHEMA,
+    "content": CONTENT_SCHEMA,
+    "campaigns": CAMPAIGN_SCHEMA,
+    "interactions": INTERACTION_SCHEMA,
+}
 
 
 @dataclass
@@ -173,7 +239,9 @@ class World:
                 self.hcp_index.get_indexer(inter["hcp_id"].astype(str)),
                 self.content_index.get_indexer(inter["content_id"].astype(str)),
                 pd.Index(CHANNELS).get_indexer(inter["channel"].astype(str)),
-                self.minutes(inter["exposed_at"]).astype(np.int64), inter["engaged"].to_numpy(bool))
+                self.minutes(inter["exposed_at"]).astype(np.int64),
+                inter["engaged"].to_numpy(bool),
+            )
         return self._log
 
     def minutes(self, times: Any) -> np.ndarray:
@@ -192,8 +260,10 @@ def synthesis_params(**overrides: Any) -> dict[str, Any]:
     unknown = sorted(set(overrides) - set(PARAM_NAMES) - set(config.RUNNER_PARAMS))
     if unknown:
         raise config.ParameterError(f"unknown synthesis parameter {unknown[0]!r}; known: {', '.join(PARAM_NAMES)}")
-    values = {name: config.PARAMS[name].coerce(overrides.get(name, config.PARAMS[name].default_for("small")))
-              for name in PARAM_NAMES}
+    values = {
+        name: config.PARAMS[name].coerce(overrides.get(name, config.PARAMS[name].default_for("small")))
+        for name in PARAM_NAMES
+    }
     config.check_world_dates(values)  # world_start itself is checked as a date by its Param
     return values
 
@@ -205,21 +275,24 @@ def check_articles(articles: pd.DataFrame, approval_min_relevance: float, source
     specialty would have no approved content under the compliance rule.
     """
     if len(articles) == 0:
-        raise io.DataValidationError(f"{source}: the article table is empty; the world needs at least one article "
-                                     "per therapeutic area its specialties are approved for")
-    approved = entities.approved_specialty_matrix(articles["therapeutic_area"].astype(str).to_numpy(),
-                                                  approval_min_relevance)
+        raise io.DataValidationError(
+            f"{source}: the article table is empty; the world needs at least one article "
+            "per therapeutic area its specialties are approved for"
+        )
+    approved = entities.approved_specialty_matrix(
+        articles["therapeutic_area"].astype(str).to_numpy(), approval_min_relevance
+    )
     empty = [s for s, row in zip(SPECIALTY_KEYS, approved) if not row.any()]
     if empty:
         areas = sorted(a for a in AREAS if domain.AREA_SPECIALTY_RELEVANCE[empty[0]][a] >= approval_min_relevance)
         raise io.DataValidationError(
             f"{source}: specialty {empty[0]!r} has no approved content: column 'therapeutic_area' holds "
             f"{sorted(set(articles['therapeutic_area'].astype(str)))}, but with approval_min_relevance="
-            f"{approval_min_relevance} it is approved only for {areas or 'no area'}")
+            f"{approval_min_relevance} it is approved only for {areas or 'no area'}"
+        )
 
 
-def generate_world(articles: pd.DataFrame, params: dict[str, Any], seed: int,
-                   source: str | Path = "articles") -> World:
+def generate_world(articles: pd.DataFrame, params: dict[str, Any], seed: int, source: str | Path = "articles") -> World:
     """Build the whole world in memory from cleaned articles (nothing is written).
 
     ``params`` as returned by :func:`synthesis_params`. Same inputs and seed give the same
@@ -228,26 +301,43 @@ def generate_world(articles: pd.DataFrame, params: dict[str, Any], seed: int,
     params = synthesis_params(**{k: v for k, v in params.items() if k in PARAM_NAMES})
     check_articles(articles, params["approval_min_relevance"], source)
     if params["n_themes"] > len(articles):
-        raise config.ParameterError(f"parameter 'n_themes': got {params['n_themes']}; it must not exceed the "
-                                    f"{len(articles)} articles")
+        raise config.ParameterError(
+            f"parameter 'n_themes': got {params['n_themes']}; it must not exceed the {len(articles)} articles"
+        )
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
     start = pd.Timestamp(params["world_start"])
     days = params["horizon_days"]
     articles = articles.sort_values("pmid", key=lambda s: s.astype(np.int64), kind="stable").reset_index(drop=True)
 
-    hcps = entities.make_hcps(streams[0], params["n_hcps"], params["hcps_per_peer_group"], params["opt_out_rate"],
-                              start, days, faker_seed=seed)
+    hcps = entities.make_hcps(
+        streams[0],
+        params["n_hcps"],
+        params["hcps_per_peer_group"],
+        params["opt_out_rate"],
+        start,
+        days,
+        faker_seed=seed,
+    )
     patients = entities.make_patients(streams[1], hcps, params["patients_per_hcp"])
-    theta, theme_terms = synth_model.fit_content_themes(articles["title"].astype(str) + ". "
-                                                        + articles["abstract"].astype(str), params["n_themes"], seed)
-    content = entities.make_content(streams[2], articles, theta.argmax(axis=1), start, days,
-                                    params["approval_min_relevance"])
+    theta, theme_terms = behaviour.fit_content_themes(
+        articles["title"].astype(str) + ". " + articles["abstract"].astype(str), params["n_themes"], seed
+    )
+    content = entities.make_content(
+        streams[2], articles, theta.argmax(axis=1), start, days, params["approval_min_relevance"]
+    )
     campaigns = entities.make_campaigns(streams[2], content, params["n_hcps"], start, days)
     areas = content["therapeutic_area"].astype(str).to_numpy()
     relevance = np.array([[domain.AREA_SPECIALTY_RELEVANCE[s][a] for a in areas] for s in SPECIALTY_KEYS])
     approved = entities.approved_specialty_matrix(areas, params["approval_min_relevance"])
-    model = synth_model.build_truth_model(streams[3], hcps, entities.patient_area_mix(hcps, patients), content,
-                                          theta, params, approved * np.exp(synth_simulate.BAU_AREA_WEIGHT * relevance))
+    model = behaviour.build_truth_model(
+        streams[3],
+        hcps,
+        entities.patient_area_mix(hcps, patients),
+        content,
+        theta,
+        params,
+        approved * np.exp(simulate.BAU_AREA_WEIGHT * relevance),
+    )
 
     content_index = pd.Index(content["content_id"].astype(str))
     window = np.full((len(content), len(CHANNELS), 2), np.nan)
@@ -256,45 +346,60 @@ def generate_world(articles: pd.DataFrame, params: dict[str, Any], seed: int,
     for j, column in enumerate(("start_date", "end_date")):
         window[c_idx, k_idx, j] = (campaigns[column] - start) / pd.Timedelta(minutes=1)
     opt_out_minute = ((hcps["opted_out_at"] - start) / pd.Timedelta(minutes=1)).fillna(np.inf).to_numpy(float)
-    exposures = synth_simulate.simulate_exposures(
-        streams[4], model, pd.Index(SPECIALTY_KEYS).get_indexer(hcps["specialty"]),
-        hcps["prescribing_decile"].to_numpy(), opt_out_minute, window, approved, relevance, days,
-        params["touches_per_hcp_week"], start.weekday())
+    exposures = simulate.simulate_exposures(
+        streams[4],
+        model,
+        pd.Index(SPECIALTY_KEYS).get_indexer(hcps["specialty"]),
+        hcps["prescribing_decile"].to_numpy(),
+        opt_out_minute,
+        window,
+        approved,
+        relevance,
+        days,
+        params["touches_per_hcp_week"],
+        start.weekday(),
+    )
     interactions = _interaction_table(streams[5], exposures, hcps, content, start)
 
     test_start = start + pd.Timedelta(days=days) - pd.Timedelta(weeks=params["world_holdout_weeks"])
     saved = {
-        "seed": seed, "parameters": params,
-        "horizon_start": str(start), "horizon_end": str(start + pd.Timedelta(days=days)),
+        "seed": seed,
+        "parameters": params,
+        "horizon_start": str(start),
+        "horizon_end": str(start + pd.Timedelta(days=days)),
         "validation_start": str(test_start - pd.Timedelta(weeks=params["world_holdout_weeks"])),
         "test_start": str(test_start),
         "model": model.scalars(),
         "base_logit": dict(zip(CHANNELS, model.base_logit.tolist())),
-        "content_type_channel": {t: dict(zip(CHANNELS, row)) for t, row in
-                                 zip(CONTENT_TYPES, model.content_type_channel.tolist())},
-        "affinity_weights": synth_model.AFFINITY_WEIGHTS,
+        "content_type_channel": {
+            t: dict(zip(CHANNELS, row)) for t, row in zip(CONTENT_TYPES, model.content_type_channel.tolist())
+        },
+        "affinity_weights": behaviour.AFFINITY_WEIGHTS,
         "channel_table": entities.CHANNEL_TABLE.to_dict(orient="list"),
-        "bau_channel_mix": dict(zip(CHANNELS, synth_simulate.BAU_CHANNEL_MIX.tolist())),
+        "bau_channel_mix": dict(zip(CHANNELS, simulate.BAU_CHANNEL_MIX.tolist())),
         "theme_terms": theme_terms,
     }
     return World(hcps, patients, content, campaigns, interactions, saved, model)
 
 
-def _interaction_table(rng: np.random.Generator, exposures: pd.DataFrame, hcps: pd.DataFrame,
-                       content: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
+def _interaction_table(
+    rng: np.random.Generator, exposures: pd.DataFrame, hcps: pd.DataFrame, content: pd.DataFrame, start: pd.Timestamp
+) -> pd.DataFrame:
     exposures = exposures.sort_values(["minute", "hcp_idx"], kind="stable").reset_index(drop=True)
     channel = np.array(CHANNELS, dtype=object)[exposures["channel_idx"]]
     content_id = content["content_id"].astype(str).to_numpy(dtype=object)[exposures["content_idx"]]
-    responses = synth_simulate.draw_responses(rng, exposures["channel_idx"].to_numpy(), exposures["engaged"].to_numpy())
-    table = pd.DataFrame({
-        "exposure_id": np.arange(1, len(exposures) + 1, dtype=np.int64),
-        "hcp_id": pd.array(hcps["hcp_id"].astype(str).to_numpy(dtype=object)[exposures["hcp_idx"]], dtype="string"),
-        "content_id": pd.array(content_id, dtype="string"),
-        "campaign_id": pd.array("CMP-" + content_id + "-" + channel, dtype="string"),
-        "channel": pd.array(channel, dtype="string"),
-        "exposed_at": (start + pd.to_timedelta(exposures["minute"].to_numpy(np.int64), unit="min")).to_numpy(),
-        "propensity": exposures["propensity"].to_numpy(float),
-    })
+    responses = simulate.draw_responses(rng, exposures["channel_idx"].to_numpy(), exposures["engaged"].to_numpy())
+    table = pd.DataFrame(
+        {
+            "exposure_id": np.arange(1, len(exposures) + 1, dtype=np.int64),
+            "hcp_id": pd.array(hcps["hcp_id"].astype(str).to_numpy(dtype=object)[exposures["hcp_idx"]], dtype="string"),
+            "content_id": pd.array(content_id, dtype="string"),
+            "campaign_id": pd.array("CMP-" + content_id + "-" + channel, dtype="string"),
+            "channel": pd.array(channel, dtype="string"),
+            "exposed_at": (start + pd.to_timedelta(exposures["minute"].to_numpy(np.int64), unit="min")).to_numpy(),
+            "propensity": exposures["propensity"].to_numpy(float),
+        }
+    )
     table = pd.concat([table, responses], axis=1)
     table["engaged"] = exposures["engaged"].to_numpy(bool)
     table["true_engagement_prob"] = exposures["true_engagement_prob"].to_numpy(float)
@@ -325,8 +430,13 @@ def _latent_tables(world: World) -> dict[str, pd.DataFrame]:
     prev = model.prev_part
     content_latent["previous_part_id"] = pd.array(
         np.where(prev >= 0, world.content["content_id"].astype(str).to_numpy(dtype=object)[np.maximum(prev, 0)], None),
-        dtype="string")
-    return {"hcp_latent": hcp_latent, "content_latent": content_latent, "state_at_cutoff": state_at(world, world.test_start)}
+        dtype="string",
+    )
+    return {
+        "hcp_latent": hcp_latent,
+        "content_latent": content_latent,
+        "state_at_cutoff": state_at(world, world.test_start),
+    }
 
 
 def state_at(world: World, at_time: Any) -> pd.DataFrame:
@@ -337,12 +447,15 @@ def state_at(world: World, at_time: Any) -> pd.DataFrame:
     minute = np.full(n, world.minutes(at_time)[0])
     k = model.theta.shape[1]
     table = pd.DataFrame({"hcp_id": world.hcps["hcp_id"].astype("string"), "at_time": pd.Timestamp(at_time)})
-    table = table.join(pd.DataFrame(synth_model.affinity_at(model, hcp_idx, minute), columns=[f"affinity_{i}" for i in range(k)]))
-    table = table.join(pd.DataFrame(synth_model.memory_before(model, log, hcp_idx, minute),
-                                    columns=[f"memory_{i}" for i in range(k)]))
-    table["touches_in_window"] = synth_model._touches_in_window(model, log, hcp_idx, minute)
+    table = table.join(
+        pd.DataFrame(behaviour.affinity_at(model, hcp_idx, minute), columns=[f"affinity_{i}" for i in range(k)])
+    )
+    table = table.join(
+        pd.DataFrame(behaviour.memory_before(model, log, hcp_idx, minute), columns=[f"memory_{i}" for i in range(k)])
+    )
+    table["touches_in_window"] = behaviour._touches_in_window(model, log, hcp_idx, minute)
     for j, channel in enumerate(CHANNELS):
-        since = synth_model._minutes_since_channel(log, hcp_idx, np.full(n, j), minute) / 1440
+        since = behaviour._minutes_since_channel(log, hcp_idx, np.full(n, j), minute) / 1440
         table[f"days_since_{channel}"] = np.where(np.isfinite(since), since, np.nan)
     return table
 
@@ -350,8 +463,9 @@ def state_at(world: World, at_time: Any) -> pd.DataFrame:
 def write_world(world: World, run_dir: str | Path, export_csv: bool = False) -> dict[str, Path]:
     """Validate every table first, then write them (and the truth) under ``RunDir(run_dir).world``."""
     folder = config.RunDir(Path(run_dir)).world
-    validated = {name: io.validate(getattr(world, name), SCHEMAS[name], folder / TABLE_FILES[name])
-                 for name in TABLE_FILES}
+    validated = {
+        name: io.validate(getattr(world, name), SCHEMAS[name], folder / TABLE_FILES[name]) for name in TABLE_FILES
+    }
     latent = _latent_tables(world)
     written = {}
     for name, table in validated.items():
@@ -372,11 +486,16 @@ def load_world(run_dir: str | Path) -> World:
     hcp_latent = io.read_parquet(folder / TRUTH_FILES["hcp_latent"])
     content_latent = io.read_parquet(folder / TRUTH_FILES["content_latent"])
     if not (hcp_latent["hcp_id"].astype(str).to_numpy() == tables["hcps"]["hcp_id"].astype(str).to_numpy()).all():
-        raise io.DataValidationError(f"{folder / TRUTH_FILES['hcp_latent']}: column 'hcp_id' is not in hcp_master order")
+        raise io.DataValidationError(
+            f"{folder / TRUTH_FILES['hcp_latent']}: column 'hcp_id' is not in hcp_master order"
+        )
     k = sum(c.startswith("theme_") for c in content_latent.columns)
     previous = pd.Index(content_latent["content_id"].astype(str)).get_indexer(
-        content_latent["previous_part_id"].astype(object).where(content_latent["previous_part_id"].notna(), "")
-        .astype(str))
+        content_latent["previous_part_id"]
+        .astype(object)
+        .where(content_latent["previous_part_id"].notna(), "")
+        .astype(str)
+    )
     model = TruthModel(
         theta=content_latent[[f"theme_{i}" for i in range(k)]].to_numpy(float),
         quality=content_latent["quality"].to_numpy(float),
@@ -387,23 +506,27 @@ def load_world(run_dir: str | Path) -> World:
         personal_turn=hcp_latent[[f"personal_turn_{i}" for i in range(k)]].to_numpy(float),
         channel_pref=hcp_latent[[f"channel_pref_{c}" for c in CHANNELS]].to_numpy(float),
         base_logit=np.array([params["base_logit"][c] for c in CHANNELS]),
-        content_type_channel=np.array([[params["content_type_channel"][t][c] for c in CHANNELS] for t in CONTENT_TYPES]),
+        content_type_channel=np.array(
+            [[params["content_type_channel"][t][c] for c in CHANNELS] for t in CONTENT_TYPES]
+        ),
         **params["model"],
     )
     return World(**tables, params=params, model=model)
 
 
 def _indices(index: pd.Index, values: Iterable, what: str) -> np.ndarray:
-    values = np.asarray(list(values) if not isinstance(values, (np.ndarray, pd.Series, pd.Index)) else values,
-                        dtype=object).astype(str)
+    values = np.asarray(
+        list(values) if not isinstance(values, (np.ndarray, pd.Series, pd.Index)) else values, dtype=object
+    ).astype(str)
     found = index.get_indexer(values)
     if (found < 0).any():
         raise KeyError(f"unknown {what} {str(values[found < 0][0])!r} (not in this world)")
     return found
 
 
-def true_engagement_prob(world: World, hcp_ids: Iterable, content_ids: Iterable, channels: Iterable,
-                         at_time: Any) -> np.ndarray:
+def true_engagement_prob(
+    world: World, hcp_ids: Iterable, content_ids: Iterable, channels: Iterable, at_time: Any
+) -> np.ndarray:
     """The simulator's probability that each HCP engages if shown (content, channel) at ``at_time``.
 
     Aligned arrays of equal length (a scalar ``at_time`` applies to every row); the
@@ -413,16 +536,19 @@ def true_engagement_prob(world: World, hcp_ids: Iterable, content_ids: Iterable,
     content_idx = _indices(world.content_index, content_ids, "content_id")
     channel_idx = _indices(pd.Index(CHANNELS), channels, "channel")
     if not len(hcp_idx) == len(content_idx) == len(channel_idx):
-        raise ValueError(f"hcp_ids, content_ids and channels must have equal length, got "
-                         f"{len(hcp_idx)}, {len(content_idx)}, {len(channel_idx)}")
+        raise ValueError(
+            f"hcp_ids, content_ids and channels must have equal length, got "
+            f"{len(hcp_idx)}, {len(content_idx)}, {len(channel_idx)}"
+        )
     minute = np.broadcast_to(world.minutes(at_time), hcp_idx.shape).astype(float)
-    context = synth_model.history_context(world.model, world.log, hcp_idx, content_idx, channel_idx, minute)
-    logit = synth_model.engagement_logit(world.model, hcp_idx, content_idx, channel_idx, minute, context)
+    context = behaviour.history_context(world.model, world.log, hcp_idx, content_idx, channel_idx, minute)
+    logit = behaviour.engagement_logit(world.model, hcp_idx, content_idx, channel_idx, minute, context)
     return 1 / (1 + np.exp(-logit))
 
 
-def true_engagement_matrix(world: World, hcp_ids: Iterable, at_time: Any,
-                           content_ids: Iterable | None = None, max_cells: int = 4_000_000) -> np.ndarray:
+def true_engagement_matrix(
+    world: World, hcp_ids: Iterable, at_time: Any, content_ids: Iterable | None = None, max_cells: int = 4_000_000
+) -> np.ndarray:
     """The oracle: probabilities [hcp, content, channel] (float32) at one ``at_time``.
 
     Content in catalogue order (``campaigns_with_content``) unless ``content_ids`` is
@@ -430,14 +556,18 @@ def true_engagement_matrix(world: World, hcp_ids: Iterable, at_time: Any,
     that one chunk holds at most ``max_cells`` HCP-content pairs.
     """
     hcp_idx = _indices(world.hcp_index, hcp_ids, "hcp_id")
-    content_idx = (np.arange(len(world.content)) if content_ids is None
-                   else _indices(world.content_index, content_ids, "content_id"))
+    content_idx = (
+        np.arange(len(world.content))
+        if content_ids is None
+        else _indices(world.content_index, content_ids, "content_id")
+    )
     minute = float(world.minutes(at_time)[0])
     result = np.empty((len(hcp_idx), len(content_idx), len(CHANNELS)), dtype=np.float32)
     step = max(1, max_cells // max(1, len(content_idx)))
     for lo in range(0, len(hcp_idx), step):
-        result[lo:lo + step] = synth_model.engagement_matrix(world.model, world.log, hcp_idx[lo:lo + step], minute,
-                                                             content_idx)
+        result[lo : lo + step] = behaviour.engagement_matrix(
+            world.model, world.log, hcp_idx[lo : lo + step], minute, content_idx
+        )
     return result
 
 
@@ -453,22 +583,25 @@ def exposure_context(world: World) -> pd.DataFrame:
     hcp_idx = world.hcp_index.get_indexer(inter["hcp_id"].astype(str))
     content_idx = world.content_index.get_indexer(inter["content_id"].astype(str))
     channel_idx = pd.Index(CHANNELS).get_indexer(inter["channel"].astype(str))
-    context = synth_model.history_context(world.model, world.log, hcp_idx, content_idx, channel_idx,
-                                          world.minutes(inter["exposed_at"]))
+    context = behaviour.history_context(
+        world.model, world.log, hcp_idx, content_idx, channel_idx, world.minutes(inter["exposed_at"])
+    )
     days = context.minutes_since_channel / 1440
     ages = world.hcps["age"].to_numpy()[hcp_idx]
-    return pd.DataFrame({
-        "exposure_id": inter["exposure_id"].to_numpy(),
-        "channel": inter["channel"].astype(str).to_numpy(),
-        "touches_in_window": context.touches_in_window,
-        "days_since_channel_touch": np.where(np.isfinite(days), days, np.nan),
-        "seen_before": context.seen_code,
-        "previous_part_engaged": context.prev_part_engaged,
-        "series_part": world.content["series_part"].to_numpy(dtype="float", na_value=np.nan)[content_idx],
-        "age_band": pd.cut(ages, [0, 40, 50, 60, 120], labels=["<40", "40-49", "50-59", "60+"], right=False),
-        "engaged": inter["engaged"].to_numpy(bool),
-        "true_engagement_prob": inter["true_engagement_prob"].to_numpy(float),
-    })
+    return pd.DataFrame(
+        {
+            "exposure_id": inter["exposure_id"].to_numpy(),
+            "channel": inter["channel"].astype(str).to_numpy(),
+            "touches_in_window": context.touches_in_window,
+            "days_since_channel_touch": np.where(np.isfinite(days), days, np.nan),
+            "seen_before": context.seen_code,
+            "previous_part_engaged": context.prev_part_engaged,
+            "series_part": world.content["series_part"].to_numpy(dtype="float", na_value=np.nan)[content_idx],
+            "age_band": pd.cut(ages, [0, 40, 50, 60, 120], labels=["<40", "40-49", "50-59", "60+"], right=False),
+            "engaged": inter["engaged"].to_numpy(bool),
+            "true_engagement_prob": inter["true_engagement_prob"].to_numpy(float),
+        }
+    )
 
 
 def _ndcg_at_k(scores: np.ndarray, relevant: np.ndarray, k: int) -> np.ndarray:
@@ -500,13 +633,16 @@ def ranking_check(world: World, k: int = 10, n_random: int = 20) -> dict[str, An
     if not test["engaged"].any():
         raise ValueError("no engagement in the test period; the world is too small for a ranking check")
     train = inter.loc[~in_test & inter["engaged"].to_numpy()]
-    popularity = np.bincount(world.content_index.get_indexer(train["content_id"].astype(str)),
-                             minlength=len(world.content)).astype(float)
+    popularity = np.bincount(
+        world.content_index.get_indexer(train["content_id"].astype(str)), minlength=len(world.content)
+    ).astype(float)
     test_truth = true_engagement_prob(world, test["hcp_id"], test["content_id"], test["channel"], world.test_start)
     test_popularity = popularity[world.content_index.get_indexer(test["content_id"].astype(str))]
     engaged = test["engaged"].to_numpy(bool)
     result: dict[str, Any] = {
-        "k": k, "n_test_exposures": int(len(test)), "n_test_engagements": int(engaged.sum()),
+        "k": k,
+        "n_test_exposures": int(len(test)),
+        "n_test_engagements": int(engaged.sum()),
         "auc_truth": metrics.exposure_auc(engaged, test_truth),
         "auc_popularity": metrics.exposure_auc(engaged, test_popularity),
     }
@@ -528,16 +664,19 @@ def ranking_check(world: World, k: int = 10, n_random: int = 20) -> dict[str, An
     result[f"exposed_ndcg@{k}_truth"] = float(np.nanmean(_ndcg_at_k(slots(test_truth[keep]), relevant, k)))
     result[f"exposed_ndcg@{k}_popularity"] = float(np.nanmean(_ndcg_at_k(slots(test_popularity[keep]), relevant, k)))
     rng = np.random.default_rng(0)
-    result[f"exposed_ndcg@{k}_random"] = float(np.mean([
-        np.nanmean(_ndcg_at_k(slots(rng.random(int(keep.sum()))), relevant, k)) for _ in range(n_random)]))
+    result[f"exposed_ndcg@{k}_random"] = float(
+        np.mean([np.nanmean(_ndcg_at_k(slots(rng.random(int(keep.sum()))), relevant, k)) for _ in range(n_random)])
+    )
 
     # catalogue protocol
     hcp_idx = world.hcp_index.get_indexer(np.asarray(hcp_ids, dtype=str))
     rows = pd.Index(np.asarray(hcp_ids, dtype=str))
     positives = test.loc[engaged]
     catalogue_relevant = np.zeros((len(hcp_ids), len(world.content)), dtype=bool)
-    catalogue_relevant[rows.get_indexer(positives["hcp_id"].astype(str)),
-                       world.content_index.get_indexer(positives["content_id"].astype(str))] = True
+    catalogue_relevant[
+        rows.get_indexer(positives["hcp_id"].astype(str)),
+        world.content_index.get_indexer(positives["content_id"].astype(str)),
+    ] = True
     areas = world.content["therapeutic_area"].astype(str).to_numpy()
     approved = entities.approved_specialty_matrix(areas, world.params["parameters"]["approval_min_relevance"])
     allowed = approved[pd.Index(SPECIALTY_KEYS).get_indexer(world.hcps["specialty"].astype(str).to_numpy()[hcp_idx])]
@@ -559,16 +698,23 @@ def planted_effects(world: World, context: pd.DataFrame | None = None) -> dict[s
     inter = world.interactions
 
     def rates(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-        return (frame.groupby(by, observed=True)
-                .agg(exposures=("engaged", "size"), engagement_rate=("engaged", "mean"),
-                     mean_true_prob=("true_engagement_prob", "mean")).reset_index())
+        return (
+            frame.groupby(by, observed=True)
+            .agg(
+                exposures=("engaged", "size"),
+                engagement_rate=("engaged", "mean"),
+                mean_true_prob=("true_engagement_prob", "mean"),
+            )
+            .reset_index()
+        )
 
     window = world.params["parameters"]["fatigue_window_days"]
     fatigue = context.assign(touches_in_window=np.minimum(context["touches_in_window"], 8))
     specialty = inter.assign(specialty=inter["hcp_id"].map(world.hcps.set_index("hcp_id")["specialty"]))
     return {
         "fatigue": rates(fatigue, ["touches_in_window"]).rename(
-            columns={"touches_in_window": f"touches_in_last_{window}_days (8 = 8+)"}),
+            columns={"touches_in_window": f"touches_in_last_{window}_days (8 = 8+)"}
+        ),
         "series": rates(context.loc[context["series_part"] >= 2], ["previous_part_engaged"]),
         "seen": rates(context, ["seen_before"]),
         "channel_by_age": rates(context, ["channel", "age_band"]),
@@ -582,13 +728,18 @@ def summary(world: World, ranking: dict[str, Any] | None = None) -> dict[str, An
     inter = world.interactions
     by_channel = inter.groupby("channel")["engaged"].mean()
     return {
-        "n_hcps": len(world.hcps), "n_patients": len(world.patients), "n_content": len(world.content),
-        "n_campaigns": len(world.campaigns), "n_exposures": len(inter),
+        "n_hcps": len(world.hcps),
+        "n_patients": len(world.patients),
+        "n_content": len(world.content),
+        "n_campaigns": len(world.campaigns),
+        "n_exposures": len(inter),
         "n_opted_out": int(world.hcps["opted_out"].sum()),
         "n_series": int(world.content["series_id"].nunique()),
         "n_content_released_in_test": int((world.content["release_date"] >= world.test_start).sum()),
-        "horizon_start": str(world.horizon_start), "horizon_end": str(world.horizon_end),
-        "validation_start": str(world.validation_start), "test_start": str(world.test_start),
+        "horizon_start": str(world.horizon_start),
+        "horizon_end": str(world.horizon_end),
+        "validation_start": str(world.validation_start),
+        "test_start": str(world.test_start),
         "engagement_rate": float(inter["engaged"].mean()),
         "engagement_rate_by_channel": {c: float(by_channel.get(c, np.nan)) for c in CHANNELS if c in by_channel},
         "open_rate_email": float(inter.loc[inter["channel"] == "email", "opened"].mean()),

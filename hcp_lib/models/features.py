@@ -1,6 +1,6 @@
 """What an engagement model may know about an (HCP, content, channel) query at an instant.
 
-The tabular challenger (:mod:`hcp_lib.tabular`) and the hybrid LSTM (:mod:`hcp_lib.hybrid`)
+The tabular challenger (:mod:`hcp_lib.models.tabular`) and the hybrid LSTM (:mod:`hcp_lib.models.hybrid`)
 learn P(engaged | HCP, history before t, content, channel, t) from the same inputs, computed
 here once:
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .domain import CHANNELS, SPECIALTIES, THERAPEUTIC_AREAS
+from ..domain import CHANNELS, SPECIALTIES, THERAPEUTIC_AREAS
 
 #: content types of the catalogue (the world contract)
 CONTENT_TYPES = ("publication_reprint", "clinical_summary", "guideline_update", "case_study", "patient_education")
@@ -43,15 +43,39 @@ HCP_CATEGORICAL = ("specialty", "practice_setting", "region", "peer_group")
 #: numeric columns of the HCP master and their fixed scales (no scaler to refit for a new HCP)
 HCP_NUMERIC_SCALE = {"prescribing_decile": 10.0, "digital_affinity": 1.0, "years_in_practice": 40.0, "age": 80.0}
 #: HCP-level history at the query instant
-HCP_HISTORY = ("log_touches_7d", "log_touches_14d", "log_touches_28d", "exposure_depth", "engaged_depth",
-               "engaged_rate", "log_days_since_touch")
+HCP_HISTORY = (
+    "log_touches_7d",
+    "log_touches_14d",
+    "log_touches_28d",
+    "exposure_depth",
+    "engaged_depth",
+    "engaged_rate",
+    "log_days_since_touch",
+)
 #: (HCP, channel) history at the query instant, one row per channel
-CHANNEL_HISTORY = ("channel_exposure_depth", "channel_engaged_depth", "channel_engaged_rate", "channel_recency",
-                   "log_days_since_channel")
+CHANNEL_HISTORY = (
+    "channel_exposure_depth",
+    "channel_engaged_depth",
+    "channel_engaged_rate",
+    "channel_recency",
+    "log_days_since_channel",
+)
 #: (HCP, item) history and (item, instant) features at the query instant
-PAIR_FEATURES = ("shown_not_engaged", "consumed", "previous_part_engaged", "is_sequel", "topic_memory_all",
-                 "topic_memory_7d", "topic_memory_30d", "topic_ignored_all", "peer_topic_memory", "cf_memory",
-                 "log_days_since_release", "item_exposure_depth", "item_engaged_rate")
+PAIR_FEATURES = (
+    "shown_not_engaged",
+    "consumed",
+    "previous_part_engaged",
+    "is_sequel",
+    "topic_memory_all",
+    "topic_memory_7d",
+    "topic_memory_30d",
+    "topic_ignored_all",
+    "peer_topic_memory",
+    "cf_memory",
+    "log_days_since_release",
+    "item_exposure_depth",
+    "item_engaged_rate",
+)
 #: half-lives (days) of the decayed topic memories
 MEMORY_HALF_LIVES = (7.0, 30.0)
 #: the prior of the shrunk engagement rates: ``(engaged + PRIOR_RATE * PRIOR_N) / (exposures + PRIOR_N)``
@@ -64,6 +88,8 @@ def depth(count: np.ndarray, half: float) -> np.ndarray:
     this saturates instead."""
     count = np.asarray(count, dtype=np.float64)
     return count / (count + half)
+
+
 _SHIFT = np.int64(1) << np.int64(32)  # minutes (8,000 years) fit below it, so (group, minute) pack into one int64
 _NO_TOUCH_DAYS = 365.0
 
@@ -154,11 +180,18 @@ class FeatureSpace:
         return self.cf_items[c]
 
     @classmethod
-    def from_tables(cls, hcps: pd.DataFrame, catalogue: pd.DataFrame, reference: pd.Timestamp,
-                    patients: pd.DataFrame | None = None, doc_topics: pd.DataFrame | None = None,
-                    cf_item_factors: pd.DataFrame | None = None, vocabularies: dict | None = None,
-                    cf_item_factors_oof: list[pd.DataFrame] | None = None,
-                    hcp_fold: np.ndarray | None = None) -> "FeatureSpace":
+    def from_tables(
+        cls,
+        hcps: pd.DataFrame,
+        catalogue: pd.DataFrame,
+        reference: pd.Timestamp,
+        patients: pd.DataFrame | None = None,
+        doc_topics: pd.DataFrame | None = None,
+        cf_item_factors: pd.DataFrame | None = None,
+        vocabularies: dict | None = None,
+        cf_item_factors_oof: list[pd.DataFrame] | None = None,
+        hcp_fold: np.ndarray | None = None,
+    ) -> FeatureSpace:
         """The space of ``hcps`` (the master: hcp_id and :data:`HCP_CATEGORICAL` +
         :data:`HCP_NUMERIC_SCALE` columns) and ``catalogue`` (content_id, therapeutic_area,
         release_date; content_type, has_abstract, series_id, series_part when present).
@@ -172,8 +205,10 @@ class FeatureSpace:
         """
         for column in ("hcp_id", *HCP_CATEGORICAL, *HCP_NUMERIC_SCALE):
             if column not in hcps.columns:
-                raise FeatureError(f"HCP table lacks column {column!r}; the engagement models need "
-                                   f"{', '.join(('hcp_id', *HCP_CATEGORICAL, *HCP_NUMERIC_SCALE))}")
+                raise FeatureError(
+                    f"HCP table lacks column {column!r}; the engagement models need "
+                    f"{', '.join(('hcp_id', *HCP_CATEGORICAL, *HCP_NUMERIC_SCALE))}"
+                )
         for column in ("content_id", "therapeutic_area", "release_date"):
             if column not in catalogue.columns:
                 raise FeatureError(f"catalogue lacks column {column!r}")
@@ -186,30 +221,53 @@ class FeatureSpace:
         bad = ~np.isfinite(numeric)
         if bad.any():
             row, col = np.argwhere(bad)[0]
-            raise FeatureError(f"HCP table column {list(HCP_NUMERIC_SCALE)[col]!r} is missing or not finite for "
-                               f"HCP {hcp_ids[row]!r}")
+            raise FeatureError(
+                f"HCP table column {list(HCP_NUMERIC_SCALE)[col]!r} is missing or not finite for HCP {hcp_ids[row]!r}"
+            )
         numeric = np.concatenate([numeric, patient_mix(hcps, patients)], axis=1)
         names = tuple(HCP_NUMERIC_SCALE) + tuple(f"patients_{a}" for a in THERAPEUTIC_AREAS)
         area = pd.Index(THERAPEUTIC_AREAS).get_indexer(catalogue["therapeutic_area"].astype(str))
         if (area < 0).any():
             bad_area = catalogue["therapeutic_area"].astype(str).to_numpy()[area < 0][0]
-            raise FeatureError(f"catalogue column 'therapeutic_area' has value {bad_area!r}; allowed: "
-                               f"{', '.join(THERAPEUTIC_AREAS)}")
-        ctype = (pd.Index(CONTENT_TYPES).get_indexer(catalogue["content_type"].astype(str))
-                 if "content_type" in catalogue.columns else np.zeros(len(catalogue), int))
-        has_abstract = (catalogue["has_abstract"].to_numpy(dtype=float) if "has_abstract" in catalogue.columns
-                        else np.ones(len(catalogue)))
-        part = (pd.to_numeric(catalogue["series_part"], errors="coerce").fillna(0).to_numpy(float)
-                if "series_part" in catalogue.columns else np.zeros(len(catalogue)))
-        release = ((pd.to_datetime(catalogue["release_date"]) - pd.Timestamp(reference)) / pd.Timedelta(minutes=1))
-        return cls(hcp_ids, content_ids, pd.Timestamp(reference), vocabularies, categorical, numeric.astype(np.float32),
-                   area.astype(np.int32), np.maximum(ctype, 0).astype(np.int32),
-                   np.stack([has_abstract, np.clip(part, 0, 5) / 5], axis=1).astype(np.float32),
-                   _topic_matrix(doc_topics, content_ids), _cf_matrix(cf_item_factors, content_ids),
-                   _previous_parts(catalogue.reset_index(drop=True)), release.to_numpy(dtype=float), names,
-                   None if cf_item_factors_oof is None else np.stack([_cf_matrix(f, content_ids)
-                                                                       for f in cf_item_factors_oof]),
-                   None if hcp_fold is None else np.asarray(hcp_fold, dtype=np.int64))
+            raise FeatureError(
+                f"catalogue column 'therapeutic_area' has value {bad_area!r}; allowed: {', '.join(THERAPEUTIC_AREAS)}"
+            )
+        ctype = (
+            pd.Index(CONTENT_TYPES).get_indexer(catalogue["content_type"].astype(str))
+            if "content_type" in catalogue.columns
+            else np.zeros(len(catalogue), int)
+        )
+        has_abstract = (
+            catalogue["has_abstract"].to_numpy(dtype=float)
+            if "has_abstract" in catalogue.columns
+            else np.ones(len(catalogue))
+        )
+        part = (
+            pd.to_numeric(catalogue["series_part"], errors="coerce").fillna(0).to_numpy(float)
+            if "series_part" in catalogue.columns
+            else np.zeros(len(catalogue))
+        )
+        release = (pd.to_datetime(catalogue["release_date"]) - pd.Timestamp(reference)) / pd.Timedelta(minutes=1)
+        return cls(
+            hcp_ids,
+            content_ids,
+            pd.Timestamp(reference),
+            vocabularies,
+            categorical,
+            numeric.astype(np.float32),
+            area.astype(np.int32),
+            np.maximum(ctype, 0).astype(np.int32),
+            np.stack([has_abstract, np.clip(part, 0, 5) / 5], axis=1).astype(np.float32),
+            _topic_matrix(doc_topics, content_ids),
+            _cf_matrix(cf_item_factors, content_ids),
+            _previous_parts(catalogue.reset_index(drop=True)),
+            release.to_numpy(dtype=float),
+            names,
+            None
+            if cf_item_factors_oof is None
+            else np.stack([_cf_matrix(f, content_ids) for f in cf_item_factors_oof]),
+            None if hcp_fold is None else np.asarray(hcp_fold, dtype=np.int64),
+        )
 
     @property
     def n_topics(self) -> int:
@@ -231,12 +289,16 @@ def _topic_matrix(doc_topics: pd.DataFrame | None, content_ids: pd.Index) -> np.
     key = "content_id" if "content_id" in doc_topics.columns else "pmid"
     columns = sorted((c for c in doc_topics.columns if str(c).startswith("topic_")), key=lambda c: int(str(c)[6:]))
     if key not in doc_topics.columns or not columns:
-        raise FeatureError(f"the doc-topic table needs a 'pmid' (or 'content_id') column and topic_* columns; it has "
-                           f"{list(doc_topics.columns)}")
+        raise FeatureError(
+            f"the doc-topic table needs a 'pmid' (or 'content_id') column and topic_* columns; it has "
+            f"{list(doc_topics.columns)}"
+        )
     table = doc_topics.set_index(doc_topics[key].astype(str))[columns]
     missing = content_ids.difference(table.index)
     if len(missing):
-        raise FeatureError(f"the doc-topic table has no row for content id {missing[0]!r} ({len(missing)} items missing)")
+        raise FeatureError(
+            f"the doc-topic table has no row for content id {missing[0]!r} ({len(missing)} items missing)"
+        )
     return table.loc[content_ids].to_numpy(dtype=np.float32)
 
 
@@ -259,12 +321,12 @@ def _cf_matrix(factors: pd.DataFrame | None, content_ids: pd.Index) -> np.ndarra
 class _Stream:
     """Events grouped by an integer key and sorted by time, with running sums for range queries."""
 
-    keys: np.ndarray        # int64 group * _SHIFT + minute, sorted
-    minute: np.ndarray      # int64
-    index: np.ndarray       # position of each event in the log
+    keys: np.ndarray  # int64 group * _SHIFT + minute, sorted
+    minute: np.ndarray  # int64
+    index: np.ndarray  # position of each event in the log
 
     @classmethod
-    def build(cls, group: np.ndarray, minute: np.ndarray) -> "_Stream":
+    def build(cls, group: np.ndarray, minute: np.ndarray) -> _Stream:
         order = np.lexsort((minute, group))
         keys = group[order].astype(np.int64) * _SHIFT + minute[order]
         return cls(keys, minute[order], order)
@@ -272,8 +334,10 @@ class _Stream:
     def bounds(self, group: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions [lo, hi) of the group's events with start <= minute < end."""
         base = np.asarray(group, dtype=np.int64) * _SHIFT
-        return (np.searchsorted(self.keys, base + np.asarray(start, dtype=np.int64), side="left"),
-                np.searchsorted(self.keys, base + np.asarray(end, dtype=np.int64), side="left"))
+        return (
+            np.searchsorted(self.keys, base + np.asarray(start, dtype=np.int64), side="left"),
+            np.searchsorted(self.keys, base + np.asarray(end, dtype=np.int64), side="left"),
+        )
 
     def running(self, values: np.ndarray) -> np.ndarray:
         """Running sums (len + 1, ...) of ``values`` (log order) in stream order, for ``cum[hi] - cum[lo]``."""
@@ -300,20 +364,27 @@ class History:
         self.cutoff = None if cutoff is None else pd.Timestamp(cutoff)
         h = space.hcp_ids.get_indexer(interactions["hcp_id"].astype(str))
         if (h < 0).any():
-            raise FeatureError(f"interactions column 'hcp_id' has value "
-                               f"{interactions['hcp_id'].astype(str).to_numpy()[h < 0][0]!r}, not in the HCP master")
+            raise FeatureError(
+                f"interactions column 'hcp_id' has value "
+                f"{interactions['hcp_id'].astype(str).to_numpy()[h < 0][0]!r}, not in the HCP master"
+            )
         c = space.content_ids.get_indexer(interactions["content_id"].astype(str))
         if (c < 0).any():
-            raise FeatureError(f"interactions column 'content_id' has value "
-                               f"{interactions['content_id'].astype(str).to_numpy()[c < 0][0]!r}, not in the catalogue")
+            raise FeatureError(
+                f"interactions column 'content_id' has value "
+                f"{interactions['content_id'].astype(str).to_numpy()[c < 0][0]!r}, not in the catalogue"
+            )
         k = pd.Index(CHANNELS).get_indexer(interactions["channel"].astype(str))
         if (k < 0).any():
-            raise FeatureError(f"interactions column 'channel' has value "
-                               f"{interactions['channel'].astype(str).to_numpy()[k < 0][0]!r}; allowed: {', '.join(CHANNELS)}")
+            raise FeatureError(
+                f"interactions column 'channel' has value "
+                f"{interactions['channel'].astype(str).to_numpy()[k < 0][0]!r}; allowed: {', '.join(CHANNELS)}"
+            )
         minute = space.minutes(interactions["exposed_at"]) if len(interactions) else np.zeros(0, np.int64)
         if len(minute) and minute.min() < 0:
-            raise FeatureError(f"an exposure at {interactions['exposed_at'].min()} is before the reference "
-                               f"{space.reference}")
+            raise FeatureError(
+                f"an exposure at {interactions['exposed_at'].min()} is before the reference {space.reference}"
+            )
         order = np.lexsort((k, c, minute, h))
         self.hcp, self.content, self.channel = h[order], c[order], k[order]
         self.minute = minute[order].astype(np.int64)
@@ -345,9 +416,18 @@ class History:
         n, engaged = hi - lo, self._hcp_engaged[hi] - self._hcp_engaged[lo]
         last = self._hcp.minute[np.maximum(hi - 1, 0)] if len(self) else np.zeros(len(h), np.int64)
         since = np.where(n > 0, (t - last) / 1440.0, _NO_TOUCH_DAYS)
-        return np.stack([np.log1p(counts[0]), np.log1p(counts[1]), np.log1p(counts[2]), depth(n, 10), depth(engaged, 3),
-                         (engaged + PRIOR_RATE * PRIOR_N) / (n + PRIOR_N), np.log1p(np.minimum(since, _NO_TOUCH_DAYS))],
-                        axis=1).astype(np.float32)
+        return np.stack(
+            [
+                np.log1p(counts[0]),
+                np.log1p(counts[1]),
+                np.log1p(counts[2]),
+                depth(n, 10),
+                depth(engaged, 3),
+                (engaged + PRIOR_RATE * PRIOR_N) / (n + PRIOR_N),
+                np.log1p(np.minimum(since, _NO_TOUCH_DAYS)),
+            ],
+            axis=1,
+        ).astype(np.float32)
 
     def channel_history(self, h: np.ndarray, t: np.ndarray) -> np.ndarray:
         """:data:`CHANNEL_HISTORY` for every channel, (n, 5, 5): the :func:`depth` of the HCP's
@@ -361,8 +441,16 @@ class History:
             n, engaged = hi - lo, self._channel_engaged[hi] - self._channel_engaged[lo]
             last = self._channel.minute[np.maximum(hi - 1, 0)] if len(self) else np.zeros(len(h), np.int64)
             since = np.minimum(np.where(n > 0, (t - last) / 1440.0, _NO_TOUCH_DAYS), _NO_TOUCH_DAYS)
-            out[:, k] = np.stack([depth(n, 5), depth(engaged, 2), (engaged + PRIOR_RATE * PRIOR_N) / (n + PRIOR_N),
-                                  np.exp(-since / 7.0), np.log1p(since)], axis=1)
+            out[:, k] = np.stack(
+                [
+                    depth(n, 5),
+                    depth(engaged, 2),
+                    (engaged + PRIOR_RATE * PRIOR_N) / (n + PRIOR_N),
+                    np.exp(-since / 7.0),
+                    np.log1p(since),
+                ],
+                axis=1,
+            )
         return out
 
     # -- pair level
@@ -376,7 +464,9 @@ class History:
         shown = hi > lo
         consumed = (self._pair_engaged[hi] - self._pair_engaged[lo]) > 0
         prev = self.space.prev_part[c]
-        plo, phi = self._pair.bounds(np.asarray(h, dtype=np.int64) * n_content + np.maximum(prev, 0), np.zeros_like(t), t)
+        plo, phi = self._pair.bounds(
+            np.asarray(h, dtype=np.int64) * n_content + np.maximum(prev, 0), np.zeros_like(t), t
+        )
         prev_engaged = (prev >= 0) & ((self._pair_engaged[phi] - self._pair_engaged[plo]) > 0)
         return np.stack([shown & ~consumed, consumed, prev_engaged, prev >= 0], axis=1).astype(np.float32)
 
@@ -392,16 +482,27 @@ class History:
     def _running_sums(self, peers: bool, which: str, vectors: str, out_of_fold: bool) -> np.ndarray:
         key = (peers, which, vectors, out_of_fold)
         if key not in self._memories:
-            values = (self.space.topics[self.content] if vectors == "topics"
-                      else self.space.cf_rows(self.hcp, self.content, out_of_fold))
+            values = (
+                self.space.topics[self.content]
+                if vectors == "topics"
+                else self.space.cf_rows(self.hcp, self.content, out_of_fold)
+            )
             mask = self.engaged if which == "engaged" else ~self.engaged
             stream = self._peer if peers else self._hcp
             self._memories[key] = stream.running(values.astype(np.float64) * mask[:, None])
         return self._memories[key]
 
-    def memory(self, h: np.ndarray, t: np.ndarray, which: str = "engaged", vectors: str = "topics",
-               half_life: float | None = None, peers: bool = False, out_of_fold: bool = False,
-               chunk: int = 200_000) -> np.ndarray:
+    def memory(
+        self,
+        h: np.ndarray,
+        t: np.ndarray,
+        which: str = "engaged",
+        vectors: str = "topics",
+        half_life: float | None = None,
+        peers: bool = False,
+        out_of_fold: bool = False,
+        chunk: int = 200_000,
+    ) -> np.ndarray:
         """(n, d): the sum of the ``vectors`` ('topics' or 'cf') of the items the HCP (or, with
         ``peers``, its peer group) engaged with (``which='engaged'``) or ignored ('ignored')
         before t, each weighted by 2^(-age / half_life) when ``half_life`` (days) is given
@@ -453,9 +554,14 @@ class History:
         item = np.where(real, self.content[where] + 1, 0) if len(self) else np.zeros(steps.shape, np.int64)
         channel = np.where(real, self.channel[where] + 1, 0) if len(self) else np.zeros(steps.shape, np.int64)
         engaged = np.where(real, self.engaged[where], False) if len(self) else np.zeros(steps.shape, bool)
-        age = np.where(real, np.log1p(np.maximum(t[:, None] - (self.minute[where] if len(self) else 0), 0) / 1440.0), 0.0)
-        return {"sequence_item": item.astype(np.int32), "sequence_channel": channel.astype(np.int32),
-                "sequence_numeric": np.stack([engaged, age, real], axis=-1).astype(np.float32)}
+        age = np.where(
+            real, np.log1p(np.maximum(t[:, None] - (self.minute[where] if len(self) else 0), 0) / 1440.0), 0.0
+        )
+        return {
+            "sequence_item": item.astype(np.int32),
+            "sequence_channel": channel.astype(np.int32),
+            "sequence_numeric": np.stack([engaged, age, real], axis=-1).astype(np.float32),
+        }
 
 
 # --- model inputs --------------------------------------------------------------------------------
@@ -476,7 +582,8 @@ def hcp_memory(history: History, h: np.ndarray, t: np.ndarray, out_of_fold: bool
     cf = history.memory(h, t, "engaged", "cf", out_of_fold=out_of_fold)
     count = engaged.sum(axis=1, keepdims=True)
     return {
-        "topics_engaged": _share(engaged), "topics_ignored": _share(ignored),
+        "topics_engaged": _share(engaged),
+        "topics_ignored": _share(ignored),
         "topics_engaged_30d": history.memory(h, t, "engaged", "topics", MEMORY_HALF_LIVES[1]),
         "topics_engaged_7d": history.memory(h, t, "engaged", "topics", MEMORY_HALF_LIVES[0]),
         "peer_topics_engaged": _share(history.memory(h, t, "engaged", "topics", peers=True)),
@@ -488,13 +595,24 @@ def hcp_memory(history: History, h: np.ndarray, t: np.ndarray, out_of_fold: bool
 def memory_vector(memories: dict[str, np.ndarray]) -> np.ndarray:
     """The HCP-side topic memories as one float32 row per query (the hybrid's ``memory`` input;
     the CF memory enters through :func:`pair_features` only)."""
-    return np.concatenate([memories[k] for k in ("topics_engaged", "topics_ignored", "topics_engaged_30d",
-                                                  "peer_topics_engaged", "counts")],
-                          axis=1).astype(np.float32)
+    return np.concatenate(
+        [
+            memories[k]
+            for k in ("topics_engaged", "topics_ignored", "topics_engaged_30d", "peer_topics_engaged", "counts")
+        ],
+        axis=1,
+    ).astype(np.float32)
 
 
-def pair_features(space: FeatureSpace, history: History, memories: dict[str, np.ndarray], h: np.ndarray,
-                  c: np.ndarray, t: np.ndarray, out_of_fold: bool = False) -> np.ndarray:
+def pair_features(
+    space: FeatureSpace,
+    history: History,
+    memories: dict[str, np.ndarray],
+    h: np.ndarray,
+    c: np.ndarray,
+    t: np.ndarray,
+    out_of_fold: bool = False,
+) -> np.ndarray:
     """:data:`PAIR_FEATURES` (n, 13) of aligned queries, given their HCP memories
     (``out_of_fold`` as they were computed)."""
     topics = space.topics[c].astype(np.float64)
@@ -502,17 +620,31 @@ def pair_features(space: FeatureSpace, history: History, memories: dict[str, np.
     release = space.release_minute[c]
     days = np.where(np.isfinite(release), (np.asarray(t) - np.nan_to_num(release)) / 1440.0, 0.0)
     cf_dot = np.einsum("ij,ij->i", memories["cf_engaged"], space.cf_rows(h, c, out_of_fold).astype(np.float64))
-    return np.column_stack([
-        history.pair_flags(h, c, t),
-        dot(memories["topics_engaged"]), dot(memories["topics_engaged_7d"]), dot(memories["topics_engaged_30d"]),
-        dot(memories["topics_ignored"]), dot(memories["peer_topics_engaged"]), cf_dot,
-        np.log1p(np.clip(days, 0, None)),
-        history.item_activity(c, t),
-    ]).astype(np.float32)
+    return np.column_stack(
+        [
+            history.pair_flags(h, c, t),
+            dot(memories["topics_engaged"]),
+            dot(memories["topics_engaged_7d"]),
+            dot(memories["topics_engaged_30d"]),
+            dot(memories["topics_ignored"]),
+            dot(memories["peer_topics_engaged"]),
+            cf_dot,
+            np.log1p(np.clip(days, 0, None)),
+            history.item_activity(c, t),
+        ]
+    ).astype(np.float32)
 
 
-def query_inputs(space: FeatureSpace, history: History, h: np.ndarray, c: np.ndarray, k: np.ndarray, t: np.ndarray,
-                 sequence_length: int = 0, out_of_fold: bool = False) -> dict[str, np.ndarray]:
+def query_inputs(
+    space: FeatureSpace,
+    history: History,
+    h: np.ndarray,
+    c: np.ndarray,
+    k: np.ndarray,
+    t: np.ndarray,
+    sequence_length: int = 0,
+    out_of_fold: bool = False,
+) -> dict[str, np.ndarray]:
     """Every input of the engagement models for aligned queries (HCP rows ``h``, item columns
     ``c``, channels ``k``, minutes ``t``), reading only exposures before each ``t``.
 
@@ -527,12 +659,21 @@ def query_inputs(space: FeatureSpace, history: History, h: np.ndarray, c: np.nda
     h, c, k = (np.asarray(a, dtype=np.int64) for a in (h, c, k))
     t = np.asarray(t, dtype=np.int64)
     memories = hcp_memory(history, h, t, out_of_fold)
-    x = {"hcp": h.astype(np.int32), **{name: space.hcp_categorical[name][h] for name in HCP_CATEGORICAL},
-         "hcp_numeric": space.hcp_numeric[h], "hcp_history": history.hcp_history(h, t),
-         "channel_history": history.channel_history(h, t), "memory": memory_vector(memories),
-         "item": c.astype(np.int32), "item_area": space.item_area[c], "item_type": space.item_type[c],
-         "item_numeric": space.item_numeric[c], "topics": space.topics[c],
-         "channel": k.astype(np.int32), "pair": pair_features(space, history, memories, h, c, t, out_of_fold)}
+    x = {
+        "hcp": h.astype(np.int32),
+        **{name: space.hcp_categorical[name][h] for name in HCP_CATEGORICAL},
+        "hcp_numeric": space.hcp_numeric[h],
+        "hcp_history": history.hcp_history(h, t),
+        "channel_history": history.channel_history(h, t),
+        "memory": memory_vector(memories),
+        "item": c.astype(np.int32),
+        "item_area": space.item_area[c],
+        "item_type": space.item_type[c],
+        "item_numeric": space.item_numeric[c],
+        "topics": space.topics[c],
+        "channel": k.astype(np.int32),
+        "pair": pair_features(space, history, memories, h, c, t, out_of_fold),
+    }
     if sequence_length > 0:
         x.update(history.sequence(h, t, sequence_length))
     return x
@@ -570,12 +711,22 @@ def snapshot(space: FeatureSpace, history: History, rows: np.ndarray, at, sequen
     minute = int(space.minutes([at])[0])
     t = np.full(len(rows), minute, dtype=np.int64)
     memories = hcp_memory(history, rows, t)
-    hcp = {"hcp": rows.astype(np.int32), **{name: space.hcp_categorical[name][rows] for name in HCP_CATEGORICAL},
-           "hcp_numeric": space.hcp_numeric[rows], "hcp_history": history.hcp_history(rows, t),
-           "channel_history": history.channel_history(rows, t), "memory": memory_vector(memories)}
+    hcp = {
+        "hcp": rows.astype(np.int32),
+        **{name: space.hcp_categorical[name][rows] for name in HCP_CATEGORICAL},
+        "hcp_numeric": space.hcp_numeric[rows],
+        "hcp_history": history.hcp_history(rows, t),
+        "channel_history": history.channel_history(rows, t),
+        "memory": memory_vector(memories),
+    }
     if sequence_length > 0:
         hcp.update(history.sequence(rows, t, sequence_length))
     items = np.arange(len(space.content_ids))
-    item = {"item": items.astype(np.int32), "item_area": space.item_area, "item_type": space.item_type,
-            "item_numeric": space.item_numeric, "topics": space.topics}
+    item = {
+        "item": items.astype(np.int32),
+        "item_area": space.item_area,
+        "item_type": space.item_type,
+        "item_numeric": space.item_numeric,
+        "topics": space.topics,
+    }
     return Snapshot(space, history, rows, minute, hcp, item, memories)

@@ -1,9 +1,9 @@
 """Engagement models: P(engaged | HCP, history before t, content, channel, t), the base of
-the tabular challenger (:mod:`hcp_lib.tabular`) and the hybrid LSTM (:mod:`hcp_lib.hybrid`).
+the tabular challenger (:mod:`hcp_lib.models.tabular`) and the hybrid LSTM (:mod:`hcp_lib.models.hybrid`).
 
 Both learn from every logged exposure before their cut-off, engaged or not, each seen from
-its own instant with the inputs of :func:`hcp_lib.features.query_inputs`; neither draws
-synthetic negatives. Both follow :class:`hcp_lib.recommender.Recommender`:
+its own instant with the inputs of :func:`hcp_lib.models.features.query_inputs`; neither draws
+synthetic negatives. Both follow :class:`hcp_lib.models.base.Recommender`:
 
 - ``score_channels(hcp_ids)`` — engagement probabilities (n_hcp, n_content, n_channel) at
   the cut-off, channels in :data:`hcp_lib.domain.CHANNELS` order;
@@ -24,19 +24,19 @@ and notebook 08 plans with the model it ranks best.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
+from .. import io
+from ..config import RunDir
+from ..domain import CHANNELS
+from ..split import TrainingData
 from . import features as F
-from . import io
-from .config import RunDir
-from .domain import CHANNELS
-from .recommender import Recommender
-from .split import TrainingData
+from .base import Recommender
 
 #: the catalogue columns the engagement models read besides the split's contract
 CATALOGUE_ATTRIBUTES = ("content_id", "content_type", "has_abstract", "series_id", "series_part")
@@ -45,8 +45,8 @@ CATALOGUE_ATTRIBUTES = ("content_id", "content_type", "has_abstract", "series_id
 @dataclass(frozen=True)
 class EngagementData:
     """The tables an engagement model reads besides its :class:`~hcp_lib.split.TrainingData`:
-    the HCP master (every column of :data:`hcp_lib.features.HCP_CATEGORICAL` and
-    :data:`~hcp_lib.features.HCP_NUMERIC_SCALE`), the patients (for each HCP's patient mix;
+    the HCP master (every column of :data:`hcp_lib.models.features.HCP_CATEGORICAL` and
+    :data:`~hcp_lib.models.features.HCP_NUMERIC_SCALE`), the patients (for each HCP's patient mix;
     optional), the catalogue's item attributes (:data:`CATALOGUE_ATTRIBUTES`) and the LDA
     doc-topic table (optional)."""
 
@@ -61,10 +61,12 @@ def read_engagement_data(run_dir: str | Path) -> EngagementData:
     when notebook 03 ran)."""
     run = RunDir(Path(run_dir))
     topics = run.topics / "doc_topics.parquet"
-    return EngagementData(io.read_parquet(run.world / "hcp_master.parquet"),
-                          io.read_parquet(run.world / "campaigns_with_content.parquet"),
-                          io.read_parquet(run.world / "patients_with_hcp.parquet"),
-                          io.read_parquet(topics) if topics.exists() else None)
+    return EngagementData(
+        io.read_parquet(run.world / "hcp_master.parquet"),
+        io.read_parquet(run.world / "campaigns_with_content.parquet"),
+        io.read_parquet(run.world / "patients_with_hcp.parquet"),
+        io.read_parquet(topics) if topics.exists() else None,
+    )
 
 
 @dataclass
@@ -81,22 +83,26 @@ class Queries:
     def __len__(self) -> int:
         return len(self.h)
 
-    def subset(self, mask: np.ndarray) -> "Queries":
+    def subset(self, mask: np.ndarray) -> Queries:
         return Queries(self.h[mask], self.c[mask], self.k[mask], self.t[mask], None if self.y is None else self.y[mask])
 
 
 def exposure_queries(space: F.FeatureSpace, exposures: pd.DataFrame) -> Queries:
     """The queries of logged exposures (hcp_id, content_id, channel, exposed_at, engaged when
-    present); an unknown id or channel raises :class:`hcp_lib.features.FeatureError` naming it."""
+    present); an unknown id or channel raises :class:`hcp_lib.models.features.FeatureError` naming it."""
     h = space.hcp_ids.get_indexer(exposures["hcp_id"].astype(str))
     c = space.content_ids.get_indexer(exposures["content_id"].astype(str))
     k = pd.Index(CHANNELS).get_indexer(exposures["channel"].astype(str))
     for name, index, column in (("HCP", h, "hcp_id"), ("content", c, "content_id"), ("channel", k, "channel")):
         if (index < 0).any():
-            raise F.FeatureError(f"exposures column {column!r} has value "
-                                 f"{exposures[column].astype(str).to_numpy()[index < 0][0]!r}, unknown {name}")
+            raise F.FeatureError(
+                f"exposures column {column!r} has value "
+                f"{exposures[column].astype(str).to_numpy()[index < 0][0]!r}, unknown {name}"
+            )
     y = exposures["engaged"].to_numpy(dtype=bool) if "engaged" in exposures.columns else None
-    return Queries(h.astype(np.int64), c.astype(np.int64), k.astype(np.int64), space.minutes(exposures["exposed_at"]), y)
+    return Queries(
+        h.astype(np.int64), c.astype(np.int64), k.astype(np.int64), space.minutes(exposures["exposed_at"]), y
+    )
 
 
 class EngagementModel(Recommender):
@@ -109,7 +115,7 @@ class EngagementModel(Recommender):
     ``include`` (n_hcp, n_content), when given, may be left uncomputed).
 
     ``data``: :class:`EngagementData`; ``cf_model``: an unfitted recommender exposing
-    ``item_factors_`` after ``fit`` (e.g. :class:`hcp_lib.cf.ALS`), fitted on the same
+    ``item_factors_`` after ``fit`` (e.g. :class:`hcp_lib.models.baselines.ALS`), fitted on the same
     training data (and ``cf_folds`` times more without one fold of HCPs each, for the training
     examples' inputs); it enters as the similarity of an item to those the HCP engaged with
     (``None``: no CF input). ``validation_start``: exposures from this instant to the cut-off
@@ -119,8 +125,14 @@ class EngagementModel(Recommender):
     name = "engagement_model"
     sequence_length = 0
 
-    def __init__(self, data: EngagementData, cf_model: Recommender | None = None,
-                 validation_start: pd.Timestamp | None = None, cf_folds: int = 4, cf_seed: int = 0):
+    def __init__(
+        self,
+        data: EngagementData,
+        cf_model: Recommender | None = None,
+        validation_start: pd.Timestamp | None = None,
+        cf_folds: int = 4,
+        cf_seed: int = 0,
+    ):
         self.data = data
         self.cf_model = cf_model
         self.validation_start = validation_start
@@ -162,8 +174,16 @@ class EngagementModel(Recommender):
     def _feature_space(self, train: TrainingData) -> F.FeatureSpace:
         hcps, catalogue = model_tables(self.data, train)
         factors, oof, fold = self._fit_cf(train, hcps)
-        return F.FeatureSpace.from_tables(hcps, catalogue, self.reference_, self.data.patients, self.data.doc_topics,
-                                          factors, cf_item_factors_oof=oof, hcp_fold=fold)
+        return F.FeatureSpace.from_tables(
+            hcps,
+            catalogue,
+            self.reference_,
+            self.data.patients,
+            self.data.doc_topics,
+            factors,
+            cf_item_factors_oof=oof,
+            hcp_fold=fold,
+        )
 
     def _fit_cf(self, train: TrainingData, hcps: pd.DataFrame) -> tuple:
         """(item factors, out-of-fold item factors, HCP folds) of the CF model (all None without one).
@@ -178,8 +198,13 @@ class EngagementModel(Recommender):
         fold = np.random.default_rng(self.cf_seed).integers(0, self.cf_folds, len(hcps))
         fold_of = pd.Series(fold, index=hcps["hcp_id"].astype(str).to_numpy())
         example_fold = fold_of.reindex(train.interactions["hcp_id"].astype(str)).to_numpy()
-        oof = [_item_factors(copy.deepcopy(cf_model), replace(train, interactions=train.interactions[
-            example_fold != f].reset_index(drop=True))) for f in range(self.cf_folds)]
+        oof = [
+            _item_factors(
+                copy.deepcopy(cf_model),
+                replace(train, interactions=train.interactions[example_fold != f].reset_index(drop=True)),
+            )
+            for f in range(self.cf_folds)
+        ]
         return factors, oof, fold
 
     def _cf_model(self) -> Recommender | None:
@@ -189,27 +214,39 @@ class EngagementModel(Recommender):
     def _fit_queries(self, queries: Queries, validation: Queries | None) -> None:
         raise NotImplementedError
 
-    def inputs(self, queries: Queries, history: F.History | None = None, training: bool = False) -> dict[str, np.ndarray]:
-        """Model inputs of ``queries`` (:func:`hcp_lib.features.query_inputs`) against
+    def inputs(
+        self, queries: Queries, history: F.History | None = None, training: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Model inputs of ``queries`` (:func:`hcp_lib.models.features.query_inputs`) against
         ``history`` (default: the training history); ``training``: the queries are training
         examples (their CF inputs come from the factors fitted without their HCP's fold)."""
-        return F.query_inputs(self.space_, history or self.history_, queries.h, queries.c, queries.k, queries.t,
-                              self.sequence_length, out_of_fold=training)
+        return F.query_inputs(
+            self.space_,
+            history or self.history_,
+            queries.h,
+            queries.c,
+            queries.k,
+            queries.t,
+            self.sequence_length,
+            out_of_fold=training,
+        )
 
     # -- scoring
     def score_channels(self, hcp_ids: Iterable[str], exclude: np.ndarray | None = None) -> np.ndarray:
         """P(engaged) of every (HCP, item, channel) at the cut-off, (n_hcp, n_content, n_channel).
 
         ``exclude`` (n_hcp, n_content) bool, optional: cells that will not be used (items seen,
-        unapproved or unreleased, :func:`hcp_lib.recommender.exclusion_mask`); a model may skip
+        unapproved or unreleased, :func:`hcp_lib.models.base.exclusion_mask`); a model may skip
         them, and they hold 0."""
         rows = self._rows(hcp_ids)
         if exclude is not None and np.shape(exclude) != (len(rows), len(self.content_ids_)):
-            raise ValueError(f"{self.name}: exclude has shape {np.shape(exclude)}, expected "
-                             f"{(len(rows), len(self.content_ids_))}")
+            raise ValueError(
+                f"{self.name}: exclude has shape {np.shape(exclude)}, expected {(len(rows), len(self.content_ids_))}"
+            )
         snap = F.snapshot(self.space_, self.history_, rows, self.cutoff_, self.sequence_length)
-        probability = np.asarray(self._predict_snapshot(snap, None if exclude is None else ~np.asarray(exclude, bool)),
-                                 dtype=np.float64)
+        probability = np.asarray(
+            self._predict_snapshot(snap, None if exclude is None else ~np.asarray(exclude, bool)), dtype=np.float64
+        )
         return probability if exclude is None else np.where(np.asarray(exclude, bool)[:, :, None], 0.0, probability)
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
@@ -225,8 +262,9 @@ class EngagementModel(Recommender):
             return np.zeros(0)
         end = pd.Timestamp(exposures["exposed_at"].max()) + pd.Timedelta(minutes=1)
         history = F.History(interactions, self.space_, end)
-        return np.asarray(self._predict(self.inputs(exposure_queries(self.space_, exposures), history)),
-                          dtype=np.float64).ravel()
+        return np.asarray(
+            self._predict(self.inputs(exposure_queries(self.space_, exposures), history)), dtype=np.float64
+        ).ravel()
 
     def _check_fitted(self) -> None:
         self._rows([])
@@ -241,12 +279,14 @@ class EngagementModel(Recommender):
 def model_tables(data: EngagementData, train: TrainingData) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The HCP master rows of ``train``'s HCPs (in their order) and ``train``'s catalogue (release
     dates as known at its cut-off) with the item attributes of ``data``: the tables of an
-    engagement model's :class:`~hcp_lib.features.FeatureSpace`."""
+    engagement model's :class:`~hcp_lib.models.features.FeatureSpace`."""
     catalogue = train.catalogue.reset_index(drop=True).assign(content_id=lambda f: f["content_id"].astype(str))
     attributes = [c for c in CATALOGUE_ATTRIBUTES[1:] if c in data.catalogue.columns]
     if attributes:
         extra = data.catalogue.assign(content_id=data.catalogue["content_id"].astype(str))
-        catalogue = catalogue.merge(extra[["content_id", *attributes]], on="content_id", how="left", validate="one_to_one")
+        catalogue = catalogue.merge(
+            extra[["content_id", *attributes]], on="content_id", how="left", validate="one_to_one"
+        )
     master = data.hcps.set_index(data.hcps["hcp_id"].astype(str).rename("key"))
     wanted = train.hcps["hcp_id"].astype(str)
     missing = pd.Index(wanted).difference(master.index)

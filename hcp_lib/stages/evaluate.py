@@ -3,12 +3,12 @@
 Every model of the run is judged the same way, on the test window of the split notebook 04
 recorded (``cf/split.json``), for the same HCPs: the HCPs of the master who did not opt out.
 
-Reads: ``world/`` (tables and the truth: :func:`hcp_lib.synth.true_engagement_matrix` at the
+Reads: ``world/`` (tables and the truth: :func:`hcp_lib.world.synth.true_engagement_matrix` at the
 test cut-off is the oracle), ``cf/split.json``, ``cf/test_top_n/<model>.parquet`` (content
 baselines), ``cf/test_channels/<model>.parquet`` (channel baselines), ``metrics/cf.json``
 (validation scores: they pick the best baseline and the channel paired with content-only
 models, so no choice looks at the test window), ``topics/doc_topics.parquet`` (diversity), and,
-when notebook 05 ran, the engagement models it wrote (:mod:`hcp_lib.engagement_stage`):
+when notebook 05 ran, the engagement models it wrote (:mod:`hcp_lib.stages.engagement`):
 ``hybrid/models.json`` (their families and validation log-losses),
 ``hybrid/test_top_n/<model>.parquet`` (the baselines' list columns plus ``channel``: the
 model's channel for that item), ``hybrid/test_exposure_probs/<model>.parquet``
@@ -20,7 +20,7 @@ Writes (via the notebook) under ``evaluation/``: ``metrics.json`` and
 
 Protocol. An item is a candidate for an HCP unless the HCP engaged with it before the
 cut-off, it is not approved for the HCP's specialty, or it is released after the test
-window (:func:`hcp_lib.recommender.exclusion_mask`, as in notebook 04). Observed relevance =
+window (:func:`hcp_lib.models.base.exclusion_mask`, as in notebook 04). Observed relevance =
 candidate items the HCP engaged with in the test window; graded relevance = the oracle's
 probability of the item through its best channel at the cut-off. Policy value of a model =
 the oracle's probability of its top-1 (content, channel) per HCP; content-only models take
@@ -30,8 +30,8 @@ pairs, computed exactly) and ``business_as_usual`` (the first (content, channel)
 policy sent the HCP in the test window).
 
 Plan value of a model = the oracle's expected engagements of the week's plan notebook 08 would
-make from the model's probabilities (:func:`hcp_lib.plan.candidate_actions`, then
-:func:`hcp_lib.plan.solve_milp` under the run's caps, capacities, approvals, repeat window and
+make from the model's probabilities (:func:`hcp_lib.stages.plan.candidate_actions`, then
+:func:`hcp_lib.stages.plan.solve_milp` under the run's caps, capacities, approvals, repeat window and
 opt-outs), as a share of the plan made under the same rules from the oracle's probabilities
 (:func:`plan_terms`). Content-only models plan with pseudo-probabilities: their paired
 channel's engagement rate times a weight falling linearly with the item's rank in their saved
@@ -77,21 +77,22 @@ flattened table (:func:`flatten_metrics`) against :data:`FLAT_SCHEMA`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import scipy.sparse as sp
 
-from . import evaluate_metrics as em
-from . import io, metrics
-from .config import RunDir
-from .domain import CHANNELS, HCP_ID_PATTERN
-from .cf import PROBABILITY_CHANNEL_MODELS
-from .recommender import exclusion_mask, top_n
+from .. import io, metrics
+from ..config import RunDir
+from ..domain import CHANNELS, HCP_ID_PATTERN
+from ..models import baselines
+from ..models.base import exclusion_mask, top_n
+from ..models.baselines import PROBABILITY_CHANNEL_MODELS
 
 #: the list lengths every ranking metric is computed at (fixed, so metric keys are stable)
 EVAL_K = (1, 5, 10, 20)
@@ -102,9 +103,24 @@ POLICY_METRICS = ("policy_value", "policy_fraction_of_oracle", "plan_value", "pl
 #: the headline metrics (what choices are judged by in the book; never observed-engagement NDCG)
 HEADLINE_METRICS = ("policy_fraction_of_oracle", "plan_fraction_of_oracle", "graded_ndcg@10")
 #: metrics bounded to [0, 1] (the others: novelty >= 0, log-loss >= 0)
-UNIT_METRICS = {"hit_rate", "precision", "recall", "ndcg", "graded_ndcg", "mrr", "map", "diversity", "coverage",
-                "channel_accuracy", "channel_macro_f1", "brier", "auc", "ece", "policy_value"}
-#: families of the models notebook 05 writes (hcp_lib.engagement_stage) and of the others
+UNIT_METRICS = {
+    "hit_rate",
+    "precision",
+    "recall",
+    "ndcg",
+    "graded_ndcg",
+    "mrr",
+    "map",
+    "diversity",
+    "coverage",
+    "channel_accuracy",
+    "channel_macro_f1",
+    "brier",
+    "auc",
+    "ece",
+    "policy_value",
+}
+#: families of the models notebook 05 writes (hcp_lib.stages.engagement) and of the others
 ENGAGEMENT_FAMILIES = ("hybrid", "tabular", "ablation")
 #: the names of the two models the evaluation adds to the run's own (one name per model, every chapter)
 ORACLE_NAME = "oracle"
@@ -175,9 +191,10 @@ class EvaluationSetting:
 def load_setting(run_dir: str | Path, plan_settings=None) -> EvaluationSetting:
     """Read the run's world, truth, split and topics into an :class:`EvaluationSetting`, with
     the plan's context at the test cut-off under ``plan_settings`` (default: the default
-    :class:`hcp_lib.plan.PlanSettings`)."""
-    from . import cf, plan, synth
-    from .split import training_data
+    :class:`hcp_lib.stages.plan.PlanSettings`)."""
+    from ..split import training_data
+    from ..world import synth
+    from . import cf, plan
 
     run = RunDir(Path(run_dir))
     split = cf.read_split(run_dir)
@@ -192,29 +209,50 @@ def load_setting(run_dir: str | Path, plan_settings=None) -> EvaluationSetting:
     exclude = exclusion_mask(hcp_ids, content_ids, train, released_by=split.test_end, catalogue=catalogue)
     in_test = (interactions["exposed_at"] >= split.test_start) & (interactions["exposed_at"] < split.test_end)
     rows = pd.Index(hcp_ids).get_indexer(interactions.loc[in_test, "hcp_id"].astype(str))
-    test_rows = interactions.loc[in_test, ["exposure_id", "hcp_id", "content_id", "channel", "exposed_at", "engaged",
-                                           "true_engagement_prob"]].copy()
+    test_rows = interactions.loc[
+        in_test, ["exposure_id", "hcp_id", "content_id", "channel", "exposed_at", "engaged", "true_engagement_prob"]
+    ].copy()
     test_rows["row"], test_rows["col"] = rows, content_ids.get_indexer(test_rows["content_id"].astype(str))
     test_rows = test_rows[test_rows["row"] >= 0].sort_values(["exposed_at", "exposure_id"], kind="stable")
     test_rows = test_rows.reset_index(drop=True)
     relevant = metrics.relevance_matrix(test_rows, hcp_ids, content_ids, exclude)
     engaged = train.engaged
-    train_engagements = np.bincount(pd.Index(hcp_ids).get_indexer(engaged["hcp_id"].astype(str)) + 1,
-                                    minlength=len(hcp_ids) + 1)[1:]
+    train_engagements = np.bincount(
+        pd.Index(hcp_ids).get_indexer(engaged["hcp_id"].astype(str)) + 1, minlength=len(hcp_ids) + 1
+    )[1:]
     item_popularity = engaged.drop_duplicates(["hcp_id", "content_id"])["content_id"].astype(str).value_counts()
     item_popularity = item_popularity.reindex(content_ids, fill_value=0).to_numpy(np.float64)
     topics_path = run.topics / "doc_topics.parquet"
-    features = cf.topic_features(io.read_parquet(topics_path)) if topics_path.exists() else cf.area_features(catalogue)
-    item_vectors = cf._feature_matrix(features, content_ids)
+    features = (
+        baselines.topic_features(io.read_parquet(topics_path))
+        if topics_path.exists()
+        else baselines.area_features(catalogue)
+    )
+    item_vectors = baselines._feature_matrix(features, content_ids)
     new_items = (catalogue["release_date"] >= split.test_start).to_numpy(bool)
     oracle = synth.true_engagement_matrix(world, hcp_ids, split.test_start, content_ids=content_ids)
     cf_metrics_path = run.metrics / "cf.json"
     validation = io.read_json(cf_metrics_path).get("validation", {}) if cf_metrics_path.exists() else {}
     plan_settings = plan_settings or plan.PlanSettings()
     context = plan.read_context(run_dir, split.test_start, plan_settings)
-    return EvaluationSetting(split, hcp_ids, content_ids, population["specialty"].astype(str).to_numpy(dtype=object),
-                             oracle, exclude, relevant, test_rows, train_engagements, item_popularity, item_vectors,
-                             new_items, catalogue, validation, context, plan_settings)
+    return EvaluationSetting(
+        split,
+        hcp_ids,
+        content_ids,
+        population["specialty"].astype(str).to_numpy(dtype=object),
+        oracle,
+        exclude,
+        relevant,
+        test_rows,
+        train_engagements,
+        item_popularity,
+        item_vectors,
+        new_items,
+        catalogue,
+        validation,
+        context,
+        plan_settings,
+    )
 
 
 # --- one model's outputs, checked --------------------------------------------------------------
@@ -230,7 +268,7 @@ class ModelOutput:
     model); ``exposure_prob`` the engagement probability of each test row (None: no
     probabilities); ``hcp_channel`` the channel index per HCP (channel-only models) and
     ``hcp_channel_rates`` its engagement rates (probability channel models); ``candidates``
-    the model's plan candidates (:class:`hcp_lib.plan.Candidates`; None: built from
+    the model's plan candidates (:class:`hcp_lib.stages.plan.Candidates`; None: built from
     ``list_top``, the whole saved list, and its paired channel's rates).
     """
 
@@ -253,16 +291,29 @@ class ModelOutput:
 def _check_finite(name: str, values, what: str, scope: str = "", rows: np.ndarray | None = None) -> np.ndarray:
     """``values`` of model ``name`` as float64, checked by :func:`hcp_lib.io.check_finite`
     (raises :class:`NonFiniteOutputError`)."""
-    return io.check_finite(values, f"model {name!r}", what, scope=scope, labels=rows,
-                           label_kind="HCP" if rows is not None else None,
-                           consequence="it cannot be evaluated — check its inputs and training",
-                           error=NonFiniteOutputError)
+    return io.check_finite(
+        values,
+        f"model {name!r}",
+        what,
+        scope=scope,
+        labels=rows,
+        label_kind="HCP" if rows is not None else None,
+        consequence="it cannot be evaluated — check its inputs and training",
+        error=NonFiniteOutputError,
+    )
 
 
-def from_scores(name: str, hcp_ids: Iterable[str], content_ids: Iterable[str], scores: np.ndarray,
-                setting: EvaluationSetting, channel_scores: np.ndarray | None = None,
-                channel_scores_are_probabilities: bool = False, family: str = "model",
-                source: str = "score matrix") -> ModelOutput:
+def from_scores(
+    name: str,
+    hcp_ids: Iterable[str],
+    content_ids: Iterable[str],
+    scores: np.ndarray,
+    setting: EvaluationSetting,
+    channel_scores: np.ndarray | None = None,
+    channel_scores_are_probabilities: bool = False,
+    family: str = "model",
+    source: str = "score matrix",
+) -> ModelOutput:
     """A :class:`ModelOutput` from a full score matrix (n_hcp, n_content) and, optionally,
     channel scores (n_hcp, n_content, n_channel).
 
@@ -273,19 +324,26 @@ def from_scores(name: str, hcp_ids: Iterable[str], content_ids: Iterable[str], s
     """
     hcp_ids = np.asarray(list(hcp_ids), dtype=object).astype(str)
     content_ids = np.asarray(list(content_ids), dtype=object).astype(str)
-    for label, given, expected in (("HCP ids", hcp_ids, setting.hcp_ids.astype(str)),
-                                   ("content ids", content_ids, setting.content_ids.to_numpy().astype(str))):
+    for label, given, expected in (
+        ("HCP ids", hcp_ids, setting.hcp_ids.astype(str)),
+        ("content ids", content_ids, setting.content_ids.to_numpy().astype(str)),
+    ):
         if len(given) != len(expected) or set(given) != set(expected):
-            raise EvaluationError(f"model {name!r}: its {label} ({len(given)}) are not the evaluation's "
-                                  f"({len(expected)}); score every evaluated id")
+            raise EvaluationError(
+                f"model {name!r}: its {label} ({len(given)}) are not the evaluation's "
+                f"({len(expected)}); score every evaluated id"
+            )
         if not (given == expected).all():
             first = int(np.flatnonzero(given != expected)[0])
-            raise EvaluationError(f"model {name!r}: its {label} are in another order than the evaluation's "
-                                  f"(position {first}: {given[first]!r}, expected {expected[first]!r})")
+            raise EvaluationError(
+                f"model {name!r}: its {label} are in another order than the evaluation's "
+                f"(position {first}: {given[first]!r}, expected {expected[first]!r})"
+            )
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (len(hcp_ids), len(content_ids)):
-        raise EvaluationError(f"model {name!r}: scores have shape {scores.shape}, expected "
-                              f"{(len(hcp_ids), len(content_ids))}")
+        raise EvaluationError(
+            f"model {name!r}: scores have shape {scores.shape}, expected {(len(hcp_ids), len(content_ids))}"
+        )
     _check_finite(name, scores, "score", " in its score matrix", hcp_ids)
     top = top_n(scores, max(EVAL_K), setting.exclude, model=name)
     top_scores = np.where(top >= 0, np.take_along_axis(scores, np.maximum(top, 0), axis=1), np.nan)
@@ -295,8 +353,10 @@ def from_scores(name: str, hcp_ids: Iterable[str], content_ids: Iterable[str], s
     if channel_scores is not None:
         channel_scores = np.asarray(channel_scores, dtype=np.float64)
         if channel_scores.shape != scores.shape + (len(CHANNELS),):
-            raise EvaluationError(f"model {name!r}: channel scores have shape {channel_scores.shape}, expected "
-                                  f"{scores.shape + (len(CHANNELS),)}")
+            raise EvaluationError(
+                f"model {name!r}: channel scores have shape {channel_scores.shape}, expected "
+                f"{scores.shape + (len(CHANNELS),)}"
+            )
         _check_finite(name, channel_scores, "channel score", "", hcp_ids)
         best = channel_scores.argmax(axis=2)
         output.top_channel = np.where(top >= 0, np.take_along_axis(best, np.maximum(top, 0), axis=1), -1)
@@ -305,10 +365,15 @@ def from_scores(name: str, hcp_ids: Iterable[str], content_ids: Iterable[str], s
         output.channel_from = name
         if channel_scores_are_probabilities:
             rows = setting.test_rows
-            prob = channel_scores[rows["row"].to_numpy(), rows["col"].to_numpy(),
-                                  pd.Index(CHANNELS).get_indexer(rows["channel"].astype(str))]
+            prob = channel_scores[
+                rows["row"].to_numpy(),
+                rows["col"].to_numpy(),
+                pd.Index(CHANNELS).get_indexer(rows["channel"].astype(str)),
+            ]
             if ((prob < 0) | (prob > 1)).any():
-                raise EvaluationError(f"model {name!r}: channel scores are said to be probabilities but lie outside [0, 1]")
+                raise EvaluationError(
+                    f"model {name!r}: channel scores are said to be probabilities but lie outside [0, 1]"
+                )
             output.exposure_prob = prob
     return output
 
@@ -316,8 +381,14 @@ def from_scores(name: str, hcp_ids: Iterable[str], content_ids: Iterable[str], s
 LIST_COLUMNS = ("hcp_id", "rank", "content_id", "score")
 
 
-def from_lists(name: str, lists: pd.DataFrame, setting: EvaluationSetting, family: str, source: str,
-               exposure_probs: pd.DataFrame | None = None) -> ModelOutput:
+def from_lists(
+    name: str,
+    lists: pd.DataFrame,
+    setting: EvaluationSetting,
+    family: str,
+    source: str,
+    exposure_probs: pd.DataFrame | None = None,
+) -> ModelOutput:
     """A :class:`ModelOutput` from saved top-N lists (hcp_id, rank, content_id, score[,
     channel]) and, optionally, per-exposure probabilities (exposure_id, engagement_prob).
 
@@ -328,8 +399,9 @@ def from_lists(name: str, lists: pd.DataFrame, setting: EvaluationSetting, famil
     """
     missing = [c for c in LIST_COLUMNS if c not in lists.columns]
     if missing:
-        raise EvaluationError(f"model {name!r} ({source}): missing column {missing[0]!r}; lists need "
-                              f"{', '.join(LIST_COLUMNS)}")
+        raise EvaluationError(
+            f"model {name!r} ({source}): missing column {missing[0]!r}; lists need {', '.join(LIST_COLUMNS)}"
+        )
     k = max(EVAL_K)
     whole = lists
     lists = lists[lists["rank"] <= k]
@@ -337,8 +409,10 @@ def from_lists(name: str, lists: pd.DataFrame, setting: EvaluationSetting, famil
     lists, rows = lists[rows >= 0], rows[rows >= 0]  # opted-out HCPs are not evaluated
     cols = setting.content_ids.get_indexer(lists["content_id"].astype(str))
     if (cols < 0).any():
-        raise EvaluationError(f"model {name!r} ({source}): content id {lists['content_id'].iloc[np.flatnonzero(cols < 0)[0]]!r} "
-                              "is not in the catalogue")
+        raise EvaluationError(
+            f"model {name!r} ({source}): content id {lists['content_id'].iloc[np.flatnonzero(cols < 0)[0]]!r} "
+            "is not in the catalogue"
+        )
     scores = lists["score"].to_numpy(dtype=np.float64)
     _check_finite(name, scores, "score", f" in column 'score' of {source}")
     ranks = lists["rank"].to_numpy(dtype=np.int64)
@@ -346,9 +420,11 @@ def from_lists(name: str, lists: pd.DataFrame, setting: EvaluationSetting, famil
         raise EvaluationError(f"model {name!r} ({source}): ranks must be 1, 2, … once per HCP")
     if setting.exclude[rows, cols].any():
         first = np.flatnonzero(setting.exclude[rows, cols])[0]
-        raise EvaluationError(f"model {name!r} ({source}): HCP {setting.hcp_ids[rows[first]]!r} is recommended "
-                              f"content {setting.content_ids[cols[first]]!r}, which is not a candidate (seen, "
-                              "unapproved or unreleased)")
+        raise EvaluationError(
+            f"model {name!r} ({source}): HCP {setting.hcp_ids[rows[first]]!r} is recommended "
+            f"content {setting.content_ids[cols[first]]!r}, which is not a candidate (seen, "
+            "unapproved or unreleased)"
+        )
     top = np.full((len(setting.hcp_ids), k), -1, dtype=np.int64)
     top_scores = np.full(top.shape, np.nan)
     top[rows, ranks - 1], top_scores[rows, ranks - 1] = cols, scores
@@ -357,9 +433,11 @@ def from_lists(name: str, lists: pd.DataFrame, setting: EvaluationSetting, famil
     short = listed < available
     if short.any():
         first = int(np.flatnonzero(short)[0])
-        raise EvaluationError(f"model {name!r} ({source}): HCP {setting.hcp_ids[first]!r} has {listed[first]} listed "
-                              f"items but {available[first]} candidates; lists must hold the top {k} "
-                              f"({int(short.sum())} HCPs affected)")
+        raise EvaluationError(
+            f"model {name!r} ({source}): HCP {setting.hcp_ids[first]!r} has {listed[first]} listed "
+            f"items but {available[first]} candidates; lists must hold the top {k} "
+            f"({int(short.sum())} HCPs affected)"
+        )
     ordered = np.where(top >= 0, top_scores, np.nan)
     if (np.nan_to_num(np.diff(ordered, axis=1), nan=0.0) > 1e-12).any():
         raise EvaluationError(f"model {name!r} ({source}): ranks are not in descending score order")
@@ -369,8 +447,10 @@ def from_lists(name: str, lists: pd.DataFrame, setting: EvaluationSetting, famil
     if "channel" in lists.columns:
         channel = pd.Index(CHANNELS).get_indexer(lists["channel"].astype(str))
         if (channel < 0).any():
-            raise EvaluationError(f"model {name!r} ({source}): column 'channel' has value "
-                                  f"{lists['channel'].iloc[np.flatnonzero(channel < 0)[0]]!r}; allowed: {', '.join(CHANNELS)}")
+            raise EvaluationError(
+                f"model {name!r} ({source}): column 'channel' has value "
+                f"{lists['channel'].iloc[np.flatnonzero(channel < 0)[0]]!r}; allowed: {', '.join(CHANNELS)}"
+            )
         output.top_channel = np.full(top.shape, -1, dtype=np.int64)
         output.top_channel[rows, ranks - 1] = channel
         output.channel_from = name
@@ -387,8 +467,7 @@ def _exposure_probabilities(name: str, table: pd.DataFrame, setting: EvaluationS
     prob = pd.Series(values, index=table["exposure_id"].to_numpy())
     prob = prob.reindex(setting.test_rows["exposure_id"].to_numpy()).to_numpy()
     if np.isnan(prob).any():
-        raise EvaluationError(f"model {name!r}: exposure probabilities miss {int(np.isnan(prob).sum())} test "
-                              "exposures")
+        raise EvaluationError(f"model {name!r}: exposure probabilities miss {int(np.isnan(prob).sum())} test exposures")
     if ((prob < 0) | (prob > 1)).any():
         raise EvaluationError(f"model {name!r}: column 'engagement_prob' has values outside [0, 1]")
     return prob
@@ -413,7 +492,9 @@ def channel_output(name: str, table: pd.DataFrame, setting: EvaluationSetting, s
     output.hcp_channel = best
     if name in PROBABILITY_CHANNEL_MODELS:
         rows = setting.test_rows
-        output.exposure_prob = matrix[rows["row"].to_numpy(), pd.Index(CHANNELS).get_indexer(rows["channel"].astype(str))]
+        output.exposure_prob = matrix[
+            rows["row"].to_numpy(), pd.Index(CHANNELS).get_indexer(rows["channel"].astype(str))
+        ]
         output.hcp_channel_rates = matrix
     return output
 
@@ -433,8 +514,16 @@ def top_n_from_lists(lists: pd.DataFrame, hcp_ids: np.ndarray, content_ids: pd.I
 def oracle_output(setting: EvaluationSetting) -> ModelOutput:
     """The oracle as a model: items ranked by their best-channel true probability, that channel
     chosen; its exposure probabilities are the simulator's ``true_engagement_prob``."""
-    output = from_scores(ORACLE_NAME, setting.hcp_ids, setting.content_ids, setting.oracle.max(axis=2), setting,
-                         channel_scores=setting.oracle, family="oracle", source="synth.true_engagement_matrix")
+    output = from_scores(
+        ORACLE_NAME,
+        setting.hcp_ids,
+        setting.content_ids,
+        setting.oracle.max(axis=2),
+        setting,
+        channel_scores=setting.oracle,
+        family="oracle",
+        source="synth.true_engagement_matrix",
+    )
     output.exposure_prob = setting.test_rows["true_engagement_prob"].to_numpy(np.float64)
     return output
 
@@ -469,7 +558,8 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import OneHotEncoder
 
-    from . import pubmed, synth
+    from ..world import synth
+    from . import pubmed
 
     world = synth.load_world(run_dir)
     text = setting.catalogue["title"].astype(str)
@@ -482,11 +572,13 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
     item_text = tfidf.fit_transform(text.to_numpy())
     rows = world.interactions
     specialty = rows["hcp_id"].astype(str).map(world.hcps.set_index(world.hcps["hcp_id"].astype(str))["specialty"])
-    onehot = OneHotEncoder(categories=[sorted(set(world.hcps["specialty"].astype(str))), list(CHANNELS)],
-                           handle_unknown="ignore")
+    onehot = OneHotEncoder(
+        categories=[sorted(set(world.hcps["specialty"].astype(str))), list(CHANNELS)], handle_unknown="ignore"
+    )
     categorical = onehot.fit_transform(np.column_stack([specialty.astype(str), rows["channel"].astype(str)]))
-    features = sp.hstack([item_text[setting.content_ids.get_indexer(rows["content_id"].astype(str))],
-                          categorical]).tocsr()
+    features = sp.hstack(
+        [item_text[setting.content_ids.get_indexer(rows["content_id"].astype(str))], categorical]
+    ).tocsr()
     target = rows["engaged"].to_numpy(bool)
 
     def classifier():
@@ -495,7 +587,7 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
     before_valid = (rows["exposed_at"] < setting.split.valid_start).to_numpy()
     in_valid = ~before_valid & (rows["exposed_at"] < setting.split.test_start).to_numpy()
     valid_model = classifier().fit(features[before_valid], target[before_valid])
-    validation_log_loss = em.log_loss_value(target[in_valid], valid_model.predict_proba(features[in_valid])[:, 1])
+    validation_log_loss = metrics.log_loss_value(target[in_valid], valid_model.predict_proba(features[in_valid])[:, 1])
 
     train_idx, test_idx = train_test_split(np.arange(len(rows)), test_size=0.2, random_state=seed, stratify=target)
     random_model = classifier().fit(features[train_idx], target[train_idx])
@@ -505,26 +597,42 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
     n_text, n_specialty = item_text.shape[1], len(onehot.categories_[0])
     coef = model.coef_.ravel()
     text_logit = item_text @ coef[:n_text]
-    specialty_logit = pd.Series(coef[n_text:n_text + n_specialty], index=onehot.categories_[0])
-    channel_logit = coef[n_text + n_specialty:]
+    specialty_logit = pd.Series(coef[n_text : n_text + n_specialty], index=onehot.categories_[0])
+    channel_logit = coef[n_text + n_specialty :]
     hcp_logit = specialty_logit.reindex(setting.specialty).to_numpy()
     logit = model.intercept_[0] + hcp_logit[:, None, None] + text_logit[None, :, None] + channel_logit[None, None, :]
     probability = expit(logit)
-    output = from_scores(V01_NAME, setting.hcp_ids, setting.content_ids, probability.max(axis=2), setting,
-                         channel_scores=probability, channel_scores_are_probabilities=True, family="v0.1",
-                         source="logistic regression on TF-IDF + specialty + channel")
+    output = from_scores(
+        V01_NAME,
+        setting.hcp_ids,
+        setting.content_ids,
+        probability.max(axis=2),
+        setting,
+        channel_scores=probability,
+        channel_scores_are_probabilities=True,
+        family="v0.1",
+        source="logistic regression on TF-IDF + specialty + channel",
+    )
     from . import plan
 
-    output.candidates = plan.candidate_actions(setting.plan_context, setting_scorer(setting, probability),
-                                               setting.content_ids, setting.plan_settings, model=V01_NAME)
+    output.candidates = plan.candidate_actions(
+        setting.plan_context,
+        setting_scorer(setting, probability),
+        setting.content_ids,
+        setting.plan_settings,
+        model=V01_NAME,
+    )
     test = setting.test_rows
     temporal_prob = output.exposure_prob
     random_split = {
-        "random_split_auc": em.exposure_auc(target[test_idx], random_prob),
+        "random_split_auc": metrics.exposure_auc(target[test_idx], random_prob),
         "random_split_accuracy": float(accuracy_score(target[test_idx], random_prob >= 0.5)),
-        "temporal_auc": em.exposure_auc(test["engaged"].to_numpy(bool), temporal_prob) if test["engaged"].nunique() == 2 else None,
+        "temporal_auc": metrics.exposure_auc(test["engaged"].to_numpy(bool), temporal_prob)
+        if test["engaged"].nunique() == 2
+        else None,
         "temporal_accuracy": float(accuracy_score(test["engaged"], temporal_prob >= 0.5)),
-        "n_train_random": int(len(train_idx)), "n_test_random": int(len(test_idx)),
+        "n_train_random": int(len(train_idx)),
+        "n_test_random": int(len(test_idx)),
         "validation_log_loss": validation_log_loss,
     }
     return V01Result(random_split, output)
@@ -564,7 +672,9 @@ def best_baseline(setting: EvaluationSetting, outputs: dict[str, ModelOutput]) -
     return max(scored, key=lambda m: (scored[m], m)) if scored else baselines[0]
 
 
-def load_models(run_dir: str | Path, setting: EvaluationSetting, expected: Iterable[str] = ()) -> dict[str, ModelOutput]:
+def load_models(
+    run_dir: str | Path, setting: EvaluationSetting, expected: Iterable[str] = ()
+) -> dict[str, ModelOutput]:
     """Every model output of the run: content baselines (``cf/test_top_n``), channel
     baselines (``cf/test_channels``), hybrid models (``hybrid/test_top_n``, when present).
 
@@ -572,7 +682,7 @@ def load_models(run_dir: str | Path, setting: EvaluationSetting, expected: Itera
     Content-only models are paired with :func:`policy_channel_model` for their channel.
     """
     from . import plan
-    from .engagement_stage import read_registry
+    from .engagement import read_registry
 
     run = RunDir(Path(run_dir))
     registry = read_registry(run_dir)
@@ -586,17 +696,22 @@ def load_models(run_dir: str | Path, setting: EvaluationSetting, expected: Itera
             probs = io.read_parquet(probs_path) if probs_path.exists() else None
             if path.stem in outputs:
                 raise EvaluationError(f"model {path.stem!r}: two outputs ({outputs[path.stem].source} and {path})")
-            family = registry.get(path.stem, {}).get("family", stage_family) if stage_family == "hybrid" else stage_family
-            outputs[path.stem] = from_lists(path.stem, io.read_parquet(path), setting, family,
-                                            str(path.relative_to(run.root)), probs)
+            family = (
+                registry.get(path.stem, {}).get("family", stage_family) if stage_family == "hybrid" else stage_family
+            )
+            outputs[path.stem] = from_lists(
+                path.stem, io.read_parquet(path), setting, family, str(path.relative_to(run.root)), probs
+            )
             new_path = folder.parent / "test_new_items" / path.name
             if new_path.exists():
-                outputs[path.stem].new_top = top_n_from_lists(io.read_parquet(new_path), setting.hcp_ids,
-                                                              setting.content_ids, 10)
+                outputs[path.stem].new_top = top_n_from_lists(
+                    io.read_parquet(new_path), setting.hcp_ids, setting.content_ids, 10
+                )
             candidates_path = folder.parent / "plan_candidates" / path.name
             if candidates_path.exists():
-                outputs[path.stem].candidates = plan.read_candidates(candidates_path, setting.plan_context,
-                                                                     setting.plan_settings)
+                outputs[path.stem].candidates = plan.read_candidates(
+                    candidates_path, setting.plan_context, setting.plan_settings
+                )
     missing = [m for m in expected if m not in outputs]
     if missing:
         found = ", ".join(sorted(outputs)) or "none"
@@ -667,7 +782,7 @@ class PlanOutcome:
 
 
 def plan_terms(setting: EvaluationSetting, candidates) -> PlanOutcome:
-    """The plan notebook 08 would make from ``candidates`` (:class:`hcp_lib.plan.Candidates`;
+    """The plan notebook 08 would make from ``candidates`` (:class:`hcp_lib.stages.plan.Candidates`;
     rows with probability 0 are dropped), solved with the MILP under the setting's plan rules,
     and the oracle's probability of each chosen action summed per HCP."""
     from . import plan
@@ -676,13 +791,20 @@ def plan_terms(setting: EvaluationSetting, candidates) -> PlanOutcome:
     table = plan.usable(candidates).table
     capacities = plan.capacity_table(setting.plan_context, settings)
     families = plan.constraint_families(table, settings, capacities, candidates.slots)
-    assignment = plan.solve_milp(table["probability"].to_numpy(), families, settings.time_limit_s, settings.mip_rel_gap,
-                                 settings.milp_max_candidates)
+    assignment = plan.solve_milp(
+        table["probability"].to_numpy(),
+        families,
+        settings.time_limit_s,
+        settings.mip_rel_gap,
+        settings.milp_max_candidates,
+    )
     actions = table[assignment.chosen].reset_index(drop=True)
     rows = setting.plan_rows[actions["row"].to_numpy()]
     if (rows < 0).any():
-        raise EvaluationError(f"a plan action names HCP {actions['hcp_id'].iloc[int(np.flatnonzero(rows < 0)[0])]!r}, "
-                              "who is not evaluated (opted out?)")
+        raise EvaluationError(
+            f"a plan action names HCP {actions['hcp_id'].iloc[int(np.flatnonzero(rows < 0)[0])]!r}, "
+            "who is not evaluated (opted out?)"
+        )
     truth = setting.oracle[rows, actions["col"].to_numpy(), actions["ch"].to_numpy()].astype(np.float64)
     value = np.bincount(rows, weights=truth, minlength=len(setting.hcp_ids))
     return PlanOutcome(candidates, assignment, actions, value)
@@ -698,16 +820,26 @@ def model_candidates(setting: EvaluationSetting, output: ModelOutput):
         return output.candidates
     if output.list_top is None or output.hcp_channel_rates is None:
         return None
-    return plan.candidate_actions(setting.plan_context, list_scorer(setting, output.list_top, output.hcp_channel_rates),
-                                  setting.content_ids, setting.plan_settings, model=output.name)
+    return plan.candidate_actions(
+        setting.plan_context,
+        list_scorer(setting, output.list_top, output.hcp_channel_rates),
+        setting.content_ids,
+        setting.plan_settings,
+        model=output.name,
+    )
 
 
 def oracle_candidates(setting: EvaluationSetting):
     """The oracle's plan candidates: the same rules, the simulator's true probabilities."""
     from . import plan
 
-    return plan.candidate_actions(setting.plan_context, setting_scorer(setting, setting.oracle), setting.content_ids,
-                                  setting.plan_settings, model=ORACLE_NAME)
+    return plan.candidate_actions(
+        setting.plan_context,
+        setting_scorer(setting, setting.oracle),
+        setting.content_ids,
+        setting.plan_settings,
+        model=ORACLE_NAME,
+    )
 
 
 def business_as_usual_plan(setting: EvaluationSetting) -> np.ndarray:
@@ -716,8 +848,9 @@ def business_as_usual_plan(setting: EvaluationSetting) -> np.ndarray:
     context = setting.plan_context
     rows = setting.test_rows
     week = rows[(rows["exposed_at"] >= context.plan_start) & (rows["exposed_at"] < context.plan_end)]
-    truth = setting.oracle[week["row"].to_numpy(), week["col"].to_numpy(),
-                           pd.Index(CHANNELS).get_indexer(week["channel"].astype(str))].astype(np.float64)
+    truth = setting.oracle[
+        week["row"].to_numpy(), week["col"].to_numpy(), pd.Index(CHANNELS).get_indexer(week["channel"].astype(str))
+    ].astype(np.float64)
     return np.bincount(week["row"].to_numpy(), weights=truth, minlength=len(setting.hcp_ids))
 
 
@@ -731,16 +864,17 @@ def ranking_terms(output: ModelOutput, setting: EvaluationSetting) -> dict[str, 
     terms = {}
     for k in EVAL_K:
         top = output.top
-        terms[f"hit_rate@{k}"] = em.hit_at_k(top, setting.relevant, k)
-        terms[f"precision@{k}"] = em.precision_at_k(top, setting.relevant, k)
-        terms[f"recall@{k}"] = em.recall_at_k(top, setting.relevant, k)
-        terms[f"ndcg@{k}"] = em.ndcg_at_k(top, setting.relevant, k)
-        terms[f"graded_ndcg@{k}"] = em.graded_ndcg_at_k(top, gains, k, eligible)
-        terms[f"mrr@{k}"] = em.reciprocal_rank_at_k(top, setting.relevant, k)
-        terms[f"map@{k}"] = em.average_precision_at_k(top, setting.relevant, k)
-        terms[f"novelty@{k}"] = em.novelty_at_k(top, setting.item_popularity, len(setting.hcp_ids), k)
-        terms[f"diversity@{k}"] = em.intra_list_diversity_at_k(top, setting.item_vectors, k) if k > 1 \
-            else np.full(len(top), np.nan)
+        terms[f"hit_rate@{k}"] = metrics.hit_at_k(top, setting.relevant, k)
+        terms[f"precision@{k}"] = metrics.precision_at_k(top, setting.relevant, k)
+        terms[f"recall@{k}"] = metrics.recall_at_k(top, setting.relevant, k)
+        terms[f"ndcg@{k}"] = metrics.ndcg_at_k(top, setting.relevant, k)
+        terms[f"graded_ndcg@{k}"] = metrics.graded_ndcg_at_k(top, gains, k, eligible)
+        terms[f"mrr@{k}"] = metrics.reciprocal_rank_at_k(top, setting.relevant, k)
+        terms[f"map@{k}"] = metrics.average_precision_at_k(top, setting.relevant, k)
+        terms[f"novelty@{k}"] = metrics.novelty_at_k(top, setting.item_popularity, len(setting.hcp_ids), k)
+        terms[f"diversity@{k}"] = (
+            metrics.intra_list_diversity_at_k(top, setting.item_vectors, k) if k > 1 else np.full(len(top), np.nan)
+        )
     return terms
 
 
@@ -761,12 +895,16 @@ def reference_policies(setting: EvaluationSetting) -> dict[str, np.ndarray]:
     has_candidate = (~setting.exclude).any(axis=1)
     oracle = np.where(has_candidate, candidate.max(axis=(1, 2)), np.nan)
     n = (~setting.exclude).sum(axis=1) * len(CHANNELS)
-    random = np.where(has_candidate, np.where(setting.exclude[:, :, None], 0.0, setting.oracle).sum(axis=(1, 2))
-                      / np.maximum(n, 1), np.nan)
+    random = np.where(
+        has_candidate,
+        np.where(setting.exclude[:, :, None], 0.0, setting.oracle).sum(axis=(1, 2)) / np.maximum(n, 1),
+        np.nan,
+    )
     first = setting.test_rows.drop_duplicates("row")
     bau = np.full(len(setting.hcp_ids), np.nan)
-    bau[first["row"].to_numpy()] = setting.oracle[first["row"].to_numpy(), first["col"].to_numpy(),
-                                                  pd.Index(CHANNELS).get_indexer(first["channel"].astype(str))]
+    bau[first["row"].to_numpy()] = setting.oracle[
+        first["row"].to_numpy(), first["col"].to_numpy(), pd.Index(CHANNELS).get_indexer(first["channel"].astype(str))
+    ]
     return {"oracle": oracle, "random": random, "business_as_usual": bau}
 
 
@@ -777,20 +915,27 @@ def channel_terms(output: ModelOutput, setting: EvaluationSetting) -> dict[str, 
     terms = {}
     engaged = setting.engaged_rows
     if output.engaged_channel is not None:
-        correct = em.channel_matches(output.engaged_channel, pd.Index(CHANNELS).get_indexer(engaged["channel"].astype(str)))
+        correct = metrics.channel_matches(
+            output.engaged_channel, pd.Index(CHANNELS).get_indexer(engaged["channel"].astype(str))
+        )
         rows = engaged["row"].to_numpy()
         terms["channel_accuracy"] = (np.bincount(rows, correct, n), np.bincount(rows, minlength=n).astype(float))
     if output.exposure_prob is not None:
-        rows, y, p = setting.test_rows["row"].to_numpy(), setting.test_rows["engaged"].to_numpy(bool), output.exposure_prob
+        rows, y, p = (
+            setting.test_rows["row"].to_numpy(),
+            setting.test_rows["engaged"].to_numpy(bool),
+            output.exposure_prob,
+        )
         count = np.bincount(rows, minlength=n).astype(float)
-        terms["log_loss"] = (np.bincount(rows, em.log_loss_terms(y, p), n), count)
-        terms["brier"] = (np.bincount(rows, em.brier_terms(y, p), n), count)
+        terms["log_loss"] = (np.bincount(rows, metrics.log_loss_terms(y, p), n), count)
+        terms["brier"] = (np.bincount(rows, metrics.brier_terms(y, p), n), count)
     return terms
 
 
 def _interval(value, low, high, n) -> dict[str, Any]:
     def clean(x):
         return None if x is None or not np.isfinite(x) else float(x)
+
     return {"value": clean(value), "ci_low": clean(low), "ci_high": clean(high), "n": int(n)}
 
 
@@ -806,7 +951,7 @@ class Evaluation:
     plans: dict = field(default_factory=dict)
 
 
-def comparison_pairs(outputs: dict[str, "ModelOutput"], best: str) -> list[tuple[str, str]]:
+def comparison_pairs(outputs: dict[str, ModelOutput], best: str) -> list[tuple[str, str]]:
     """(model, baseline) pairs compared with paired intervals: the hybrid against the v0.1
     classifier, the tabular challenger and the best baseline; the tabular challenger against
     the v0.1 classifier and the best baseline; each ablation against the hybrid."""
@@ -831,28 +976,41 @@ def selection(report_models: dict, validation_losses: dict[str, float | None]) -
     """The engagement model the validation window ranks best: the lowest validation log-loss
     among the hybrid, the tabular challenger and the v0.1 classifier (ablations are diagnostics,
     not candidates)."""
-    candidates = {m: v for m, v in validation_losses.items()
-                  if v is not None and report_models.get(m, {}).get("family") in ("hybrid", "tabular", "v0.1")}
-    return {"criterion": "log-loss of the engagement probability on the logged exposures of the validation window "
-                         "(each model fitted before the window)",
-            "validation_log_loss": {m: float(v) for m, v in sorted(candidates.items(), key=lambda kv: kv[1])},
-            "chosen": min(candidates, key=candidates.get) if candidates else None}
+    candidates = {
+        m: v
+        for m, v in validation_losses.items()
+        if v is not None and report_models.get(m, {}).get("family") in ("hybrid", "tabular", "v0.1")
+    }
+    return {
+        "criterion": "log-loss of the engagement probability on the logged exposures of the validation window "
+        "(each model fitted before the window)",
+        "validation_log_loss": {m: float(v) for m, v in sorted(candidates.items(), key=lambda kv: kv[1])},
+        "chosen": min(candidates, key=candidates.get) if candidates else None,
+    }
 
 
 #: the kinds of statistic :func:`evaluate` bootstraps: a model's (``metrics``) or a reference policy's (``policy``)
 MODEL, POLICY = "model", "policy"
 
 
-def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_bootstrap: int = 1000, seed: int = 0,
-             level: float = 0.95, v01: dict | None = None, run_info: dict | None = None,
-             validation_losses: dict[str, float | None] | None = None, plans: bool = True,
-             progress: Callable | None = None) -> Evaluation:
+def evaluate(
+    setting: EvaluationSetting,
+    outputs: dict[str, ModelOutput],
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    v01: dict | None = None,
+    run_info: dict | None = None,
+    validation_losses: dict[str, float | None] | None = None,
+    plans: bool = True,
+    progress: Callable | None = None,
+) -> Evaluation:
     """Every metric of every model with bootstrap intervals, the reference policies, each
     model's plan (``plans``), paired comparisons (:func:`comparison_pairs`), breakdowns,
     calibration and the selection: the ``metrics.json`` document described in the module
     docstring (``verdict`` included). ``validation_losses``: each engagement model's validation
     log-loss (notebook 05's registry and the v0.1 classifier's)."""
-    weights = em.resample_weights(len(setting.hcp_ids), n_bootstrap, seed)
+    weights = metrics.resample_weights(len(setting.hcp_ids), n_bootstrap, seed)
     references = reference_policies(setting)
     oracle_value = references["oracle"]
     # (kind, name, metric) of every bootstrapped statistic; kind is MODEL (a model of ``outputs``,
@@ -868,8 +1026,10 @@ def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_boot
 
     def add_policy(kind: str, name: str, value: np.ndarray) -> None:
         defined = np.isfinite(value) & np.isfinite(oracle_value)
-        add(kind, name, "policy_value", *em.mean_terms(np.where(defined, value, np.nan)))
-        add(kind, name, "policy_fraction_of_oracle", np.where(defined, value, 0.0), np.where(defined, oracle_value, 0.0))
+        add(kind, name, "policy_value", *metrics.mean_terms(np.where(defined, value, np.nan)))
+        add(
+            kind, name, "policy_fraction_of_oracle", np.where(defined, value, 0.0), np.where(defined, oracle_value, 0.0)
+        )
 
     plan_outcomes: dict[str, PlanOutcome] = {}
     oracle_plan = None
@@ -884,13 +1044,13 @@ def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_boot
         add(kind, name, "plan_fraction_of_oracle", value, oracle_plan.value)
 
     names = list(outputs)
-    for name in (progress(names, desc="models") if progress else names):
+    for name in progress(names, desc="models") if progress else names:
         output = outputs[name]
         per_hcp.setdefault(name, {})
         if output.top is not None:
             per_hcp[name].update(ranking_terms(output, setting))
             for metric, values in list(per_hcp[name].items()):
-                add(MODEL, name, metric, *em.mean_terms(values))
+                add(MODEL, name, metric, *metrics.mean_terms(values))
             per_hcp[name]["policy_value"] = policy_terms(setting, output.top[:, 0], output.top_channel[:, 0])
             add_policy(MODEL, name, per_hcp[name]["policy_value"])
         for metric, (num, den) in channel_terms(output, setting).items():
@@ -907,7 +1067,7 @@ def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_boot
     if plans:
         add_plan(POLICY, "business_as_usual", business_as_usual_plan(setting))
         add_plan(POLICY, "oracle", oracle_plan.value)
-    point, low, high, resampled = em.bootstrap_ratio(np.stack(numerators), np.stack(denominators), weights, level)
+    point, low, high, resampled = metrics.bootstrap_ratio(np.stack(numerators), np.stack(denominators), weights, level)
     counts = (np.stack(denominators) > 0).sum(axis=1)
 
     report_metrics: dict[str, dict[str, Any]] = {}
@@ -922,17 +1082,22 @@ def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_boot
         entry = report_metrics.setdefault(name, {})
         if output.top is not None:
             for k in EVAL_K:
-                entry[f"coverage@{k}"] = _interval(em.catalogue_coverage_at_k(output.top, len(setting.content_ids), k),
-                                                   None, None, len(setting.hcp_ids))
+                entry[f"coverage@{k}"] = _interval(
+                    metrics.catalogue_coverage_at_k(output.top, len(setting.content_ids), k),
+                    None,
+                    None,
+                    len(setting.hcp_ids),
+                )
         if output.engaged_channel is not None:
             predicted = np.asarray(CHANNELS, dtype=object)[output.engaged_channel]
             actual = engaged["channel"].astype(str).to_numpy(dtype=object)
-            entry["channel_macro_f1"] = _interval(em.channel_macro_f1(predicted, actual, sorted(set(actual))), None, None,
-                                                  len(actual))
+            entry["channel_macro_f1"] = _interval(
+                metrics.channel_macro_f1(predicted, actual, sorted(set(actual))), None, None, len(actual)
+            )
         if output.exposure_prob is not None:
             entry["auc"] = _interval(metrics.exposure_auc(y, output.exposure_prob), None, None, len(y))
-            entry["ece"] = _interval(em.expected_calibration_error(y, output.exposure_prob), None, None, len(y))
-            calibration[name] = em.reliability_curve(y, output.exposure_prob).to_dict(orient="records")
+            entry["ece"] = _interval(metrics.expected_calibration_error(y, output.exposure_prob), None, None, len(y))
+            calibration[name] = metrics.reliability_curve(y, output.exposure_prob).to_dict(orient="records")
         for metric in (*CHANNEL_METRICS, *POLICY_METRICS):
             entry.setdefault(metric, _interval(None, None, None, 0))
 
@@ -946,21 +1111,30 @@ def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_boot
             if a is None or b is None:
                 continue
             difference = resampled[:, a] - resampled[:, b]
-            comparisons.append({"model": model, "baseline": baseline, "metric": metric,
-                                "difference": float(point[a] - point[b]),
-                                "ci_low": float(np.nanquantile(difference, tail)),
-                                "ci_high": float(np.nanquantile(difference, 1 - tail)),
-                                "share_better": float(np.nanmean(difference < 0 if metric in LOWER_IS_BETTER
-                                                                 else difference > 0))})
+            comparisons.append(
+                {
+                    "model": model,
+                    "baseline": baseline,
+                    "metric": metric,
+                    "difference": float(point[a] - point[b]),
+                    "ci_low": float(np.nanquantile(difference, tail)),
+                    "ci_high": float(np.nanquantile(difference, 1 - tail)),
+                    "share_better": float(np.nanmean(difference < 0 if metric in LOWER_IS_BETTER else difference > 0)),
+                }
+            )
     models = {n: {"family": o.family, "source": o.source, "channel_from": o.channel_from} for n, o in outputs.items()}
     report = {
         "schema_version": SCHEMA_VERSION,
         "run": {**(run_info or {}), "n_bootstrap": int(n_bootstrap), "confidence_level": level, "eval_k": list(EVAL_K)},
         "split": setting.split.to_dict(),
-        "population": {"n_hcps": int(len(setting.hcp_ids)),
-                       "n_hcps_with_test_engagement": int((np.asarray(setting.relevant.sum(axis=1)).ravel() > 0).sum()),
-                       "n_test_exposures": int(len(setting.test_rows)), "n_test_engagements": int(len(engaged)),
-                       "n_content": int(len(setting.content_ids)), "n_new_items": int(setting.new_items.sum())},
+        "population": {
+            "n_hcps": int(len(setting.hcp_ids)),
+            "n_hcps_with_test_engagement": int((np.asarray(setting.relevant.sum(axis=1)).ravel() > 0).sum()),
+            "n_test_exposures": int(len(setting.test_rows)),
+            "n_test_engagements": int(len(engaged)),
+            "n_content": int(len(setting.content_ids)),
+            "n_new_items": int(setting.new_items.sum()),
+        },
         "models": models,
         "models_found": sorted(outputs),
         "hybrid_found": any(o.family == "hybrid" for o in outputs.values()),
@@ -978,16 +1152,26 @@ def evaluate(setting: EvaluationSetting, outputs: dict[str, ModelOutput], n_boot
     return Evaluation(report, per_hcp, outputs, setting, plan_outcomes)
 
 
-def plan_summary(setting: EvaluationSetting, outcomes: dict[str, "PlanOutcome"]) -> dict[str, Any]:
+def plan_summary(setting: EvaluationSetting, outcomes: dict[str, PlanOutcome]) -> dict[str, Any]:
     """The plan section of metrics.json: the week, its rules and each model's solver status."""
     from dataclasses import asdict
 
     context = setting.plan_context
-    return {"plan_start": str(context.plan_start.date()), "period_days": setting.plan_settings.period_days,
-            "settings": {k: v for k, v in asdict(setting.plan_settings).items()},
-            "solver": {name: {"status": o.assignment.status, "gap": o.assignment.gap,
-                              "seconds": float(o.assignment.seconds), "actions": int(len(o.actions)),
-                              "candidates": int(len(o.candidates.table))} for name, o in outcomes.items()}}
+    return {
+        "plan_start": str(context.plan_start.date()),
+        "period_days": setting.plan_settings.period_days,
+        "settings": {k: v for k, v in asdict(setting.plan_settings).items()},
+        "solver": {
+            name: {
+                "status": o.assignment.status,
+                "gap": o.assignment.gap,
+                "seconds": float(o.assignment.seconds),
+                "actions": int(len(o.actions)),
+                "candidates": int(len(o.candidates.table)),
+            }
+            for name, o in outcomes.items()
+        },
+    }
 
 
 def activity_level(train_engagements: np.ndarray) -> np.ndarray:
@@ -1010,11 +1194,12 @@ def new_item_graded_ndcg(setting: EvaluationSetting, list_top: np.ndarray, k: in
     if ranked.shape[1] < k:
         ranked = np.pad(ranked, ((0, 0), (0, k - ranked.shape[1])), constant_values=-1)
     eligible = ~setting.exclude & setting.new_items[None, :]
-    return em.graded_ndcg_at_k(ranked, setting.oracle.max(axis=2), k, eligible)
+    return metrics.graded_ndcg_at_k(ranked, setting.oracle.max(axis=2), k, eligible)
 
 
-def breakdowns(setting: EvaluationSetting, outputs: dict[str, ModelOutput],
-               per_hcp: dict[str, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+def breakdowns(
+    setting: EvaluationSetting, outputs: dict[str, ModelOutput], per_hcp: dict[str, dict[str, np.ndarray]]
+) -> list[dict[str, Any]]:
     """Point estimates by specialty and activity band (NDCG@10, HR@10, graded NDCG@10, policy
     value), for items new in the test window (recall@10 of new-item engagements, share of
     new items in the top 10, :func:`new_item_graded_ndcg`) and by channel of the engaged test
@@ -1029,26 +1214,58 @@ def breakdowns(setting: EvaluationSetting, outputs: dict[str, ModelOutput],
                     if metric in terms:
                         values = terms[metric][mask]
                         defined = np.isfinite(values)
-                        records.append({"dimension": dimension, "group": str(group), "model": name, "metric": metric,
-                                        "value": float(values[defined].mean()) if defined.any() else None,
-                                        "n": int(defined.sum())})
+                        records.append(
+                            {
+                                "dimension": dimension,
+                                "group": str(group),
+                                "model": name,
+                                "metric": metric,
+                                "value": float(values[defined].mean()) if defined.any() else None,
+                                "n": int(defined.sum()),
+                            }
+                        )
     new_relevant = setting.relevant.multiply(sp.csr_matrix(setting.new_items[None, :].astype(bool))).tocsr()
     for name, output in outputs.items():
         if output.top is None:
             continue
-        recall = em.recall_at_k(output.top, new_relevant, 10)
+        recall = metrics.recall_at_k(output.top, new_relevant, 10)
         defined = np.isfinite(recall)
-        records.append({"dimension": "cold_start", "group": "new_items", "model": name, "metric": "recall@10",
-                        "value": float(recall[defined].mean()) if defined.any() else None, "n": int(defined.sum())})
+        records.append(
+            {
+                "dimension": "cold_start",
+                "group": "new_items",
+                "model": name,
+                "metric": "recall@10",
+                "value": float(recall[defined].mean()) if defined.any() else None,
+                "n": int(defined.sum()),
+            }
+        )
         top = output.top[:, :10]
         share = float(setting.new_items[top[top >= 0]].mean()) if (top >= 0).any() else None
-        records.append({"dimension": "cold_start", "group": "new_items", "model": name, "metric": "list_share@10",
-                        "value": share, "n": int(len(top))})
-        graded = new_item_graded_ndcg(setting, next(t for t in (output.new_top, output.list_top, output.top)
-                                                    if t is not None))
+        records.append(
+            {
+                "dimension": "cold_start",
+                "group": "new_items",
+                "model": name,
+                "metric": "list_share@10",
+                "value": share,
+                "n": int(len(top)),
+            }
+        )
+        graded = new_item_graded_ndcg(
+            setting, next(t for t in (output.new_top, output.list_top, output.top) if t is not None)
+        )
         defined = np.isfinite(graded)
-        records.append({"dimension": "cold_start", "group": "new_items", "model": name, "metric": "graded_ndcg@10",
-                        "value": float(graded[defined].mean()) if defined.any() else None, "n": int(defined.sum())})
+        records.append(
+            {
+                "dimension": "cold_start",
+                "group": "new_items",
+                "model": name,
+                "metric": "graded_ndcg@10",
+                "value": float(graded[defined].mean()) if defined.any() else None,
+                "n": int(defined.sum()),
+            }
+        )
     engaged = setting.engaged_rows
     actual = pd.Index(CHANNELS).get_indexer(engaged["channel"].astype(str))
     for name, output in outputs.items():
@@ -1056,9 +1273,16 @@ def breakdowns(setting: EvaluationSetting, outputs: dict[str, ModelOutput],
             continue
         for j, channel in enumerate(CHANNELS):
             mask = actual == j
-            records.append({"dimension": "channel", "group": channel, "model": name, "metric": "channel_accuracy",
-                            "value": float((output.engaged_channel[mask] == j).mean()) if mask.any() else None,
-                            "n": int(mask.sum())})
+            records.append(
+                {
+                    "dimension": "channel",
+                    "group": channel,
+                    "model": name,
+                    "metric": "channel_accuracy",
+                    "value": float((output.engaged_channel[mask] == j).mean()) if mask.any() else None,
+                    "n": int(mask.sum()),
+                }
+            )
     return records
 
 
@@ -1071,14 +1295,26 @@ def headline_table(report: dict, k: int = 10) -> pd.DataFrame:
     graded NDCG@k), the probability metrics (AUC, log-loss, ECE), coverage@k and the replay
     diagnostic NDCG@k on observed engagements, each with its interval as ``<metric> low`` /
     ``<metric> high`` columns where it has one."""
-    wanted = ("policy_fraction_of_oracle", "plan_fraction_of_oracle", f"graded_ndcg@{k}", "auc", "log_loss", "ece",
-              f"coverage@{k}", f"ndcg@{k}")
+    wanted = (
+        "policy_fraction_of_oracle",
+        "plan_fraction_of_oracle",
+        f"graded_ndcg@{k}",
+        "auc",
+        "log_loss",
+        "ece",
+        f"coverage@{k}",
+        f"ndcg@{k}",
+    )
     rows = []
     for model, entries in report["metrics"].items():
         row = {"model": model, "family": report["models"].get(model, {}).get("family")}
         for metric in wanted:
             entry = entries.get(metric, {})
-            row[metric], row[f"{metric} low"], row[f"{metric} high"] = entry.get("value"), entry.get("ci_low"), entry.get("ci_high")
+            row[metric], row[f"{metric} low"], row[f"{metric} high"] = (
+                entry.get("value"),
+                entry.get("ci_low"),
+                entry.get("ci_high"),
+            )
         rows.append(row)
     for policy, entries in report["policy"].items():
         if policy == "oracle":
@@ -1086,7 +1322,11 @@ def headline_table(report: dict, k: int = 10) -> pd.DataFrame:
         row = {"model": f"policy: {policy}", "family": "reference"}
         for metric in ("policy_fraction_of_oracle", "plan_fraction_of_oracle"):
             entry = entries.get(metric, {})
-            row[metric], row[f"{metric} low"], row[f"{metric} high"] = entry.get("value"), entry.get("ci_low"), entry.get("ci_high")
+            row[metric], row[f"{metric} low"], row[f"{metric} high"] = (
+                entry.get("value"),
+                entry.get("ci_low"),
+                entry.get("ci_high"),
+            )
         rows.append(row)
     table = pd.DataFrame(rows).set_index("model")
     table = table.astype({c: float for c in table.columns if c != "family"})
@@ -1107,9 +1347,12 @@ def plan_table(report: dict) -> pd.DataFrame:
         if (entries.get("plan_fraction_of_oracle") or {}).get("value") is not None:
             entry = entries["plan_fraction_of_oracle"]
             rows[label] = (entries["plan_value"]["value"], entry["value"], entry["ci_low"], entry["ci_high"])
-    table = pd.DataFrame.from_dict(rows, orient="index",
-                                   columns=["expected engagements", "share of oracle plan", "low", "high"])
-    return table.astype(float).sort_values("share of oracle plan", ascending=False, kind="stable").rename_axis("plan from")
+    table = pd.DataFrame.from_dict(
+        rows, orient="index", columns=["expected engagements", "share of oracle plan", "low", "high"]
+    )
+    return (
+        table.astype(float).sort_values("share of oracle plan", ascending=False, kind="stable").rename_axis("plan from")
+    )
 
 
 def format_value(entry: dict | None) -> str:
@@ -1144,9 +1387,13 @@ def outcome(entry: dict) -> str:
     return "not distinguishable from"
 
 
-#: how the book names the input each ablation removes (hcp_lib.hybrid.ABLATIONS)
-ABLATION_LABELS = {"sequence": "sequence encoder", "topics": "LDA topics", "cf": "CF similarity",
-                   "static": "HCP's static profile"}
+#: how the book names the input each ablation removes (hcp_lib.models.hybrid.ABLATIONS)
+ABLATION_LABELS = {
+    "sequence": "sequence encoder",
+    "topics": "LDA topics",
+    "cf": "CF similarity",
+    "static": "HCP's static profile",
+}
 
 
 def ablation_summary(report: dict) -> list[str]:
@@ -1173,8 +1420,11 @@ def ablation_summary(report: dict) -> list[str]:
             reading.append("it carries " + " and ".join(carries))
         if costs:
             reading.append("it costs " + " and ".join(costs))
-        sentences.append(f"Without the {ABLATION_LABELS.get(key, key.replace('_', ' '))}: {', '.join(parts)} — "
-                         + ("; ".join(reading) if reading else "it adds nothing measurable here") + ".")
+        sentences.append(
+            f"Without the {ABLATION_LABELS.get(key, key.replace('_', ' '))}: {', '.join(parts)} — "
+            + ("; ".join(reading) if reading else "it adds nothing measurable here")
+            + "."
+        )
     return sentences
 
 
@@ -1189,57 +1439,105 @@ def verdict(report: dict) -> str:
     if chosen:
         losses = report["selection"]["validation_log_loss"]
         others = ", ".join(f"{m} {v:.4f}" for m, v in losses.items() if m != chosen)
-        sentences.append(f"The validation window ranks {chosen} best by the log-loss of its engagement probabilities on "
-                         f"the logged validation exposures ({losses[chosen]:.4f}" + (f"; {others}" if others else "")
-                         + "), so the week's plan is built from it.")
+        sentences.append(
+            f"The validation window ranks {chosen} best by the log-loss of its engagement probabilities on "
+            f"the logged validation exposures ({losses[chosen]:.4f}"
+            + (f"; {others}" if others else "")
+            + "), so the week's plan is built from it."
+        )
     learned = [m for m, f in families.items() if f not in ("oracle", "channel_baseline", "ablation")]
-    ranked = sorted((m for m in learned if (metric_of[m].get("policy_fraction_of_oracle") or {}).get("value") is not None),
-                    key=lambda m: -metric_of[m]["policy_fraction_of_oracle"]["value"])
+    ranked = sorted(
+        (m for m in learned if (metric_of[m].get("policy_fraction_of_oracle") or {}).get("value") is not None),
+        key=lambda m: -metric_of[m]["policy_fraction_of_oracle"]["value"],
+    )
     if ranked:
         top = ranked[0]
         bau = report["policy"].get("business_as_usual", {})
-        sentences.append(f"On the test window, {top}'s first (content, channel) per HCP reaches "
-                         f"{format_value(metric_of[top]['policy_fraction_of_oracle'])} of the oracle's expected engagement "
-                         f"(business as usual {format_value(bau.get('policy_fraction_of_oracle'))}).")
-    for model in [m for m, f in families.items() if f == "hybrid"] + ([chosen] if chosen and families.get(chosen) != "hybrid" else []):
+        sentences.append(
+            f"On the test window, {top}'s first (content, channel) per HCP reaches "
+            f"{format_value(metric_of[top]['policy_fraction_of_oracle'])} of the oracle's expected engagement "
+            f"(business as usual {format_value(bau.get('policy_fraction_of_oracle'))})."
+        )
+    for model in [m for m, f in families.items() if f == "hybrid"] + (
+        [chosen] if chosen and families.get(chosen) != "hybrid" else []
+    ):
         plan_entry = metric_of.get(model, {}).get("plan_fraction_of_oracle")
         if plan_entry and plan_entry.get("value") is not None:
             bau = report["policy"].get("business_as_usual", {}).get("plan_fraction_of_oracle")
-            sentences.append(f"The week's plan made from {model}'s probabilities is worth {format_value(plan_entry)} of the plan "
-                             f"made under the same rules from the true probabilities"
-                             + (f"; business as usual reaches {format_value(bau)}." if bau and bau.get("value") is not None else "."))
+            sentences.append(
+                f"The week's plan made from {model}'s probabilities is worth {format_value(plan_entry)} of the plan "
+                f"made under the same rules from the true probabilities"
+                + (f"; business as usual reaches {format_value(bau)}." if bau and bau.get("value") is not None else ".")
+            )
     for entry in report["comparisons"]:
-        if entry["metric"] in ("policy_fraction_of_oracle", "plan_fraction_of_oracle") and \
-                families.get(entry["model"]) == "hybrid" and families.get(entry["baseline"]) != "ablation":
-            sentences.append(f"{entry['model']} is {outcome(entry)} {entry['baseline']} on "
-                             f"{entry['metric'].replace('_', ' ')}: {format_difference(entry)}.")
+        if (
+            entry["metric"] in ("policy_fraction_of_oracle", "plan_fraction_of_oracle")
+            and families.get(entry["model"]) == "hybrid"
+            and families.get(entry["baseline"]) != "ablation"
+        ):
+            sentences.append(
+                f"{entry['model']} is {outcome(entry)} {entry['baseline']} on "
+                f"{entry['metric'].replace('_', ' ')}: {format_difference(entry)}."
+            )
     if not report["hybrid_found"]:
-        sentences.append("No hybrid model was found in this run (no hybrid/test_top_n/), so only the baselines, "
-                         "the v0.1 classifier and the references are compared.")
+        sentences.append(
+            "No hybrid model was found in this run (no hybrid/test_top_n/), so only the baselines, "
+            "the v0.1 classifier and the references are compared."
+        )
     return " ".join(sentences)
 
 
-FLAT_SCHEMA = pa.DataFrameSchema({
-    "model": pa.Column(str, pa.Check.str_length(min_value=1)),
-    "metric": pa.Column(str, pa.Check.isin([*RANKING_METRICS, "coverage", *CHANNEL_METRICS, *POLICY_METRICS])),
-    "k": pa.Column("Int64", pa.Check.isin(list(EVAL_K)), nullable=True),
-    "value": pa.Column(float, nullable=True),
-    "ci_low": pa.Column(float, nullable=True),
-    "ci_high": pa.Column(float, nullable=True),
-    "n": pa.Column("int64", pa.Check.ge(0)),
-}, checks=[
-    pa.Check(lambda df: ~(df["ci_low"] > df["value"] + 1e-9) & ~(df["ci_high"] < df["value"] - 1e-9),
-             name="interval_contains_value", element_wise=False),
-    pa.Check(lambda df: ~df["metric"].isin(list(UNIT_METRICS)) | df["value"].isna()
-             | ((df["value"] >= -1e-9) & (df["value"] <= 1 + 1e-9)), name="unit_metric_in_0_1"),
-    pa.Check(lambda df: df["value"].isna() | (df["value"] >= -1e-9), name="value_non_negative"),
-], name="evaluation_metrics", strict=True, unique=["model", "metric", "k"])
+FLAT_SCHEMA = pa.DataFrameSchema(
+    {
+        "model": pa.Column(str, pa.Check.str_length(min_value=1)),
+        "metric": pa.Column(str, pa.Check.isin([*RANKING_METRICS, "coverage", *CHANNEL_METRICS, *POLICY_METRICS])),
+        "k": pa.Column("Int64", pa.Check.isin(list(EVAL_K)), nullable=True),
+        "value": pa.Column(float, nullable=True),
+        "ci_low": pa.Column(float, nullable=True),
+        "ci_high": pa.Column(float, nullable=True),
+        "n": pa.Column("int64", pa.Check.ge(0)),
+    },
+    checks=[
+        pa.Check(
+            lambda df: ~(df["ci_low"] > df["value"] + 1e-9) & ~(df["ci_high"] < df["value"] - 1e-9),
+            name="interval_contains_value",
+            element_wise=False,
+        ),
+        pa.Check(
+            lambda df: (
+                ~df["metric"].isin(list(UNIT_METRICS))
+                | df["value"].isna()
+                | ((df["value"] >= -1e-9) & (df["value"] <= 1 + 1e-9))
+            ),
+            name="unit_metric_in_0_1",
+        ),
+        pa.Check(lambda df: df["value"].isna() | (df["value"] >= -1e-9), name="value_non_negative"),
+    ],
+    name="evaluation_metrics",
+    strict=True,
+    unique=["model", "metric", "k"],
+)
 
 #: the top-level keys of metrics.json and the JSON type of each (the layout of the module docstring)
-TOP_LEVEL_TYPES = {"schema_version": int, "run": dict, "split": dict, "population": dict, "models": dict,
-                   "models_found": list, "hybrid_found": bool, "metrics": dict, "policy": dict, "comparisons": list,
-                   "selection": dict, "plan": dict, "breakdowns": list, "calibration": dict, "v01": dict,
-                   "best_baseline": str, "verdict": str}
+TOP_LEVEL_TYPES = {
+    "schema_version": int,
+    "run": dict,
+    "split": dict,
+    "population": dict,
+    "models": dict,
+    "models_found": list,
+    "hybrid_found": bool,
+    "metrics": dict,
+    "policy": dict,
+    "comparisons": list,
+    "selection": dict,
+    "plan": dict,
+    "breakdowns": list,
+    "calibration": dict,
+    "v01": dict,
+    "best_baseline": str,
+    "verdict": str,
+}
 TOP_LEVEL_KEYS = tuple(TOP_LEVEL_TYPES)
 #: the fields of every metric entry ({value, ci_low, ci_high, n}) of ``metrics`` and ``policy``
 ENTRY_FIELDS = ("value", "ci_low", "ci_high", "n")
@@ -1254,8 +1552,15 @@ def flatten_metrics(report: dict) -> pd.DataFrame:
         for model, entries in section.items():
             for key, entry in entries.items():
                 metric, _, k = key.partition("@")
-                rows.append({"model": prefix + model, "metric": metric, "k": int(k) if k else None,
-                             **{f: entry.get(f) for f in ("value", "ci_low", "ci_high")}, "n": entry.get("n")})
+                rows.append(
+                    {
+                        "model": prefix + model,
+                        "metric": metric,
+                        "k": int(k) if k else None,
+                        **{f: entry.get(f) for f in ("value", "ci_low", "ci_high")},
+                        "n": entry.get("n"),
+                    }
+                )
     table = pd.DataFrame(rows, columns=["model", "metric", "k", "value", "ci_low", "ci_high", "n"])
     table["k"] = table["k"].astype("Int64")
     for column in ("value", "ci_low", "ci_high"):
@@ -1264,8 +1569,14 @@ def flatten_metrics(report: dict) -> pd.DataFrame:
     return table
 
 
-_JSON_KINDS = {dict: "an object", list: "a list", str: "a string", int: "an integer", bool: "true or false",
-               float: "a number"}
+_JSON_KINDS = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    bool: "true or false",
+    float: "a number",
+}
 
 
 def _json_path(*keys) -> str:
@@ -1292,8 +1603,9 @@ def _is_kind(value, kind: type) -> bool:
 
 def _require_kind(value, kind: type, path: str, source: str, expected: str | None = None) -> None:
     if not _is_kind(value, kind):
-        raise io.DataValidationError(f"{source}: {path} is {_describe(value)}; "
-                                     f"expected {expected or _JSON_KINDS[kind]}")
+        raise io.DataValidationError(
+            f"{source}: {path} is {_describe(value)}; expected {expected or _JSON_KINDS[kind]}"
+        )
 
 
 def _check_metrics_structure(report: dict, source: str) -> None:
@@ -1303,14 +1615,17 @@ def _check_metrics_structure(report: dict, source: str) -> None:
     ``<name>@<k>``), the rows of ``comparisons`` and ``breakdowns``; every number must be finite
     (:func:`hcp_lib.io.check_finite`). Raises :class:`hcp_lib.io.DataValidationError` naming
     ``source``, the key and what was expected."""
-    layouts = {"models": "an object of model -> {family, source, channel_from}",
-               "metrics": "an object of model -> {metric: {value, ci_low, ci_high, n}}",
-               "policy": "an object of policy -> {metric: {value, ci_low, ci_high, n}}"}
+    layouts = {
+        "models": "an object of model -> {family, source, channel_from}",
+        "metrics": "an object of model -> {metric: {value, ci_low, ci_high, n}}",
+        "policy": "an object of policy -> {metric: {value, ci_low, ci_high, n}}",
+    }
     for key, kind in TOP_LEVEL_TYPES.items():
         _require_kind(report[key], kind, key, source, layouts.get(key))
     for model, description in report["models"].items():
-        _require_kind(description, dict, _json_path("models", model), source,
-                      "an object {family, source, channel_from}")
+        _require_kind(
+            description, dict, _json_path("models", model), source, "an object {family, source, channel_from}"
+        )
         if "family" not in description:
             raise io.DataValidationError(f"{source}: {_json_path('models', model)} lacks 'family'")
         _require_kind(description["family"], str, _json_path("models", model, "family"), source)
@@ -1324,24 +1639,38 @@ def _check_metrics_structure(report: dict, source: str) -> None:
                 path = _json_path(section, model, key)
                 _, at, k = key.partition("@")
                 if at and not k.isdigit():
-                    raise io.DataValidationError(f"{source}: {_json_path(section, model)} has metric key {key!r}; "
-                                                 "expected '<metric>' or '<metric>@<k>' with a whole number k")
+                    raise io.DataValidationError(
+                        f"{source}: {_json_path(section, model)} has metric key {key!r}; "
+                        "expected '<metric>' or '<metric>@<k>' with a whole number k"
+                    )
                 _require_kind(entry, dict, path, source, "an object {value, ci_low, ci_high, n}")
                 absent = [f for f in ENTRY_FIELDS if f not in entry]
                 if absent:
-                    raise io.DataValidationError(f"{source}: {path} lacks {absent[0]!r}; an entry is "
-                                                 "{value, ci_low, ci_high, n}")
+                    raise io.DataValidationError(
+                        f"{source}: {path} lacks {absent[0]!r}; an entry is {{value, ci_low, ci_high, n}}"
+                    )
                 for field_name in ("value", "ci_low", "ci_high"):
                     value = entry[field_name]
                     if value is not None:
-                        _require_kind(value, float, _json_path(section, model, key, field_name), source,
-                                      "a number (or null where undefined)")
+                        _require_kind(
+                            value,
+                            float,
+                            _json_path(section, model, key, field_name),
+                            source,
+                            "a number (or null where undefined)",
+                        )
                         numbers.append(value)
                         paths.append(_json_path(section, model, key, field_name))
-                _require_kind(entry["n"], int, _json_path(section, model, key, "n"), source,
-                              "an integer count")
-    io.check_finite(np.asarray(numbers, dtype=np.float64), source, "metric value", verb="holds", labels=paths,
-                    consequence="a metric is a finite number, or null where undefined", error=io.DataValidationError)
+                _require_kind(entry["n"], int, _json_path(section, model, key, "n"), source, "an integer count")
+    io.check_finite(
+        np.asarray(numbers, dtype=np.float64),
+        source,
+        "metric value",
+        verb="holds",
+        labels=paths,
+        consequence="a metric is a finite number, or null where undefined",
+        error=io.DataValidationError,
+    )
     for key in ("comparisons", "breakdowns"):
         for i, row in enumerate(report[key]):
             _require_kind(row, dict, f"{key}[{i}]", source)
@@ -1358,16 +1687,23 @@ def validate_metrics(report: dict, source: str = "metrics.json") -> pd.DataFrame
     still fails while flattening is reported the same way.
     """
     if not isinstance(report, dict):
-        raise io.DataValidationError(f"{source}: the document is {_describe(report)}; expected an object with keys "
-                                     + ", ".join(TOP_LEVEL_KEYS))
+        raise io.DataValidationError(
+            f"{source}: the document is {_describe(report)}; expected an object with keys " + ", ".join(TOP_LEVEL_KEYS)
+        )
     missing = [key for key in TOP_LEVEL_KEYS if key not in report]
     if missing:
         raise io.DataValidationError(f"{source}: missing key {missing[0]!r}")
     _check_metrics_structure(report, source)
     if report["schema_version"] != SCHEMA_VERSION:
-        raise io.DataValidationError(f"{source}: schema_version {report['schema_version']!r}, expected {SCHEMA_VERSION}")
-    expected = [f"{m}@{k}" for m in RANKING_METRICS for k in EVAL_K] + [f"coverage@{k}" for k in EVAL_K] \
-        + list(CHANNEL_METRICS) + list(POLICY_METRICS)
+        raise io.DataValidationError(
+            f"{source}: schema_version {report['schema_version']!r}, expected {SCHEMA_VERSION}"
+        )
+    expected = (
+        [f"{m}@{k}" for m in RANKING_METRICS for k in EVAL_K]
+        + [f"coverage@{k}" for k in EVAL_K]
+        + list(CHANNEL_METRICS)
+        + list(POLICY_METRICS)
+    )
     for model, entries in report["metrics"].items():
         if model not in report["models"]:
             raise io.DataValidationError(f"{source}: metrics of model {model!r}, which 'models' does not describe")
@@ -1381,25 +1717,32 @@ def validate_metrics(report: dict, source: str = "metrics.json") -> pd.DataFrame
     try:
         table = flatten_metrics(report)
     except (ValueError, TypeError, KeyError, AttributeError) as err:  # not expected after the checks above
-        raise io.DataValidationError(f"{source}: 'metrics' and 'policy' cannot be flattened into the metrics table "
-                                     f"({type(err).__name__}: {err})") from err
+        raise io.DataValidationError(
+            f"{source}: 'metrics' and 'policy' cannot be flattened into the metrics table ({type(err).__name__}: {err})"
+        ) from err
     return io.validate(table, FLAT_SCHEMA, source)
 
 
 # --- recommendations for the explorers -----------------------------------------------------------
 
-RECOMMENDATION_SCHEMA = pa.DataFrameSchema({
-    "model": pa.Column(str),
-    "hcp_id": pa.Column(str, pa.Check.str_matches(HCP_ID_PATTERN)),
-    "specialty": pa.Column(str),
-    "rank": pa.Column("int32", pa.Check.ge(1)),
-    "content_id": pa.Column(str),
-    "title": pa.Column(str),
-    "therapeutic_area": pa.Column(str),
-    "channel": pa.Column(str, pa.Check.isin(list(CHANNELS))),
-    "score": pa.Column(float),
-    "true_engagement_prob": pa.Column(float, pa.Check.in_range(0, 1)),
-}, name="recommendations", strict=True, ordered=True, unique=["model", "hcp_id", "rank"])
+RECOMMENDATION_SCHEMA = pa.DataFrameSchema(
+    {
+        "model": pa.Column(str),
+        "hcp_id": pa.Column(str, pa.Check.str_matches(HCP_ID_PATTERN)),
+        "specialty": pa.Column(str),
+        "rank": pa.Column("int32", pa.Check.ge(1)),
+        "content_id": pa.Column(str),
+        "title": pa.Column(str),
+        "therapeutic_area": pa.Column(str),
+        "channel": pa.Column(str, pa.Check.isin(list(CHANNELS))),
+        "score": pa.Column(float),
+        "true_engagement_prob": pa.Column(float, pa.Check.in_range(0, 1)),
+    },
+    name="recommendations",
+    strict=True,
+    ordered=True,
+    unique=["model", "hcp_id", "rank"],
+)
 
 
 def recommendations_table(evaluation: Evaluation, depth: int = RECOMMENDATION_DEPTH) -> pd.DataFrame:
@@ -1416,13 +1759,22 @@ def recommendations_table(evaluation: Evaluation, depth: int = RECOMMENDATION_DE
         top, channel = output.top[:, :depth], output.top_channel[:, :depth]
         rows, ranks = np.nonzero(top >= 0)
         cols, chans = top[rows, ranks], channel[rows, ranks]
-        frames.append(pd.DataFrame({
-            "model": name, "hcp_id": setting.hcp_ids[rows], "specialty": setting.specialty[rows],
-            "rank": (ranks + 1).astype(np.int32), "content_id": setting.content_ids.to_numpy()[cols],
-            "title": titles[cols], "therapeutic_area": areas[cols],
-            "channel": np.asarray(CHANNELS, dtype=object)[chans],
-            "score": output.top_scores[rows, ranks].astype(float),
-            "true_engagement_prob": setting.oracle[rows, cols, chans].astype(float)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "model": name,
+                    "hcp_id": setting.hcp_ids[rows],
+                    "specialty": setting.specialty[rows],
+                    "rank": (ranks + 1).astype(np.int32),
+                    "content_id": setting.content_ids.to_numpy()[cols],
+                    "title": titles[cols],
+                    "therapeutic_area": areas[cols],
+                    "channel": np.asarray(CHANNELS, dtype=object)[chans],
+                    "score": output.top_scores[rows, ranks].astype(float),
+                    "true_engagement_prob": setting.oracle[rows, cols, chans].astype(float),
+                }
+            )
+        )
     table = pd.concat(frames, ignore_index=True)
     for column in ("model", "hcp_id", "specialty", "content_id", "title", "therapeutic_area", "channel"):
         table[column] = table[column].astype(str)
@@ -1432,13 +1784,20 @@ def recommendations_table(evaluation: Evaluation, depth: int = RECOMMENDATION_DE
 # --- the stage ----------------------------------------------------------------------------------
 
 
-def run_evaluation(run_dir: str | Path, seed: int, n_bootstrap: int, scale: str | None = None,
-                   expected: Iterable[str] = (), plan_settings=None, progress: Callable | None = None) -> Evaluation:
+def run_evaluation(
+    run_dir: str | Path,
+    seed: int,
+    n_bootstrap: int,
+    scale: str | None = None,
+    expected: Iterable[str] = (),
+    plan_settings=None,
+    progress: Callable | None = None,
+) -> Evaluation:
     """Load the setting and every model of the run, add the oracle and the v0.1 classifier,
     and evaluate them all (the notebook's one call). ``expected`` names models that must be
     present (an absent one raises :class:`EvaluationError`); ``plan_settings`` are the plan's
-    rules (:func:`hcp_lib.plan.settings_from_parameters` of the run's parameters)."""
-    from .engagement_stage import read_registry
+    rules (:func:`hcp_lib.stages.plan.settings_from_parameters` of the run's parameters)."""
+    from .engagement import read_registry
 
     setting = load_setting(run_dir, plan_settings)
     outputs = {ORACLE_NAME: oracle_output(setting), **load_models(run_dir, setting, expected)}
@@ -1446,8 +1805,16 @@ def run_evaluation(run_dir: str | Path, seed: int, n_bootstrap: int, scale: str 
     outputs[V01_NAME] = v01.output
     losses = {name: entry.get("validation_log_loss") for name, entry in read_registry(run_dir).items()}
     losses[V01_NAME] = v01.random_split["validation_log_loss"]
-    return evaluate(setting, outputs, n_bootstrap=n_bootstrap, seed=seed, v01=v01.random_split,
-                    run_info={"scale": scale, "seed": seed}, validation_losses=losses, progress=progress)
+    return evaluate(
+        setting,
+        outputs,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        v01=v01.random_split,
+        run_info={"scale": scale, "seed": seed},
+        validation_losses=losses,
+        progress=progress,
+    )
 
 
 def write_outputs(evaluation: Evaluation, run_dir: str | Path) -> dict[str, Path]:
@@ -1458,18 +1825,33 @@ def write_outputs(evaluation: Evaluation, run_dir: str | Path) -> dict[str, Path
     report = json.loads(json.dumps(evaluation.report, allow_nan=False))
     validate_metrics(report, str(run.evaluation / "metrics.json"))
     recommendations = recommendations_table(evaluation)
-    headline = {model: {m: entries[m]["value"] for m in (*HEADLINE_METRICS, "auc", "ece", "ndcg@10")
-                        if m in entries} for model, entries in report["metrics"].items()}
+    headline = {
+        model: {m: entries[m]["value"] for m in (*HEADLINE_METRICS, "auc", "ece", "ndcg@10") if m in entries}
+        for model, entries in report["metrics"].items()
+    }
     from . import plan
 
     for name, outcome in evaluation.plans.items():
-        plan.write_candidates(outcome.candidates, plan.candidates_path(run_dir, name), evaluation.setting.plan_settings,
-                              evaluation.setting.plan_context.plan_start)
+        plan.write_candidates(
+            outcome.candidates,
+            plan.candidates_path(run_dir, name),
+            evaluation.setting.plan_settings,
+            evaluation.setting.plan_context.plan_start,
+        )
     return {
         "metrics": io.write_json(report, run.evaluation / "metrics.json"),
-        "recommendations": io.write_parquet(recommendations, run.evaluation / "recommendations.parquet",
-                                            RECOMMENDATION_SCHEMA),
-        "summary": io.write_json({"models_found": report["models_found"], "hybrid_found": report["hybrid_found"],
-                                  "best_baseline": report["best_baseline"], "selection": report["selection"],
-                                  "headline": headline, "verdict": report["verdict"]}, run.metrics / "evaluation.json"),
+        "recommendations": io.write_parquet(
+            recommendations, run.evaluation / "recommendations.parquet", RECOMMENDATION_SCHEMA
+        ),
+        "summary": io.write_json(
+            {
+                "models_found": report["models_found"],
+                "hybrid_found": report["hybrid_found"],
+                "best_baseline": report["best_baseline"],
+                "selection": report["selection"],
+                "headline": headline,
+                "verdict": report["verdict"],
+            },
+            run.metrics / "evaluation.json",
+        ),
     }

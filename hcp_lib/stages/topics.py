@@ -1,6 +1,6 @@
 """Topic modeling of the PubMed content: spaCy preprocessing, gensim LDA, coherence, pyLDAvis.
 
-Reads the cleaned articles (``content/pubmed.parquet``, :func:`hcp_lib.pubmed.read_articles`)
+Reads the cleaned articles (``content/pubmed.parquet``, :func:`hcp_lib.stages.pubmed.read_articles`)
 and writes, under ``RunDir(run_dir).topics``:
 
 =========================== ==================================================================
@@ -59,16 +59,16 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import config, domain
-from .io import atomic_path, read_json, read_parquet, write_json, write_parquet, write_text
+from .. import config, domain
+from ..io import atomic_path, read_json, read_parquet, write_json, write_parquet, write_text
 
 # ----------------------------------------------------------------------------------------
 # Preprocessing
@@ -76,7 +76,8 @@ from .io import atomic_path, read_json, read_parquet, write_json, write_parquet,
 
 # Words that structure an abstract or report statistics and say nothing about its subject;
 # left in, they dominate every topic and lower coherence. Lemmas (the lookup lemmatizer's).
-BIOMEDICAL_STOP_WORDS = frozenset("""
+BIOMEDICAL_STOP_WORDS = frozenset(
+    """
 abstract background introduction objective objectives aim aims purpose method methods methodology
 result results conclusion conclusions discussion finding findings summary context importance
 design setting settings participant participants patient patients subject subjects individual
@@ -105,13 +106,16 @@ treatment treatments treat treated therapy therapies management manage managed i
 interventions risk risks remain unclear uncertain play crucial pave way hold promise lead leading
 highly emerge emerging challenge challenges address focus understand understanding insight insights
 limited lack gap future need support develop development help achieve require required
-""".split())
+""".split()
+)
 
 # Units and unit-like abbreviations that survive tokenisation as words.
-UNIT_WORDS = frozenset("""
+UNIT_WORDS = frozenset(
+    """
 mg g kg µg ug mcg ng pg ml l dl mmol µmol umol nmol mol mmhg cm mm m km h hr hrs min mins s sec
 iu u kcal kj bmi kg/m2 mg/dl mmol/l ml/min bpm mgdl mg/kg x
-""".split())
+""".split()
+)
 
 # A number is dropped unless it names a category together with the word before it
 # ("type 2 diabetes", "stage 3 cancer", "phase 3 trial"); those pairs become phrases.
@@ -123,8 +127,16 @@ _NUMBER = re.compile(r"^\d+$")
 BLANK_PIPELINE = "blank:en+lookup-lemmatizer"
 
 # Installed trained pipelines are preferred in this order (scispaCy first: biomedical text).
-PREFERRED_MODELS = ("en_core_sci_lg", "en_core_sci_md", "en_core_sci_sm", "en_core_sci_scibert",
-                    "en_core_web_lg", "en_core_web_md", "en_core_web_sm", "en_core_web_trf")
+PREFERRED_MODELS = (
+    "en_core_sci_lg",
+    "en_core_sci_md",
+    "en_core_sci_sm",
+    "en_core_sci_scibert",
+    "en_core_web_lg",
+    "en_core_web_md",
+    "en_core_web_sm",
+    "en_core_web_trf",
+)
 
 
 class TopicModelError(ValueError):
@@ -222,8 +234,11 @@ def default_stop_words() -> frozenset[str]:
 
 #: notebook parameter -> :class:`PreprocessSettings` field (the one place they are mapped; each
 #: mapped field takes the parameter's default from :func:`hcp_lib.config.default`)
-PREPROCESS_PARAMETERS = {"spacy_model": "spacy_model", "topic_min_doc_freq": "min_doc_freq",
-                         "topic_max_doc_share": "max_doc_share"}
+PREPROCESS_PARAMETERS = {
+    "spacy_model": "spacy_model",
+    "topic_min_doc_freq": "min_doc_freq",
+    "topic_max_doc_share": "max_doc_share",
+}
 _PREPROCESS_DEFAULT = {setting: config.default(name) for name, setting in PREPROCESS_PARAMETERS.items()}
 
 
@@ -246,6 +261,11 @@ class PreprocessSettings:
 
     #: notebook parameter -> setting (:data:`PREPROCESS_PARAMETERS`)
     PARAMETERS = PREPROCESS_PARAMETERS
+
+    @classmethod
+    def from_parameters(cls, params: dict):
+        """Settings from the notebook parameters (:func:`hcp_lib.config.settings_from_parameters`)."""
+        return config.settings_from_parameters(cls, params)
 
 
 # gensim's Phrases splits its phrases on the delimiter when freezing, so the second pass, whose
@@ -281,8 +301,12 @@ class TextPipeline:
             self.nlp, self.pipeline_name = load_nlp(self.settings.spacy_model)
         lemmas = lemmatise(texts, self.nlp, self.pipeline_name, self.stop_words)
         s = self.settings
-        options = dict(min_count=s.phrase_min_count, threshold=s.phrase_threshold, scoring="npmi",
-                       connector_words=ENGLISH_CONNECTOR_WORDS)
+        options = dict(
+            min_count=s.phrase_min_count,
+            threshold=s.phrase_threshold,
+            scoring="npmi",
+            connector_words=ENGLISH_CONNECTOR_WORDS,
+        )
         self.bigrams_ = _frozen(Phrases(lemmas, delimiter="_", **options))
         self.trigrams_ = _frozen(Phrases(self.bigrams_[lemmas], delimiter=_TRIGRAM_DELIMITER, **options))
         tokens = self._phrase(lemmas)
@@ -334,6 +358,11 @@ class LdaSettings:
     #: notebook parameter -> setting (:data:`LDA_PARAMETERS`)
     PARAMETERS = LDA_PARAMETERS
 
+    @classmethod
+    def from_parameters(cls, params: dict):
+        """Settings from the notebook parameters (:func:`hcp_lib.config.settings_from_parameters`)."""
+        return config.settings_from_parameters(cls, params)
+
 
 COHERENCE_TOPN = 10  # top terms per topic scored by every coherence measure
 COHERENCE_WINDOWS = {"c_v": 110, "c_npmi": 10}  # gensim's defaults (Röder et al. 2015), stated
@@ -358,9 +387,18 @@ def fit_lda(bow: list, dictionary, n_topics: int, seed: int, settings: LdaSettin
     if not any(bow):
         raise TopicModelError("every document is empty after preprocessing; there is nothing to model")
     return LdaModel(
-        corpus=bow, id2word=dictionary, num_topics=int(n_topics), random_state=int(seed),
-        passes=settings.passes, iterations=settings.iterations, chunksize=max(len(bow), 1),
-        alpha=settings.alpha, eta=settings.eta, eval_every=None, update_every=1, dtype=np.float64,
+        corpus=bow,
+        id2word=dictionary,
+        num_topics=int(n_topics),
+        random_state=int(seed),
+        passes=settings.passes,
+        iterations=settings.iterations,
+        chunksize=max(len(bow), 1),
+        alpha=settings.alpha,
+        eta=settings.eta,
+        eval_every=None,
+        update_every=1,
+        dtype=np.float64,
     )
 
 
@@ -369,8 +407,9 @@ def top_terms(lda, topn: int = COHERENCE_TOPN) -> list[list[str]]:
     return [[term for term, _ in lda.show_topic(t, topn=topn)] for t in range(lda.num_topics)]
 
 
-def coherence_scores(topic_sets: list[list[list[str]]], texts: list[list[str]], dictionary,
-                     topn: int = COHERENCE_TOPN) -> list[dict[str, np.ndarray]]:
+def coherence_scores(
+    topic_sets: list[list[list[str]]], texts: list[list[str]], dictionary, topn: int = COHERENCE_TOPN
+) -> list[dict[str, np.ndarray]]:
     """Per-topic c_v, c_npmi and u_mass of each model's topics, measured on ``texts``.
 
     Uses gensim's ``CoherenceModel`` (``c_v``: sliding window 110, ``c_npmi``: window 10,
@@ -397,7 +436,7 @@ def coherence_scores(topic_sets: list[list[list[str]]], texts: list[list[str]], 
         model.topics = flat
         scores = np.asarray(model.get_coherence_per_topic(), dtype=float)
         for i, result in enumerate(results):
-            result[measure] = scores[bounds[i]:bounds[i + 1]]
+            result[measure] = scores[bounds[i] : bounds[i + 1]]
     return results
 
 
@@ -406,8 +445,15 @@ def _fit_for_sweep(args) -> tuple[int, list[list[str]]]:
     return k, top_terms(fit_lda(bow, dictionary, k, seed, settings))
 
 
-def sweep_topics(bow: list, texts: list[list[str]], dictionary, n_topics_range: Iterable[int], seed: int,
-                 settings: LdaSettings = LdaSettings(), processes: int = 1) -> pd.DataFrame:
+def sweep_topics(
+    bow: list,
+    texts: list[list[str]],
+    dictionary,
+    n_topics_range: Iterable[int],
+    seed: int,
+    settings: LdaSettings = LdaSettings(),
+    processes: int = 1,
+) -> pd.DataFrame:
     """Fit one LDA per number of topics and score it; the table :func:`choose_n_topics` reads.
 
     Columns: ``n_topics``, mean ``c_v``, ``c_npmi``, ``u_mass`` over the topics, and ``score``
@@ -426,10 +472,12 @@ def sweep_topics(bow: list, texts: list[list[str]], dictionary, n_topics_range: 
     else:
         fitted = dict(map(_fit_for_sweep, jobs))
     scores = coherence_scores([fitted[k] for k in ks], texts, dictionary)
-    table = pd.DataFrame({
-        "n_topics": ks,
-        **{m: [float(np.mean(s[m])) for s in scores] for m in ("c_v", "c_npmi", "u_mass")},
-    })
+    table = pd.DataFrame(
+        {
+            "n_topics": ks,
+            **{m: [float(np.mean(s[m])) for s in scores] for m in ("c_v", "c_npmi", "u_mass")},
+        }
+    )
     table["score"] = selection_score(table)
     return table
 
@@ -562,8 +610,11 @@ _SCORER_NAMES = ("default", "npmi")
 def _legacy_model_files(folder: Path) -> list[Path]:
     """Files of the format-1 model (gensim's pickles and their companions) in ``folder``."""
     names = {"lda", "lda.state", "lda.id2word", "bigrams", "trigrams", "dictionary.txt"}
-    return sorted(p for p in folder.iterdir() if p.is_file() and (
-        p.name in names or (p.name.startswith("lda.") and p.name.endswith(".npy"))))
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and (p.name in names or (p.name.startswith("lda.") and p.name.endswith(".npy")))
+    )
 
 
 def _scorer_name(scoring) -> str | None:
@@ -585,7 +636,8 @@ def _phrases_record(frozen, name: str) -> dict:
         raise TopicModelError(
             f"pipeline.{name}: scoring {getattr(frozen.scoring, '__name__', frozen.scoring)!r} cannot be saved: "
             f"only gensim's named scorers {list(_SCORER_NAMES)} can (a custom scoring function could only be "
-            "stored as code, which a saved model must not contain)")
+            "stored as code, which a saved model must not contain)"
+        )
     return {
         "delimiter": str(frozen.delimiter),
         "threshold": float(frozen.threshold),
@@ -619,21 +671,43 @@ def _lda_record(lda, n_terms: int) -> tuple[dict[str, np.ndarray], dict]:
     """The arrays (for ``lda.npz``) and scalars (for ``lda.json``) that rebuild ``lda`` exactly."""
     dtype = np.dtype(lda.dtype).name
     if dtype not in _LDA_DTYPES or lda.num_terms != n_terms or lda.state is None:
-        raise TopicModelError(f"lda: expected a trained single-process LdaModel over the pipeline's {n_terms} terms "
-                              f"with a float dtype, got dtype {dtype} and {lda.num_terms} terms")
+        raise TopicModelError(
+            f"lda: expected a trained single-process LdaModel over the pipeline's {n_terms} terms "
+            f"with a float dtype, got dtype {dtype} and {lda.num_terms} terms"
+        )
     generator, keys, pos, has_gauss, cached_gaussian = lda.random_state.get_state(legacy=True)
-    arrays = {"alpha": np.asarray(lda.alpha), "eta": np.asarray(lda.eta), "state_eta": np.asarray(lda.state.eta),
-              "sstats": np.asarray(lda.state.sstats), "random_state_keys": np.asarray(keys, dtype=np.uint32)}
+    arrays = {
+        "alpha": np.asarray(lda.alpha),
+        "eta": np.asarray(lda.eta),
+        "state_eta": np.asarray(lda.state.eta),
+        "sstats": np.asarray(lda.state.sstats),
+        "random_state_keys": np.asarray(keys, dtype=np.uint32),
+    }
     scalars = {
-        "num_topics": int(lda.num_topics), "num_terms": int(lda.num_terms), "dtype": dtype,
-        "iterations": int(lda.iterations), "gamma_threshold": float(lda.gamma_threshold),
-        "minimum_probability": float(lda.minimum_probability), "minimum_phi_value": float(lda.minimum_phi_value),
-        "per_word_topics": bool(lda.per_word_topics), "decay": float(lda.decay), "offset": float(lda.offset),
-        "chunksize": lda.chunksize, "passes": int(lda.passes), "update_every": lda.update_every,
-        "eval_every": lda.eval_every, "num_updates": int(lda.num_updates), "numdocs": int(lda.state.numdocs),
-        "optimize_alpha": bool(lda.optimize_alpha), "optimize_eta": bool(lda.optimize_eta),
-        "random_state": {"bit_generator": generator, "pos": int(pos), "has_gauss": int(has_gauss),
-                         "cached_gaussian": float(cached_gaussian)},
+        "num_topics": int(lda.num_topics),
+        "num_terms": int(lda.num_terms),
+        "dtype": dtype,
+        "iterations": int(lda.iterations),
+        "gamma_threshold": float(lda.gamma_threshold),
+        "minimum_probability": float(lda.minimum_probability),
+        "minimum_phi_value": float(lda.minimum_phi_value),
+        "per_word_topics": bool(lda.per_word_topics),
+        "decay": float(lda.decay),
+        "offset": float(lda.offset),
+        "chunksize": lda.chunksize,
+        "passes": int(lda.passes),
+        "update_every": lda.update_every,
+        "eval_every": lda.eval_every,
+        "num_updates": int(lda.num_updates),
+        "numdocs": int(lda.state.numdocs),
+        "optimize_alpha": bool(lda.optimize_alpha),
+        "optimize_eta": bool(lda.optimize_eta),
+        "random_state": {
+            "bit_generator": generator,
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
     }
     return arrays, scalars
 
@@ -642,8 +716,9 @@ def _read_model_json(path: Path):
     try:
         return read_json(path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: file not found; the saved topic model is incomplete "
-                                "(re-run notebook 03 to save it again)") from None
+        raise FileNotFoundError(
+            f"{path}: file not found; the saved topic model is incomplete (re-run notebook 03 to save it again)"
+        ) from None
     except UnicodeDecodeError as err:  # a binary file (such as a pickle) under a JSON name
         raise TopicModelError(f"{path}: not valid JSON (not UTF-8 text: {err})") from None
     except ValueError as err:  # io.DataValidationError: not valid JSON; it names the file
@@ -675,12 +750,15 @@ def _field(record, key: str, path: Path, kind, where: str = ""):
 def _read_arrays(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
     """The named arrays of an ``.npz`` archive, read with pickling disabled."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found; the saved topic model is incomplete "
-                                "(re-run notebook 03 to save it again)")
+        raise FileNotFoundError(
+            f"{path}: file not found; the saved topic model is incomplete (re-run notebook 03 to save it again)"
+        )
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as err:  # not an archive: zipfile.BadZipFile, ValueError (pickled data refused), OSError, ...
-        raise TopicModelError(f"{path}: not a NumPy .npz archive of plain arrays ({type(err).__name__}: {err})") from None
+        raise TopicModelError(
+            f"{path}: not a NumPy .npz archive of plain arrays ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise TopicModelError(f"{path}: expected a NumPy .npz archive, found a single .npy array")
     with archive:
@@ -692,8 +770,9 @@ def _read_arrays(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
             try:
                 arrays[name] = archive[name]
             except Exception as err:  # object arrays (pickles) are refused with allow_pickle=False
-                raise TopicModelError(f"{path}: array {name!r} cannot be read as plain numbers "
-                                      f"({type(err).__name__}: {err})") from None
+                raise TopicModelError(
+                    f"{path}: array {name!r} cannot be read as plain numbers ({type(err).__name__}: {err})"
+                ) from None
     return arrays
 
 
@@ -707,10 +786,13 @@ def _load_dictionary(path: Path):
     counts = {}
     for key in ("dfs", "cfs"):
         values = _field(record, key, path, "list")
-        if len(values) != len(tokens) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                                                 for v in values):
-            raise TopicModelError(f"{path}: field {key!r} must list one count (an integer >= 0) per token "
-                                  f"({len(tokens)}), got {len(values)} values")
+        if len(values) != len(tokens) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values
+        ):
+            raise TopicModelError(
+                f"{path}: field {key!r} must list one count (an integer >= 0) per token "
+                f"({len(tokens)}), got {len(values)} values"
+            )
         counts[key] = values
     dictionary = Dictionary()
     dictionary.token2id = {token: i for i, token in enumerate(tokens)}
@@ -763,31 +845,58 @@ def _load_lda(folder: Path, dictionary):
     if dtype not in _LDA_DTYPES:
         raise TopicModelError(f"{meta_path}: field 'dtype' must be one of {list(_LDA_DTYPES)}, got {dtype!r}")
     if k < 1 or n_terms != len(dictionary):
-        raise TopicModelError(f"{meta_path}: num_topics {k} and num_terms {n_terms} do not fit the dictionary "
-                              f"of {len(dictionary)} terms")
+        raise TopicModelError(
+            f"{meta_path}: num_topics {k} and num_terms {n_terms} do not fit the dictionary of {len(dictionary)} terms"
+        )
     eta_shape = arrays["eta"].shape
-    shapes = {"alpha": [(k,)], "eta": [(n_terms,), (k, n_terms)], "state_eta": [eta_shape],
-              "sstats": [(k, n_terms)], "random_state_keys": [(624,)]}
+    shapes = {
+        "alpha": [(k,)],
+        "eta": [(n_terms,), (k, n_terms)],
+        "state_eta": [eta_shape],
+        "sstats": [(k, n_terms)],
+        "random_state_keys": [(624,)],
+    }
     for name, allowed in shapes.items():
         array = arrays[name]
         kind = "u" if name == "random_state_keys" else "f"
         if array.dtype.kind != kind or array.shape not in allowed or (kind == "f" and not np.isfinite(array).all()):
-            raise TopicModelError(f"{arrays_path}: array {name!r} must be {'unsigned integers' if kind == 'u' else 'finite floats'} "
-                                  f"of shape {' or '.join(map(str, allowed))}, got {array.dtype} {array.shape} "
-                                  f"(num_topics {k} and num_terms {n_terms} are read from {meta_path})")
+            raise TopicModelError(
+                f"{arrays_path}: array {name!r} must be {'unsigned integers' if kind == 'u' else 'finite floats'} "
+                f"of shape {' or '.join(map(str, allowed))}, got {array.dtype} {array.shape} "
+                f"(num_topics {k} and num_terms {n_terms} are read from {meta_path})"
+            )
     if (arrays["alpha"] <= 0).any():
         raise TopicModelError(f"{arrays_path}: array 'alpha' must be positive")
     generator = _field(meta, "random_state", meta_path, "dict")
     if _field(generator, "bit_generator", meta_path, "str", " of 'random_state'") != "MT19937":
         raise TopicModelError(f"{meta_path}: random_state.bit_generator must be 'MT19937'")
-    options = {key: _field(meta, key, meta_path, kind) for key, kind in (
-        ("iterations", "int"), ("gamma_threshold", "number"), ("minimum_probability", "number"),
-        ("minimum_phi_value", "number"), ("per_word_topics", "bool"), ("decay", "number"), ("offset", "number"),
-        ("chunksize", "int"), ("passes", "int"), ("update_every", "int"), ("eval_every", "int_or_null"))}
+    options = {
+        key: _field(meta, key, meta_path, kind)
+        for key, kind in (
+            ("iterations", "int"),
+            ("gamma_threshold", "number"),
+            ("minimum_probability", "number"),
+            ("minimum_phi_value", "number"),
+            ("per_word_topics", "bool"),
+            ("decay", "number"),
+            ("offset", "number"),
+            ("chunksize", "int"),
+            ("passes", "int"),
+            ("update_every", "int"),
+            ("eval_every", "int_or_null"),
+        )
+    }
     float_type = np.dtype(dtype).type
     # No corpus: nothing is trained; the state drawn at random here is replaced below.
-    lda = LdaModel(id2word=dictionary, num_topics=k, alpha=arrays["alpha"].astype(float_type),
-                   eta=arrays["eta"].astype(float_type), random_state=0, dtype=float_type, **options)
+    lda = LdaModel(
+        id2word=dictionary,
+        num_topics=k,
+        alpha=arrays["alpha"].astype(float_type),
+        eta=arrays["eta"].astype(float_type),
+        random_state=0,
+        dtype=float_type,
+        **options,
+    )
     lda.optimize_alpha = _field(meta, "optimize_alpha", meta_path, "bool")
     lda.optimize_eta = _field(meta, "optimize_eta", meta_path, "bool")
     lda.num_updates = _field(meta, "num_updates", meta_path, "int")
@@ -795,21 +904,30 @@ def _load_lda(folder: Path, dictionary):
     lda.state.sstats = arrays["sstats"].astype(float_type)
     lda.state.numdocs = _field(meta, "numdocs", meta_path, "int")
     try:
-        lda.random_state.set_state(("MT19937", arrays["random_state_keys"].astype(np.uint32),
-                                    _field(generator, "pos", meta_path, "int", " of 'random_state'"),
-                                    _field(generator, "has_gauss", meta_path, "int", " of 'random_state'"),
-                                    _field(generator, "cached_gaussian", meta_path, "number", " of 'random_state'")))
+        lda.random_state.set_state(
+            (
+                "MT19937",
+                arrays["random_state_keys"].astype(np.uint32),
+                _field(generator, "pos", meta_path, "int", " of 'random_state'"),
+                _field(generator, "has_gauss", meta_path, "int", " of 'random_state'"),
+                _field(generator, "cached_gaussian", meta_path, "number", " of 'random_state'"),
+            )
+        )
     except ValueError as err:
         raise TopicModelError(f"{meta_path}: random_state is not a valid MT19937 state ({err})") from None
     lda.sync_state()  # expElogbeta, what inference reads, from eta + sstats
     return lda
 
 
-def fit_topic_model(texts: Sequence[str], n_topics: int, seed: int,
-                    preprocess: PreprocessSettings = PreprocessSettings(),
-                    lda_settings: LdaSettings = LdaSettings(),
-                    pipeline: TextPipeline | None = None,
-                    tokens: list[list[str]] | None = None) -> tuple[TopicModel, list[list[str]]]:
+def fit_topic_model(
+    texts: Sequence[str],
+    n_topics: int,
+    seed: int,
+    preprocess: PreprocessSettings = PreprocessSettings(),
+    lda_settings: LdaSettings = LdaSettings(),
+    pipeline: TextPipeline | None = None,
+    tokens: list[list[str]] | None = None,
+) -> tuple[TopicModel, list[list[str]]]:
     """Fit the text pipeline and an LDA with ``n_topics`` topics; return the model and the tokens.
 
     Pass an already fitted ``pipeline`` with its ``tokens`` (from :meth:`TextPipeline.fit_tokens`
@@ -856,7 +974,8 @@ def load_topic_model(run_dir: str | Path) -> TopicModel:
             raise TopicModelError(
                 f"{meta_path}: the topic model in {folder} was saved in gensim's pickle format by an older version; "
                 "it is not loaded, because unpickling a file can execute code. Re-run notebook 03 to save it "
-                "again as arrays and JSON")
+                "again as arrays and JSON"
+            )
         raise TopicModelError(f"{meta_path}: format_version {found!r}, expected {MODEL_FORMAT_VERSION}")
     try:
         settings = PreprocessSettings(**_field(meta, "preprocess", meta_path, "dict"))
@@ -874,8 +993,10 @@ def load_topic_model(run_dir: str | Path) -> TopicModel:
     pipeline.dictionary_ = _load_dictionary(folder / "dictionary.json")
     lda = _load_lda(folder, pipeline.dictionary_)
     if lda.num_topics != _field(meta, "n_topics", meta_path, "int") or len(labels) != lda.num_topics:
-        raise TopicModelError(f"{meta_path}: n_topics {meta['n_topics']} and {len(labels)} labels do not match "
-                              f"the {lda.num_topics} topics of {folder / 'lda.npz'}")
+        raise TopicModelError(
+            f"{meta_path}: n_topics {meta['n_topics']} and {len(labels)} labels do not match "
+            f"the {lda.num_topics} topics of {folder / 'lda.npz'}"
+        )
     return TopicModel(pipeline, lda, _field(meta, "seed", meta_path, "int"), lda_settings, list(labels))
 
 
@@ -913,8 +1034,11 @@ def read_doc_topics(run_dir: str | Path) -> pd.DataFrame:
 
 def topic_term_table(lda, topn: int = 20) -> pd.DataFrame:
     """``topic``, ``rank`` (1 = most probable), ``term``, ``weight`` (P(term | topic))."""
-    rows = [(t, r + 1, term, float(w)) for t in range(lda.num_topics)
-            for r, (term, w) in enumerate(lda.show_topic(t, topn=topn))]
+    rows = [
+        (t, r + 1, term, float(w))
+        for t in range(lda.num_topics)
+        for r, (term, w) in enumerate(lda.show_topic(t, topn=topn))
+    ]
     return pd.DataFrame(rows, columns=["topic", "rank", "term", "weight"])
 
 
@@ -945,8 +1069,10 @@ def topic_area_shares(doc_topics: np.ndarray, areas: Sequence[str]) -> pd.DataFr
     areas = pd.Series(list(areas))
     unknown = sorted(set(areas) - set(domain.THERAPEUTIC_AREAS))
     if unknown:
-        raise TopicModelError(f"articles: column 'therapeutic_area' has an unknown value {unknown[0]!r}; "
-                              f"expected one of {list(domain.THERAPEUTIC_AREAS)}")
+        raise TopicModelError(
+            f"articles: column 'therapeutic_area' has an unknown value {unknown[0]!r}; "
+            f"expected one of {list(domain.THERAPEUTIC_AREAS)}"
+        )
     onehot = pd.get_dummies(areas).reindex(columns=list(domain.THERAPEUTIC_AREAS), fill_value=False)
     mass = doc_topics.T @ onehot.to_numpy(dtype=float)
     shares = mass / mass.sum(axis=1, keepdims=True)
@@ -978,29 +1104,39 @@ def label_agreement(doc_topics: np.ndarray, labels: Sequence[str]) -> float:
     return float(normalized_mutual_info_score(list(labels), dominant_topics(doc_topics)))
 
 
-def topic_table(model: TopicModel, doc_topics: np.ndarray, coherence: dict[str, np.ndarray],
-                areas: Sequence[str]) -> pd.DataFrame:
+def topic_table(
+    model: TopicModel, doc_topics: np.ndarray, coherence: dict[str, np.ndarray], areas: Sequence[str]
+) -> pd.DataFrame:
     """One row per topic: ``topic``, ``label``, per-topic ``c_v``/``c_npmi``/``u_mass``,
     ``n_documents`` (articles whose dominant topic it is), ``top_area``, ``top_specialty``
     and the ``area_<name>`` shares of :func:`topic_area_shares`."""
     shares = topic_area_shares(doc_topics, areas)
     specialties = topic_specialty_relevance(shares)
     counts = np.bincount(dominant_topics(doc_topics), minlength=model.n_topics)
-    table = pd.DataFrame({
-        "topic": np.arange(model.n_topics),
-        "label": model.labels,
-        **{m: np.asarray(coherence[m], dtype=float) for m in ("c_v", "c_npmi", "u_mass")},
-        "n_documents": counts,
-        "top_area": shares.idxmax(axis=1).to_numpy(),
-        "top_specialty": specialties.idxmax(axis=1).to_numpy(),
-    })
+    table = pd.DataFrame(
+        {
+            "topic": np.arange(model.n_topics),
+            "label": model.labels,
+            **{m: np.asarray(coherence[m], dtype=float) for m in ("c_v", "c_npmi", "u_mass")},
+            "n_documents": counts,
+            "top_area": shares.idxmax(axis=1).to_numpy(),
+            "top_specialty": specialties.idxmax(axis=1).to_numpy(),
+        }
+    )
     for area in shares.columns:
         table[f"area_{area}"] = shares[area].to_numpy()
     return table
 
 
-def write_outputs(run_dir: str | Path, model: TopicModel, pmids: Sequence[str], doc_topics: np.ndarray,
-                  topics: pd.DataFrame, sweep: pd.DataFrame, metrics: dict) -> dict[str, Path]:
+def write_outputs(
+    run_dir: str | Path,
+    model: TopicModel,
+    pmids: Sequence[str],
+    doc_topics: np.ndarray,
+    topics: pd.DataFrame,
+    sweep: pd.DataFrame,
+    metrics: dict,
+) -> dict[str, Path]:
     """Write the stage's tables, the model and ``metrics/topics.json`` (layout: module docstring).
 
     The document-topic matrix is validated (:func:`doc_topic_schema`) before the first file
@@ -1009,8 +1145,9 @@ def write_outputs(run_dir: str | Path, model: TopicModel, pmids: Sequence[str], 
     run = config.RunDir(Path(run_dir))
     doc_table = doc_topic_table(pmids, doc_topics)
     specialty = topic_specialty_relevance(
-        topics.set_index("topic")[[c for c in topics.columns if c.startswith("area_")]]
-        .rename(columns=lambda c: c[len("area_"):])
+        topics.set_index("topic")[[c for c in topics.columns if c.startswith("area_")]].rename(
+            columns=lambda c: c[len("area_") :]
+        )
     ).reset_index()
     paths = {
         "doc_topics": write_parquet(doc_table, run.topics / "doc_topics.parquet", doc_topic_schema(model.n_topics)),
@@ -1049,25 +1186,38 @@ def write_ldavis(model: TopicModel, bow: list, doc_topics: np.ndarray, folder: s
         for term_id, count in doc:
             term_frequency[term_id] += count
     prepared = pyLDAvis.prepare(
-        topic_term_dists=model.lda.get_topics(), doc_topic_dists=np.asarray(doc_topics)[keep],
-        doc_lengths=lengths[keep], vocab=[dictionary[i] for i in range(len(dictionary))],
-        term_frequency=term_frequency, sort_topics=False, start_index=0, n_jobs=1, R=20,
+        topic_term_dists=model.lda.get_topics(),
+        doc_topic_dists=np.asarray(doc_topics)[keep],
+        doc_lengths=lengths[keep],
+        vocab=[dictionary[i] for i in range(len(dictionary))],
+        term_frequency=term_frequency,
+        sort_topics=False,
+        start_index=0,
+        n_jobs=1,
+        R=20,
     )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for source in (urls.D3_LOCAL, urls.LDAVIS_LOCAL, urls.LDAVIS_CSS_LOCAL):
         if Path(source).name not in LDAVIS_FILES.values():
-            raise TopicModelError(f"installed pyLDAvis ships {Path(source).name}, expected one of "
-                                  f"{sorted(LDAVIS_FILES.values())}; update hcp_lib.topics.LDAVIS_FILES")
+            raise TopicModelError(
+                f"installed pyLDAvis ships {Path(source).name}, expected one of "
+                f"{sorted(LDAVIS_FILES.values())}; update hcp_lib.stages.topics.LDAVIS_FILES"
+            )
         with atomic_path(folder / Path(source).name) as tmp:
             shutil.copyfile(source, tmp)
     fragment = pyLDAvis.prepared_data_to_html(
-        prepared, d3_url=Path(urls.D3_LOCAL).name, ldavis_url=Path(urls.LDAVIS_LOCAL).name,
-        ldavis_css_url=Path(urls.LDAVIS_CSS_LOCAL).name, visid="ldavis_topics",
+        prepared,
+        d3_url=Path(urls.D3_LOCAL).name,
+        ldavis_url=Path(urls.LDAVIS_LOCAL).name,
+        ldavis_css_url=Path(urls.LDAVIS_CSS_LOCAL).name,
+        visid="ldavis_topics",
     )
-    page = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<title>LDA topics of the PubMed content (pyLDAvis)</title>\n</head>\n<body>\n"
-            f"{fragment}\n</body>\n</html>\n")
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        "<title>LDA topics of the PubMed content (pyLDAvis)</title>\n</head>\n<body>\n"
+        f"{fragment}\n</body>\n</html>\n"
+    )
     return write_text(page, folder / "index.html")
 
 
@@ -1079,8 +1229,13 @@ V01_SOURCE = "v01_abstracts"
 V01_C_V = 0.392  # c_v v0.1 reported for its 10-topic LDA on the same 509 abstracts
 
 
-def quality_metrics(model: TopicModel, tokens: list[list[str]], doc_topics: np.ndarray,
-                    articles: pd.DataFrame, preprocess: PreprocessSettings) -> dict:
+def quality_metrics(
+    model: TopicModel,
+    tokens: list[list[str]],
+    doc_topics: np.ndarray,
+    articles: pd.DataFrame,
+    preprocess: PreprocessSettings,
+) -> dict:
     """Coherence and label agreement of ``model``, overall and on v0.1's corpus.
 
     - ``full``: mean c_v / c_npmi / u_mass of the model's topics on the texts it was fitted on,
@@ -1096,13 +1251,20 @@ def quality_metrics(model: TopicModel, tokens: list[list[str]], doc_topics: np.n
     terms = top_terms(model.lda)
     full = coherence_scores([terms], tokens, model.pipeline.dictionary_)[0]
     result = {
-        "coherence_settings": {"topn": COHERENCE_TOPN, "c_v_window": COHERENCE_WINDOWS["c_v"],
-                               "c_npmi_window": COHERENCE_WINDOWS["c_npmi"], "u_mass": "document co-occurrence",
-                               "reference_texts": "the corpus's own preprocessed texts",
-                               "implementation": "gensim.models.CoherenceModel"},
-        "full": {"n_documents": len(tokens), **{m: float(full[m].mean()) for m in full},
-                 "nmi_query_label": label_agreement(doc_topics, articles["query_label"]),
-                 "nmi_therapeutic_area": label_agreement(doc_topics, articles["therapeutic_area"])},
+        "coherence_settings": {
+            "topn": COHERENCE_TOPN,
+            "c_v_window": COHERENCE_WINDOWS["c_v"],
+            "c_npmi_window": COHERENCE_WINDOWS["c_npmi"],
+            "u_mass": "document co-occurrence",
+            "reference_texts": "the corpus's own preprocessed texts",
+            "implementation": "gensim.models.CoherenceModel",
+        },
+        "full": {
+            "n_documents": len(tokens),
+            **{m: float(full[m].mean()) for m in full},
+            "nmi_query_label": label_agreement(doc_topics, articles["query_label"]),
+            "nmi_therapeutic_area": label_agreement(doc_topics, articles["therapeutic_area"]),
+        },
         "v01_baseline_c_v": V01_C_V,
     }
     is_v01 = (articles["source"] == V01_SOURCE).to_numpy()
@@ -1113,15 +1275,18 @@ def quality_metrics(model: TopicModel, tokens: list[list[str]], doc_topics: np.n
         }
         v01 = articles.loc[is_v01]
         try:
-            refit, refit_tokens = fit_topic_model(article_texts(v01).tolist(), model.n_topics, model.seed,
-                                                  preprocess, model.lda_settings)
+            refit, refit_tokens = fit_topic_model(
+                article_texts(v01).tolist(), model.n_topics, model.seed, preprocess, model.lda_settings
+            )
         except TopicModelError as err:
             result["v01_refit"] = {"error": str(err)}
         else:
             refit_scores = coherence_scores([top_terms(refit.lda)], refit_tokens, refit.pipeline.dictionary_)[0]
             refit_matrix = refit.topic_matrix(refit.bow(refit_tokens))
             result["v01_refit"] = {
-                "n_documents": len(v01), "n_topics": refit.n_topics, "vocabulary": len(refit.pipeline.dictionary_),
+                "n_documents": len(v01),
+                "n_topics": refit.n_topics,
+                "vocabulary": len(refit.pipeline.dictionary_),
                 **{m: float(refit_scores[m].mean()) for m in refit_scores},
                 "nmi_query_label": label_agreement(refit_matrix, v01["query_label"]),
                 "labels": refit.labels,

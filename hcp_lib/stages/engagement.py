@@ -1,16 +1,16 @@
 """Stage 05: fit, choose and write the engagement models (notebook 05_hybrid_lstm).
 
-The models: the **tabular challenger** (:mod:`hcp_lib.tabular`), the **hybrid LSTM**
-(:mod:`hcp_lib.hybrid`) and its **ablations**. Every choice is made on the validation window
+The models: the **tabular challenger** (:mod:`hcp_lib.models.tabular`), the **hybrid LSTM**
+(:mod:`hcp_lib.models.hybrid`) and its **ablations**. Every choice is made on the validation window
 with logged data alone — the log-loss of each candidate's engagement probabilities on the
-logged validation exposures (:attr:`hcp_lib.engagement.EngagementModel.validation_loss_`):
+logged validation exposures (:attr:`hcp_lib.models.engagement.EngagementModel.validation_loss_`):
 
-1. the tabular challenger's grid (:data:`hcp_lib.tabular.TABULAR_GRID`), each point fitted on
+1. the tabular challenger's grid (:data:`hcp_lib.models.tabular.TABULAR_GRID`), each point fitted on
    the exposures before the validation window with early stopping on it; the best point is
    refitted on everything before the test window with the number of rounds found;
-2. the hybrid's variants (:data:`hcp_lib.hybrid.VARIANTS`), likewise, with the number of
+2. the hybrid's variants (:data:`hcp_lib.models.hybrid.VARIANTS`), likewise, with the number of
    epochs found;
-3. the ablations (:data:`hcp_lib.hybrid.ABLATIONS`): the chosen variant without one input,
+3. the ablations (:data:`hcp_lib.models.hybrid.ABLATIONS`): the chosen variant without one input,
    fitted before the test window with the same number of epochs.
 
 For every fitted model, :func:`model_outputs` computes what the evaluation (notebook 06) and
@@ -23,26 +23,29 @@ the plan (notebook 08) read, and :func:`write_model_outputs` writes it under ``h
 - ``test_exposure_probs/<model>.parquet``: the probability of every logged test exposure, at
   its own instant;
 - ``plan_candidates/<model>.parquet`` (+ ``.json``): the model's pruned candidate actions for
-  the week's plan (:func:`hcp_lib.plan.candidate_actions` under the run's ``plan_*`` rules);
+  the week's plan (:func:`hcp_lib.stages.plan.candidate_actions` under the run's ``plan_*`` rules);
 - ``models.json``: each model's family, description and validation log-loss.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import cf, io, plan
-from .config import RunDir
-from .domain import CHANNELS
-from .engagement import EngagementData, EngagementModel, read_engagement_data
-from .io import check_finite
-from .recommender import exclusion_mask, model_name, top_n
+from .. import io
+from ..config import RunDir
+from ..domain import CHANNELS
+from ..io import check_finite
+from ..models import baselines
+from ..models.base import exclusion_mask, model_name, top_n
+from ..models.engagement import EngagementData, EngagementModel, read_engagement_data
+from . import cf, plan
 
 #: how many of the items released in the test window each model ranks per HCP (test_new_items/)
 NEW_ITEM_DEPTH = 10
@@ -77,7 +80,9 @@ class StageInputs:
     def test_rows(self) -> pd.DataFrame:
         split = self.stage.split
         rows = self.interactions
-        return rows[(rows["exposed_at"] >= split.test_start) & (rows["exposed_at"] < split.test_end)].reset_index(drop=True)
+        return rows[(rows["exposed_at"] >= split.test_start) & (rows["exposed_at"] < split.test_end)].reset_index(
+            drop=True
+        )
 
 
 def read_inputs(run_dir: str | Path, params: dict[str, Any]) -> StageInputs:
@@ -89,27 +94,32 @@ def read_inputs(run_dir: str | Path, params: dict[str, Any]) -> StageInputs:
     split = cf.read_split(run_dir)
     holdout = (split.test_end - split.test_start).days
     if (split.test_start - split.valid_start).days != holdout:
-        raise ValueError(f"{run.cf / 'split.json'}: validation and test windows differ in length "
-                         f"({(split.test_start - split.valid_start).days} and {holdout} days); notebook 04 makes them equal")
+        raise ValueError(
+            f"{run.cf / 'split.json'}: validation and test windows differ in length "
+            f"({(split.test_start - split.valid_start).days} and {holdout} days); notebook 04 makes them equal"
+        )
     world = cf.read_world(run_dir)
     stage = cf.prepare_split(world, split.train_start, split.test_end, holdout)
     if stage.split != split:
-        raise ValueError(f"{run.cf / 'split.json'}: rebuilt windows {stage.split.to_dict()} differ from the recorded "
-                         f"{split.to_dict()}")
+        raise ValueError(
+            f"{run.cf / 'split.json'}: rebuilt windows {stage.split.to_dict()} differ from the recorded "
+            f"{split.to_dict()}"
+        )
     als_params = dict(io.read_json(run.metrics / "cf.json").get("chosen_hyper_parameters", {}).get("als") or {})
     settings = plan.settings_from_parameters(params)
     context = plan.read_context(run_dir, split.test_start, settings)
-    from .split import INTERACTION_COLUMNS
+    from ..split import INTERACTION_COLUMNS
 
     # the logged columns a model may read, plus the exposure id that names each row (never the truth's column)
-    interactions = io.read_parquet(run.world / "hcp_interaction_data.parquet").loc[:, ["exposure_id",
-                                                                                      *INTERACTION_COLUMNS]]
+    interactions = io.read_parquet(run.world / "hcp_interaction_data.parquet").loc[
+        :, ["exposure_id", *INTERACTION_COLUMNS]
+    ]
     return StageInputs(stage, read_engagement_data(run_dir), als_params, interactions, context, settings)
 
 
-def cf_factory(inputs: StageInputs, seed: int) -> Callable[[], cf.ALS]:
+def cf_factory(inputs: StageInputs, seed: int) -> Callable[[], baselines.ALS]:
     """A constructor of the ALS model notebook 04 chose (its hyper-parameters, this seed)."""
-    return lambda: cf.ALS(random_state=seed, **inputs.als_params)
+    return lambda: baselines.ALS(random_state=seed, **inputs.als_params)
 
 
 # --- choices on the validation window ------------------------------------------------------------
@@ -117,39 +127,54 @@ def cf_factory(inputs: StageInputs, seed: int) -> Callable[[], cf.ALS]:
 
 def tune_tabular(inputs: StageInputs, grid, seed: int, progress: Callable | None = None) -> pd.DataFrame:
     """Fit the tabular challenger at every point of ``grid`` (dicts of
-    :class:`hcp_lib.tabular.TabularSettings` changes) on the exposures before the validation
+    :class:`hcp_lib.models.tabular.TabularSettings` changes) on the exposures before the validation
     window, stopping early on it. One row per point: its settings, ``validation_log_loss``,
     ``n_iter`` (rounds kept), ``fit_seconds`` and ``chosen`` (the lowest log-loss)."""
-    from .tabular import TabularEngagement, TabularSettings
+    from ..models.tabular import TabularEngagement, TabularSettings
 
     rows = []
-    for point in (progress(grid) if progress else grid):
+    for point in progress(grid) if progress else grid:
         settings = TabularSettings(**{**point, "seed": seed})
-        model = TabularEngagement(inputs.data, cf_factory(inputs, seed)(), settings,
-                                  validation_start=inputs.stage.split.valid_start).fit(inputs.stage.train_valid)
-        rows.append({**point, "validation_log_loss": model.validation_loss_, "n_iter": model.n_iter_,
-                     "fit_seconds": model.fit_seconds_})
+        model = TabularEngagement(
+            inputs.data, cf_factory(inputs, seed)(), settings, validation_start=inputs.stage.split.valid_start
+        ).fit(inputs.stage.train_valid)
+        rows.append(
+            {
+                **point,
+                "validation_log_loss": model.validation_loss_,
+                "n_iter": model.n_iter_,
+                "fit_seconds": model.fit_seconds_,
+            }
+        )
     table = pd.DataFrame(rows)
     table["chosen"] = np.arange(len(table)) == int(table["validation_log_loss"].idxmin())
     return table
 
 
-def choose_variant(inputs: StageInputs, base, variants: dict[str, dict], seed: int,
-                   progress: Callable | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fit the hybrid with each of ``variants`` (name -> :class:`hcp_lib.hybrid.HybridSettings`
+def choose_variant(
+    inputs: StageInputs, base, variants: dict[str, dict], seed: int, progress: Callable | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fit the hybrid with each of ``variants`` (name -> :class:`hcp_lib.models.hybrid.HybridSettings`
     changes of ``base``) on the exposures before the validation window, stopping early on it.
 
     Returns (one row per variant: ``validation_log_loss``, ``epochs`` (the best epoch),
     ``fit_seconds`` and ``chosen`` (the lowest log-loss); the training curves: variant, epoch,
     loss and val_loss as Keras reports them, i.e. with the weight penalty)."""
-    from .hybrid import HybridRecommender
+    from ..models.hybrid import HybridRecommender
 
     rows, curves = {}, []
-    for name in (progress(list(variants)) if progress else variants):
-        model = HybridRecommender(inputs.data, cf_factory(inputs, seed)(), replace(base, **variants[name]),
-                                  validation_start=inputs.stage.split.valid_start).fit(inputs.stage.train_valid)
-        rows[name] = {"validation_log_loss": model.validation_loss_, "epochs": model.best_epoch_,
-                      "fit_seconds": model.fit_seconds_}
+    for name in progress(list(variants)) if progress else variants:
+        model = HybridRecommender(
+            inputs.data,
+            cf_factory(inputs, seed)(),
+            replace(base, **variants[name]),
+            validation_start=inputs.stage.split.valid_start,
+        ).fit(inputs.stage.train_valid)
+        rows[name] = {
+            "validation_log_loss": model.validation_loss_,
+            "epochs": model.best_epoch_,
+            "fit_seconds": model.fit_seconds_,
+        }
         curves.append(model.training_history_.assign(variant=name))
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
     table["chosen"] = np.arange(len(table)) == int(np.argmin(table["validation_log_loss"].to_numpy()))
@@ -179,28 +204,46 @@ def model_outputs(model: EngagementModel, inputs: StageInputs, n: int, name: str
     started = time.perf_counter()
     stage = inputs.stage
     hcp_ids = stage.train_valid.hcp_ids.astype(str).to_numpy(dtype=object)
-    exclude = exclusion_mask(hcp_ids, model.content_ids_, stage.train_valid, released_by=stage.split.test_end,
-                             catalogue=stage.catalogue)
+    exclude = exclusion_mask(
+        hcp_ids, model.content_ids_, stage.train_valid, released_by=stage.split.test_end, catalogue=stage.catalogue
+    )
     name = name or model_name(model)
-    probability = check_finite(model.score_channels(hcp_ids, exclude), f"model {name!r}", what="probability",
-                               labels=hcp_ids, label_kind="HCP").astype(np.float32)
+    probability = check_finite(
+        model.score_channels(hcp_ids, exclude), f"model {name!r}", what="probability", labels=hcp_ids, label_kind="HCP"
+    ).astype(np.float32)
     scored = time.perf_counter()
     lists = lists_table(probability, hcp_ids, model.content_ids_, exclude, n, name)
     new = (stage.catalogue["release_date"] >= stage.split.test_start).to_numpy(bool)
-    new_item_lists = lists_table(probability, hcp_ids, model.content_ids_, exclude | ~new[None, :], NEW_ITEM_DEPTH, name)
+    new_item_lists = lists_table(
+        probability, hcp_ids, model.content_ids_, exclude | ~new[None, :], NEW_ITEM_DEPTH, name
+    )
     exposures = inputs.test_rows
     prob = model.exposure_probabilities(exposures, inputs.interactions)
     exposure_probs = pd.DataFrame({"exposure_id": exposures["exposure_id"].to_numpy(np.int64), "engagement_prob": prob})
     exposed = time.perf_counter()
-    candidates = plan.candidate_actions(inputs.plan_context, plan.matrix_scorer(probability, hcp_ids),
-                                        model.content_ids_, inputs.plan_settings, model=name)
-    return ModelOutputs(lists, new_item_lists, exposure_probs, candidates, {
-        "score_seconds": scored - started, "exposure_seconds": exposed - scored,
-        "candidate_seconds": time.perf_counter() - exposed})
+    candidates = plan.candidate_actions(
+        inputs.plan_context,
+        plan.matrix_scorer(probability, hcp_ids),
+        model.content_ids_,
+        inputs.plan_settings,
+        model=name,
+    )
+    return ModelOutputs(
+        lists,
+        new_item_lists,
+        exposure_probs,
+        candidates,
+        {
+            "score_seconds": scored - started,
+            "exposure_seconds": exposed - scored,
+            "candidate_seconds": time.perf_counter() - exposed,
+        },
+    )
 
 
-def lists_table(probability: np.ndarray, hcp_ids: np.ndarray, content_ids, exclude: np.ndarray, n: int,
-                model: str | None = None) -> pd.DataFrame:
+def lists_table(
+    probability: np.ndarray, hcp_ids: np.ndarray, content_ids, exclude: np.ndarray, n: int, model: str | None = None
+) -> pd.DataFrame:
     """Each HCP's top-``n`` items by their best channel's probability: hcp_id, rank (1 = best),
     content_id, score (that probability) and channel (that channel); excluded cells never
     appear."""
@@ -208,13 +251,17 @@ def lists_table(probability: np.ndarray, hcp_ids: np.ndarray, content_ids, exclu
     top = top_n(best, n, exclude, model=model)
     rows, ranks = np.nonzero(top >= 0)
     cols = top[rows, ranks]
-    return pd.DataFrame({
-        "hcp_id": pd.array(np.asarray(hcp_ids, dtype=object)[rows].astype(str), dtype="string"),
-        "rank": (ranks + 1).astype(np.int32),
-        "content_id": pd.array(np.asarray(content_ids, dtype=object)[cols].astype(str), dtype="string"),
-        "score": best[rows, cols].astype(np.float64),
-        "channel": pd.array(np.asarray(CHANNELS, dtype=object)[probability[rows, cols].argmax(axis=1)], dtype="string"),
-    })
+    return pd.DataFrame(
+        {
+            "hcp_id": pd.array(np.asarray(hcp_ids, dtype=object)[rows].astype(str), dtype="string"),
+            "rank": (ranks + 1).astype(np.int32),
+            "content_id": pd.array(np.asarray(content_ids, dtype=object)[cols].astype(str), dtype="string"),
+            "score": best[rows, cols].astype(np.float64),
+            "channel": pd.array(
+                np.asarray(CHANNELS, dtype=object)[probability[rows, cols].argmax(axis=1)], dtype="string"
+            ),
+        }
+    )
 
 
 OUTPUT_FOLDERS = ("test_top_n", "test_new_items", "test_exposure_probs", "plan_candidates")
@@ -240,8 +287,12 @@ def write_model_outputs(run_dir: str | Path, name: str, outputs: ModelOutputs, i
         "lists": io.write_parquet(outputs.lists, folder / "test_top_n" / f"{name}.parquet"),
         "new_item_lists": io.write_parquet(outputs.new_item_lists, folder / "test_new_items" / f"{name}.parquet"),
         "exposure_probs": io.write_parquet(outputs.exposure_probs, folder / "test_exposure_probs" / f"{name}.parquet"),
-        "candidates": plan.write_candidates(outputs.candidates, folder / "plan_candidates" / f"{name}.parquet",
-                                            inputs.plan_settings, inputs.plan_context.plan_start),
+        "candidates": plan.write_candidates(
+            outputs.candidates,
+            folder / "plan_candidates" / f"{name}.parquet",
+            inputs.plan_settings,
+            inputs.plan_context.plan_start,
+        ),
     }
 
 
@@ -253,7 +304,9 @@ def write_registry(run_dir: str | Path, models: dict[str, dict]) -> Path:
     ``description`` and ``validation_log_loss`` (null where none was measured)."""
     for name, entry in models.items():
         if entry.get("family") not in MODEL_FAMILIES:
-            raise ValueError(f"model {name!r}: family {entry.get('family')!r}; expected one of {', '.join(MODEL_FAMILIES)}")
+            raise ValueError(
+                f"model {name!r}: family {entry.get('family')!r}; expected one of {', '.join(MODEL_FAMILIES)}"
+            )
     return io.write_json(models, RunDir(Path(run_dir)).hybrid / "models.json")
 
 

@@ -17,9 +17,14 @@ sits (a lower layer never imports a higher one)::
                                     base (the Recommender protocol), baselines, features,
                                     engagement, tabular, hybrid
       stages/                       one module per notebook, reading and writing run folders:
-                                    pubmed (01), topics (03), cf (04), engagement (05), evaluate (06),
-                                    explore (07), plan (08), ope (09); chapter 02 is world.synth
+                                    pubmed (01), synthesis (02), topics (03), cf (04), engagement (05),
+                                    evaluate (06), explore (07), plan (08), ope (09)
       pipeline, book, __main__      the papermill runner, the Jupyter Book build, the CLI
+
+The top-level modules are the foundations and import only each other; ``world`` and ``models``
+import the foundations (and themselves) only; ``stages`` may import everything below them;
+``pipeline`` and ``book`` run notebooks and import only the foundations
+(``tests/test_layout.py`` checks every import, lazy ones included).
 
 Heavy libraries (TensorFlow, gensim, spaCy) are imported only by the modules that need them,
 so ``import hcp_lib`` stays fast.

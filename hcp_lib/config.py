@@ -864,17 +864,20 @@ def evaluated_model_names(hybrid_ablations: bool = True) -> tuple[str, ...]:
     """Every model notebook 06 evaluates (and names in its recommendations and plan candidates):
     the oracle, the content baselines, the hybrid and the tabular challenger, the hybrid's
     ablations when ``hybrid_ablations`` is set, and the v0.1 classifier."""
-    # Imported here: the model modules pull in scipy and scikit-learn, which every use of
-    # config (the notebooks' first cell included) should not pay for.
-    from .models.baselines import content_factories
-    from .models.hybrid import ABLATIONS
-    from .stages.engagement import HYBRID_NAME, TABULAR_NAME, ablation_name
-    from .stages.evaluate import ORACLE_NAME, V01_NAME
+    from .domain import (
+        CONTENT_BASELINES,
+        HYBRID_ABLATIONS,
+        HYBRID_NAME,
+        ORACLE_NAME,
+        TABULAR_NAME,
+        V01_NAME,
+        ablation_name,
+    )
 
-    ablations = tuple(ablation_name(a) for a in ABLATIONS) if hybrid_ablations else ()
+    ablations = tuple(ablation_name(a) for a in HYBRID_ABLATIONS) if hybrid_ablations else ()
     return (
         ORACLE_NAME,
-        *content_factories(seed=0, item_features=None),
+        *CONTENT_BASELINES,
         HYBRID_NAME,
         TABULAR_NAME,
         *ablations,

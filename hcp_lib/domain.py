@@ -120,3 +120,33 @@ AREA_SPECIALTY_RELEVANCE: dict[str, dict[str, float]] = {
         "vaccination": 1.0,
     },
 }
+
+# --- model names: one name per model, used by every chapter, table and file -------------------
+
+#: the simulator's truth, the ceiling every model is measured against
+ORACLE_NAME = "oracle"
+#: the old v0.1 classifier, rebuilt by the evaluation as a reference
+V01_NAME = "v0.1_classifier"
+#: the hybrid LSTM engagement model and its tabular challenger (chapter 5)
+HYBRID_NAME = "hybrid"
+TABULAR_NAME = "tabular"
+#: the hybrid's ablations (each removes one input; ``hcp_lib.models.hybrid.ABLATIONS`` says how)
+HYBRID_ABLATIONS = ("no_sequence", "no_topics", "no_cf", "no_static")
+#: the content and channel baselines of chapter 4 (``hcp_lib.models.baselines``)
+CONTENT_BASELINES = (
+    "random",
+    "popularity",
+    "specialty_popularity",
+    "recency_popularity",
+    "itemknn",
+    "ease",
+    "als",
+    "bpr",
+    "content_based",
+)
+CHANNEL_BASELINES = ("most_frequent_channel", "specialty_best_channel", "business_as_usual_channel")
+
+
+def ablation_name(ablation: str) -> str:
+    """The model name of an ablation of the hybrid (e.g. ``hybrid_no_sequence``)."""
+    return f"{HYBRID_NAME}_{ablation}"

@@ -22,3 +22,16 @@ def test_taxonomy_codes_have_the_nucc_shape():
 def test_channels_have_labels():
     assert set(domain.CHANNEL_LABELS) == set(domain.CHANNELS)
     assert len(domain.CHANNELS) == 5
+
+
+def test_model_names_are_declared_once_and_match_the_models():
+    from hcp_lib import config
+    from hcp_lib.models import baselines, hybrid
+
+    assert tuple(baselines.content_factories(seed=0, item_features=None)) == domain.CONTENT_BASELINES
+    assert tuple(baselines.channel_factories()) == domain.CHANNEL_BASELINES
+    assert tuple(hybrid.ABLATIONS) == domain.HYBRID_ABLATIONS
+    names = config.evaluated_model_names()
+    assert len(names) == len(set(names))
+    assert {domain.ORACLE_NAME, domain.HYBRID_NAME, domain.TABULAR_NAME, domain.V01_NAME} <= set(names)
+    assert "hybrid_no_cf" in names and "hybrid_no_cf" not in config.evaluated_model_names(hybrid_ablations=False)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from hcp_lib import config
+from hcp_lib import config, domain
 from hcp_lib.domain import CHANNELS
 from hcp_lib.models import hybrid
 from hcp_lib.models.base import UnknownIdError
@@ -191,9 +191,9 @@ def test_notebook_05_writes_every_model_and_a_model_that_reloads(tiny_run):
 
     run = RunDir(tiny_run)
     registry = es.read_registry(tiny_run)
-    assert registry[es.HYBRID_NAME]["family"] == "hybrid" and registry[es.TABULAR_NAME]["family"] == "tabular"
-    assert {es.ablation_name(a) for a in hybrid.ABLATIONS} <= set(registry)
-    assert registry[es.HYBRID_NAME]["validation_log_loss"] > 0
+    assert registry[domain.HYBRID_NAME]["family"] == "hybrid" and registry[domain.TABULAR_NAME]["family"] == "tabular"
+    assert {domain.ablation_name(a) for a in hybrid.ABLATIONS} <= set(registry)
+    assert registry[domain.HYBRID_NAME]["validation_log_loss"] > 0
     params = io.read_json(run.manifest)["parameters"]
     inputs = es.read_inputs(tiny_run, params)
     for name in registry:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from hcp_lib import config, domain, io
-from hcp_lib.stages import pubmed
+from hcp_lib.stages import pubmed, synthesis
 from hcp_lib.world import simulate, synth
 from hcp_lib.world.entities import is_valid_npi, make_hcp_ids
 
@@ -35,7 +35,7 @@ def _run_dir(tmp: Path, articles: pd.DataFrame) -> Path:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, articles) -> Path:
     run_dir = _run_dir(tmp_path_factory.mktemp("tiny"), articles)
-    synth.build_world(run_dir, seed=7, **_tiny_params(export_csv=True))
+    synthesis.build_world(run_dir, seed=7, **_tiny_params(export_csv=True))
     return run_dir
 
 
@@ -162,7 +162,7 @@ def test_unknown_ids_are_named(world):
 
 def test_same_seed_gives_byte_identical_files(tmp_path, articles, tiny_run):
     run_dir = _run_dir(tmp_path, articles)
-    synth.build_world(run_dir, seed=7, **_tiny_params(export_csv=True))
+    synthesis.build_world(run_dir, seed=7, **_tiny_params(export_csv=True))
     files = sorted(p.name for p in (tiny_run / "world").glob("*.*"))
     assert len(files) == len(synth.TABLE_FILES) + len(synth.TRUTH_FILES)
     for name in files:
@@ -199,21 +199,21 @@ def test_planted_signal_is_learnable(articles):
 def test_bad_parameters_fail_before_writing(tmp_path, articles, override, message):
     run_dir = _run_dir(tmp_path, articles)
     with pytest.raises(config.ParameterError, match=message):
-        synth.build_world(run_dir, seed=1, **_tiny_params(**override))
+        synthesis.build_world(run_dir, seed=1, **_tiny_params(**override))
     assert not (run_dir / "world").exists()
 
 
 def test_empty_article_table_fails_before_writing(tmp_path, articles):
     run_dir = _run_dir(tmp_path, articles.iloc[:0])
     with pytest.raises(io.DataValidationError, match="pubmed.parquet: the article table is empty"):
-        synth.build_world(run_dir, seed=1, **_tiny_params())
+        synthesis.build_world(run_dir, seed=1, **_tiny_params())
     assert not (run_dir / "world").exists()
 
 
 def test_specialty_without_approved_content_fails_before_writing(tmp_path, articles):
     run_dir = _run_dir(tmp_path, articles.loc[articles["therapeutic_area"] == "oncology"])
     with pytest.raises(io.DataValidationError, match="specialty 'cardiology' has no approved content"):
-        synth.build_world(run_dir, seed=1, **_tiny_params())
+        synthesis.build_world(run_dir, seed=1, **_tiny_params())
     assert not (run_dir / "world").exists()
 
 

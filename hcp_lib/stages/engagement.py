@@ -49,14 +49,6 @@ from . import cf, plan
 
 #: how many of the items released in the test window each model ranks per HCP (test_new_items/)
 NEW_ITEM_DEPTH = 10
-#: the model names the stage writes (one name per model, used in every chapter)
-HYBRID_NAME = "hybrid"
-TABULAR_NAME = "tabular"
-
-
-def ablation_name(ablation: str) -> str:
-    """The model name of an ablation of the hybrid (e.g. ``hybrid_no_sequence``)."""
-    return f"{HYBRID_NAME}_{ablation}"
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ import scipy.sparse as sp
 
 from .. import io, metrics
 from ..config import RunDir
-from ..domain import CHANNELS, HCP_ID_PATTERN
+from ..domain import CHANNELS, HCP_ID_PATTERN, ORACLE_NAME, V01_NAME
 from ..models import baselines
 from ..models.base import exclusion_mask, top_n
 from ..models.baselines import PROBABILITY_CHANNEL_MODELS
@@ -122,9 +122,6 @@ UNIT_METRICS = {
 }
 #: families of the models notebook 05 writes (hcp_lib.stages.engagement) and of the others
 ENGAGEMENT_FAMILIES = ("hybrid", "tabular", "ablation")
-#: the names of the two models the evaluation adds to the run's own (one name per model, every chapter)
-ORACLE_NAME = "oracle"
-V01_NAME = "v0.1_classifier"
 #: how many of each model's items go to recommendations.parquet
 RECOMMENDATION_DEPTH = 10
 #: how deep a model's list is kept when it is built here from a score matrix (as notebook 05's cf_top_n)

@@ -1,7 +1,8 @@
-"""Stage 02: the synthetic HCP engagement world, with its planted and saved ground truth.
+"""The synthetic HCP engagement world, with its planted and saved ground truth.
 
-Reads the cleaned articles of a run (``content/pubmed.parquet``) and writes under
-``RunDir(run_dir).world``:
+:func:`generate_world` makes a world from articles; :func:`write_world` writes it under
+``RunDir(run_dir).world`` (chapter 2's stage, :func:`hcp_lib.stages.synthesis.build_world`,
+reads the run's articles and calls both):
 
 - ``hcp_master.parquet``, ``patients_with_hcp.parquet``, ``campaigns_with_content.parquet``,
   ``campaigns.parquet``, ``hcp_interaction_data.parquet`` (the exposure log), each
@@ -30,7 +31,6 @@ import pandas as pd
 import pandera.pandas as pa
 
 from .. import config, domain, io, metrics
-from ..stages import pubmed
 from . import behaviour, entities, simulate
 from .behaviour import ExposureLog, TruthModel
 from .entities import AREAS, CHANNELS, CONTENT_TYPES, SETTINGS, SPECIALTY_KEYS
@@ -404,18 +404,6 @@ def _interaction_table(
     table["engaged"] = exposures["engaged"].to_numpy(bool)
     table["true_engagement_prob"] = exposures["true_engagement_prob"].to_numpy(float)
     return table
-
-
-def build_world(run_dir: str | Path, seed: int = 42, **params: Any) -> World:
-    """Read the run's articles, generate the world and write it (the notebook's one call).
-
-    Every check (parameters, articles) runs before anything is written.
-    """
-    values = synthesis_params(**params)
-    articles = pubmed.read_articles(run_dir)
-    world = generate_world(articles, values, seed, source=pubmed.articles_path(run_dir))
-    write_world(world, run_dir, export_csv=values["export_csv"])
-    return world
 
 
 def _latent_tables(world: World) -> dict[str, pd.DataFrame]:

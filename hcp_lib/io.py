@@ -151,6 +151,59 @@ def read_json(path: str | Path) -> Any:
         raise DataValidationError(f"{path}: not valid JSON ({err})") from None
 
 
+#: what each JSON kind is called in an error message
+JSON_KINDS = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    bool: "true or false",
+    float: "a number",
+}
+
+
+def json_path(*keys) -> str:
+    """A readable path into a JSON document: ``json_path("metrics", "hybrid", "auc")`` is
+    ``metrics['hybrid']['auc']``."""
+    return str(keys[0]) + "".join(f"[{k!r}]" for k in keys[1:])
+
+
+def describe_json(value: Any) -> str:
+    """A found value for an error message: containers by kind, scalars as they are."""
+    if isinstance(value, (dict, list)):
+        return f"{JSON_KINDS[dict if isinstance(value, dict) else list]} ({len(value)} entries)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def is_json_kind(value: Any, kind: type) -> bool:
+    """Whether ``value`` is of JSON ``kind`` (a key of :data:`JSON_KINDS`): ``int`` accepts numpy
+    integers and never true/false; ``float`` is any JSON number, integer or not, never true/false."""
+    from numbers import Integral, Real
+
+    if kind is int:
+        return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))
+    if kind is float:
+        return isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
+    return isinstance(value, kind)
+
+
+def require_json_kind(
+    value: Any,
+    kind: type,
+    path: str,
+    source: str | Path,
+    expected: str | None = None,
+    error: type[ValueError] = DataValidationError,
+) -> Any:
+    """Return ``value`` if it is of JSON ``kind``, else raise ``error`` naming ``source``, the
+    ``path`` inside it (:func:`json_path`), what was found and what was ``expected`` (by default
+    the kind's name). The one type check of every JSON file the project reads back."""
+    if not is_json_kind(value, kind):
+        raise error(f"{source}: {path} is {describe_json(value)}; expected {expected or JSON_KINDS[kind]}")
+    return value
+
+
 def validate(df: pd.DataFrame, schema: pa.DataFrameSchema, source: str | Path) -> pd.DataFrame:
     """Validate ``df`` against ``schema``; raise :class:`DataValidationError` naming ``source``.
 

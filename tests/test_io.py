@@ -4,6 +4,7 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 
+from hcp_lib import io
 from hcp_lib.io import DataValidationError, atomic_path, read_json, read_parquet, write_json, write_parquet
 
 SCHEMA = pa.DataFrameSchema(
@@ -101,3 +102,21 @@ def test_check_finite_names_source_count_kinds_and_first_position():
         check_finite([np.nan], "p.parquet", "probability", error=DataValidationError)
     out = check_finite([1, 2], "m")
     assert out.dtype == np.float64 and out.tolist() == [1.0, 2.0]
+
+
+def test_require_json_kind_names_the_file_the_path_and_what_was_expected():
+    assert io.require_json_kind(3, int, "n", "x.json") == 3
+    assert io.is_json_kind(3, float) and not io.is_json_kind(True, int) and not io.is_json_kind(True, float)
+    path = io.json_path("metrics", "hybrid", "auc")
+    assert path == "metrics['hybrid']['auc']"
+    with pytest.raises(
+        io.DataValidationError, match=r"^x\.json: metrics\['hybrid'\]\['auc'\] is 'high'; expected a number$"
+    ):
+        io.require_json_kind("high", float, path, "x.json")
+
+    class StageError(ValueError):
+        pass
+
+    with pytest.raises(StageError, match=r"y\.json: root is a list \(2 entries\); expected an object of model"):
+        io.require_json_kind([1, 2], dict, "root", "y.json", "an object of model -> entry", error=StageError)
+    assert io.describe_json([1, 2]) == "a list (2 entries)"

@@ -452,7 +452,7 @@ MALFORMED = {
         "trigrams.json",
         lambda p: _edit_json(p, lambda r: r.update(scoring="my_module.my_scorer")),
     ),
-    "bigrams.json: field '2_diabetes' of 'phrasegrams' must be number": (
+    "bigrams.json: field '2_diabetes' of 'phrasegrams' is 'high'; expected a number": (
         "bigrams.json",
         lambda p: _edit_json(p, lambda r: r["phrasegrams"].update({"2_diabetes": "high"})),
     ),
@@ -461,7 +461,7 @@ MALFORMED = {
         "dictionary.json",
         lambda p: _edit_json(p, lambda r: r["cfs"].pop()),
     ),
-    "lda.json: field 'iterations' must be int": (
+    "lda.json: field 'iterations' is '50'; expected an integer": (
         "lda.json",
         lambda p: _edit_json(p, lambda r: r.update(iterations="50")),
     ),

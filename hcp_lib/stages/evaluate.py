@@ -1101,21 +1101,21 @@ def evaluate(
     best = best_baseline(setting, outputs)
     index = {key: i for i, key in enumerate(keys)}
     comparisons = []
-    tail = (1 - level) / 2
     for model, baseline in comparison_pairs(outputs, best):
         for metric in COMPARISON_METRICS:
             a, b = index.get((MODEL, model, metric)), index.get((MODEL, baseline, metric))
             if a is None or b is None:
                 continue
             difference = resampled[:, a] - resampled[:, b]
+            low, high = metrics.percentile_interval(difference, level)
             comparisons.append(
                 {
                     "model": model,
                     "baseline": baseline,
                     "metric": metric,
                     "difference": float(point[a] - point[b]),
-                    "ci_low": float(np.nanquantile(difference, tail)),
-                    "ci_high": float(np.nanquantile(difference, 1 - tail)),
+                    "ci_low": float(low),
+                    "ci_high": float(high),
                     "share_better": float(np.nanmean(difference < 0 if metric in LOWER_IS_BETTER else difference > 0)),
                 }
             )
@@ -1566,43 +1566,8 @@ def flatten_metrics(report: dict) -> pd.DataFrame:
     return table
 
 
-_JSON_KINDS = {
-    dict: "an object",
-    list: "a list",
-    str: "a string",
-    int: "an integer",
-    bool: "true or false",
-    float: "a number",
-}
-
-
-def _json_path(*keys) -> str:
-    return keys[0] + "".join(f"[{k!r}]" for k in keys[1:])
-
-
-def _describe(value) -> str:
-    """A found value for an error message: containers by kind, scalars as they are."""
-    if isinstance(value, (dict, list)):
-        return f"{_JSON_KINDS[dict if isinstance(value, dict) else list]} ({len(value)} entries)"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _is_kind(value, kind: type) -> bool:
-    from numbers import Integral, Real
-
-    if kind is int:  # numpy integers too (a report not yet written to JSON); never true/false
-        return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))
-    if kind is float:  # a JSON number: integer or not, never true/false
-        return isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
-    return isinstance(value, kind)
-
-
 def _require_kind(value, kind: type, path: str, source: str, expected: str | None = None) -> None:
-    if not _is_kind(value, kind):
-        raise io.DataValidationError(
-            f"{source}: {path} is {_describe(value)}; expected {expected or _JSON_KINDS[kind]}"
-        )
+    io.require_json_kind(value, kind, path, source, expected)
 
 
 def _check_metrics_structure(report: dict, source: str) -> None:
@@ -1621,23 +1586,23 @@ def _check_metrics_structure(report: dict, source: str) -> None:
         _require_kind(report[key], kind, key, source, layouts.get(key))
     for model, description in report["models"].items():
         _require_kind(
-            description, dict, _json_path("models", model), source, "an object {family, source, channel_from}"
+            description, dict, io.json_path("models", model), source, "an object {family, source, channel_from}"
         )
         if "family" not in description:
-            raise io.DataValidationError(f"{source}: {_json_path('models', model)} lacks 'family'")
-        _require_kind(description["family"], str, _json_path("models", model, "family"), source)
+            raise io.DataValidationError(f"{source}: {io.json_path('models', model)} lacks 'family'")
+        _require_kind(description["family"], str, io.json_path("models", model, "family"), source)
     for i, model in enumerate(report["models_found"]):
         _require_kind(model, str, f"models_found[{i}]", source)
     numbers, paths = [], []
     for section in ("metrics", "policy"):
         for model, entries in report[section].items():
-            _require_kind(entries, dict, _json_path(section, model), source, "an object of metric -> entry")
+            _require_kind(entries, dict, io.json_path(section, model), source, "an object of metric -> entry")
             for key, entry in entries.items():
-                path = _json_path(section, model, key)
+                path = io.json_path(section, model, key)
                 _, at, k = key.partition("@")
                 if at and not k.isdigit():
                     raise io.DataValidationError(
-                        f"{source}: {_json_path(section, model)} has metric key {key!r}; "
+                        f"{source}: {io.json_path(section, model)} has metric key {key!r}; "
                         "expected '<metric>' or '<metric>@<k>' with a whole number k"
                     )
                 _require_kind(entry, dict, path, source, "an object {value, ci_low, ci_high, n}")
@@ -1652,13 +1617,13 @@ def _check_metrics_structure(report: dict, source: str) -> None:
                         _require_kind(
                             value,
                             float,
-                            _json_path(section, model, key, field_name),
+                            io.json_path(section, model, key, field_name),
                             source,
                             "a number (or null where undefined)",
                         )
                         numbers.append(value)
-                        paths.append(_json_path(section, model, key, field_name))
-                _require_kind(entry["n"], int, _json_path(section, model, key, "n"), source, "an integer count")
+                        paths.append(io.json_path(section, model, key, field_name))
+                _require_kind(entry["n"], int, io.json_path(section, model, key, "n"), source, "an integer count")
     io.check_finite(
         np.asarray(numbers, dtype=np.float64),
         source,
@@ -1672,7 +1637,7 @@ def _check_metrics_structure(report: dict, source: str) -> None:
         for i, row in enumerate(report[key]):
             _require_kind(row, dict, f"{key}[{i}]", source)
     for model, curve in report["calibration"].items():
-        _require_kind(curve, list, _json_path("calibration", model), source, "a list of bins")
+        _require_kind(curve, list, io.json_path("calibration", model), source, "a list of bins")
 
 
 def validate_metrics(report: dict, source: str = "metrics.json") -> pd.DataFrame:
@@ -1685,7 +1650,8 @@ def validate_metrics(report: dict, source: str = "metrics.json") -> pd.DataFrame
     """
     if not isinstance(report, dict):
         raise io.DataValidationError(
-            f"{source}: the document is {_describe(report)}; expected an object with keys " + ", ".join(TOP_LEVEL_KEYS)
+            f"{source}: the document is {io.describe_json(report)}; expected an object with keys "
+            + ", ".join(TOP_LEVEL_KEYS)
         )
     missing = [key for key in TOP_LEVEL_KEYS if key not in report]
     if missing:

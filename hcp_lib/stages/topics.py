@@ -67,7 +67,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import config, domain
+from .. import config, domain, io
 from ..io import atomic_path, read_json, read_parquet, write_json, write_parquet, write_text
 
 # ----------------------------------------------------------------------------------------
@@ -725,25 +725,27 @@ def _read_model_json(path: Path):
         raise TopicModelError(str(err)) from None
 
 
-def _field(record, key: str, path: Path, kind, where: str = ""):
-    """``record[key]``, checked to be of ``kind`` ("int", "number", "bool", "str", "list", "dict" or
-    "int_or_null"); a missing key or a wrong type raises :class:`TopicModelError` naming ``path``."""
-    if not isinstance(record, dict):
-        raise TopicModelError(f"{path}: expected a JSON object{where}, got {type(record).__name__}")
+#: the kinds :func:`_field` checks, as JSON kinds (:data:`hcp_lib.io.JSON_KINDS`)
+_FIELD_KINDS = {"int": int, "number": float, "bool": bool, "str": str, "list": list, "dict": dict}
+
+
+def _field(record, key: str, path: Path, kind: str, where: str = ""):
+    """``record[key]``, checked with :func:`hcp_lib.io.require_json_kind` to be of ``kind``
+    ("int", "number" (finite), "bool", "str", "list", "dict" or "int_or_null"); a missing key
+    or a wrong type raises :class:`TopicModelError` naming ``path`` and the field."""
+    io.require_json_kind(record, dict, f"the record{where}", path, error=TopicModelError)
     if key not in record:
         raise TopicModelError(f"{path}: missing field {key!r}{where}")
     value = record[key]
-    checks = {
-        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "int_or_null": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
-        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v),
-        "bool": lambda v: isinstance(v, bool),
-        "str": lambda v: isinstance(v, str),
-        "list": lambda v: isinstance(v, list),
-        "dict": lambda v: isinstance(v, dict),
-    }
-    if not checks[kind](value):
-        raise TopicModelError(f"{path}: field {key!r}{where} must be {kind.replace('_', ' ')}, got {value!r:.80}")
+    field_path = f"field {key!r}{where}"
+    if kind == "int_or_null" and value is None:
+        return value
+    expected = "an integer or null" if kind == "int_or_null" else None
+    io.require_json_kind(
+        value, _FIELD_KINDS[kind.removesuffix("_or_null")], field_path, path, expected, TopicModelError
+    )
+    if kind == "number" and not np.isfinite(value):
+        raise TopicModelError(f"{path}: {field_path} is {value!r}; expected a finite number")
     return value
 
 

@@ -49,29 +49,71 @@ def stage_sources(run_dir: Path, staging: Path) -> Path:
     target = staging / BOOK_RUN_PATH
     target.mkdir(parents=True)
     for nb in notebooks:
-        stage_notebook(nb, target / nb.name)
+        stage_notebook(nb, target / nb.name, run_dir)
     if (run_dir / "figures").is_dir():
         shutil.copytree(run_dir / "figures", target / "figures")
     stage_widget_js(staging / EXTRA_PATH / WIDGET_JS_FOLDER)
     return staging
 
 
-def stage_notebook(source: Path, destination: Path) -> Path:
-    """Copy an executed notebook for the book, folding away its parameter cells.
+#: cell tags after which the book already shows no code source
+NO_SOURCE_TAGS = ("remove-cell", "remove-input", "hide-input", "hide-cell")
 
-    The ``parameters`` cell holds the notebook's defaults, superseded by the values papermill
-    injected; the book removes it and shows the injected cell collapsed (myst-nb cell tags),
-    so a reader sees the narrative first and can still open the run's parameters.
+
+def machine_paths(run_dir: Path) -> dict[str, str]:
+    """The absolute paths of the building machine a page must never show, each with what the
+    reader sees instead: the run folder becomes its path relative to the project (or its name),
+    the project folder disappears."""
+    run_dir = Path(run_dir).resolve()
+    try:
+        shown = str(run_dir.relative_to(config.PROJECT_ROOT))
+    except ValueError:
+        shown = run_dir.name
+    return {str(run_dir): shown, str(config.PROJECT_ROOT) + os.sep: ""}
+
+
+def _scrub(text: str, paths: dict[str, str]) -> str:
+    for path, shown in paths.items():
+        text = text.replace(path, shown)
+    return text
+
+
+def stage_notebook(source: Path, destination: Path, run_dir: Path | None = None) -> Path:
+    """Copy an executed notebook for the book, as a report reads: code hidden, no logs, no
+    machine paths.
+
+    - The ``parameters`` cell holds the notebook's defaults, superseded by the values papermill
+      injected: it is removed; the injected cell stays, collapsed.
+    - Every code cell's source is collapsed (myst-nb's ``hide-input``: the reader can open it)
+      and its stderr (warnings, TensorFlow's logs) removed (``remove-stderr``).
+    - The absolute paths of the run folder and the project (:func:`machine_paths`) are written
+      relative in every cell source and text output.
     """
     import nbformat
 
+    paths = machine_paths(run_dir if run_dir is not None else source.parent)
     nb = nbformat.read(source, as_version=4)
     for cell in nb.cells:
-        tags = cell.get("metadata", {}).get("tags", [])
+        tags = list(cell.get("metadata", {}).get("tags", []))
         if "parameters" in tags:
-            cell.metadata["tags"] = tags + ["remove-cell"]
-        elif "injected-parameters" in tags:
-            cell.metadata["tags"] = tags + ["hide-input"]
+            tags.append("remove-cell")
+        elif cell.cell_type == "code":
+            if not any(tag in tags for tag in NO_SOURCE_TAGS):
+                tags.append("hide-input")
+            if "remove-stderr" not in tags:
+                tags.append("remove-stderr")
+        if tags:
+            cell.metadata["tags"] = tags
+        cell.source = _scrub(cell.source, paths)
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                output["text"] = _scrub(output["text"], paths)
+            for mime in ("text/plain", "text/markdown", "text/html"):
+                if mime in output.get("data", {}):
+                    value = output["data"][mime]
+                    output["data"][mime] = _scrub(value if isinstance(value, str) else "".join(value), paths)
+            if output.get("output_type") == "error":
+                output["traceback"] = [_scrub(line, paths) for line in output.get("traceback", [])]
     nbformat.write(nb, destination)
     return destination
 

@@ -32,8 +32,8 @@ def test_staging_copies_pages_notebooks_figures_and_widget_js(tmp_path):
     assert [c.metadata.get("tags", []) for c in staged.cells] == [
         [],
         ["parameters", "remove-cell"],
-        ["injected-parameters", "hide-input"],
-        [],
+        ["injected-parameters", "hide-input", "remove-stderr"],
+        ["hide-input", "remove-stderr"],
     ]
     assert (staging / "outputs" / "report" / "figures" / "ldavis" / "index.html").exists()
     assert not (staging / "outputs" / "report" / "content").exists(), "data artifacts stay out of the book"
@@ -41,6 +41,38 @@ def test_staging_copies_pages_notebooks_figures_and_widget_js(tmp_path):
     for name in book.WIDGET_JS_FILES:
         assert (widgets / name).stat().st_size > 0
     assert list(widgets.glob("*.woff2")), "embed-amd.js needs its fonts beside it"
+
+
+def test_staged_notebooks_hide_code_and_show_no_machine_path(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    executed = nbformat.v4.new_notebook()
+    executed.cells = [
+        nbformat.v4.new_code_cell(f"run_dir = '{run}'"),
+        nbformat.v4.new_code_cell(
+            "print(path)", outputs=[nbformat.v4.new_output("stream", text=f"wrote {run}/x.json\n")]
+        ),
+        nbformat.v4.new_code_cell(
+            "table",
+            outputs=[
+                nbformat.v4.new_output(
+                    "execute_result", data={"text/plain": f"{PROJECT_ROOT}/data/a.csv", "text/html": f"<td>{run}</td>"}
+                )
+            ],
+        ),
+        nbformat.v4.new_code_cell("display(x)"),
+    ]
+    executed.cells[0].metadata["tags"] = ["injected-parameters"]
+    executed.cells[3].metadata["tags"] = ["remove-input"]
+    nbformat.write(executed, run / "02_synthesis.ipynb")
+    staged = nbformat.read(book.stage_notebook(run / "02_synthesis.ipynb", tmp_path / "nb.ipynb", run), as_version=4)
+    text = nbformat.writes(staged)
+    assert str(run) not in text and str(PROJECT_ROOT) not in text
+    assert staged.cells[0].source == "run_dir = 'run'"
+    assert staged.cells[1].outputs[0]["text"] == "wrote run/x.json\n"
+    assert staged.cells[2].outputs[0]["data"] == {"text/plain": "data/a.csv", "text/html": "<td>run</td>"}
+    assert staged.cells[3].metadata["tags"] == ["remove-input", "remove-stderr"]  # already hidden: not tagged again
+    assert all("hide-input" in c.metadata["tags"] for c in staged.cells[:3])
 
 
 def test_staging_without_executed_notebooks_says_what_to_run(tmp_path):

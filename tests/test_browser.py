@@ -1,7 +1,9 @@
 """The built book in a real browser with no network: headless Chromium (Debian's, driven by
 playwright-core from npm; tests/browser/explorer_check.mjs) loads every page from a local HTTP
 server with every non-local request blocked and recorded, changes the HCP of the explorer and
-checks that the displayed recommendations change. Set-up: tests/browser/setup.sh."""
+checks that the displayed recommendations change; on every page no code cell shows its source
+unless the reader opens it, and no page holds an absolute path of the machine that built it.
+Set-up: tests/browser/setup.sh."""
 
 import functools
 import json
@@ -34,7 +36,9 @@ def book_pages(html_root: Path) -> list[str]:
     )
 
 
-def check_book(html_root: Path, screenshot: Path, scratch: Path) -> dict:
+def check_book(
+    html_root: Path, screenshot: Path, scratch: Path, forbidden: list[str] = (), explorer_page: str = EXPLORER_PAGE
+) -> dict:
     """Serve ``html_root`` on 127.0.0.1 (a free port) and run the browser driver on it."""
     if not (PROJECT_ROOT / "node_modules" / "playwright-core").is_dir() or not Path("/usr/bin/chromium").exists():
         setup = subprocess.run([str(SETUP)], capture_output=True, text=True, timeout=1200)
@@ -43,6 +47,8 @@ def check_book(html_root: Path, screenshot: Path, scratch: Path) -> dict:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     pages_file = scratch / "pages.json"
     pages_file.write_text(json.dumps(book_pages(html_root)))
+    forbidden_file = scratch / "forbidden.json"
+    forbidden_file.write_text(json.dumps(list(forbidden)))
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     try:
         result = subprocess.run(
@@ -51,8 +57,9 @@ def check_book(html_root: Path, screenshot: Path, scratch: Path) -> dict:
                 str(DRIVER),
                 f"http://127.0.0.1:{server.server_port}/",
                 str(pages_file),
-                EXPLORER_PAGE,
+                explorer_page,
                 str(screenshot),
+                str(forbidden_file),
             ],
             capture_output=True,
             text=True,
@@ -76,13 +83,32 @@ def test_book_pages_are_found(tmp_path):
 def test_explorer_is_interactive_offline_in_chromium(tiny_book, tiny_run, tmp_path):
     assert (tiny_book / EXPLORER_PAGE).exists(), f"the book has no {EXPLORER_PAGE}: is 07_explorer in _toc.yml?"
     screenshot = tiny_run / "browser" / "explorer.png"
-    result = check_book(tiny_book, screenshot, tmp_path)
+    build_paths = [str(tiny_run.resolve()), str(PROJECT_ROOT), str(tiny_book.resolve().parents[1])]
+    result = check_book(tiny_book, screenshot, tmp_path, build_paths)
     assert set(result["pages_checked"]) == set(book_pages(tiny_book))
     assert "outputs/report/figures/ldavis/index.html" in result["pages_checked"]
     assert result["non_local"] == [], f"pages requested non-local resources: {result['non_local']}"
     assert result["failed"] == [], f"local requests failed: {result['failed']}"
+    assert result["visible_code"] == {}, f"code cells show their source without being asked: {result['visible_code']}"
+    assert result["machine_paths"] == {}, f"pages show the building machine's paths: {result['machine_paths']}"
     before, after = result["explorer"]["before"], result["explorer"]["after"]
     assert result["explorer"]["options"] >= 2
     assert before["hcp_id"] != after["hcp_id"]
     assert before["text"] != after["text"], "the displayed recommendations did not change with the HCP"
     assert screenshot.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_the_browser_check_sees_visible_code_and_machine_paths(tmp_path):
+    site = tmp_path / "site"
+    (site / "chapter").mkdir(parents=True)
+    (site / "index.html").write_text("<html><body><p>Key results</p></body></html>")
+    (site / "chapter" / "page.html").write_text(
+        "<html><body><div class='cell_input'>x = 1</div>"
+        "<details><summary>Show code</summary><div class='cell_input'>y = 2</div></details>"
+        "<p>wrote /home/builder/run/x.json</p></body></html>"
+    )
+    result = check_book(site, tmp_path / "shot.png", tmp_path, ["/home/builder/run"], explorer_page="-")
+    assert result["pages_checked"] == ["chapter/page.html", "index.html"]
+    assert result["visible_code"] == {"chapter/page.html": 1}  # the collapsed cell is not counted
+    assert result["machine_paths"] == {"chapter/page.html": ["/home/builder/run"]}

@@ -110,3 +110,9 @@ def test_tiny_results_are_pinned(tiny_run, key):
         f"{model} {metric} is {value:.4f} at tiny scale, pinned at {expected} ± {tolerance}: if the change meant to "
         "move it, update PINNED and say why in the commit"
     )
+
+
+def test_data_card_shows_its_id_patterns_instead_of_swallowing_them_as_tags(tiny_book):
+    text = BeautifulSoup((tiny_book / "book" / "data_card.html").read_text(), "html.parser").get_text()
+    assert "{state} Health Network {n}" in text
+    assert "CMP-{content_id}-{channel}" in text

@@ -46,6 +46,7 @@ def stage_sources(run_dir: Path, staging: Path) -> Path:
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(config.PROJECT_ROOT / name, staging / name)
     shutil.copytree(config.PROJECT_ROOT / "book", staging / "book")
+    stage_key_results(run_dir, staging)
     target = staging / BOOK_RUN_PATH
     target.mkdir(parents=True)
     for nb in notebooks:
@@ -76,6 +77,87 @@ def _scrub(text: str, paths: dict[str, str]) -> str:
     for path, shown in paths.items():
         text = text.replace(path, shown)
     return text
+
+
+#: where the introduction's headline figure is staged (``book/intro.md`` shows it)
+KEY_RESULTS_FIGURE = Path("book") / "key_results.png"
+
+
+def stage_key_results(run_dir: Path, staging: Path) -> dict[str, str]:
+    """Put the run's key results into the staged book: the introduction's numbers become MyST
+    substitutions in the staged ``_config.yml`` (:func:`hcp_lib.narrative.key_results` of the
+    run's ``evaluation/metrics.json``) and its headline figure is drawn
+    (:func:`headline_figure`). Nothing on the introduction is typed; a run without an
+    evaluation shows "n/a"."""
+    import yaml
+
+    from . import io, narrative
+
+    path = Path(run_dir) / "evaluation" / "metrics.json"
+    report = io.read_json(path) if path.exists() else None
+    if report is not None:
+        substitutions = narrative.key_results(report)
+    else:
+        substitutions = {key: "n/a" for key in narrative.key_results(_EMPTY_REPORT)}
+    settings = yaml.safe_load((staging / "_config.yml").read_text())
+    settings.setdefault("parse", {})["myst_substitutions"] = substitutions
+    (staging / "_config.yml").write_text(yaml.safe_dump(settings, sort_keys=False, allow_unicode=True))
+    headline_figure(report, staging / KEY_RESULTS_FIGURE)
+    return substitutions
+
+
+#: the shape of a metrics.json, enough to list the key results' names for a run without one
+_EMPTY_REPORT = {
+    "selection": {"chosen": "none", "validation_log_loss": {"none": 0.0}},
+    "metrics": {},
+    "policy": {
+        "business_as_usual": {"plan_value": {"value": 0.0}, "policy_fraction_of_oracle": {"value": 0.0}},
+        "oracle": {"plan_value": {"value": 0.0}},
+    },
+    "population": {"n_hcps": 0, "n_test_exposures": 0},
+}
+
+
+def headline_figure(report: dict | None, path: Path) -> Path:
+    """The introduction's figure: the expected engagements of the week's plan made from business
+    as usual, the best baseline, the chosen model and the oracle, with 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    if report is None:
+        ax.text(0.5, 0.5, "this run has no evaluation", ha="center", va="center")
+        ax.set_axis_off()
+    else:
+        chosen, baseline = report["selection"]["chosen"], report.get("best_baseline")
+        rows = [("business as usual", report["policy"]["business_as_usual"]["plan_value"], "#9e9e9e")]
+        if baseline in report["metrics"]:
+            rows.append((f"{baseline} (best baseline)", report["metrics"][baseline].get("plan_value"), "#6baed6"))
+        rows += [
+            (f"{chosen} (chosen)", report["metrics"].get(chosen, {}).get("plan_value"), "#08519c"),
+            ("oracle", report["policy"]["oracle"]["plan_value"], "#31a354"),
+        ]
+        rows = [row for row in rows if row[1] and row[1].get("value") is not None]
+
+        def bound(entry: dict, key: str) -> float:
+            return entry[key] if entry.get(key) is not None else entry["value"]
+
+        values = [e["value"] for _, e, _ in rows]
+        errors = [
+            [e["value"] - bound(e, "ci_low") for _, e, _ in rows],
+            [bound(e, "ci_high") - e["value"] for _, e, _ in rows],
+        ]
+        ax.barh([name for name, _, _ in rows], values, xerr=errors, capsize=3, color=[c for _, _, c in rows])
+        ax.invert_yaxis()
+        ax.set_xlabel("expected engagements in the week's plan (same capacities)")
+        ax.set_title("The week's plan, by whose probabilities it is made")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def stage_notebook(source: Path, destination: Path, run_dir: Path | None = None) -> Path:

@@ -657,3 +657,48 @@ def written_files(paths: Iterable[str | Path], root: str | Path) -> str:
 
 
 # --- 09 off-policy evaluation: the chapter's sentences are hcp_lib.stages.ope.data_sentence and ope.verdict
+
+
+# --- the introduction's key results ------------------------------------------------------------
+
+
+def _entry_text(entry: Mapping[str, Any] | None, spec: str) -> str:
+    """``value [ci_low, ci_high]`` of a metrics.json entry, each formatted with ``spec``."""
+    if not entry or entry.get("value") is None:
+        return "n/a"
+    text = format(entry["value"], spec)
+    if entry.get("ci_low") is not None and entry.get("ci_high") is not None:
+        text += f" [{format(entry['ci_low'], spec)}, {format(entry['ci_high'], spec)}]"
+    return text
+
+
+def key_results(report: Mapping[str, Any]) -> dict[str, str]:
+    """The introduction's key results, as MyST substitutions (``{{ kr_model }}`` ...), from a
+    run's ``metrics.json`` (``report``): the model the validation window chooses
+    (``selection``) and its criterion beside the others', its week's plan in expected
+    engagements and as a share of the oracle plan, against business as usual, its first
+    recommendation's share of the oracle's policy value, and the evaluated population.
+    Every interval is the report's paired 95% HCP bootstrap."""
+    selection = report["selection"]
+    chosen = selection["chosen"]
+    losses = selection["validation_log_loss"]
+    mine = report["metrics"].get(chosen, {})
+    bau = report["policy"]["business_as_usual"]
+    oracle = report["policy"]["oracle"]
+    plan, bau_plan = mine.get("plan_value", {}).get("value"), bau["plan_value"]["value"]
+    population = report["population"]
+    return {
+        "kr_model": chosen,
+        "kr_model_loss": f"{losses[chosen]:.4f}",
+        "kr_others_loss": ", ".join(f"{m} {v:.4f}" for m, v in losses.items() if m != chosen and v is not None)
+        or "no other candidate",
+        "kr_plan_value": _entry_text(mine.get("plan_value"), ".0f"),
+        "kr_plan_share": _entry_text(mine.get("plan_fraction_of_oracle"), ".3f"),
+        "kr_oracle_plan_value": f"{oracle['plan_value']['value']:.0f}",
+        "kr_bau_plan_value": _entry_text(bau["plan_value"], ".0f"),
+        "kr_plan_vs_bau": f"{plan / bau_plan:.1f}" if plan is not None and bau_plan else "n/a",
+        "kr_policy_share": _entry_text(mine.get("policy_fraction_of_oracle"), ".3f"),
+        "kr_bau_policy_share": _entry_text(bau["policy_fraction_of_oracle"], ".3f"),
+        "kr_n_hcps": f"{population['n_hcps']:,}",
+        "kr_n_exposures": f"{population['n_test_exposures']:,}",
+    }

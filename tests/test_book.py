@@ -1,6 +1,7 @@
 """Staging the book's sources: pages, a run's notebooks and figures, the shipped widget JavaScript."""
 
 import filecmp
+import re
 
 import nbformat
 import pytest
@@ -144,3 +145,60 @@ def test_shipped_widget_js_matches_the_pinned_npm_packages():
     shipped = book.WIDGET_JS_SOURCE
     assert filecmp.cmp(shipped / "embed-amd.js", npm / "@jupyter-widgets/html-manager/dist/embed-amd.js", shallow=False)
     assert filecmp.cmp(shipped / "require.js", npm / "requirejs/require.js", shallow=False)
+
+
+def _report():
+    entry = {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 10}
+    return {
+        "selection": {"chosen": "tabular", "validation_log_loss": {"tabular": 0.28, "hybrid": 0.31}},
+        "best_baseline": "popularity",
+        "metrics": {
+            "tabular": {
+                "plan_value": {"value": 55.2, "ci_low": 44.0, "ci_high": 66.1, "n": 10},
+                "plan_fraction_of_oracle": {**entry, "value": 0.72},
+                "policy_fraction_of_oracle": {**entry, "value": 0.77},
+            },
+            "popularity": {"plan_value": {"value": 30.0, "ci_low": 25.0, "ci_high": 35.0, "n": 10}},
+        },
+        "policy": {
+            "business_as_usual": {
+                "plan_value": {"value": 15.0, "ci_low": 10.0, "ci_high": 19.0, "n": 10},
+                "policy_fraction_of_oracle": {**entry, "value": 0.16},
+            },
+            "oracle": {"plan_value": {"value": 76.0, "ci_low": 63.0, "ci_high": 90.0, "n": 10}},
+        },
+        "population": {"n_hcps": 1234, "n_test_exposures": 5678},
+    }
+
+
+def test_key_results_become_substitutions_and_a_figure(tmp_path):
+    import json
+
+    import yaml
+
+    run = tmp_path / "run"
+    (run / "evaluation").mkdir(parents=True)
+    (run / "evaluation" / "metrics.json").write_text(json.dumps(_report()))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "_config.yml").write_text((PROJECT_ROOT / "_config.yml").read_text())
+    values = book.stage_key_results(run, staging)
+    staged = yaml.safe_load((staging / "_config.yml").read_text())
+    assert staged["parse"]["myst_substitutions"] == values
+    assert staged["execute"]["execute_notebooks"] == "off"  # the rest of the configuration is kept
+    assert values["kr_model"] == "tabular" and values["kr_others_loss"] == "hybrid 0.3100"
+    assert values["kr_plan_value"] == "55 [44, 66]" and values["kr_plan_vs_bau"] == "3.7"
+    assert values["kr_policy_share"] == "0.770 [0.400, 0.600]" and values["kr_n_hcps"] == "1,234"
+    assert (staging / book.KEY_RESULTS_FIGURE).stat().st_size > 5_000
+    # every substitution the introduction uses is defined
+    for page in ("intro.md", "results.md"):
+        used = set(re.findall(r"{{ (kr_\w+) }}", (PROJECT_ROOT / "book" / page).read_text()))
+        assert used and used <= set(values), page
+
+
+def test_a_run_without_an_evaluation_shows_not_available(tmp_path):
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "_config.yml").write_text((PROJECT_ROOT / "_config.yml").read_text())
+    values = book.stage_key_results(tmp_path / "run", staging)
+    assert set(values.values()) == {"n/a"} and (staging / book.KEY_RESULTS_FIGURE).exists()

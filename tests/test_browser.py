@@ -91,6 +91,7 @@ def test_explorer_is_interactive_offline_in_chromium(tiny_book, tiny_run, tmp_pa
     assert result["failed"] == [], f"local requests failed: {result['failed']}"
     assert result["visible_code"] == {}, f"code cells show their source without being asked: {result['visible_code']}"
     assert result["machine_paths"] == {}, f"pages show the building machine's paths: {result['machine_paths']}"
+    _check_key_results(result["key_results"], json.loads((tiny_run / "evaluation" / "metrics.json").read_text()))
     before, after = result["explorer"]["before"], result["explorer"]["after"]
     assert result["explorer"]["options"] >= 2
     assert before["hcp_id"] != after["hcp_id"]
@@ -112,3 +113,24 @@ def test_the_browser_check_sees_visible_code_and_machine_paths(tmp_path):
     assert result["pages_checked"] == ["chapter/page.html", "index.html"]
     assert result["visible_code"] == {"chapter/page.html": 1}  # the collapsed cell is not counted
     assert result["machine_paths"] == {"chapter/page.html": ["/home/builder/run"]}
+
+
+def _check_key_results(text: str | None, report: dict) -> None:
+    """The introduction's key results, as the browser shows them, carry metrics.json's numbers."""
+    assert text, "the introduction has no Key results section"
+    chosen = report["selection"]["chosen"]
+    assert f"Use {chosen}." in text
+    mine, bau = report["metrics"][chosen], report["policy"]["business_as_usual"]
+    for entry, spec in (
+        (mine["plan_value"], ".0f"),
+        (mine["plan_fraction_of_oracle"], ".3f"),
+        (mine["policy_fraction_of_oracle"], ".3f"),
+        (bau["plan_value"], ".0f"),
+        (bau["policy_fraction_of_oracle"], ".3f"),
+    ):
+        shown = f"{entry['value']:{spec}} [{entry['ci_low']:{spec}}, {entry['ci_high']:{spec}}]"
+        assert shown in text, f"the introduction does not show {shown} from metrics.json:\n{text}"
+    ratio = mine["plan_value"]["value"] / bau["plan_value"]["value"]
+    assert f"{ratio:.1f} times business as usual" in text
+    assert f"{report['selection']['validation_log_loss'][chosen]:.4f}" in text
+    assert f"{report['population']['n_hcps']:,} HCPs" in text

@@ -515,7 +515,37 @@ def test_every_paragraph_function_is_documented_and_returns_text():
     ]
     assert len(functions) >= 30
     for function in functions:
-        assert function.__doc__ and function.__annotations__.get("return") == "str", function.__name__
+        returns = "dict[str, str]" if function.__name__ == "key_results" else "str"  # substitutions, each text
+        assert function.__doc__ and function.__annotations__.get("return") == returns, function.__name__
+
+
+def test_key_results_format_the_report_for_the_introduction():
+    entry = {"value": 0.72, "ci_low": 0.587, "ci_high": 0.878, "n": 83}
+    report = {
+        "selection": {"chosen": "tabular", "validation_log_loss": {"tabular": 0.2865, "hybrid": 0.3062, "v0.1": None}},
+        "metrics": {
+            "tabular": {
+                "plan_value": {"value": 54.96, "ci_low": 44.4, "ci_high": 65.8, "n": 193},
+                "plan_fraction_of_oracle": entry,
+            }
+        },
+        "policy": {
+            "business_as_usual": {
+                "plan_value": {"value": 14.73, "ci_low": None, "ci_high": None, "n": 193},
+                "policy_fraction_of_oracle": {"value": 0.161, "ci_low": 0.131, "ci_high": 0.193},
+            },
+            "oracle": {"plan_value": {"value": 76.19}},
+        },
+        "population": {"n_hcps": 3396, "n_test_exposures": 7542},
+    }
+    values = narrative.key_results(report)
+    assert values["kr_model"] == "tabular" and values["kr_model_loss"] == "0.2865"
+    assert values["kr_others_loss"] == "hybrid 0.3062"  # a candidate without a loss is left out
+    assert values["kr_plan_value"] == "55 [44, 66]" and values["kr_plan_share"] == "0.720 [0.587, 0.878]"
+    assert values["kr_bau_plan_value"] == "15"  # no interval: the value alone
+    assert values["kr_plan_vs_bau"] == "3.7" and values["kr_oracle_plan_value"] == "76"
+    assert values["kr_policy_share"] == "n/a"  # the chosen model has no policy value in this report
+    assert values["kr_n_hcps"] == "3,396" and values["kr_n_exposures"] == "7,542"
 
 
 # --- 03 topic modeling ---------------------------------------------------------------------

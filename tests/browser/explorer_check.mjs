@@ -8,7 +8,8 @@
 //   FORBIDDEN_JSON JSON list of strings no page may contain (the building machine's paths)
 // Prints one JSON object: non-local requests (blocked and recorded), failed local requests,
 // page errors, per page the code cells whose source is visible and the forbidden strings found
-// in its HTML, and the explorer's recommendations before and after changing the HCP.
+// in its HTML, the text of the introduction's key results, and the explorer's recommendations
+// before and after changing the HCP.
 import { chromium } from "playwright-core";
 import { readFileSync } from "node:fs";
 
@@ -64,6 +65,10 @@ try {
     const html = await page.content();
     const found = forbidden.filter((text) => html.includes(text));
     if (found.length) result.machine_paths[path] = found;
+    // the introduction's key results, as the reader sees them
+    if (path.endsWith("intro.html")) {
+      result.key_results = await page.locator("#key-results").innerText({ timeout: 5000 }).catch(() => null);
+    }
     result.pages_checked.push(path);
   }
 

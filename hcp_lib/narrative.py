@@ -204,13 +204,23 @@ def email_by_age(by_age: pd.DataFrame) -> str:
 
 
 def repeat_exposures(seen: pd.DataFrame) -> str:
-    """How many exposures are of new, already shown and already engaged content. ``seen``: one
-    row per case with its ``label`` and ``exposures``, in the order to read them."""
-    return (
+    """How many exposures are of new, already shown and already engaged content, and what the
+    bars show of the planted repeat penalties. ``seen``: one row per case with ``seen_before``
+    (0 new, 1 shown before, 2 engaged before), its ``label``, ``exposures`` and
+    ``mean_true_prob``, in the order to read them."""
+    text = (
         "Repeats are "
         + ", ".join(f"{r.label}: {int(r.exposures):,} exposures" for r in seen.itertuples())
         + "; the BAU policy rarely repeats an item, so most exposures are of new content."
     )
+    rate = seen.set_index("seen_before")["mean_true_prob"]
+    if {0, 2} <= set(rate.index) and rate[2] > rate[0]:
+        text += (
+            f" The bars do not show the penalty for content engaged with before ({rate[2]:.1%} against "
+            f"{rate[0]:.1%} for new content): those exposures go to HCPs who engage more than most, "
+            "which outweighs the penalty across HCPs; the penalty holds for each HCP."
+        )
+    return text
 
 
 def learnability(ranking: Mapping[str, float]) -> str:
@@ -502,6 +512,20 @@ def value_ranges(content: pd.DataFrame, report: Mapping[str, Any]) -> str:
         f"Business as usual reaches {bau['policy_fraction_of_oracle']['value']:.3f} of the "
         f"oracle's policy value and {bau['plan_fraction_of_oracle']['value']:.3f} of its plan "
         "value: it sends items because a campaign is running, not because the HCP would engage."
+        + _bau_below_random(report)
+    )
+
+
+def _bau_below_random(report: Mapping[str, Any]) -> str:
+    """Why business as usual's first touch can score below a random (item, channel) pair."""
+    bau = report["policy"]["business_as_usual"]["policy_fraction_of_oracle"]["value"]
+    random = report["policy"].get("random", {}).get("policy_fraction_of_oracle", {}).get("value")
+    if random is None or bau is None or bau >= random:
+        return ""
+    return (
+        f" It is even below a random (item, channel) pair ({random:.3f}): a random pair goes through any of the "
+        "five channels, and the field channels engage far more than e-mail, while business as usual's first touch "
+        "is mostly a campaign e-mail."
     )
 
 

@@ -140,11 +140,19 @@ def test_repeat_exposures():
             "seen_before": [0, 1, 2],
             "exposures": [15000.0, 300.0, 12.0],
             "label": ["new to the HCP", "shown before", "engaged before"],
+            "mean_true_prob": [0.125, 0.079, 0.101],
         }
     )
     assert narrative.repeat_exposures(seen) == (
         "Repeats are new to the HCP: 15,000 exposures, shown before: 300 exposures, engaged before: 12 exposures; "
         "the BAU policy rarely repeats an item, so most exposures are of new content."
+    )
+    # where the bars seem to contradict the planted penalty, the sentence says why
+    higher = seen.assign(mean_true_prob=[0.125, 0.079, 0.156])
+    assert narrative.repeat_exposures(higher).endswith(
+        "The bars do not show the penalty for content engaged with before (15.6% against 12.5% for new content): "
+        "those exposures go to HCPs who engage more than most, which outweighs the penalty across HCPs; the "
+        "penalty holds for each HCP."
     )
 
 
@@ -353,6 +361,20 @@ def test_value_ranges_leaves_ablations_and_references_out():
         "policy value and 0.346 of its plan value: it sends items because a campaign is running, not because the "
         "HCP would engage."
     )
+
+
+def test_value_ranges_says_why_business_as_usual_is_below_random():
+    content = pd.DataFrame(
+        {"family": ["hybrid"], "policy_fraction_of_oracle": [0.8], "plan_fraction_of_oracle": [0.7]}, index=["hybrid"]
+    )
+    report = {**REPORT, "policy": {**REPORT["policy"], "random": {"policy_fraction_of_oracle": {"value": 0.3}}}}
+    assert narrative.value_ranges(content, report).endswith(
+        "It is even below a random (item, channel) pair (0.300): a random pair goes through any of the five "
+        "channels, and the field channels engage far more than e-mail, while business as usual's first touch is "
+        "mostly a campaign e-mail."
+    )
+    above = {**REPORT, "policy": {**REPORT["policy"], "random": {"policy_fraction_of_oracle": {"value": 0.2}}}}
+    assert "random" not in narrative.value_ranges(content, above)
 
 
 def test_observed_ndcg():

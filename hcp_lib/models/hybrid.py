@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 from .. import config, io
-from ..domain import CHANNELS
+from ..domain import CHANNELS, HYBRID_NAME
 from ..split import TrainingData
 from . import features as F
 from .base import Recommender, UnknownIdError
@@ -447,7 +447,7 @@ class HybridRecommender(EngagementModel):
     number of epochs chosen on validation). Deterministic for a given ``settings.seed``.
     """
 
-    name = "hybrid_lstm"
+    name = HYBRID_NAME
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..domain import CHANNELS
+from ..domain import CHANNELS, TABULAR_NAME
 from . import features as F
 from .base import Recommender
 from .engagement import EngagementData, EngagementModel, Queries
@@ -105,7 +105,7 @@ class TabularEngagement(EngagementModel):
     rounds chosen on validation).
     """
 
-    name = "tabular"
+    name = TABULAR_NAME
 
     def __init__(
         self,

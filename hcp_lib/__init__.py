@@ -8,8 +8,8 @@ sits (a lower layer never imports a higher one)::
                                     domain's vocabulary, schema-checked atomic files, the
                                     leak-free temporal split
       metrics                       every metric, one function each, and the HCP bootstrap
-      reasons, narrative            the one reasons engine (plan and explorer) and the book's
-                                    result-dependent sentences
+      reasons, narrative, plots     the one reasons engine (plan and explorer), the book's
+                                    result-dependent sentences, one colour per model
       world/                        the simulator and its oracle: entities, behaviour (the true
                                     engagement law), simulate (the logging policy), synth (build,
                                     write, load a world)

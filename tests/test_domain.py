@@ -35,3 +35,15 @@ def test_model_names_are_declared_once_and_match_the_models():
     assert len(names) == len(set(names))
     assert {domain.ORACLE_NAME, domain.HYBRID_NAME, domain.TABULAR_NAME, domain.V01_NAME} <= set(names)
     assert "hybrid_no_cf" in names and "hybrid_no_cf" not in config.evaluated_model_names(hybrid_ablations=False)
+
+
+def test_every_model_has_its_own_colour_in_every_figure():
+    from hcp_lib import config, plots
+
+    names = config.evaluated_model_names()
+    colours = plots.model_colours(names)
+    assert len(set(colours.values())) == len(names)
+    # the same model keeps its colour whatever else a figure shows
+    assert plots.model_colours(["tabular", "hybrid"])["hybrid"] == colours["hybrid"]
+    extra = plots.model_colours(["hybrid", "my_model"])
+    assert extra["my_model"] not in colours.values()

@@ -1,6 +1,7 @@
 """The whole pipeline at tiny scale, then the book built from it (slow: minutes)."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -116,3 +117,22 @@ def test_data_card_shows_its_id_patterns_instead_of_swallowing_them_as_tags(tiny
     text = BeautifulSoup((tiny_book / "book" / "data_card.html").read_text(), "html.parser").get_text()
     assert "{state} Health Network {n}" in text
     assert "CMP-{content_id}-{channel}" in text
+
+
+def test_every_chapter_table_fits_the_page_and_reads_cleanly(tiny_book):
+    """At most 8 data columns, no raw missing markers, numbers rounded, long tables folded."""
+    problems = []
+    for page in sorted((tiny_book / "outputs" / "report").glob("0*.html")):
+        soup = BeautifulSoup(page.read_text(), "html.parser")
+        for k, table in enumerate(soup.select("table.dataframe")):
+            rows = table.select("tbody tr")
+            widest = max((len(r.find_all("td")) for r in rows), default=0)
+            cells = [c.get_text(strip=True) for c in table.find_all("td")]
+            raw = [c for c in cells if c in ("<NA>", "nan", "NaN", "None", "NaT")]
+            unrounded = [c for c in cells if re.fullmatch(r"-?[\d,]*\.\d{5,}", c)]
+            folded = table.find_parent("details") is not None
+            if widest > 8 or raw or unrounded or (len(rows) > 30 and not folded):
+                problems.append(
+                    f"{page.name} table {k}: {widest} columns, {len(rows)} rows, {raw[:2]}, {unrounded[:2]}"
+                )
+    assert not problems, "tables a reader cannot read:\n" + "\n".join(problems)

@@ -52,7 +52,7 @@ values from the oracle, and writes ``ope/estimates.parquet`` and ``ope/summary.j
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1037,15 +1037,16 @@ def scores_table(result: OPEResult) -> pd.DataFrame:
     ).set_index("estimator")
 
 
-def policy_table(result: OPEResult) -> pd.DataFrame:
-    """One row per policy: the truth, each estimator's estimate [interval] ✓/✗, and matches."""
+def policy_table(result: OPEResult, estimators: Sequence[str] = ESTIMATORS, matched: bool = True) -> pd.DataFrame:
+    """One row per policy: the truth, each of ``estimators``' estimate [interval] ✓/✗, and (with
+    ``matched``) the logged exposures the policy would have taken."""
     est = result.estimates
     order = est.drop_duplicates("policy").sort_values("truth", ascending=False)["policy"]
     rows = []
     for policy in order:
         group = est[est["policy"] == policy].set_index("estimator")
         row = {"policy": policy, "true value": f"{group['truth'].iloc[0]:.3f}"}
-        for estimator in ESTIMATORS:
+        for estimator in estimators:
             if estimator in group.index and np.isfinite(group.loc[estimator, "value"]):
                 g = group.loc[estimator]
                 row[ESTIMATOR_LABELS[estimator]] = f"{g['value']:.3f} [{g['ci_low']:.3f}, {g['ci_high']:.3f}] " + (
@@ -1053,7 +1054,8 @@ def policy_table(result: OPEResult) -> pd.DataFrame:
                 )
             else:
                 row[ESTIMATOR_LABELS[estimator]] = ""
-        row["matched"] = int(group["matched"].iloc[0])
+        if matched:
+            row["matched"] = int(group["matched"].iloc[0])
         rows.append(row)
     table = pd.DataFrame(rows).set_index("policy")
     return table.loc[:, (table != "").any(axis=0)]

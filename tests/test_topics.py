@@ -531,3 +531,9 @@ def test_a_custom_phrase_scorer_is_refused_at_save(tmp_path, fitted, nlp):
     ):
         copy.save(tmp_path / "model")
     assert not (tmp_path / "model").exists()
+
+
+def test_the_topic_map_opens_at_the_relevance_the_labels_use():
+    # pyLDAvis reads "#topic=..&lambda=..&term=" from the address; the labels rank terms at the same lambda
+    assert topics.ldavis_link() == f"figures/ldavis/index.html#topic=0&lambda={topics.RELEVANCE_LAMBDA}&term="
+    assert topics.RELEVANCE_LAMBDA == 0.6

@@ -1044,16 +1044,27 @@ def topic_term_table(lda, topn: int = 20) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["topic", "rank", "term", "weight"])
 
 
+#: the relevance weight of topic labels and of the pyLDAvis view (Sievert & Shirley 2014's suggestion)
+RELEVANCE_LAMBDA = 0.6
+
+
+def ldavis_link(folder: str = "figures/ldavis") -> str:
+    """The address of the pyLDAvis page that opens it at :data:`RELEVANCE_LAMBDA`, as the topic
+    labels are ranked (pyLDAvis reads ``#topic=..&lambda=..&term=`` from the address; topic 0 is
+    "none selected")."""
+    return f"{folder}/index.html#topic=0&lambda={RELEVANCE_LAMBDA}&term="
+
+
 def topic_labels(lda, n_terms: int = 3) -> list[str]:
     """A readable label per topic: its ``n_terms`` most distinctive top terms, " / "-joined.
 
-    Terms are ranked by relevance with lambda = 0.6 (Sievert & Shirley 2014, the pyLDAvis
-    default view): 0.6 log P(w|t) + 0.4 log(P(w|t)/P(w)), so words common to all topics do
+    Terms are ranked by relevance with lambda = :data:`RELEVANCE_LAMBDA` = 0.6 (Sievert &
+    Shirley 2014): 0.6 log P(w|t) + 0.4 log(P(w|t)/P(w)), so words common to all topics do
     not name them; underscores of phrases become spaces. Duplicate labels get " (2)" etc.
     """
     topic_word = lda.get_topics()
     marginal = topic_word.mean(axis=0)
-    relevance = 0.6 * np.log(topic_word) + 0.4 * np.log(topic_word / marginal)
+    relevance = RELEVANCE_LAMBDA * np.log(topic_word) + (1 - RELEVANCE_LAMBDA) * np.log(topic_word / marginal)
     labels, seen = [], {}
     for t in range(lda.num_topics):
         best = np.argsort(-relevance[t])[:n_terms]

@@ -227,6 +227,7 @@ def test_find_hcps_by_id_name_specialty_and_state(data):
     assert list(explore.find_hcps(data, "Cardiovascular disease")["hcp_id"]) == [A, B]
     assert list(explore.find_hcps(data, "tx ortiz")["hcp_id"]) == [B]
     assert explore.find_hcps(data, "zz").empty
+    assert explore.find_hcps(data, "", limit=2).attrs["n_matches"] == 4  # every match counted, two listed
 
 
 def test_content_and_topic_summaries(data):
@@ -245,11 +246,19 @@ def test_content_and_topic_summaries(data):
 
 def test_live_hcp_explorer_recomputes_on_every_control(data):
     box = explore.hcp_explorer(data)
+    assert "<h3>HCP explorer</h3>" in box.children[0].value
     search, matches = box.children[1].children
-    model, top_n = box.children[2].children
-    channel_boxes = box.children[3].children[1:]
-    exclude_seen, view = box.children[4], box.children[5]
+    shown = box.children[2]
+    model, top_n = box.children[3].children
+    channel_boxes = box.children[4].children[1:]
+    exclude_seen, view = box.children[5], box.children[6]
+    # the first HCP shown can be contacted; the opted-out one is listed last and says so
+    opted_out = data.hcps.index[data.hcps["opted_out"]][0]
+    assert matches.value != opted_out and matches.options[-1][1] == opted_out
+    assert matches.options[-1][0].endswith("opted out")
+    assert "4 of 4 matching HCPs listed (of 4 in the run)" in shown.value
     search.value = "park"
+    assert "1 of 1 matching HCPs" in shown.value
     assert matches.value == C and "Cleo Park" in view.value and "Heart part two" in view.value
     top_n.value = 1
     assert "Heart part one" not in view.value

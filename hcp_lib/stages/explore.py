@@ -293,7 +293,8 @@ def find_hcps(data: ExplorerData, query: str, limit: int = 50) -> pd.DataFrame:
     """HCPs matching ``query`` (case-insensitive): a part of the id, of the full name, of the
     specialty key or label, or the two-letter state. Every word of the query must match one
     of these; an empty query matches everyone. Returns at most ``limit`` rows (hcp_id, name,
-    specialty, state), by last name."""
+    specialty, state), HCPs who can be contacted first (opted-out ones last), then by last
+    name; ``attrs["n_matches"]`` counts every match."""
     hcps = data.hcps
     full = (hcps["first_name"].astype(str) + " " + hcps["last_name"].astype(str)).str.lower()
     specialty = hcps["specialty"].astype(str)
@@ -307,8 +308,8 @@ def find_hcps(data: ExplorerData, query: str, limit: int = 50) -> pd.DataFrame:
             | labels.str.contains(word, regex=False)
             | (hcps["state"].astype(str).str.lower() == word)
         ).to_numpy(bool)
-    found = hcps[keep].sort_values(["last_name", "first_name", "hcp_id"])
-    return pd.DataFrame(
+    found = hcps[keep].sort_values(["opted_out", "last_name", "first_name", "hcp_id"])
+    table = pd.DataFrame(
         {
             "hcp_id": found["hcp_id"].to_numpy(),
             "name": [hcp_name(r) for _, r in found.iterrows()] if len(found) else [],
@@ -316,6 +317,8 @@ def find_hcps(data: ExplorerData, query: str, limit: int = 50) -> pd.DataFrame:
             "state": found["state"].to_numpy(),
         }
     ).head(limit)
+    table.attrs["n_matches"] = int(keep.sum())
+    return table
 
 
 def _check_hcp(data: ExplorerData, hcp_id: str) -> pd.Series:
@@ -675,7 +678,11 @@ def topic_view_html(data: ExplorerData, topic: int) -> str:
 
 def _hcp_label(data: ExplorerData, hcp_id: str) -> str:
     row = data.hcps.loc[hcp_id]
-    return f"{row['last_name']}, {row['first_name']} · {specialty_label(row['specialty'])} · {row['state']} · {hcp_id}"
+    opted_out = " · opted out" if row["opted_out"] else ""
+    return (
+        f"{row['last_name']}, {row['first_name']} · {specialty_label(row['specialty'])} · {row['state']} · {hcp_id}"
+        + opted_out
+    )
 
 
 def hcp_explorer(data: ExplorerData, hcp_id: str | None = None):
@@ -693,6 +700,7 @@ def hcp_explorer(data: ExplorerData, hcp_id: str | None = None):
     ]
     exclude_seen = w.Checkbox(value=False, description="Exclude content already shown to the HCP", indent=False)
     view = w.HTML()
+    shown = w.HTML()
 
     def refresh(_=None):
         chosen = [c for c, box in zip(CHANNELS, channel_boxes) if box.value]
@@ -704,6 +712,12 @@ def hcp_explorer(data: ExplorerData, hcp_id: str | None = None):
     def on_search(_=None):
         found = find_hcps(data, search.value)
         matches.options = [(_hcp_label(data, h), h) for h in found["hcp_id"]]
+        n = found.attrs["n_matches"]
+        shown.value = (
+            f"<span class='hint'>{len(found)} of {n:,} matching HCPs listed (of {len(data.hcps):,} in the run)"
+            + ("; type to narrow the list" if n > len(found) else "")
+            + "</span>"
+        )
         matches.value = matches.options[0][1] if matches.options else None
         refresh()
 
@@ -715,8 +729,9 @@ def hcp_explorer(data: ExplorerData, hcp_id: str | None = None):
         search.value = str(hcp_id)
     return w.VBox(
         [
-            w.HTML(STYLE),
+            w.HTML(STYLE + "<h3>HCP explorer</h3>"),
             w.HBox([search, matches]),
+            shown,
             w.HBox([model, top_n]),
             w.HBox([w.Label("Channels:"), *channel_boxes]),
             exclude_seen,
@@ -775,7 +790,7 @@ def topic_explorer(data: ExplorerData):
     )
     view = w.HTML(topic_view_html(data, picker.value))
     picker.observe(lambda _: setattr(view, "value", topic_view_html(data, picker.value)), names="value")
-    return w.VBox([w.HTML(STYLE), picker, view])
+    return w.VBox([w.HTML(STYLE + "<h3>Content explorer</h3>"), picker, view])
 
 
 def _static(labels: Sequence[str], views: Sequence[str], description: str, note: str):
@@ -788,7 +803,7 @@ def _static(labels: Sequence[str], views: Sequence[str], description: str, note:
     picker = w.Dropdown(options=list(labels), index=0, description=description, layout=w.Layout(width="90%"))
     stack = w.Stack([w.HTML(v) for v in views], selected_index=0)
     w.jslink((picker, "index"), (stack, "selected_index"))
-    return w.VBox([w.HTML(STYLE), picker, stack])
+    return w.VBox([w.HTML(STYLE + "<h3>Topic explorer</h3>"), picker, stack])
 
 
 def sample_hcps(data: ExplorerData, n: int, seed: int, model: str | None = None) -> list[str]:

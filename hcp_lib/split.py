@@ -180,3 +180,13 @@ def training_data(
     known = catalogue.loc[:, list(CATALOGUE_COLUMNS)].reset_index(drop=True)
     known["release_date"] = known["release_date"].where(known["release_date"] < cutoff)
     return TrainingData(past, hcps.loc[:, list(HCP_COLUMNS)].reset_index(drop=True), known, cutoff)
+
+
+def evaluated_hcps(hcps: pd.DataFrame) -> pd.DataFrame:
+    """The HCPs every chapter evaluates and counts: those who have not opted out of promotional
+    contact (no plan may touch the others, so no recommendation to them is judged). The one
+    definition of the evaluated population, used by the evaluation (chapters 6 and 9) and by
+    chapter 5's counts. ``hcps`` needs an ``opted_out`` column."""
+    if "opted_out" not in hcps.columns:
+        raise SplitError("the HCP table has no 'opted_out' column; the evaluated population needs it")
+    return hcps.loc[~hcps["opted_out"].to_numpy(bool)]

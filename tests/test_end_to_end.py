@@ -136,3 +136,22 @@ def test_every_chapter_table_fits_the_page_and_reads_cleanly(tiny_book):
                     f"{page.name} table {k}: {widest} columns, {len(rows)} rows, {raw[:2]}, {unrounded[:2]}"
                 )
     assert not problems, "tables a reader cannot read:\n" + "\n".join(problems)
+
+
+def test_chapter_5_counts_the_population_chapter_6_evaluates(tiny_run):
+    """One evaluated population (split.evaluated_hcps) and one count of it in every chapter."""
+    notebook = json.loads((tiny_run / "05_hybrid_lstm.ipynb").read_text())
+    tables = [
+        "".join(output["data"]["text/html"])
+        for cell in notebook["cells"]
+        for output in cell.get("outputs", [])
+        if "HCPs evaluated" in "".join(output.get("data", {}).get("text/html", ""))
+    ]
+    assert tables, "chapter 5 shows no count of the evaluated HCPs"
+    rows = {
+        row.find("th").get_text(strip=True): row.find("td").get_text(strip=True)
+        for row in BeautifulSoup(tables[0], "html.parser").select("tbody tr")
+    }
+    population = json.loads((tiny_run / "evaluation" / "metrics.json").read_text())["population"]
+    assert rows["HCPs evaluated (not opted out; as in chapters 6 and 9)"] == f"{population['n_hcps']:,}"
+    assert rows["test exposures of the evaluated HCPs"] == f"{population['n_test_exposures']:,}"

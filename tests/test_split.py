@@ -119,3 +119,14 @@ def test_perturbing_rows_after_the_cutoff_leaves_every_fitted_model_unchanged(cu
             np.testing.assert_array_equal(model.channel_scores(hcp_ids), again.channel_scores(hcp_ids), err_msg=name)
         else:
             np.testing.assert_array_equal(model.score(hcp_ids), again.score(hcp_ids), err_msg=name)
+
+
+def test_the_evaluated_population_leaves_opted_out_hcps_out():
+    import pandas as pd
+
+    from hcp_lib.split import SplitError, evaluated_hcps
+
+    hcps = pd.DataFrame({"hcp_id": ["a", "b", "c"], "opted_out": [False, True, False]})
+    assert evaluated_hcps(hcps)["hcp_id"].tolist() == ["a", "c"]
+    with pytest.raises(SplitError, match="no 'opted_out' column"):
+        evaluated_hcps(hcps.drop(columns="opted_out"))

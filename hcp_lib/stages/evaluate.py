@@ -93,6 +93,7 @@ from ..domain import CHANNELS, HCP_ID_PATTERN, ORACLE_NAME, V01_NAME
 from ..models import baselines
 from ..models.base import exclusion_mask, top_n
 from ..models.baselines import PROBABILITY_CHANNEL_MODELS
+from ..split import evaluated_hcps
 
 #: the list lengths every ranking metric is computed at (fixed, so metric keys are stable)
 EVAL_K = (1, 5, 10, 20)
@@ -197,7 +198,7 @@ def load_setting(run_dir: str | Path, plan_settings=None) -> EvaluationSetting:
     split = cf.read_split(run_dir)
     world = synth.load_world(run_dir)
     master = world.hcps
-    population = master.loc[~master["opted_out"].to_numpy(bool)]
+    population = evaluated_hcps(master)
     hcp_ids = population["hcp_id"].astype(str).to_numpy(dtype=object)
     catalogue = world.content.reset_index(drop=True)
     content_ids = pd.Index(catalogue["content_id"].astype(str).to_numpy(dtype=object))

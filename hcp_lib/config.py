@@ -14,6 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .domain import (
+    CONTENT_BASELINES,
+    HYBRID_ABLATIONS,
+    HYBRID_NAME,
+    ORACLE_NAME,
+    TABULAR_NAME,
+    V01_NAME,
+    ablation_name,
+)
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 DATA_DIR = PROJECT_ROOT / "data"
@@ -748,6 +758,12 @@ def default(name: str) -> Any:
         raise KeyError(f"no notebook parameter {name!r}; the parameters are listed in hcp_lib.config.PARAMS") from None
 
 
+def field_defaults(mapping: dict[str, str]) -> dict[str, Any]:
+    """The default of each settings field in ``mapping`` (notebook parameter -> field), from
+    :func:`default`: what a settings dataclass writes as its fields' defaults."""
+    return {field_name: default(name) for name, field_name in mapping.items()}
+
+
 def settings_from_parameters(cls, params: dict[str, Any], **changes: Any):
     """An instance of settings dataclass ``cls`` from notebook parameters: each field named in
     ``cls.PARAMETERS`` (notebook parameter -> field, the one place they are mapped) takes the
@@ -864,16 +880,6 @@ def evaluated_model_names(hybrid_ablations: bool = True) -> tuple[str, ...]:
     """Every model notebook 06 evaluates (and names in its recommendations and plan candidates):
     the oracle, the content baselines, the hybrid and the tabular challenger, the hybrid's
     ablations when ``hybrid_ablations`` is set, and the v0.1 classifier."""
-    from .domain import (
-        CONTENT_BASELINES,
-        HYBRID_ABLATIONS,
-        HYBRID_NAME,
-        ORACLE_NAME,
-        TABULAR_NAME,
-        V01_NAME,
-        ablation_name,
-    )
-
     ablations = tuple(ablation_name(a) for a in HYBRID_ABLATIONS) if hybrid_ablations else ()
     return (
         ORACLE_NAME,

@@ -2,6 +2,7 @@
 
 import filecmp
 import re
+import shutil
 
 import nbformat
 import pytest
@@ -200,5 +201,6 @@ def test_a_run_without_an_evaluation_shows_not_available(tmp_path):
     staging = tmp_path / "staging"
     staging.mkdir()
     (staging / "_config.yml").write_text((PROJECT_ROOT / "_config.yml").read_text())
+    shutil.copytree(PROJECT_ROOT / "book", staging / "book")  # staged before the key results, as in stage_sources
     values = book.stage_key_results(tmp_path / "run", staging)
     assert set(values.values()) == {"n/a"} and (staging / book.KEY_RESULTS_FIGURE).exists()

@@ -117,7 +117,7 @@ HYBRID_PARAMETERS = {
     "hybrid_l2": "l2",
     "seed": "seed",
 }
-_DEFAULT = {setting: config.default(name) for name, setting in HYBRID_PARAMETERS.items()}
+_DEFAULT = config.field_defaults(HYBRID_PARAMETERS)
 
 
 @dataclass(frozen=True)

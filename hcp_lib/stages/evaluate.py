@@ -1567,10 +1567,6 @@ def flatten_metrics(report: dict) -> pd.DataFrame:
     return table
 
 
-def _require_kind(value, kind: type, path: str, source: str, expected: str | None = None) -> None:
-    io.require_json_kind(value, kind, path, source, expected)
-
-
 def _check_metrics_structure(report: dict, source: str) -> None:
     """The types of metrics.json, checked before anything is read from it: each top-level key
     (:data:`TOP_LEVEL_TYPES`), each model's description, each metric entry of ``metrics`` and
@@ -1584,20 +1580,20 @@ def _check_metrics_structure(report: dict, source: str) -> None:
         "policy": "an object of policy -> {metric: {value, ci_low, ci_high, n}}",
     }
     for key, kind in TOP_LEVEL_TYPES.items():
-        _require_kind(report[key], kind, key, source, layouts.get(key))
+        io.require_json_kind(report[key], kind, key, source, layouts.get(key))
     for model, description in report["models"].items():
-        _require_kind(
+        io.require_json_kind(
             description, dict, io.json_path("models", model), source, "an object {family, source, channel_from}"
         )
         if "family" not in description:
             raise io.DataValidationError(f"{source}: {io.json_path('models', model)} lacks 'family'")
-        _require_kind(description["family"], str, io.json_path("models", model, "family"), source)
+        io.require_json_kind(description["family"], str, io.json_path("models", model, "family"), source)
     for i, model in enumerate(report["models_found"]):
-        _require_kind(model, str, f"models_found[{i}]", source)
+        io.require_json_kind(model, str, f"models_found[{i}]", source)
     numbers, paths = [], []
     for section in ("metrics", "policy"):
         for model, entries in report[section].items():
-            _require_kind(entries, dict, io.json_path(section, model), source, "an object of metric -> entry")
+            io.require_json_kind(entries, dict, io.json_path(section, model), source, "an object of metric -> entry")
             for key, entry in entries.items():
                 path = io.json_path(section, model, key)
                 _, at, k = key.partition("@")
@@ -1606,7 +1602,7 @@ def _check_metrics_structure(report: dict, source: str) -> None:
                         f"{source}: {io.json_path(section, model)} has metric key {key!r}; "
                         "expected '<metric>' or '<metric>@<k>' with a whole number k"
                     )
-                _require_kind(entry, dict, path, source, "an object {value, ci_low, ci_high, n}")
+                io.require_json_kind(entry, dict, path, source, "an object {value, ci_low, ci_high, n}")
                 absent = [f for f in ENTRY_FIELDS if f not in entry]
                 if absent:
                     raise io.DataValidationError(
@@ -1615,7 +1611,7 @@ def _check_metrics_structure(report: dict, source: str) -> None:
                 for field_name in ("value", "ci_low", "ci_high"):
                     value = entry[field_name]
                     if value is not None:
-                        _require_kind(
+                        io.require_json_kind(
                             value,
                             float,
                             io.json_path(section, model, key, field_name),
@@ -1624,7 +1620,9 @@ def _check_metrics_structure(report: dict, source: str) -> None:
                         )
                         numbers.append(value)
                         paths.append(io.json_path(section, model, key, field_name))
-                _require_kind(entry["n"], int, io.json_path(section, model, key, "n"), source, "an integer count")
+                io.require_json_kind(
+                    entry["n"], int, io.json_path(section, model, key, "n"), source, "an integer count"
+                )
     io.check_finite(
         np.asarray(numbers, dtype=np.float64),
         source,
@@ -1636,9 +1634,9 @@ def _check_metrics_structure(report: dict, source: str) -> None:
     )
     for key in ("comparisons", "breakdowns"):
         for i, row in enumerate(report[key]):
-            _require_kind(row, dict, f"{key}[{i}]", source)
+            io.require_json_kind(row, dict, f"{key}[{i}]", source)
     for model, curve in report["calibration"].items():
-        _require_kind(curve, list, io.json_path("calibration", model), source, "a list of bins")
+        io.require_json_kind(curve, list, io.json_path("calibration", model), source, "a list of bins")
 
 
 def validate_metrics(report: dict, source: str = "metrics.json") -> pd.DataFrame:

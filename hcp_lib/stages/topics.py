@@ -239,7 +239,7 @@ PREPROCESS_PARAMETERS = {
     "topic_min_doc_freq": "min_doc_freq",
     "topic_max_doc_share": "max_doc_share",
 }
-_PREPROCESS_DEFAULT = {setting: config.default(name) for name, setting in PREPROCESS_PARAMETERS.items()}
+_PREPROCESS_DEFAULT = config.field_defaults(PREPROCESS_PARAMETERS)
 
 
 @dataclass(frozen=True)
@@ -341,7 +341,7 @@ class TextPipeline:
 
 #: notebook parameter -> :class:`LdaSettings` field (as :data:`PREPROCESS_PARAMETERS`)
 LDA_PARAMETERS = {"lda_passes": "passes", "lda_iterations": "iterations"}
-_LDA_DEFAULT = {setting: config.default(name) for name, setting in LDA_PARAMETERS.items()}
+_LDA_DEFAULT = config.field_defaults(LDA_PARAMETERS)
 
 
 @dataclass(frozen=True)

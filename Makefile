@@ -52,6 +52,8 @@ bench: $(VENV)/.installed
 	@test -f $(RUN_DIR)/manifest.json || { echo "bench: no run in $(RUN_DIR); run make report first"; exit 1; }
 	$(PY) benchmarks/bench_hybrid.py --run $(RUN_DIR) --scale $(SCALE)
 	$(PY) benchmarks/bench_evaluate.py $(RUN_DIR)
+	$(PY) -m hcp_lib run --scale tiny --seed $(SEED) --out outputs/bench-tiny --no-progress
+	$(PY) benchmarks/bench_growth.py --run tiny=outputs/bench-tiny --run $(SCALE)=$(RUN_DIR) --full benchmarks/results/full.json
 
 # Where the sequence earns its place: the whole pipeline in three worlds (not part of the report's
 # time budget). Writes benchmarks/results/regimes.json and the book page book/regimes.md; commit them.

@@ -18,7 +18,7 @@ sits (a lower layer never imports a higher one)::
                                     engagement, tabular, hybrid
       stages/                       one module per notebook, reading and writing run folders:
                                     pubmed (01), synthesis (02), topics (03), cf (04), engagement (05),
-                                    evaluate (06), explore (07), plan (08), ope (09)
+                                    evaluate (06), plan (07), explore (08), ope (09)
       pipeline, book, __main__      the papermill runner, the Jupyter Book build, the CLI
 
 The top-level modules are the foundations and import only each other; ``world`` and ``models``

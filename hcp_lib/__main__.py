@@ -48,6 +48,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="set a notebook parameter (repeatable); `python -m hcp_lib params` lists them",
     )
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every notebook, even those whose inputs, parameters and code are unchanged since the folder's "
+        "last run (by default their results are reused)",
+    )
 
     book = commands.add_parser("book", help="build the Jupyter Book from a run folder")
     book.add_argument("--run", default=str(config.DEFAULT_RUN_DIR), help="run folder (default %(default)s)")
@@ -72,15 +78,20 @@ def main(argv: list[str] | None = None) -> int:
             from .pipeline import run_pipeline
 
             started = time.perf_counter()
-            run_pipeline(
+            manifest = run_pipeline(
                 scale=args.scale,
                 seed=args.seed,
                 out=args.out,
                 overrides=_parse_overrides(args.params),
                 only=args.only,
+                cache=not args.no_cache,
                 progress=not args.no_progress,
             )
-            print(f"run finished in {time.perf_counter() - started:.1f} s: {Path(args.out).resolve()}")
+            reused = sum(n.get("cache") == "reused" for n in manifest["notebooks"])
+            print(
+                f"run finished in {time.perf_counter() - started:.1f} s: {Path(args.out).resolve()}"
+                + (f" ({reused} notebooks reused from the folder's last run; --no-cache reruns them)" if reused else "")
+            )
         elif args.command == "book":
             from .book import build_book
 

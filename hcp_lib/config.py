@@ -557,15 +557,16 @@ _PARAM_LIST: list[Param] = [
         maximum=100_000,
         scale_defaults={"tiny": 200, "stress": 500},
     ),
-    # --- 07_explorer ------------------------------------------------------------
+    # --- 08_explorer ------------------------------------------------------------
     Param(
-        "explorer_sample_hcps",
+        "explorer_hcps",
         "int",
-        100,
-        "HCPs whose explorer views are precomputed for the published book (each adds about 10 kB to the page).",
+        0,
+        "HCPs the book's HCP explorer holds: 0 for every HCP of the run, else a seeded sample of that many (half "
+        "of them active in the test window); each HCP adds about 0.4 kB to the page.",
         minimum=0,
-        maximum=2000,
-        scale_defaults={"tiny": 20},
+        maximum=1_000_000,
+        scale_defaults={"full": 6000, "stress": 6000},
     ),
     Param(
         "explorer_sample_content",
@@ -583,8 +584,9 @@ _PARAM_LIST: list[Param] = [
         "explorer_model",
         "str",
         "auto",
-        "Model whose recommendations the book's explorer shows: 'auto' (the hybrid model when present, else the "
-        "best baseline of notebook 06) or a model name of evaluation/recommendations.parquet.",
+        "Model whose recommendations the book's explorer shows: 'auto' (the engagement model the validation "
+        "window chose, the one the week's plan uses; else the hybrid model, else the best baseline of notebook 06) "
+        "or a model name of evaluation/recommendations.parquet.",
     ),
     Param(
         "explorer_live",
@@ -593,7 +595,7 @@ _PARAM_LIST: list[Param] = [
         "Also show the live explorers (kernel callbacks); the pipeline leaves them out because the book has no "
         "kernel, the notebook's own cell sets true for JupyterLab.",
     ),
-    # --- 08_next_best_action ----------------------------------------------------
+    # --- 07_next_best_action ----------------------------------------------------
     Param(
         "plan_model",
         "str",
@@ -929,7 +931,7 @@ class RunDir:
 
     @property
     def plan(self) -> Path:
-        """08_next_best_action: the constrained plan, its reasons and CRM export."""
+        """07_next_best_action: the constrained plan, its reasons and CRM export."""
         return self.root / "plan"
 
     @property

@@ -132,6 +132,12 @@ HYBRID_NAME = "hybrid"
 TABULAR_NAME = "tabular"
 #: the hybrid's ablations (each removes one input; ``hcp_lib.models.hybrid.ABLATIONS`` says how)
 HYBRID_ABLATIONS = ("no_sequence", "no_topics", "no_cf", "no_static")
+#: the reference policies (chapters 6, 7 and 9): uniform over each HCP's candidate (content,
+#: channel) pairs, and business as usual (the logging policy's first touch)
+UNIFORM_NAME = "uniform_random"
+BAU_NAME = "business_as_usual"
+#: the evaluation's key of each reference policy (``policy`` in metrics.json) -> its name in the book
+REFERENCE_POLICIES = {"random": UNIFORM_NAME, "business_as_usual": BAU_NAME}
 #: the content and channel baselines of chapter 4 (``hcp_lib.models.baselines``)
 CONTENT_BASELINES = (
     "random",

@@ -586,6 +586,47 @@ def catalogue_coverage_at_k(recommended: np.ndarray, n_content: int, k: int) -> 
     return float(len(np.unique(top[top >= 0])) / n_content) if n_content else float("nan")
 
 
+def list_share_at_k(recommended: np.ndarray, n_content: int, k: int) -> np.ndarray:
+    """The share of the HCPs' top-k lists that hold each catalogue item.
+
+    Per item i: the number of HCPs whose top-k list holds i, divided by the number of HCPs
+    with a non-empty list. The shares sum to the mean list length. min=0, max=1.
+
+    Parameters
+    ----------
+    recommended : ndarray of int, shape (n_hcp, >= k)
+        Item positions of each HCP's list, best first, -1 for padding.
+    n_content : int
+        The number of catalogue items (every position is below it).
+    k : int
+        List length; only the first ``k`` columns of ``recommended`` count.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_content,)
+        The share of non-empty lists that hold each item, in [0, 1]; all NaN when no list
+        holds an item.
+
+    Raises
+    ------
+    ValueError
+        If ``recommended`` is not 2-D, holds a non-whole position or a position of
+        ``n_content`` or more.
+    hcp_lib.io.NonFiniteError
+        If a float ``recommended`` holds NaN or inf.
+    """
+    top = item_positions(recommended, "list_share_at_k")[:, :k]
+    if (top >= n_content).any():
+        raise ValueError(f"list_share_at_k: item position {int(top.max())} is not below n_content={n_content}")
+    lists = int((top >= 0).any(axis=1).sum())
+    if not lists:
+        return np.full(n_content, np.nan)
+    rows, cols = np.nonzero(top >= 0)
+    # an item counts once per list, even if a list repeated it
+    held = np.unique(rows.astype(np.int64) * n_content + top[rows, cols]) % n_content
+    return np.bincount(held, minlength=n_content) / lists
+
+
 def novelty_at_k(recommended: np.ndarray, item_popularity: np.ndarray, n_hcps: int, k: int) -> np.ndarray:
     """Per-HCP mean self-information of the items in the top-k list.
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from .domain import CHANNELS
+from .domain import CHANNEL_LABELS, CHANNELS
 
 
 class World(Protocol):
@@ -476,7 +476,7 @@ def reloaded_hybrid(difference: float, lists: pd.DataFrame) -> str:
         f"first recommendation goes through "
         + ", ".join(f"{c.replace('_', ' ')} ({s:.0%})" for c, s in top1.items())
         + ": with no capacity limits, the channel with the highest engagement probability is usually a rep visit; "
-        "the week's plan (chapter 8) spreads the actions over the channels the field force can deliver."
+        "the week's plan (chapter 7) spreads the actions over the channels the field force can deliver."
     )
 
 
@@ -523,7 +523,8 @@ def _bau_below_random(report: Mapping[str, Any]) -> str:
     if random is None or bau is None or bau >= random:
         return ""
     return (
-        f" It is even below a random (item, channel) pair ({random:.3f}): a random pair goes through any of the "
+        f" It is even below uniform_random, a random (item, channel) pair ({random:.3f}): a random pair goes "
+        "through any of the "
         "five channels, and the field channels engage far more than e-mail, while business as usual's first touch "
         "is mostly a campaign e-mail."
     )
@@ -554,30 +555,103 @@ def v01_classifier(report: Mapping[str, Any]) -> str:
     )
 
 
-# --- 07 explorer ---------------------------------------------------------------------------
+# --- 08 explorer ---------------------------------------------------------------------------
 
 
 def explorer_run(data: ExplorerData, model: str) -> str:
     """What the explorers hold: HCPs, items, models, list depth, cut-off and test end.
     ``data``: the explorer data (:class:`ExplorerData`); ``model``: the model shown."""
     return (
-        f"The run holds {len(data.hcps)} HCPs, {len(data.content)} content items and recommendations of "
+        f"The run holds {len(data.hcps):,} HCPs, {len(data.content):,} content items and recommendations of "
         f"{len(data.models)} models (top {data.depth} per HCP), made at the test cut-off "
         f"{data.cutoff:%Y-%m-%d}. The explorers below show **{model}**; the test window runs to "
         f"{data.test_end:%Y-%m-%d}."
     )
 
 
-def static_views(n_hcps: int, seed: int, size_kb: float) -> str:
-    """The HCPs of the static explorer and what their views weigh. ``n_hcps``: the HCPs
-    listed; ``seed``: the seed that drew them; ``size_kb``: the views' HTML in kB."""
+def static_views(n_shown: int, n_run: int, size_kb: float) -> str:
+    """Which HCPs the book's static explorer holds and what its data weighs. ``n_shown``: the
+    HCPs it holds; ``n_run``: the HCPs of the run; ``size_kb``: the explorer's HTML in kB."""
+    held = (
+        f"every one of the run's {n_run:,} HCPs"
+        if n_shown >= n_run
+        else f"{n_shown:,} of the run's {n_run:,} HCPs, drawn with the run's seed (parameter `explorer_hcps`)"
+    )
     return (
-        f"The list holds {n_hcps} HCPs drawn with seed {seed} (parameter `explorer_sample_hcps`); "
-        f"their precomputed views add {size_kb:.0f} kB of HTML to this page."
+        f"The explorer holds {held}; with its script and compressed data it adds {size_kb:,.0f} kB to this "
+        "page, and it works with no kernel and no network."
     )
 
 
-# --- 08 next best action -------------------------------------------------------------------
+def _share(value: float) -> str:
+    """A share as a whole percentage; a share that rounds to 0% or 100% without being it says so."""
+    if 0 < value < 0.005:
+        return "<1%"
+    if 0.995 <= value < 1:
+        return ">99%"
+    return f"{value:.0%}"
+
+
+def channel_story(model: str, summary: Mapping[str, Any]) -> str:
+    """One channel story for the whole run: the channel of the model's best recommendation,
+    of the best action deliverable this week, and of the week's plan. ``model``: the model
+    shown; ``summary``: :func:`hcp_lib.stages.explore.channel_summary`."""
+
+    def listing(shares: pd.Series, counts: bool = False) -> str:
+        ordered = shares.sort_values(ascending=False, kind="stable")
+        return ", ".join(
+            f"{CHANNEL_LABELS[c].lower()} {v:,}" if counts else f"{CHANNEL_LABELS[c].lower()} {_share(v)}"
+            for c, v in ordered.items()
+        )
+
+    text = (
+        f"**One channel story.** With no constraint, {model}'s best action is by "
+        f"{listing(summary['best'])} of {summary['hcps']:,} HCPs"
+    )
+    if len(summary["week"]):
+        text += f"; among the actions that can be delivered this week, by {listing(summary['week'])}"
+    plan = summary["plan"]
+    if plan.sum():
+        text += (
+            f". The week's plan has {int(plan.sum()):,} actions for {summary['planned_hcps']:,} HCPs "
+            f"({listing(plan, counts=True)}): rep visits and meetings are limited by the field force's capacity "
+            "in each territory and by each campaign's weekly capacity (chapter 7), so most HCPs get an email or an "
+            "event instead. Each HCP's view shows all three: the best with no constraint, the best this week, and "
+            "what the plan does."
+        )
+    else:
+        text += ". This run has no week's plan (chapter 7)."
+    return text
+
+
+def list_diversity(model: str, mine: Mapping[str, Any], oracle: Mapping[str, Any] | None, n_items: int, k: int) -> str:
+    """How alike the lists are, against the lists the simulator's truth would make.
+    ``model``: the model shown; ``mine``, ``oracle``: :func:`hcp_lib.stages.explore.list_concentration`
+    of the model and of the oracle (None: the run has no oracle lists); ``n_items``: the
+    catalogue size; ``k``: the list length."""
+    top = mine["top"]["share"]
+    text = (
+        f"**How diverse are the lists?** {model}'s top-{k} lists for {mine['hcps']:,} HCPs use "
+        f"{mine['distinct']:,} of the {n_items:,} catalogue items ({mine['coverage']:.0%}); its most common item "
+        f"is in {top.iloc[0]:.0%} of the lists and its {len(top)} most common items are each in "
+        f"{top.min():.0%} to {top.max():.0%} of them."
+    )
+    if oracle is None:
+        return text
+    truth = oracle["top"]["share"]
+    text += (
+        f" The oracle's lists (the items each HCP is truly most likely to engage with) use {oracle['distinct']:,} "
+        f"items, and its most common item is in {truth.iloc[0]:.0%} of them"
+    )
+    if top.iloc[0] > truth.iloc[0] + 0.05 or mine["distinct"] < 0.8 * oracle["distinct"]:
+        return text + (
+            f", so {model}'s lists are more alike than the truth calls for: part of the sameness is the "
+            "model's, not the HCPs'."
+        )
+    return text + ": the sameness is mostly the HCPs', a few items engage most of them."
+
+
+# --- 07 next best action -------------------------------------------------------------------
 
 
 def plan_model(model_name: str, why: str) -> str:

@@ -8,12 +8,21 @@ cell and the exception named; the failed executed notebook stays in the run fold
 ``manifest.json`` records parameters, package versions, the git commit and, per
 notebook, its status, wall time and peak memory; what a kernel prints on its own stderr
 (library start-up chatter) goes to ``logs/NN_name.log`` in the run folder.
+
+Cache. Each notebook's result is keyed by a hash of everything it depends on
+(:func:`cache_keys`): the notebook file, the parameters it receives, the code of ``hcp_lib``,
+the project's input data, the installed package versions, and the key of the notebook before
+it (so a change upstream reaches every later notebook). A whole run into a folder whose
+manifest holds a finished result with the same key, and whose notebooks before it were all
+reused, reuses that result instead of running the notebook again (``cache: "reused"`` in the
+manifest); ``--no-cache`` (``cache=False``) runs everything. ``--only`` always runs its notebook.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -163,6 +172,43 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+#: what the cache key hashes besides the notebooks: the library's code and the project's input data
+FINGERPRINTED = (("hcp_lib", ("*.py", "*.js")), ("data", ("*",)))
+
+
+def code_fingerprint(root: Path = config.PROJECT_ROOT) -> str:
+    """SHA-256 of the files a notebook's result may depend on outside the notebook: every
+    file of :data:`FINGERPRINTED` under ``root`` (path and content, in path order)."""
+    digest = hashlib.sha256()
+    for folder, patterns in FINGERPRINTED:
+        files = sorted({f for pattern in patterns for f in (root / folder).rglob(pattern) if f.is_file()})
+        for path in files:
+            if "__pycache__" in path.parts:
+                continue
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def cache_keys(
+    notebooks: list[Path], parameters: dict[str, dict[str, Any]], fingerprint: str, packages: dict[str, Any]
+) -> dict[str, str]:
+    """One key per notebook (by name): SHA-256 of the notebook file, the parameters it is
+    given (``run_dir`` left out: a moved folder keeps its results), ``fingerprint``
+    (:func:`code_fingerprint`), ``packages`` and the previous notebook's key."""
+    keys, upstream = {}, ""
+    for nb in notebooks:
+        given = {k: v for k, v in parameters[nb.name].items() if k != "run_dir"}
+        record = {
+            "notebook": hashlib.sha256(nb.read_bytes()).hexdigest(),
+            "parameters": given,
+            "code": fingerprint,
+            "packages": packages,
+            "upstream": upstream,
+        }
+        upstream = keys[nb.name] = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+    return keys
+
+
 @contextlib.contextmanager
 def _kernel_stderr_to(log_path: Path):
     """Send this process's stderr file descriptor (inherited by the kernel it starts) to a log.
@@ -191,6 +237,9 @@ class NotebookResult:
     wall_seconds: float | None = None
     peak_memory_mb: float | None = None
     error: str | None = None
+    #: :func:`cache_keys`'s key of the inputs this result was computed from; "computed" or "reused"
+    cache_key: str | None = None
+    cache: str | None = None
 
 
 def _describe_failure(notebook: Path, output: Path, err: Exception) -> str:
@@ -207,9 +256,9 @@ def _describe_failure(notebook: Path, output: Path, err: Exception) -> str:
     return f"notebook {notebook.name} failed at {where}: {what}\nThe executed notebook is kept for inspection: {output}"
 
 
-#: notebooks whose outputs no later notebook reads (07 writes the explorers' views only), so
+#: notebooks whose outputs no later notebook reads (08 writes the explorers' views only), so
 #: rerunning one with other parameters leaves the later notebooks' outputs valid
-READ_BY_NONE = ("07",)
+READ_BY_NONE = ("08",)
 #: the manifest status of a run stopped by SIGINT or SIGTERM (and of the notebook it stopped in)
 INTERRUPTED = "interrupted"
 
@@ -400,6 +449,7 @@ def run_pipeline(
     only: str | None = None,
     notebooks_dir: Path = config.NOTEBOOKS_DIR,
     progress: bool = True,
+    cache: bool = True,
 ) -> dict[str, Any]:
     """Execute the notebooks in order into ``out``; return the manifest.
 
@@ -411,7 +461,8 @@ def run_pipeline(
     are then marked ``stale``. A folder with a live run is refused. SIGINT and SIGTERM stop
     the run cleanly: the kernel is shut down, its files removed, and the manifest says
     ``interrupted`` (raised as :class:`RunInterrupted`). Raises :class:`PipelineError` at
-    the first failing notebook.
+    the first failing notebook. With ``cache`` a whole run reuses the results of the folder's
+    previous run whose keys are unchanged (module docstring).
     """
     import papermill
     from tqdm.auto import tqdm
@@ -437,6 +488,22 @@ def run_pipeline(
     if run_state(run_dir)["state"] == "running":
         raise PipelineError(run_state(run_dir)["message"])
     _prepare_run_dir(run_dir, "--out")
+    packages = package_versions()
+    keys = cache_keys(every, {nb.name: parameters_for(nb, values) for nb in every}, code_fingerprint(), packages)
+    reusable: dict[str, dict] = {}
+    if cache and only is None and config.RunDir(run_dir).manifest.exists():
+        from .io import read_json
+
+        with contextlib.suppress(ValueError, OSError):  # an unreadable manifest: run everything
+            for record in read_json(config.RunDir(run_dir).manifest).get("notebooks", []):
+                name = record.get("notebook")
+                if (
+                    record.get("status") == "ok"
+                    and name in keys
+                    and record.get("cache_key") == keys[name]
+                    and (run_dir / name).exists()
+                ):
+                    reusable[name] = record
 
     manifest_path = config.RunDir(run_dir).manifest
     results = {nb.name: NotebookResult(nb.name).__dict__ for nb in every}
@@ -461,7 +528,7 @@ def run_pipeline(
         "parameters": values,
         "only": only,
         "git": _git_commit(),
-        "packages": package_versions(),
+        "packages": packages,
         "notebooks": sorted(results.values(), key=lambda r: r["notebook"]),
     }
     write_json(manifest, manifest_path)
@@ -481,11 +548,17 @@ def run_pipeline(
             _kernel_environment(Path(kernel_root))
             # The bar goes to stdout: stderr is redirected to the kernel logs while a notebook runs.
             bar = tqdm(notebooks, desc="pipeline", unit="notebook", disable=not progress, file=sys.stdout)
+            reusing = True
             for nb in bar:
                 bar.set_postfix_str(nb.name)
                 output = run_dir / nb.name
                 record = results[nb.name]
-                record.update(status="running")
+                reusing = reusing and nb.name in reusable
+                if reusing:  # this result and every one before it are current: keep them
+                    record.update(reusable[nb.name], cache="reused")
+                    write_json(manifest, manifest_path)
+                    continue
+                record.update(status="running", cache_key=keys[nb.name], cache="computed")
                 write_json(manifest, manifest_path)
                 started = time.perf_counter()
                 memory = _PeakMemory()

@@ -1,9 +1,9 @@
 """Why an (HCP, content item, channel) is suggested: the one reasons engine of the project.
 
 Both users of reasons call :func:`reason_table` here, so a sentence a field team reads in the
-week's plan (notebook 08, :mod:`hcp_lib.stages.plan`, exported with the plan as ``reasons`` /
+week's plan (notebook 07, :mod:`hcp_lib.stages.plan`, exported with the plan as ``reasons`` /
 ``plan/reasons.parquet``) and the sentence beside the same (HCP, item, channel) in the
-recommendation explorers (notebook 07, :mod:`hcp_lib.stages.explore`) come from the same rules,
+recommendation explorers (notebook 08, :mod:`hcp_lib.stages.explore`) come from the same rules,
 numbers and wording. No other module computes or words a reason.
 
 The engine takes a table of suggestions (a row key, ``hcp_id``, ``content_id``, ``channel``

@@ -11,6 +11,7 @@ from hcp_lib.stages.evaluate import format_value
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 
 import bench_full  # noqa: E402
+import bench_growth  # noqa: E402
 import bench_regimes  # noqa: E402
 
 
@@ -123,3 +124,26 @@ def test_ope_benchmark_pools_the_worlds_and_writes_its_page(tiny_run, tmp_path):
     assert "| 42 | " in text and "| 7 | " in text and f"`{commit}`" in text
     json_ready = io.write_json(results, tmp_path / "ope.json")  # no NaN: JSON-valid
     assert io.read_json(json_ready)["seeds"] == [42, 7]
+
+
+def test_growth_table_marks_a_stage_that_outgrows_the_log():
+    def run(scale, exposures, plan_seconds):
+        return {
+            "scale": scale,
+            "rows": {"hcps": exposures // 20, "exposures": exposures},
+            "stages": {"02 synthesis": (exposures / 1000, 100.0), "07 plan": (plan_seconds, 50.0)},
+        }
+
+    table = bench_growth.growth_table([run("tiny", 1000, 1.0), run("small", 10_000, 2.0), run("full", 100_000, 400.0)])
+    assert table[0][:4] == ["stage", "tiny s / MB", "small s / MB", "full s / MB"]
+    assert table[0][4] == "time x tiny->small (log x10.0)"
+    synthesis, plan = table[1], table[2]
+    assert synthesis[0] == "02 synthesis" and synthesis[4:] == ["10.0", "10.0", ""]  # linear: no mark
+    assert plan[0] == "07 plan" and plan[4:6] == ["2.0", "200.0 !"] and "greedy" in plan[6]
+    assert bench_growth.stage("08_next_best_action.ipynb") == bench_growth.stage("07_next_best_action.ipynb")
+
+
+def test_growth_reads_a_run_folder(tiny_run):
+    figures = bench_growth.from_run(tiny_run)
+    assert figures["scale"] == "tiny" and figures["rows"]["hcps"] == 200
+    assert set(figures["stages"]) == set(bench_growth.STAGES.values())

@@ -93,7 +93,7 @@ def _run_folder(path, statuses, status="ok"):
         {
             "notebook": name,
             "status": statuses.get(name, "ok"),
-            "error": "notebook 08 failed at cell 3: KeyError: 'x'" if statuses.get(name) == "failed" else None,
+            "error": "notebook 07 failed at cell 3: KeyError: 'x'" if statuses.get(name) == "failed" else None,
         }
         for name in names
     ]
@@ -105,13 +105,13 @@ def _run_folder(path, statuses, status="ok"):
     "statuses, status, message",
     [
         (
-            {"08_next_best_action.ipynb": "failed"},
+            {"07_next_best_action.ipynb": "failed"},
             "failed",
-            r"the run failed in 08_next_best_action.ipynb \(notebook 08 failed at cell 3: KeyError: 'x'\); .*--only 08",
+            r"the run failed in 07_next_best_action.ipynb \(notebook 07 failed at cell 3: KeyError: 'x'\); .*--only 07",
         ),
         ({"05_hybrid_lstm.ipynb": "stale"}, "incomplete", r"05_hybrid_lstm.ipynb \(stale\)"),
         (
-            {"07_explorer.ipynb": "pending", "08_next_best_action.ipynb": "pending"},
+            {"08_explorer.ipynb": "pending", "07_next_best_action.ipynb": "pending"},
             "interrupted",
             r"the run interrupted",
         ),

@@ -12,13 +12,14 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from hcp_lib.config import PROJECT_ROOT
 
 DRIVER = PROJECT_ROOT / "tests" / "browser" / "explorer_check.mjs"
 SETUP = PROJECT_ROOT / "tests" / "browser" / "setup.sh"
-EXPLORER_PAGE = "outputs/report/07_explorer.html"
+EXPLORER_PAGE = "outputs/report/08_explorer.html"
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -37,7 +38,12 @@ def book_pages(html_root: Path) -> list[str]:
 
 
 def check_book(
-    html_root: Path, screenshot: Path, scratch: Path, forbidden: list[str] = (), explorer_page: str = EXPLORER_PAGE
+    html_root: Path,
+    screenshot: Path,
+    scratch: Path,
+    forbidden: list[str] = (),
+    explorer_page: str = EXPLORER_PAGE,
+    search_hcp: str = "-",
 ) -> dict:
     """Serve ``html_root`` on 127.0.0.1 (a free port) and run the browser driver on it."""
     if not (PROJECT_ROOT / "node_modules" / "playwright-core").is_dir() or not Path("/usr/bin/chromium").exists():
@@ -60,6 +66,7 @@ def check_book(
                 explorer_page,
                 str(screenshot),
                 str(forbidden_file),
+                search_hcp,
             ],
             capture_output=True,
             text=True,
@@ -81,10 +88,13 @@ def test_book_pages_are_found(tmp_path):
 
 @pytest.mark.slow
 def test_explorer_is_interactive_offline_in_chromium(tiny_book, tiny_run, tmp_path):
-    assert (tiny_book / EXPLORER_PAGE).exists(), f"the book has no {EXPLORER_PAGE}: is 07_explorer in _toc.yml?"
+    assert (tiny_book / EXPLORER_PAGE).exists(), f"the book has no {EXPLORER_PAGE}: is 08_explorer in _toc.yml?"
     screenshot = tiny_run / "browser" / "explorer.png"
     build_paths = [str(tiny_run.resolve()), str(PROJECT_ROOT), str(tiny_book.resolve().parents[1])]
-    result = check_book(tiny_book, screenshot, tmp_path, build_paths)
+    # an HCP the week's plan gives an action, far down the explorer's list (the search must find it)
+    plan = pd.read_parquet(tiny_run / "plan" / "plan.parquet")
+    wanted = sorted(plan["hcp_id"].unique())[-1]
+    result = check_book(tiny_book, screenshot, tmp_path, build_paths, search_hcp=wanted)
     assert set(result["pages_checked"]) == set(book_pages(tiny_book))
     assert "outputs/report/figures/ldavis/index.html" in result["pages_checked"]
     assert result["non_local"] == [], f"pages requested non-local resources: {result['non_local']}"
@@ -92,10 +102,15 @@ def test_explorer_is_interactive_offline_in_chromium(tiny_book, tiny_run, tmp_pa
     assert result["visible_code"] == {}, f"code cells show their source without being asked: {result['visible_code']}"
     assert result["machine_paths"] == {}, f"pages show the building machine's paths: {result['machine_paths']}"
     _check_key_results(result["key_results"], json.loads((tiny_run / "evaluation" / "metrics.json").read_text()))
-    before, after = result["explorer"]["before"], result["explorer"]["after"]
-    assert result["explorer"]["options"] >= 2
-    assert before["hcp_id"] != after["hcp_id"]
-    assert before["text"] != after["text"], "the displayed recommendations did not change with the HCP"
+    n_hcps = len(pd.read_parquet(tiny_run / "world" / "hcp_master.parquet"))
+    before, searched = result["explorer"]["before"], result["explorer"]["searched"]
+    assert before["hint"].endswith(f"matching HCPs listed (of {n_hcps} in this explorer)")  # every HCP
+    assert before["options"] == n_hcps and before["timeline_dots"] > 0
+    assert searched["hcp_id"] == wanted and searched["options"] == 1, "the search did not find the HCP"
+    assert searched["plan_hcp"] == wanted, "the view does not show the HCP's planned actions"
+    assert searched["text"] != before["text"] and "The week's plan" in searched["story"]
+    chosen = result["explorer"]["filter"]
+    assert chosen["labels"] and all(f" · {chosen['specialty']} · " in label for label in chosen["labels"])
     assert screenshot.stat().st_size > 10_000
 
 

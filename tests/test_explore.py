@@ -1,5 +1,5 @@
 """Tests of hcp_lib.stages.explore on a small hand-made world (columns of the world contract) and, marked
-slow, on notebook 07 of the tiny pipeline run."""
+slow, on notebook 08 of the tiny pipeline run."""
 
 import nbformat
 import numpy as np
@@ -94,6 +94,33 @@ def hand_made_tables():
             "weight": [0.1, 0.05, 0.2, 0.1],
         }
     )
+    plan_actions = pd.DataFrame(
+        {
+            "hcp_id": [A, A],
+            "content_id": ["14", "12"],
+            "channel": ["webinar", "email"],
+            "suggested_date": ["2025-03-04", "2025-03-03"],
+            "time_window": ["10:00-12:00", "08:00-10:00"],
+            "priority_score": [0.4, 0.5],
+            "reasons": ["model estimates a 40% chance of engagement via webinar", "prefers email | last touch"],
+            "model": ["m1", "m1"],
+        }
+    )
+    unplanned = pd.DataFrame(
+        {
+            "hcp_id": [C, D],
+            "reason_code": ["capacity_exhausted", "opted_out"],
+            "reason": ["capacity used up by higher-priority actions: channel capacity email in all (1)", "opted out"],
+        }
+    )
+    week = pd.DataFrame(  # the plan candidates of m1: the best few per HCP and channel
+        {
+            "hcp_id": [A, A, A, C],
+            "content_id": ["15", "12", "14", "11"],
+            "channel": ["email", "email", "webinar", "email"],
+            "probability": [0.3, 0.5, 0.4, 0.2],
+        }
+    )
     return dict(
         hcps=hcps,
         content=content,
@@ -102,6 +129,9 @@ def hand_made_tables():
         doc_topics=doc_topics,
         topics=topics,
         topic_terms=topic_terms,
+        plan_actions=plan_actions,
+        unplanned=unplanned,
+        week_candidates={"m1": week},
     )
 
 
@@ -163,9 +193,10 @@ def test_view_lists_the_reasons_and_static_views_call_the_engine_once(data, monk
     calls = []
     engine = reasons.reason_table
     monkeypatch.setattr(reasons, "reason_table", lambda *a, **k: calls.append(len(a[0])) or engine(*a, **k))
-    box = explore.static_hcp_explorer(fresh, [A, C], "m1")
+    bundle = explore.browser_bundle(fresh, "m1", hcp_ids=[A, C])
     assert calls == [6]  # both HCPs' three rows, in one call
-    assert "switching channel" in box.children[2].children[1].value
+    c_reasons = [bundle["sentences"][s] for rec in bundle["recs"][1] for s in rec[4]]
+    assert bundle["hcps"][1][0] == C and any("switching channel" in s for s in c_reasons)
 
 
 # --- recommendation lists and their filters -------------------------------------------------
@@ -198,8 +229,9 @@ def test_empty_recommendation_table_is_reported(data):
     tables["recommendations"] = tables["recommendations"].iloc[:0]
     empty = explore.from_tables(**tables, split=SPLIT)
     assert "recommendation table is empty" in explore.hcp_view_html(empty, A)
-    widget = explore.static_hcp_explorer(empty, explore.sample_hcps(empty, 5, 0))
-    assert "No HCP to show" in widget.value
+    assert explore.sample_hcps(empty, 5, 0) == []
+    bundle = explore.browser_bundle(empty)
+    assert len(bundle["hcps"]) == 4 and bundle["recs"] == [[], [], [], []] and bundle["meta"]["model"] is None
     live = explore.hcp_explorer(empty)
     assert "recommendation table is empty" in live.children[-1].value
 
@@ -212,12 +244,17 @@ def test_view_shows_profile_list_next_actions_and_timeline(data):
     # A engaged with 12 in the test window, and 12 is first in m1's list
     assert "1 touches, 1 engaged; 1 of the engaged items are in the list above." in view
     table = explore.timeline(data, A)
-    assert table.to_dict("list") == {
-        "month": ["2025-01", "2025-02", "2025-03"],
-        "window": ["before cut-off", "before cut-off", "test"],
-        "exposures": [2, 1, 1],
-        "engagements": [1, 1, 1],
+    assert table[["content_id", "channel", "engaged", "window"]].to_dict("list") == {
+        "content_id": ["11", "13", "13", "12"],
+        "channel": ["email", "email", "rep_visit", "email"],
+        "engaged": [True, False, True, True],
+        "window": ["before cut-off", "before cut-off", "before cut-off", "test"],
     }
+    # the timeline: one dot per touch on a date axis (month ticks), the title on hover
+    svg = view[view.index("<svg class='timeline'") :]
+    assert svg.count("<circle") == 4 and svg.count("fill='#f58518'") == 3
+    assert "2025-02-01 · Rep visit · engaged · Lipids review" in svg
+    assert ">Feb 25</text>" in svg and ">Mar 25</text>" in svg and "test window" in svg  # the log starts 5 Jan
     assert "No touches in the test window." in explore.hcp_view_html(data, B, "m1")
 
 
@@ -244,6 +281,12 @@ def test_content_and_topic_summaries(data):
 # --- widgets ------------------------------------------------------------------------------------
 
 
+def _listing(view: str) -> str:
+    """The ranked list of an HCP view (the view also names items in "this week" and the timeline)."""
+    start = view.index("<table class='hcp-recommendations'") if "hcp-recommendations" in view else len(view)
+    return view[start : view.index("</table>", start) if start < len(view) else start]
+
+
 def test_live_hcp_explorer_recomputes_on_every_control(data):
     box = explore.hcp_explorer(data)
     assert "<h3>HCP explorer</h3>" in box.children[0].value
@@ -261,12 +304,12 @@ def test_live_hcp_explorer_recomputes_on_every_control(data):
     assert "1 of 1 matching HCPs" in shown.value
     assert matches.value == C and "Cleo Park" in view.value and "Heart part two" in view.value
     top_n.value = 1
-    assert "Heart part one" not in view.value
+    assert "Heart part one" not in _listing(view.value)
     top_n.value = 3
     exclude_seen.value = True
-    assert "Heart part one" not in view.value and "Lipids review" in view.value
+    assert "Heart part one" not in _listing(view.value) and "Lipids review" in _listing(view.value)
     model.value = "m2"
-    assert "Heart part two" not in view.value and "Lipids review" in view.value
+    assert "Heart part two" not in _listing(view.value) and "Lipids review" in _listing(view.value)
     channel_boxes[1].value = False  # webinar off: m2's only item for C goes
     assert "passes the filters" in view.value
     search.value = "nobody-here"
@@ -290,10 +333,12 @@ def test_static_explorer_links_dropdown_index_to_stack_in_the_browser(data):
     import ipywidgets as w
     from ipywidgets.widgets.widget_link import Link
 
-    box = explore.static_hcp_explorer(data, [A, C], "m1")
+    box = explore.static_content_explorer(data, ["12", "14"], "m1")
+    assert "<h3>Content explorer</h3>" in box.children[0].value
     picker, stack = box.children[1], box.children[2]
     assert isinstance(stack, w.Stack) and len(stack.children) == 2
-    assert "Ada Moss" in stack.children[0].value and "Cleo Park" in stack.children[1].value
+    assert "Heart part two" in stack.children[0].value and "Asthma in children" in stack.children[1].value
+    assert picker.options[0] == "Heart part two · 12"  # the full title, never cut
     links = [
         m
         for m in w.Widget.widgets.values()
@@ -301,6 +346,113 @@ def test_static_explorer_links_dropdown_index_to_stack_in_the_browser(data):
     ]
     # jslink runs in the browser only (no kernel round trip): tests/test_browser.py drives it
     assert links, "the Dropdown's index must be jslink-ed to the Stack's selected_index"
+
+
+# --- this week: the channel story and the week's plan --------------------------------------
+
+
+def test_week_options_are_the_best_deliverable_action_per_channel(data):
+    week = explore.week_options(data, A, "m1")
+    assert week[["channel", "content_id", "probability"]].to_dict("list") == {
+        "channel": ["email", "webinar"],
+        "content_id": ["12", "14"],
+        "probability": [0.5, 0.4],
+    }
+    assert explore.week_options(data, B, "m1").empty  # no candidate
+    assert explore.week_options(data, A, "m2").empty  # no candidates of m2
+
+
+def test_planned_actions_and_why_an_hcp_got_none(data):
+    actions = explore.planned_actions(data, A)
+    assert list(actions["suggested_date"]) == ["2025-03-03", "2025-03-04"]  # by date
+    assert actions["reasons"].iloc[0] == ["prefers email", "last touch"]
+    assert explore.unplanned_reason(data, A) is None
+    assert "capacity is used up" in explore.unplanned_reason(data, C)
+    assert explore.unplanned_reason(data, D) == "opted out of promotional contact"
+    assert explore.plan_model(data) == "m1"
+
+
+def test_channel_story_tells_best_week_and_plan(data):
+    story = explore.channel_story(data, A, "m1")
+    assert story == [
+        "Best with no constraint (m1): \u201cHeart part two\u201d by email, 1 (score, not a probability).",
+        "Best this week, among the actions that can be delivered: \u201cHeart part two\u201d by email, "
+        "0.5 (score, not a probability).",
+        "The week's plan (m1): \u201cHeart part two\u201d by email on Mon 03 Mar, 08:00-10:00; "
+        "\u201cAsthma in children\u201d by webinar on Tue 04 Mar, 10:00-12:00.",
+    ]
+    assert explore.channel_story(data, C, "m1")[-1].startswith("The week's plan gives this HCP nothing: every action")
+    listed = explore.recommend(data, C, "m1")
+    assert listed["week_channel"].isna().tolist() == [True, False, True] and listed["week_channel"].iloc[1] == "email"
+    assert listed["week_probability"].iloc[1] == 0.2
+    assert "<td class='off'>not an option</td>" in _listing(explore.hcp_view_html(data, C, "m1"))
+    assert "week_channel" not in explore.recommend(data, C, "m2")  # m2 has no plan candidates
+    view = explore.hcp_view_html(data, A, "m1")
+    assert view.index("This week") < view.index("class='week-options'") < view.index("class='plan-actions'")
+    assert view.index("class='plan-actions'") < view.index("class='hcp-recommendations'")
+    no_plan = explore.from_tables(
+        **{**hand_made_tables(), "split": SPLIT, "plan_actions": None, "unplanned": None, "week_candidates": None}
+    )
+    assert explore.channel_story(no_plan, A, "m1")[-1] == "This run has no week's plan (notebook 07 has not run)."
+    assert "week-options" not in explore.hcp_view_html(no_plan, A, "m1")
+
+
+def test_scores_are_probabilities_only_for_engagement_models():
+    assert explore.score_text("hybrid", 0.853) == "85%"
+    assert explore.score_text("tabular", 0.004) == "0%"
+    assert explore.score_text("popularity", 42.0) == "42 (score, not a probability)"
+    assert explore.is_probability_model("oracle") and not explore.is_probability_model("ease")
+
+
+def test_channel_summary_and_list_concentration(data):
+    summary = explore.channel_summary(data, "m1")
+    assert summary["best"].to_dict() == {"email": 0.5, "webinar": 0.5}  # A's first is email, C's webinar
+    assert summary["week"].to_dict() == {"email": 1.0}  # A's best this week is email 12, C's email 11
+    assert summary["plan"].to_dict() == {"email": 1, "webinar": 1}
+    assert (summary["hcps"], summary["planned_hcps"]) == (2, 1)
+    lists = explore.list_concentration(data, "m1", k=2)
+    assert (lists["hcps"], lists["distinct"], lists["coverage"]) == (2, 3, pytest.approx(3 / 5))
+    assert list(lists["top"]["content_id"][:1]) == ["12"] and lists["top"]["share"].iloc[0] == 1.0
+
+
+def _decoded(page: str) -> dict:
+    import base64
+    import gzip
+    import json
+    import re
+
+    payload = re.search(r"<script type='application/octet-stream' class='payload'>([^<]+)</script>", page)
+    return json.loads(gzip.decompress(base64.b64decode(payload.group(1))))
+
+
+def test_static_browser_embeds_every_hcp_compressed(data):
+    page = explore.static_hcp_browser(data, "m1", top_n=2)
+    assert "<h3>HCP explorer</h3>" in page and explore.BROWSER_JS in page
+    assert "class='q'" in page and "class='f-spec'" in page and "class='f-state'" in page
+    bundle = _decoded(page)
+    assert bundle == json_round_trip(explore.browser_bundle(data, "m1", top_n=2))
+    # contactable HCPs first, then by last name; the opted-out D last
+    assert [h[0] for h in bundle["hcps"]] == [A, B, C, D] and bundle["hcps"][3][12] == 1
+    item = {row[0]: i for i, row in enumerate(bundle["items"])}
+    a_recs = bundle["recs"][0]
+    assert [r[0] for r in a_recs] == [item["12"], item["14"]]  # top 2 of m1 for A
+    assert a_recs[0][1] == 0 and a_recs[0][3] is None  # email; no true probability in this table
+    assert [r[5] for r in a_recs] == [[0, 0.5], [1, 0.4]]  # both are options of the plan this week
+    assert [r[5] for r in bundle["recs"][2]] == [None, [0, 0.2]]  # C: only item 11, by email
+    assert bundle["week"][0] == [[0, item["12"], 0.5], [1, item["14"], 0.4]]
+    assert [a[0] for a in bundle["plan"][0]] == ["2025-03-03", "2025-03-04"]
+    assert bundle["story"][0] == explore.channel_story(data, A, "m1")
+    # touches: day after the log's first day, item, channel, engaged
+    assert bundle["meta"]["start"] == "2025-01-05" and bundle["touches"][2][0] == [0.0, item["14"], 1, 1]
+    assert len(bundle["touches"][0]) == 4 and bundle["touches"][3] == []
+    sample = explore.browser_bundle(data, "m1", hcp_ids=[C])
+    assert [h[0] for h in sample["hcps"]] == [C] and sample["meta"]["n_run"] == 4
+
+
+def json_round_trip(value):
+    import json
+
+    return json.loads(json.dumps(value))
 
 
 def test_sample_is_seeded_and_prefers_hcps_active_in_the_test_window(data):
@@ -351,17 +503,27 @@ def test_missing_column_is_named(tmp_path):
 
 
 @pytest.mark.slow
-def test_notebook_07_stores_linked_widget_state(tiny_run):
-    nb = nbformat.read(tiny_run / "07_explorer.ipynb", as_version=4)
+def test_notebook_08_holds_every_hcp_and_the_linked_widget_state(tiny_run):
+    nb = nbformat.read(tiny_run / "08_explorer.ipynb", as_version=4)
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     models = [m["model_name"] for m in state.values()]
-    assert models.count("StackModel") == 3 and models.count("LinkModel") == 3
+    assert models.count("StackModel") == 2 and models.count("LinkModel") == 2  # content and topic explorers
+    data = explore.load(tiny_run)
     stacks = [m for m in state.values() if m["model_name"] == "StackModel"]
     n_views = sorted(len(m["state"]["children"]) for m in stacks)
-    data = explore.load(tiny_run)
-    n_sample = PARAMS["explorer_sample_hcps"].default_for("tiny")
-    expected_hcps = len(explore.sample_hcps(data, n_sample, 42, explore.resolve_model(data, "auto")))
-    assert expected_hcps in n_views and len(data.doc_topics.columns) in n_views
-    html = [m["state"]["value"] for m in state.values() if m["model_name"] == "HTMLModel"]
-    assert sum("hcp-recommendations" in v for v in html) == expected_hcps
-    assert np.all([("Traceback" not in v) for v in html])
+    assert len(data.doc_topics.columns) in n_views
+    assert PARAMS["explorer_hcps"].default_for("tiny") == 0
+    pages = [
+        o["data"]["text/html"]
+        for cell in nb.cells
+        for o in cell.get("outputs", [])
+        if "hcp-browser" in o.get("data", {}).get("text/html", "")
+    ]
+    assert len(pages) == 1, "one HCP explorer in the page"
+    bundle = _decoded(pages[0])
+    assert sorted(h[0] for h in bundle["hcps"]) == sorted(data.hcps["hcp_id"])  # every HCP of the run
+    model = explore.resolve_model(data, "auto")
+    assert bundle["meta"]["model"] == model and bundle["meta"]["plan_model"] == explore.plan_model(data)
+    plan = io.read_parquet(RunDir(tiny_run).plan / "plan.parquet")
+    assert sum(len(p) for p in bundle["plan"]) == len(plan)
+    assert np.all([("Traceback" not in o.get("text", "")) for cell in nb.cells for o in cell.get("outputs", [])])

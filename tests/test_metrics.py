@@ -72,6 +72,18 @@ def test_coverage_novelty_diversity_by_hand():
     assert np.isnan(diversity[1])
 
 
+def test_list_share_counts_each_item_once_per_list():
+    # top-2 lists: [1, 0], [0, 2], [0, 1]; item 0 in all three, 1 in two, 2 in one, 3 and 4 in none
+    share = metrics.list_share_at_k(LISTS, 5, 2)
+    assert share.tolist() == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0, 0.0])
+    assert share.sum() == pytest.approx(2.0)  # the mean list length
+    repeated = metrics.list_share_at_k(np.array([[3, 3], [-1, -1]]), 4, 2)
+    assert repeated.tolist() == pytest.approx([0.0, 0.0, 0.0, 1.0])  # the empty list does not count
+    assert np.isnan(metrics.list_share_at_k(np.full((2, 2), -1), 3, 2)).all()
+    with pytest.raises(ValueError, match="item position 4 is not below n_content=4"):
+        metrics.list_share_at_k(np.array([[4, 0]]), 4, 2)
+
+
 def test_channel_metrics_match_sklearn_and_per_hcp_terms():
     y = np.array([1, 0, 0, 1, 0])
     p = np.array([0.8, 0.1, 0.4, 0.3, 0.0])
@@ -141,6 +153,10 @@ NON_FINITE_CASES = {
     "catalogue_coverage_at_k": (
         lambda: metrics.catalogue_coverage_at_k(_NAN_LISTS, 5, 2),
         r"catalogue_coverage_at_k was given 1 non-finite recommended item position",
+    ),
+    "list_share_at_k": (
+        lambda: metrics.list_share_at_k(_NAN_LISTS, 5, 2),
+        r"list_share_at_k was given 1 non-finite recommended item position",
     ),
     "novelty_at_k": (
         lambda: metrics.novelty_at_k(LISTS, np.array([3.0, np.nan, 0, 0, 0]), 3, 2),

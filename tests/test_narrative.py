@@ -313,7 +313,7 @@ def test_reloaded_hybrid():
     assert narrative.reloaded_hybrid(3.2e-7, lists) == (
         "The reloaded hybrid reproduces the fitted one's probabilities (largest difference 3.2e-07). Its first "
         "recommendation goes through rep visit (75%), email (25%): with no capacity limits, the channel with the "
-        "highest engagement probability is usually a rep visit; the week's plan (chapter 8) spreads the actions "
+        "highest engagement probability is usually a rep visit; the week's plan (chapter 7) spreads the actions "
         "over the channels the field force can deliver."
     )
 
@@ -369,7 +369,8 @@ def test_value_ranges_says_why_business_as_usual_is_below_random():
     )
     report = {**REPORT, "policy": {**REPORT["policy"], "random": {"policy_fraction_of_oracle": {"value": 0.3}}}}
     assert narrative.value_ranges(content, report).endswith(
-        "It is even below a random (item, channel) pair (0.300): a random pair goes through any of the five "
+        "It is even below uniform_random, a random (item, channel) pair (0.300): a random pair goes through any "
+        "of the five "
         "channels, and the field channels engage far more than e-mail, while business as usual's first touch is "
         "mostly a campaign e-mail."
     )
@@ -391,7 +392,7 @@ def test_v01_classifier():
     )
 
 
-# --- 07 explorer ---------------------------------------------------------------------------
+# --- 08 explorer ---------------------------------------------------------------------------
 
 
 def test_explorer_run():
@@ -410,13 +411,59 @@ def test_explorer_run():
 
 
 def test_static_views():
-    assert narrative.static_views(100, 42, 1234.56) == (
-        "The list holds 100 HCPs drawn with seed 42 (parameter `explorer_sample_hcps`); their precomputed views "
-        "add 1235 kB of HTML to this page."
+    assert narrative.static_views(3500, 3500, 1234.56) == (
+        "The explorer holds every one of the run's 3,500 HCPs; with its script and compressed data it adds "
+        "1,235 kB to this page, and it works with no kernel and no network."
+    )
+    assert narrative.static_views(5000, 38000, 2000).startswith(
+        "The explorer holds 5,000 of the run's 38,000 HCPs, drawn with the run's seed (parameter `explorer_hcps`);"
     )
 
 
-# --- 08 next best action -------------------------------------------------------------------
+def test_channel_story_sums_up_best_week_and_plan():
+    summary = {
+        "best": pd.Series({"rep_visit": 0.92, "in_person_meeting": 0.08}),
+        "week": pd.Series({"email": 0.003, "rep_visit": 0.997}),
+        "plan": pd.Series({"email": 1282, "webinar": 196, "rep_visit": 64}),
+        "hcps": 3396,
+        "planned_hcps": 1425,
+    }
+    assert narrative.channel_story("hybrid", summary) == (
+        "**One channel story.** With no constraint, hybrid's best action is by rep visit 92%, in-person meeting 8% "
+        "of 3,396 HCPs; among the actions that can be delivered this week, by rep visit >99%, email <1%. The week's "
+        "plan has 1,542 actions for 1,425 HCPs (email 1,282, webinar 196, rep visit 64): rep visits and meetings "
+        "are limited by the field force's capacity in each territory and by each campaign's weekly capacity "
+        "(chapter 7), so most HCPs get an email or an event instead. Each HCP's view shows all three: the best "
+        "with no constraint, the best this week, and what the plan does."
+    )
+    no_plan = narrative.channel_story(
+        "hybrid", {**summary, "week": pd.Series(dtype=float), "plan": pd.Series(dtype=int)}
+    )
+    assert no_plan.endswith("in-person meeting 8% of 3,396 HCPs. This run has no week's plan (chapter 7).")
+
+
+def _concentration(hcps, distinct, coverage, shares):
+    return {"hcps": hcps, "distinct": distinct, "coverage": coverage, "top": pd.DataFrame({"share": shares})}
+
+
+def test_list_diversity_compares_with_the_truth():
+    mine = _concentration(3396, 180, 0.177, [0.70, 0.65, 0.41])
+    text = narrative.list_diversity("hybrid", mine, _concentration(3396, 318, 0.31, [0.59, 0.5]), 1018, 10)
+    assert text == (
+        "**How diverse are the lists?** hybrid's top-10 lists for 3,396 HCPs use 180 of the 1,018 catalogue items "
+        "(18%); its most common item is in 70% of the lists and its 3 most common items are each in 41% to 70% of "
+        "them. The oracle's lists (the items each HCP is truly most likely to engage with) use 318 items, and its "
+        "most common item is in 59% of them, so hybrid's lists are more alike than the truth calls for: part of "
+        "the sameness is the model's, not the HCPs'."
+    )
+    alike = narrative.list_diversity("tabular", mine, _concentration(3396, 200, 0.2, [0.68]), 1018, 10)
+    assert alike.endswith(
+        "most common item is in 68% of them: the sameness is mostly the HCPs', a few items engage most of them."
+    )
+    assert "oracle" not in narrative.list_diversity("tabular", mine, None, 1018, 10)
+
+
+# --- 07 next best action -------------------------------------------------------------------
 
 
 def test_plan_model():

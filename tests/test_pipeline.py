@@ -286,3 +286,58 @@ def test_an_interrupted_run_stops_only_the_processes_it_started():
         callers.kill()
         kernel.kill()
         callers.wait()
+
+
+def test_a_whole_run_reuses_results_whose_inputs_are_unchanged(notebooks, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    first = run_pipeline(scale="tiny", seed=7, out=out, notebooks_dir=notebooks, progress=False)
+    assert [n["cache"] for n in first["notebooks"]] == ["computed", "computed"]
+    keys = [n["cache_key"] for n in first["notebooks"]]
+    (out / "second.txt").write_text("kept")  # a rerun would overwrite it
+    again = run_pipeline(scale="tiny", seed=7, out=out, notebooks_dir=notebooks, progress=False)
+    assert [n["cache"] for n in again["notebooks"]] == ["reused", "reused"] and again["status"] == "ok"
+    assert [n["cache_key"] for n in again["notebooks"]] == keys
+    assert (out / "second.txt").read_text() == "kept"
+    assert run_state(out, notebooks)["state"] == "ok"
+    # a parameter only the second notebook reads: the first is reused, the second runs
+    scaled = run_pipeline(scale="small", seed=7, out=out, notebooks_dir=notebooks, progress=False)
+    assert [n["cache"] for n in scaled["notebooks"]] == ["reused", "computed"]
+    assert (out / "second.txt").read_text() == "small"
+    # a change upstream (the first notebook's seed) reaches every later notebook
+    reseeded = run_pipeline(scale="small", seed=8, out=out, notebooks_dir=notebooks, progress=False)
+    assert [n["cache"] for n in reseeded["notebooks"]] == ["computed", "computed"]
+    # the library's code is part of the key; --no-cache runs everything
+    monkeypatch.setattr("hcp_lib.pipeline.code_fingerprint", lambda: "other code")
+    changed = run_pipeline(scale="small", seed=8, out=out, notebooks_dir=notebooks, progress=False)
+    assert [n["cache"] for n in changed["notebooks"]] == ["computed", "computed"]
+    forced = run_pipeline(scale="small", seed=8, out=out, notebooks_dir=notebooks, progress=False, cache=False)
+    assert [n["cache"] for n in forced["notebooks"]] == ["computed", "computed"]
+    # a result whose executed notebook is gone is computed again, and so is everything after it
+    (out / "01_first.ipynb").unlink()
+    missing = run_pipeline(scale="small", seed=8, out=out, notebooks_dir=notebooks, progress=False)
+    assert [n["cache"] for n in missing["notebooks"]] == ["computed", "computed"]
+
+
+def test_a_failed_notebook_is_never_reused(notebooks, tmp_path):
+    out = tmp_path / "run"
+    _notebook(notebooks / "02_second.ipynb", "run_dir = ''\nscale = 'small'", ["raise ValueError('boom')"])
+    with pytest.raises(PipelineError, match="boom"):
+        run_pipeline(scale="tiny", out=out, notebooks_dir=notebooks, progress=False)
+    with pytest.raises(PipelineError, match="boom"):
+        run_pipeline(scale="tiny", out=out, notebooks_dir=notebooks, progress=False)
+    saved = json.loads((out / "manifest.json").read_text())
+    assert [n.get("cache") for n in saved["notebooks"]] == ["reused", "computed"]
+
+
+def test_the_code_fingerprint_covers_the_library_and_the_data(tmp_path):
+    from hcp_lib.pipeline import code_fingerprint
+
+    (tmp_path / "hcp_lib" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "hcp_lib" / "a.py").write_text("x = 1")
+    (tmp_path / "data" / "d.csv").write_text("a\n1\n")
+    before = code_fingerprint(tmp_path)
+    (tmp_path / "hcp_lib" / "__pycache__" / "a.pyc").write_bytes(b"compiled")
+    assert code_fingerprint(tmp_path) == before
+    (tmp_path / "data" / "d.csv").write_text("a\n2\n")
+    assert code_fingerprint(tmp_path) != before

@@ -536,3 +536,57 @@ def test_saved_candidates_with_an_infinite_probability_name_the_file(tmp_path):
         rf"{len(table)} in column 'probability', first at position 3",
     ):
         plan.read_candidates(path, context, SETTINGS)
+
+
+def test_plan_value_figure_compares_the_chosen_plan_with_business_as_usual_at_its_own_scale():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hcp_lib import plots
+
+    value = pd.DataFrame(
+        {
+            "expected engagements": [76.0, 55.0, 44.0, 15.0],
+            "share of oracle plan": [1.0, 0.72, 0.58, 0.19],
+            "low": [1.0, 0.59, 0.47, 0.14],
+            "high": [1.0, 0.88, 0.71, 0.26],
+        },
+        index=pd.Index(["oracle plan", "tabular", "hybrid", "business as usual"], name="plan from"),
+    )
+    fig = plots.plan_value_figure(value, "tabular", title="the week")
+    try:
+        top, bottom = fig.axes
+        # top: the chosen plan and business as usual only, in expected engagements; the oracle is a line
+        assert [t.get_text() for t in top.get_yticklabels()] == [
+            "business as usual",
+            "tabular\n(3.7× business as usual)",
+        ]
+        assert [p.get_width() for p in top.patches] == [15.0, 55.0]
+        assert [t.get_text() for t in top.texts if t.get_text() in ("15", "55")] == ["15", "55"]
+        assert [line.get_xdata()[0] for line in top.lines] == [76.0]
+        assert top.get_xlim()[1] > 76.0
+        assert "expected engagements" in top.get_xlabel() and "(count)" in top.get_xlabel()
+        # bottom: every plan but the oracle (100% by definition, the dashed line), each labelled
+        assert [t.get_text() for t in bottom.get_yticklabels()] == ["business as usual", "hybrid", "tabular"]
+        bars = [p for p in bottom.patches if p.get_width() > 0]
+        assert [round(p.get_width(), 2) for p in bars] == [0.19, 0.58, 0.72]
+        assert {"19%", "58%", "72%"} <= {t.get_text() for t in bottom.texts}
+        assert "share of the oracle plan" in bottom.get_xlabel() and "%" in bottom.get_xlabel()
+        assert bottom.get_ylabel() == "plan made from"
+        # models keep their colour; business as usual is hatched, not a model's colour; the chosen name is bold
+        colours = plots.model_colours(["tabular", "hybrid"])
+        assert bars[1].get_facecolor() == pytest.approx(colours["hybrid"])
+        assert bars[2].get_facecolor() == pytest.approx(colours["tabular"])
+        assert bars[0].get_hatch() and bars[0].get_facecolor() not in colours.values()
+        bold = [t.get_text() for ax in (top, bottom) for t in ax.get_yticklabels() if t.get_fontweight() == "bold"]
+        assert bold == ["tabular\n(3.7× business as usual)", "tabular"]
+        assert fig._suptitle.get_text() == "the week"
+        assert fig.get_size_inches()[0] <= 9
+    finally:
+        plt.close(fig)
+    with pytest.raises(ValueError, match="'ease'"):
+        plots.plan_value_figure(value, "ease")
+    with pytest.raises(ValueError, match="'business as usual'"):
+        plots.plan_value_figure(value.drop(index="business as usual"), "tabular")

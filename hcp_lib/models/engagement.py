@@ -18,7 +18,7 @@ Choices are made on the validation window with logged data alone: a model fitted
 ``validation_start`` learns from the exposures before it, stops early on the exposures from
 it to the cut-off, and reports ``validation_loss_``, the mean cross-entropy of its
 probabilities on those logged exposures. Notebook 05 chooses every tunable and variant by it,
-and notebook 08 plans with the model it ranks best.
+and notebook 07 plans with the model it ranks best.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ logged validation exposures (:attr:`hcp_lib.models.engagement.EngagementModel.va
    fitted before the test window with the same number of epochs.
 
 For every fitted model, :func:`model_outputs` computes what the evaluation (notebook 06) and
-the plan (notebook 08) read, and :func:`write_model_outputs` writes it under ``hybrid/``:
+the plan (notebook 07) read, and :func:`write_model_outputs` writes it under ``hybrid/``:
 
 - ``test_top_n/<model>.parquet``: each HCP's top-N items at the test cut-off (seen,
   unapproved and not-yet-released items excluded), with the best channel of each;

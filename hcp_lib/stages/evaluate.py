@@ -29,7 +29,7 @@ policies: ``oracle`` (the best candidate pair), ``random`` (the expectation over
 pairs, computed exactly) and ``business_as_usual`` (the first (content, channel) the logging
 policy sent the HCP in the test window).
 
-Plan value of a model = the oracle's expected engagements of the week's plan notebook 08 would
+Plan value of a model = the oracle's expected engagements of the week's plan notebook 07 would
 make from the model's probabilities (:func:`hcp_lib.stages.plan.candidate_actions`, then
 :func:`hcp_lib.stages.plan.solve_milp` under the run's caps, capacities, approvals, repeat window and
 opt-outs), as a share of the plan made under the same rules from the oracle's probabilities
@@ -61,7 +61,7 @@ model and metric (paired).
   ``share_better`` is the share of resamples in which ``model`` is the better of the two
   (higher value, or lower for the metrics in :data:`LOWER_IS_BETTER`);
 - ``selection``: {criterion, validation_log_loss {model: value}, chosen}: the engagement
-  model the validation window ranks best (the one notebook 08 plans with);
+  model the validation window ranks best (the one notebook 07 plans with);
 - ``plan``: {plan_start, period_days, solver {model: {status, gap, seconds, actions}}};
 - ``breakdowns``: [{dimension (specialty | activity | cold_start | channel), group, model,
   metric, value, n}];
@@ -89,7 +89,7 @@ import scipy.sparse as sp
 
 from .. import io, metrics
 from ..config import RunDir
-from ..domain import CHANNELS, HCP_ID_PATTERN, ORACLE_NAME, V01_NAME
+from ..domain import CHANNELS, HCP_ID_PATTERN, ORACLE_NAME, REFERENCE_POLICIES, V01_NAME
 from ..models import baselines
 from ..models.base import exclusion_mask, top_n
 from ..models.baselines import PROBABILITY_CHANNEL_MODELS
@@ -780,7 +780,7 @@ class PlanOutcome:
 
 
 def plan_terms(setting: EvaluationSetting, candidates) -> PlanOutcome:
-    """The plan notebook 08 would make from ``candidates`` (:class:`hcp_lib.stages.plan.Candidates`;
+    """The plan notebook 07 would make from ``candidates`` (:class:`hcp_lib.stages.plan.Candidates`;
     rows with probability 0 are dropped), solved with the MILP under the setting's plan rules,
     and the oracle's probability of each chosen action summed per HCP."""
     from . import plan
@@ -1317,7 +1317,7 @@ def headline_table(report: dict, k: int = 10) -> pd.DataFrame:
     for policy, entries in report["policy"].items():
         if policy == "oracle":
             continue
-        row = {"model": f"policy: {policy}", "family": "reference"}
+        row = {"model": REFERENCE_POLICIES.get(policy, policy), "family": "reference"}
         for metric in ("policy_fraction_of_oracle", "plan_fraction_of_oracle"):
             entry = entries.get(metric, {})
             row[metric], row[f"{metric} low"], row[f"{metric} high"] = (

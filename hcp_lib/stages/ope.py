@@ -60,8 +60,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import io
-from ..domain import CHANNELS
+from .. import domain, io
+from ..domain import BAU_NAME, CHANNELS, UNIFORM_NAME
 
 #: the columns a logged table must have (one row per logged exposure)
 LOG_COLUMNS = ("hcp_id", "content_id", "channel", "exposed_at", "propensity", "engaged")
@@ -630,11 +630,10 @@ def rank_agreement(table: pd.DataFrame) -> pd.DataFrame:
 PROBABILITY_FAMILIES = ("hybrid", "tabular", "ablation", "v0.1")
 #: the engagement models whose choice the chapter compares (validation log-loss vs estimators)
 SELECTION_MODELS = ("hybrid", "tabular", "v0.1_classifier")
-#: the uniform choice among each HCP's candidate pairs: the evaluation's reference policy
-#: ``random`` (metrics.json ``policy``), not the ``random`` recommender (a model of chapter 4)
-UNIFORM_NAME = "uniform_random"
-#: where metrics.json keeps the true value of the reference policies
-REFERENCE_POLICIES = {UNIFORM_NAME: "random", "business_as_usual": "business_as_usual"}
+#: where metrics.json keeps the true value of each reference policy (book name -> ``policy`` key);
+#: ``uniform_random`` is the uniform choice among each HCP's candidate pairs, not the ``random``
+#: recommender (a model of chapter 4)
+REFERENCE_POLICIES = {name: key for key, name in domain.REFERENCE_POLICIES.items()}
 #: what the chapter calls each estimator
 ESTIMATOR_LABELS = {
     "ips": "IPS",
@@ -664,7 +663,7 @@ class OPEResult:
 def run_policies(run_dir: str | Path, setting) -> tuple[dict[str, Policy], dict[str, str]]:
     """The run's policies as :class:`Policy` tables with their true probabilities: each model's
     top-1 (content, channel) of ``evaluation/recommendations.parquet`` (its own probability
-    where it has one), :data:`UNIFORM_NAME` (uniform over each HCP's candidate pairs), notebook 08's
+    where it has one), :data:`UNIFORM_NAME` (uniform over each HCP's candidate pairs), notebook 07's
     ``plan`` (every evaluated HCP; no action = 0) and ``business_as_usual`` (the first logged
     test exposure, replayed). Returns (policies, family of each)."""
     from ..config import RunDir
@@ -721,7 +720,7 @@ def run_policies(run_dir: str | Path, setting) -> tuple[dict[str, Policy], dict[
         )
         families["plan"] = "plan"
     first = setting.test_rows.drop_duplicates("row")
-    policies["business_as_usual"] = Policy(
+    policies[BAU_NAME] = Policy(
         pd.DataFrame(
             {
                 "hcp_id": first["hcp_id"].astype(str).to_numpy(),
@@ -736,7 +735,7 @@ def run_policies(run_dir: str | Path, setting) -> tuple[dict[str, Policy], dict[
             }
         )
     )
-    families["business_as_usual"] = "reference"
+    families[BAU_NAME] = "reference"
     return policies, families
 
 

@@ -1,4 +1,4 @@
-"""Next-best-action plan for the coming period: constrained, explained actions (notebook 08).
+"""Next-best-action plan for the coming period: constrained, explained actions (notebook 07).
 
 For each HCP the plan suggests at most ``max_actions_per_hcp`` actions — a (content item,
 channel, suggested day and time window) with a priority score, an expiry and the reasons
@@ -30,7 +30,7 @@ Steps (each a function, so tests and the notebook can check them one by one):
    comparison (best probability first while every constraint has room).
 6. :func:`make_plan`: the CRM table (:data:`PLAN_COLUMNS`), reasons per action computed from
    the HCP's history (:data:`REASON_CODES`) by :mod:`hcp_lib.reasons` — the reasons engine the
-   explorers (notebook 07) use too — and who got no suggestion and why.
+   explorers (notebook 08) use too — and who got no suggestion and why.
 
 Measurement (notebook only, never used for planning): :func:`policy_comparison` values any set
 of actions with the simulator's true engagement probabilities at ``plan_start`` (one number
@@ -74,7 +74,7 @@ UNPLANNED_CODES = (
     "not_selected",
 )
 
-#: the CRM export, one row per suggested action (documented in notebook 08); ``synthetic_hcp``
+#: the CRM export, one row per suggested action (documented in notebook 07); ``synthetic_hcp``
 #: (always true) marks ``hcp_id`` as a synthetic id, never a provider's NPI (data card)
 PLAN_COLUMNS = (
     "plan_id",

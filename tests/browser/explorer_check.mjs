@@ -1,19 +1,20 @@
 // Browser check of the built book, driven by tests/test_browser.py.
 //
-// usage: node explorer_check.mjs BASE_URL PAGES_JSON EXPLORER_PAGE SCREENSHOT FORBIDDEN_JSON
+// usage: node explorer_check.mjs BASE_URL PAGES_JSON EXPLORER_PAGE SCREENSHOT FORBIDDEN_JSON SEARCH_HCP
 //   BASE_URL       the book's root served on 127.0.0.1 (e.g. http://127.0.0.1:8123/)
 //   PAGES_JSON     JSON list of page paths relative to BASE_URL; every one is loaded
-//   EXPLORER_PAGE  the explorer chapter's path; its HCP list is changed and the views compared ("-": none)
+//   EXPLORER_PAGE  the explorer chapter's path ("-": none); its HCP explorer is searched and filtered
+//   SEARCH_HCP     the id of an HCP the explorer's search must find
 //   SCREENSHOT     where the explorer's screenshot goes (PNG)
 //   FORBIDDEN_JSON JSON list of strings no page may contain (the building machine's paths)
 // Prints one JSON object: non-local requests (blocked and recorded), failed local requests,
 // page errors, per page the code cells whose source is visible and the forbidden strings found
-// in its HTML, the text of the introduction's key results, and the explorer's recommendations
-// before and after changing the HCP.
+// in its HTML, the text of the introduction's key results, and the HCP explorer as first shown,
+// after searching SEARCH_HCP, and filtered by its first specialty.
 import { chromium } from "playwright-core";
 import { readFileSync } from "node:fs";
 
-const [baseUrl, pagesFile, explorerPage, screenshot, forbiddenFile] = process.argv.slice(2);
+const [baseUrl, pagesFile, explorerPage, screenshot, forbiddenFile, searchHcp] = process.argv.slice(2);
 const local = new URL(baseUrl);
 const pages = JSON.parse(readFileSync(pagesFile, "utf8"));
 const forbidden = JSON.parse(readFileSync(forbiddenFile, "utf8"));
@@ -75,27 +76,40 @@ try {
   if (explorerPage !== "-") {  // "-": check the pages only
     current = explorerPage;
     await page.goto(new URL(explorerPage, baseUrl).href, { waitUntil: "load" });
-    const visibleList = page.locator(".hcp-recommendations:visible").first();
-    await visibleList.waitFor({ timeout: 60000 });
+    const explorer = page.locator(".hcp-browser").first();
+    const list = explorer.locator(".hcp-recommendations");
+    await list.waitFor({ timeout: 60000 });
     const read = async () => ({
-      hcp_id: await visibleList.getAttribute("data-hcp"),
-      text: await visibleList.innerText(),
+      hcp_id: await list.getAttribute("data-hcp"),
+      text: await list.innerText(),
+      hint: await explorer.locator(".hint").innerText(),
+      options: await explorer.locator(".f-hcp option").count(),
+      plan_hcp: await explorer.locator(".plan-actions").getAttribute("data-hcp", { timeout: 1000 }).catch(() => null),
+      story: await explorer.locator(".story").innerText(),
+      timeline_dots: await explorer.locator("svg.timeline circle").count(),
     });
     result.explorer.before = await read();
-    const select = page.locator(".widget-dropdown:has(label:text-is('HCP')) select").first();
-    result.explorer.options = await select.locator("option").count();
-    await select.selectOption({ index: 1 });
+    // the search finds the given HCP: type its id, the view switches to it
+    await explorer.locator(".q").fill(searchHcp);
     await page.waitForFunction(
-      (before) => {
-        const shown = [...document.querySelectorAll(".hcp-recommendations")].find((t) => t.offsetParent !== null);
-        return shown && shown.getAttribute("data-hcp") !== before;
-      },
-      result.explorer.before.hcp_id,
+      (id) => document.querySelector(".hcp-browser .hcp-recommendations")?.getAttribute("data-hcp") === id,
+      searchHcp,
       { timeout: 30000 },
     );
-    result.explorer.after = await read();
+    result.explorer.searched = await read();
+    // the specialty filter: every listed HCP has the chosen specialty
+    await explorer.locator(".q").fill("");
+    const specialty = await explorer.locator(".f-spec option").nth(1).innerText();
+    await explorer.locator(".f-spec").selectOption({ index: 1 });
+    result.explorer.filter = {
+      specialty,
+      labels: await explorer.locator(".f-hcp option").allInnerTexts(),
+      hint: await explorer.locator(".hint").innerText(),
+    };
+    await explorer.locator(".f-spec").selectOption({ index: 0 });
+    await explorer.locator(".q").fill(searchHcp);
     await page.evaluate(() => document.activeElement && document.activeElement.blur());
-    await page.locator(".widget-vbox").first().screenshot({ path: screenshot });
+    await explorer.screenshot({ path: screenshot });
     result.explorer.screenshot = screenshot;
   }
 } finally {

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 cache=not args.no_cache,
                 progress=not args.no_progress,
             )
-            reused = sum(n.get("cache") == "reused" for n in manifest["notebooks"])
+            reused = sum(n.get("cache") == "reused" for n in manifest["notebooks"]) if args.only is None else 0
             print(
                 f"run finished in {time.perf_counter() - started:.1f} s: {Path(args.out).resolve()}"
                 + (f" ({reused} notebooks reused from the folder's last run; --no-cache reruns them)" if reused else "")

@@ -160,6 +160,8 @@ def stage_notebook(source: Path, destination: Path, run_dir: Path | None = None)
       and its stderr (warnings, TensorFlow's logs) removed (``remove-stderr``).
     - The absolute paths of the run folder and the project (:func:`machine_paths`) are written
       relative in every cell source and text output.
+    - Progress bars (tqdm's notebook widgets, useful while a notebook runs) are removed: a
+      finished bar tells a reader nothing.
     """
     import nbformat
 
@@ -177,6 +179,8 @@ def stage_notebook(source: Path, destination: Path, run_dir: Path | None = None)
         if tags:
             cell.metadata["tags"] = tags
         cell.source = _scrub(cell.source, paths)
+        if "outputs" in cell:
+            cell.outputs = [o for o in cell.outputs if not _is_progress_bar(o)]
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream":
                 output["text"] = _scrub(output["text"], paths)
@@ -188,6 +192,18 @@ def stage_notebook(source: Path, destination: Path, run_dir: Path | None = None)
                 output["traceback"] = [_scrub(line, paths) for line in output.get("traceback", [])]
     nbformat.write(nb, destination)
     return destination
+
+
+#: tqdm's text form of a progress bar ("desc:  40%|####      | 2/5 [00:01<00:02, 1.9it/s]")
+_PROGRESS_BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+ \[")
+
+
+def _is_progress_bar(output) -> bool:
+    """Whether a notebook output is a tqdm progress widget (a widget view whose text is a bar)."""
+    data = output.get("data", {})
+    text = data.get("text/plain", "")
+    text = text if isinstance(text, str) else "".join(text)
+    return "application/vnd.jupyter.widget-view+json" in data and bool(_PROGRESS_BAR.search(text))
 
 
 def stage_widget_js(folder: Path) -> Path:

@@ -62,7 +62,25 @@ def test_staged_notebooks_hide_code_and_show_no_machine_path(tmp_path):
                 )
             ],
         ),
-        nbformat.v4.new_code_cell("display(x)"),
+        nbformat.v4.new_code_cell(
+            "display(x)",
+            outputs=[
+                nbformat.v4.new_output(  # tqdm's notebook bar: left out of the book
+                    "display_data",
+                    data={
+                        "text/plain": "outputs:   0%|          | 0/6 [00:00<?, ?it/s]",
+                        "application/vnd.jupyter.widget-view+json": {"model_id": "a", "version_major": 2},
+                    },
+                ),
+                nbformat.v4.new_output(  # another widget: kept
+                    "display_data",
+                    data={
+                        "text/plain": "VBox(children=(HTML(value='50%|x'),))",
+                        "application/vnd.jupyter.widget-view+json": {"model_id": "b", "version_major": 2},
+                    },
+                ),
+            ],
+        ),
     ]
     executed.cells[0].metadata["tags"] = ["injected-parameters"]
     executed.cells[3].metadata["tags"] = ["remove-input"]
@@ -74,6 +92,7 @@ def test_staged_notebooks_hide_code_and_show_no_machine_path(tmp_path):
     assert staged.cells[1].outputs[0]["text"] == "wrote run/x.json\n"
     assert staged.cells[2].outputs[0]["data"] == {"text/plain": "data/a.csv", "text/html": "<td>run</td>"}
     assert staged.cells[3].metadata["tags"] == ["remove-input", "remove-stderr"]  # already hidden: not tagged again
+    assert [o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] for o in staged.cells[3].outputs] == ["b"]
     assert all("hide-input" in c.metadata["tags"] for c in staged.cells[:3])
 
 

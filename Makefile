@@ -48,7 +48,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_topics.py --scale small
 	$(PY) benchmarks/bench_cf.py --scale small
 	$(PY) benchmarks/bench_cf.py --scale full
-	$(PY) benchmarks/bench_plan.py --sizes 200 3500
+	$(PY) benchmarks/bench_plan.py --sizes 200 3500 38000
 	@test -f $(RUN_DIR)/manifest.json || { echo "bench: no run in $(RUN_DIR); run make report first"; exit 1; }
 	$(PY) benchmarks/bench_hybrid.py --run $(RUN_DIR) --scale $(SCALE)
 	$(PY) benchmarks/bench_evaluate.py $(RUN_DIR)

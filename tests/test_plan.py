@@ -235,6 +235,7 @@ def test_milp_matches_brute_force(seed):
     greedy = plan.solve_greedy(probability, families)
     plan.check_assignment(families, greedy.chosen)
     assert greedy.objective <= best + 1e-12
+    assert plan.lp_bound(probability, families) >= best - 1e-9  # the relaxation bounds every plan
 
 
 def test_greedy_loses_where_a_scarce_seat_matters():
@@ -249,7 +250,15 @@ def test_greedy_loses_where_a_scarce_seat_matters():
     assert milp.chosen.tolist() == [False, True, True, False]
     over = plan.solve_milp(probability, families, max_candidates=3)
     assert over.solver == "greedy" and over.objective == pytest.approx(0.51)
-    assert over.status == "greedy: 4 candidates exceed plan_milp_max_candidates=3"
+    # greedy stands in with a proven gap: the linear relaxation's optimum is 0.94 here
+    assert over.bound == pytest.approx(0.94) and over.gap == pytest.approx((0.94 - 0.51) / 0.94)
+    assert over.status == (
+        "greedy: 4 candidates exceed plan_milp_max_candidates=3; within 45.74% of the optimum "
+        "(linear-relaxation bound 0.94)"
+    )
+    assert plan.lp_bound(np.zeros(0), []) == 0.0
+    quick = plan.solve_milp(probability, families, max_candidates=3, prove_gap=False)
+    assert quick.bound is None and quick.status == "greedy: 4 candidates exceed plan_milp_max_candidates=3"
     assert plan.solve_milp(probability, families, max_candidates=4).objective == pytest.approx(0.94)
     with pytest.raises(plan.PlanError, match="milp_max_candidates"):
         plan.PlanSettings(milp_max_candidates=0).validate()

@@ -795,6 +795,7 @@ def plan_terms(setting: EvaluationSetting, candidates) -> PlanOutcome:
         settings.time_limit_s,
         settings.mip_rel_gap,
         settings.milp_max_candidates,
+        prove_gap=False,  # every model's plan is valued here; notebook 07 proves the gap of the one it makes
     )
     actions = table[assignment.chosen].reset_index(drop=True)
     rows = setting.plan_rows[actions["row"].to_numpy()]

@@ -475,6 +475,7 @@ def estimate_policy_values(
     seed: int = 0,
     level: float = 0.95,
     source: str = "logged table",
+    progress: Callable | None = None,
 ) -> pd.DataFrame:
     """Every policy's value by every estimator, from ``logs`` alone (truth where given).
 
@@ -526,7 +527,8 @@ def estimate_policy_values(
     )
     weights = resample_weights(len(population), n_bootstrap, seed)
     rows = []
-    for name, policy in policies.items():
+    items = list(policies.items())
+    for name, policy in progress(items, desc="policies") if progress else items:
         policy = (policy if isinstance(policy, Policy) else Policy(policy)).checked(name)
         reward_actions = (
             None
@@ -746,11 +748,12 @@ def run_ope(
     plan_settings=None,
     clip_quantile: float = CLIP_QUANTILE,
     reward_folds: int = 5,
+    progress: Callable | None = None,
 ) -> OPEResult:
     """Estimate every policy of the run from its logged test window, beside the truth (the
     chapter's one call). The reward model is fitted on the logs of the validation and test
     windows (cross-fitted by HCP) with features from the logs before them and the HCPs' and
-    items' attributes."""
+    items' attributes. ``progress`` (e.g. ``tqdm``) wraps the loop over the policies."""
     from ..world import synth
     from .evaluate import load_setting
 
@@ -794,6 +797,7 @@ def run_ope(
         n_bootstrap=n_bootstrap,
         seed=seed,
         source="world/hcp_interaction_data.parquet",
+        progress=progress,
     )
     estimates.insert(1, "family", estimates["policy"].map(families).fillna("model"))
     report = io.read_json(Path(run_dir) / "evaluation" / "metrics.json")

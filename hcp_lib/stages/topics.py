@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -453,12 +453,14 @@ def sweep_topics(
     seed: int,
     settings: LdaSettings = LdaSettings(),
     processes: int = 1,
+    progress: Callable | None = None,
 ) -> pd.DataFrame:
     """Fit one LDA per number of topics and score it; the table :func:`choose_n_topics` reads.
 
     Columns: ``n_topics``, mean ``c_v``, ``c_npmi``, ``u_mass`` over the topics, and ``score``
     (see :func:`choose_n_topics`). Models are fitted in up to ``processes`` processes; each
-    is deterministic, so the table does not depend on ``processes``.
+    is deterministic, so the table does not depend on ``processes``. ``progress`` (e.g.
+    ``tqdm``) counts the fitted models.
     """
     ks = sorted(set(int(k) for k in n_topics_range))
     if not ks:
@@ -466,11 +468,12 @@ def sweep_topics(
     for k in ks:
         check_n_topics(k, dictionary)
     jobs = [(bow, dictionary, k, seed, settings) for k in ks]
+    track = (lambda done: progress(done, total=len(jobs), desc="LDA fits")) if progress else (lambda done: done)
     if processes > 1 and len(ks) > 1:
         with ProcessPoolExecutor(max_workers=min(processes, len(ks))) as pool:
-            fitted = dict(pool.map(_fit_for_sweep, jobs))
+            fitted = dict(track(pool.map(_fit_for_sweep, jobs)))
     else:
-        fitted = dict(map(_fit_for_sweep, jobs))
+        fitted = dict(track(map(_fit_for_sweep, jobs)))
     scores = coherence_scores([fitted[k] for k in ks], texts, dictionary)
     table = pd.DataFrame(
         {

@@ -244,3 +244,75 @@ def test_notebook_09_estimates_every_policy_beside_its_truth(tiny_run):
     assert "comes closest" in shown and f"{summary['n_logs']:,} logged exposures" in shown
     assert ("can be trusted here" in shown) or ("intervals cover the true value for" in shown)
     assert (tiny_run / "figures" / "ope_estimates.png").stat().st_size > 10_000
+
+
+def _uniform_case(seed: int = 5):
+    """A small population with random candidate masks (one HCP with none), exposures on
+    candidates and non-candidates, and a deterministic reward function."""
+    from hcp_lib.domain import CHANNELS
+
+    rng = np.random.default_rng(seed)
+    n_h, n_c = 40, 9
+    hcp_ids = np.array([f"h{h:03d}" for h in range(n_h)])
+    content_ids = np.array([f"c{c:02d}" for c in range(n_c)])
+    candidates = rng.random((n_h, n_c)) < 0.5
+    candidates[3] = False
+    oracle = rng.uniform(0.01, 0.6, (n_h, n_c, len(CHANNELS)))
+    m = 500
+    logs = pd.DataFrame(
+        {
+            "hcp_id": rng.choice(hcp_ids, m),
+            "content_id": rng.choice(content_ids, m),
+            "channel": rng.choice(np.asarray(CHANNELS), m),
+            "exposed_at": pd.Timestamp("2025-03-03") + pd.to_timedelta(rng.integers(0, 28, m), unit="D"),
+            "propensity": rng.uniform(0.01, 0.2, m),
+            "engaged": rng.random(m) < 0.3,
+        }
+    )
+    channel_code = {c: i for i, c in enumerate(CHANNELS)}
+
+    def predict(h, c, k):
+        h, c, k = (pd.Series(np.asarray(x, dtype=object)).astype(str) for x in (h, c, k))
+        code = h.str[1:].astype(int) * 7 + c.str[1:].astype(int) * 3 + k.map(channel_code)
+        return ((code % 10) + 1).to_numpy(np.float64) / 20
+
+    rows, cols = np.nonzero(candidates)
+    pairs = candidates.sum(axis=1) * len(CHANNELS)
+    written = pd.DataFrame(
+        {
+            "hcp_id": np.repeat(hcp_ids[rows], len(CHANNELS)),
+            "content_id": np.repeat(content_ids[cols], len(CHANNELS)),
+            "channel": np.tile(np.asarray(CHANNELS, dtype=object), len(rows)),
+            "weight": np.repeat(1.0 / pairs[rows], len(CHANNELS)),
+            "true_probability": oracle[rows, cols, :].ravel(),
+        }
+    )
+    truth = (oracle * candidates[:, :, None]).sum(axis=(1, 2)) / np.maximum(pairs, 1)
+    mask = ope.UniformPolicy(candidates, hcp_ids, content_ids, truth=truth, batch=7)
+    return logs, predict, written, mask, hcp_ids
+
+
+def test_the_uniform_policy_as_a_mask_is_valued_as_its_written_out_actions():
+    logs, predict, written, mask, hcp_ids = _uniform_case()
+    population = hcp_ids[2:]  # two HCPs outside the evaluated population
+    reward_logged = predict(logs["hcp_id"], logs["content_id"], logs["channel"])
+    policy = ope.Policy(written).checked("uniform")
+    reward_actions = predict(policy.actions["hcp_id"], policy.actions["content_id"], policy.actions["channel"])
+    expected = ope.policy_terms(logs, policy, population, 28, 20.0, reward_logged, reward_actions)
+    got = mask.checked("uniform").terms(logs, population, 28, 20.0, reward_logged, predict)
+    assert set(got) == set(expected) == {"ips", "ips_clipped", "snips", "dm_reward", "dr", "truth"}
+    for name in expected:
+        np.testing.assert_allclose(got[name][0], expected[name][0], rtol=1e-12, atol=1e-15, err_msg=name)
+        np.testing.assert_allclose(got[name][1], expected[name][1], rtol=1e-12, atol=1e-15, err_msg=name)
+        assert got[name][2] == pytest.approx(expected[name][2], rel=1e-12) and got[name][3] == expected[name][3]
+    assert got["ips"][3] > 0, "some logged exposures are candidates"
+    # through the estimator: the same table as the written-out policy, the HCP with no candidate left out
+    both = ope.estimate_policy_values(
+        logs, {"written": written, "mask": mask}, hcp_ids=population, n_days=28, reward=predict, n_bootstrap=50
+    ).set_index(["estimator", "policy"])
+    for column in ("value", "ci_low", "ci_high", "truth", "n_hcps", "matched"):
+        values = both[column].unstack("policy")
+        np.testing.assert_allclose(values["mask"], values["written"], rtol=1e-10, err_msg=column)
+    assert both.loc[("ips", "mask"), "n_hcps"] == len(population) - 1
+    with pytest.raises(ope.OPEError, match=r"candidates have shape \(2, 9\), expected \(40, 9\)"):
+        ope.UniformPolicy(np.ones((2, 9), bool), mask.hcp_ids, mask.content_ids).checked("bad")

@@ -14,13 +14,21 @@ Prints one table: per stage, its seconds and peak MB at each scale, then, for ea
 next scale, the growth of its time beside the growth of the exposure log. A step where the
 time grows more than 1.5 times faster than the log is marked ``!``; the "why" column gives the
 known cause of such growth.
+
+With ``--write`` it also writes ``benchmarks/results/growth.json`` (the figures, with the commit
+and date) and the book page ``book/scale_out.md``: the same table, a projection to
+:data:`TARGET_HCPS` HCPs from the growth between the two largest scales, and which stage would
+run on which distributed engine. Commit both; the book renders them, it reruns nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import math
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -44,12 +52,33 @@ STAGES = {
 WHY = {
     "05 engagement models": "scores every HCP x item x channel cell; the tree model's cost is trees x cells",
     "06 evaluation": "bootstrap over HCPs x models, and every model's plan",
-    "07 plan": "the plan's program grows with HCPs x candidates; above plan_milp_max_candidates it falls back to greedy",
+    "07 plan": "runs before commit 'plan reasons in one pass' scanned every candidate once per unplanned HCP "
+    "(quadratic), which took most of the plan's time at full; the scan is now one pass",
     "09 off-policy": "every policy's propensities over the logged exposures, per bootstrap resample",
     "03 topics": "fixed corpus: the same PubMed abstracts at every scale",
     "01 ingestion": "fixed corpus: the same PubMed abstracts at every scale",
 }
 SUPERLINEAR = 1.5
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "growth.json"
+PAGE = ROOT / "book" / "scale_out.md"
+#: the size the scale-out page projects to
+TARGET_HCPS = 1_000_000
+#: where each stage would go past one machine: an existing engine, and what it would do there
+ENGINES = {
+    "01 ingestion": "stays on one machine: a fixed corpus of PubMed abstracts",
+    "02 synthesis": "Dask DataFrame: the world is generated per HCP, so HCP partitions are independent",
+    "03 topics": "stays on one machine (fixed corpus); gensim's LdaMulticore uses its cores",
+    "04 CF": "Dask for the sparse interaction matrix; implicit's ALS/BPR on a GPU",
+    "05 engagement models": "tf.distribute (MultiWorkerMirroredStrategy) for training; Dask for features and "
+    "scoring, partitioned by HCP (each HCP's cells depend only on its own history)",
+    "06 evaluation": "Dask, partitioned by HCP: every metric is a mean over HCPs, the bootstrap resamples HCPs",
+    "07 plan": "one program per territory for the field channels; the global e-mail, webinar and campaign "
+    "capacities couple territories, so the greedy plan with its linear-relaxation bound (HiGHS) stays the "
+    "proof of quality",
+    "08 explorer": "a sample of HCPs (parameter explorer_hcps) keeps the page small",
+    "09 off-policy": "Dask, partitioned by HCP: every estimator is a sum over HCPs",
+}
 
 
 def stage(notebook: str) -> str:
@@ -81,7 +110,8 @@ def from_full_record(path: Path) -> dict:
         "scale": record["scale"],
         "rows": {"hcps": population["n_hcps_world"], "exposures": population["n_exposures_world"]},
         "stages": {stage(k): (v["wall_seconds"], v["peak_memory_mb"]) for k, v in record["notebooks"].items()},
-        "note": f"commit {record['commit'][:7]}, {record['date']}, with {record.get('parameters') or 'defaults'}",
+        "note": f"{record['scale']} ran at commit {record['commit'][:7]} on {record['date']}"
+        + "".join(f", {k}={v}" for k, v in (record.get("parameters") or {}).items()),
     }
 
 
@@ -117,10 +147,113 @@ def growth_table(runs: list[dict]) -> list[list[str]]:
     return table
 
 
+def projection(runs: list[dict], target_hcps: int = TARGET_HCPS) -> dict[str, dict]:
+    """Per stage: the growth exponents of time and memory between the two largest scales
+    (figure ~ HCPs ** exponent) and the figures they give at ``target_hcps``."""
+    small, large = runs[-2], runs[-1]
+    ratio = large["rows"]["hcps"] / small["rows"]["hcps"]
+    ahead = target_hcps / large["rows"]["hcps"]
+    out = {}
+    for name in STAGES.values():
+        if name not in small["stages"] or name not in large["stages"]:
+            continue
+        (t0, m0), (t1, m1) = small["stages"][name], large["stages"][name]
+        time_exponent = math.log(t1 / t0) / math.log(ratio)
+        memory_exponent = math.log(m1 / m0) / math.log(ratio)
+        out[name] = {
+            "time_exponent": time_exponent,
+            "memory_exponent": memory_exponent,
+            "seconds": t1 * ahead ** max(time_exponent, 0.0),
+            "memory_mb": m1 * ahead ** max(memory_exponent, 0.0),
+        }
+    return out
+
+
+def git_commit() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def page(results: dict) -> str:
+    """The book page (MyST) of ``results`` (the content of growth.json)."""
+    runs, ahead = results["runs"], results["projection"]
+    scales = " → ".join(
+        f"{r['scale']} ({r['rows']['hcps']:,} HCPs, {r['rows']['exposures']:,} exposures)" for r in runs
+    )
+    lines = [
+        "# Past one machine",
+        "",
+        f"*Generated by `benchmarks/bench_growth.py --write` on {results['date']} from commit "
+        f"`{results['commit']}`; the figures are those of `benchmarks/results/growth.json`: the manifests of runs "
+        f"at {scales}.*",
+        "",
+        "Each notebook's wall time and peak memory, as its run recorded them, at each scale. The last columns "
+        f"project them to {results['target_hcps']:,} HCPs: each figure grows as HCPs to the power measured "
+        f"between the two largest scales (a power below 0 is taken as 0). Two points make a rough law: read "
+        "the projection as the order of magnitude a team should plan for, not a forecast.",
+        "",
+        "| stage | " + " | ".join(f"{r['scale']} s / MB" for r in runs) + " | exponent (time, memory) | "
+        f"{results['target_hcps']:,} HCPs s / MB | note |",
+        "|---|" + "---|" * len(runs) + "---|---|---|",
+    ]
+    for name in STAGES.values():
+        cells = []
+        for run in runs:
+            figures = run["stages"].get(name)
+            cells.append("–" if figures is None else f"{figures[0]:,.0f} / {figures[1]:,.0f}")
+        projected = ahead.get(name)
+        if projected is None:
+            cells += ["–", "–", ""]
+        else:
+            fixed = name in ("01 ingestion", "03 topics")
+            cells += [
+                f"{projected['time_exponent']:.2f}, {projected['memory_exponent']:.2f}",
+                f"{projected['seconds']:,.0f} / {projected['memory_mb']:,.0f}",
+                WHY.get(name, "") if fixed or projected["time_exponent"] > 1 else "",
+            ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    total = sum(p["seconds"] for p in ahead.values())
+    peak = max(p["memory_mb"] for p in ahead.values())
+    notes = [r["note"] for r in runs if r.get("note")]
+    slowest = max(ahead, key=lambda name: ahead[name]["seconds"])
+    lines += [
+        "",
+        f"Summed, the projected stages take {total / 3600:,.1f} hours on one machine of this kind, "
+        f"{ahead[slowest]['seconds'] / 3600:,.1f} of them in {slowest} (see its note), and the largest needs "
+        f"{peak / 1024:,.1f} GB." + (f" The largest scale's record: {'; '.join(notes)}." if notes else ""),
+        "",
+        "## Where each stage would go",
+        "",
+        "Every stage but the plan works HCP by HCP: an HCP's features, scores, metrics and estimates depend on "
+        "its own history and the shared catalogue. That is what lets an existing engine split the work by HCP "
+        "with nothing written here by hand.",
+        "",
+        "| stage | past one machine |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {ENGINES[name]} |" for name in STAGES.values()]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write(runs: list[dict]) -> None:
+    """Write growth.json and the book page."""
+    results = {
+        "date": dt.date.today().isoformat(),
+        "commit": git_commit(),
+        "target_hcps": TARGET_HCPS,
+        "runs": runs,
+        "projection": projection(runs),
+    }
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    PAGE.write_text(page(results))
+    print(f"wrote {RESULTS.relative_to(ROOT)} and {PAGE.relative_to(ROOT)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="append", default=[], metavar="SCALE=DIR", help="a finished run folder")
     parser.add_argument("--full", type=Path, help="the full-scale record (benchmarks/results/full.json)")
+    parser.add_argument("--write", action="store_true", help="write growth.json and book/scale_out.md")
     args = parser.parse_args()
     runs = []
     for item in args.run:
@@ -144,6 +277,8 @@ def main() -> None:
     for row in table:
         print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
     print(f"  (!: the time grew more than {SUPERLINEAR} times as fast as the exposure log)")
+    if args.write:
+        write(runs)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import sys
 
+import numpy as np
 import pytest
 
 from hcp_lib import io
@@ -139,7 +140,7 @@ def test_growth_table_marks_a_stage_that_outgrows_the_log():
     assert table[0][4] == "time x tiny->small (log x10.0)"
     synthesis, plan = table[1], table[2]
     assert synthesis[0] == "02 synthesis" and synthesis[4:] == ["10.0", "10.0", ""]  # linear: no mark
-    assert plan[0] == "07 plan" and plan[4:6] == ["2.0", "200.0 !"] and "greedy" in plan[6]
+    assert plan[0] == "07 plan" and plan[4:6] == ["2.0", "200.0 !"] and "quadratic" in plan[6]
     assert bench_growth.stage("08_next_best_action.ipynb") == bench_growth.stage("07_next_best_action.ipynb")
 
 
@@ -147,3 +148,30 @@ def test_growth_reads_a_run_folder(tiny_run):
     figures = bench_growth.from_run(tiny_run)
     assert figures["scale"] == "tiny" and figures["rows"]["hcps"] == 200
     assert set(figures["stages"]) == set(bench_growth.STAGES.values())
+
+
+def test_scale_out_page_projects_each_stage_from_the_two_largest_scales():
+    def run(scale, hcps, seconds, memory):
+        return {
+            "scale": scale,
+            "rows": {"hcps": hcps, "exposures": hcps * 28},
+            "stages": {"02 synthesis": (seconds, memory), "07 plan": (seconds * 2, 100.0)},
+        }
+
+    runs = [run("tiny", 100, 1.0, 50.0), run("small", 1_000, 2.0, 100.0), run("full", 10_000, 20.0, 400.0)]
+    runs[-1]["stages"]["07 plan"] = (400.0, 100.0)  # x100 for x10 HCPs
+    ahead = bench_growth.projection(runs, target_hcps=100_000)
+    synthesis = ahead["02 synthesis"]
+    assert synthesis["time_exponent"] == pytest.approx(1.0) and synthesis["seconds"] == pytest.approx(200.0)
+    assert synthesis["memory_exponent"] == pytest.approx(np.log10(4)) and synthesis["memory_mb"] == pytest.approx(1600)
+    assert ahead["07 plan"]["memory_mb"] == pytest.approx(100.0)  # flat memory stays flat
+    text = bench_growth.page(
+        {"date": "2026-11-30", "commit": "abc", "target_hcps": 100_000, "runs": runs, "projection": ahead}
+    )
+    assert text.startswith("# Past one machine")
+    assert "| 02 synthesis | 1 / 50 | 2 / 100 | 20 / 400 | 1.00, 0.60 | 200 / 1,600 |  |" in text
+    assert "| 01 ingestion | – | – | – | – | – |  |" in text  # a stage no run recorded
+    plan_row = next(line for line in text.splitlines() if line.startswith("| 07 plan"))
+    assert "quadratic" in plan_row  # a stage growing faster than the HCPs says why
+    assert "| 05 engagement models | tf.distribute" in text
+    assert all(name in text for name in bench_growth.ENGINES)

@@ -28,13 +28,13 @@ import datetime as dt
 import json
 import math
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pyarrow.parquet as pq  # noqa: E402
+from bench_regimes import git_commit  # noqa: E402
 
 #: a stage by the name its notebook has had (07 and 08 swapped places in the renumbering)
 STAGES = {
@@ -167,10 +167,6 @@ def projection(runs: list[dict], target_hcps: int = TARGET_HCPS) -> dict[str, di
             "memory_mb": m1 * ahead ** max(memory_exponent, 0.0),
         }
     return out
-
-
-def git_commit() -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
 def page(results: dict) -> str:

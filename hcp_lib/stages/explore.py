@@ -700,18 +700,9 @@ def channel_story(data: ExplorerData, hcp_id: str, model: str | None = None) -> 
 
 
 def next_actions(data: ExplorerData, hcp_id: str) -> pd.DataFrame:
-    """What the HCP did in the test window: every touch with title, channel and ``engaged``."""
-    _check_hcp(data, hcp_id)
-    rows = _of_hcp(data, "test_window", data.test_window, hcp_id)
-    return pd.DataFrame(
-        {
-            "exposed_at": rows["exposed_at"].to_numpy(),
-            "content_id": rows["content_id"].to_numpy(),
-            "title": rows["content_id"].map(data.content["title"]).astype(str).to_numpy(),
-            "channel": rows["channel"].to_numpy(),
-            "engaged": rows["engaged"].to_numpy(bool),
-        }
-    )
+    """What the HCP did in the test window: the test-window touches of :func:`timeline`."""
+    touches = timeline(data, hcp_id)
+    return touches[touches["window"] == "test"].drop(columns="window").reset_index(drop=True)
 
 
 def content_summary(data: ExplorerData, content_id: str, model: str | None = None) -> dict:

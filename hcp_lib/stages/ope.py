@@ -253,27 +253,11 @@ class UniformPolicy:
         ok = (mine >= 0) & (item >= 0) & channel_known & (log_row >= 0)
         w = np.zeros(len(logs))
         w[ok] = self.candidates[mine[ok], item[ok]] / pairs[mine[ok]]
-        r = logs["engaged"].to_numpy(np.float64)
-        inverse = 1.0 / logs["propensity"].to_numpy(np.float64)
         matched = int((w > 0).sum())
         defined_f = defined.astype(np.float64)
         mean_weight = 1.0 if defined.any() else 0.0  # each HCP's weights sum to 1
-        ess_weights, ess_hcps = _kish(w * inverse), float(defined.sum())
-        terms = {
-            "ips": (_per_hcp(log_row, w * inverse * r, n) / n_days, defined_f, ess_weights, matched),
-            "ips_clipped": (
-                _per_hcp(log_row, w * np.minimum(inverse, clip) * r, n) / n_days,
-                defined_f,
-                _kish(w * np.minimum(inverse, clip)),
-                matched,
-            ),
-            "snips": (
-                mean_weight * _per_hcp(log_row, w * inverse * r, n),
-                _per_hcp(log_row, w * inverse, n),
-                ess_weights,
-                matched,
-            ),
-        }
+        ess_hcps = float(defined.sum())
+        dm = None
         if reward_logged is not None and predict is not None:
             dm = np.zeros(n)
             channels = np.asarray(CHANNELS, dtype=object)
@@ -291,9 +275,7 @@ class UniformPolicy:
                 target = own[rows]
                 keep = target >= 0
                 dm += np.bincount(target[keep], weights=(r_hat.sum(axis=1) / pairs[rows])[keep], minlength=n)
-            terms["dm_reward"] = (dm, defined_f, ess_hcps, matched)
-            correction = _per_hcp(log_row, w * inverse * (r - reward_logged), n) / n_days
-            terms["dr"] = (dm + correction, defined_f, ess_weights, matched)
+        terms = _estimator_terms(logs, log_row, w, n_days, clip, defined_f, mean_weight, ess_hcps, dm, reward_logged)
         if self.truth is not None:
             truth = np.zeros(n)
             truth[own[own >= 0]] = self.truth[own >= 0]
@@ -518,6 +500,51 @@ def _kish(weights: np.ndarray) -> float:
     return float(weights.sum() ** 2 / (weights**2).sum()) if len(weights) else 0.0
 
 
+def _estimator_terms(
+    logs: pd.DataFrame,
+    log_row: np.ndarray,
+    w: np.ndarray,
+    n_days: int,
+    clip: float,
+    defined: np.ndarray,
+    mean_weight: float,
+    ess_hcps: float,
+    dm: np.ndarray | None = None,
+    reward_logged: np.ndarray | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray, float, int]]:
+    """The estimators every policy shares, from the policy's weight ``w`` of each logged
+    exposure (its population row ``log_row``): IPS, clipped IPS and SNIPS (``mean_weight``:
+    the mean of the policy's total weight per defined HCP), and with ``dm`` (the per-HCP
+    reward-model value of the policy) and ``reward_logged`` the direct method and doubly
+    robust; ``defined`` is 1 for the HCPs the policy is defined for. One implementation for
+    :func:`policy_terms` and :meth:`UniformPolicy.terms`."""
+    n = len(defined)
+    r = logs["engaged"].to_numpy(np.float64)
+    inverse = 1.0 / logs["propensity"].to_numpy(np.float64)
+    matched = int((w > 0).sum())
+    ess_weights = _kish(w * inverse)
+    terms = {
+        "ips": (_per_hcp(log_row, w * inverse * r, n) / n_days, defined, ess_weights, matched),
+        "ips_clipped": (
+            _per_hcp(log_row, w * np.minimum(inverse, clip) * r, n) / n_days,
+            defined,
+            _kish(w * np.minimum(inverse, clip)),
+            matched,
+        ),
+        "snips": (
+            mean_weight * _per_hcp(log_row, w * inverse * r, n),
+            _per_hcp(log_row, w * inverse, n),
+            ess_weights,
+            matched,
+        ),
+    }
+    if dm is not None and reward_logged is not None:
+        terms["dm_reward"] = (dm, defined, ess_hcps, matched)
+        correction = _per_hcp(log_row, w * inverse * (r - reward_logged), n) / n_days
+        terms["dr"] = (dm + correction, defined, ess_weights, matched)
+    return terms
+
+
 def policy_terms(
     logs: pd.DataFrame,
     policy: Policy,
@@ -535,37 +562,17 @@ def policy_terms(
     n = len(hcp_ids)
     aligned = _align(logs, policy, hcp_ids)
     defined = aligned.defined.astype(np.float64)
-    r = logs["engaged"].to_numpy(np.float64)
-    inverse = 1.0 / logs["propensity"].to_numpy(np.float64)
     w = aligned.log_weight
     matched = int((w > 0).sum())
     act_w = policy.actions["weight"].to_numpy(np.float64)
     act_w = np.where(aligned.action_row >= 0, act_w, 0.0)
     mean_weight = float(_per_hcp(aligned.action_row, act_w, n)[aligned.defined].sum() / max(aligned.defined.sum(), 1))
-    ess_weights, ess_hcps = _kish(w * inverse), float(aligned.defined.sum())
-    terms = {
-        "ips": (_per_hcp(aligned.log_row, w * inverse * r, n) / n_days, defined, ess_weights, matched),
-        "ips_clipped": (
-            _per_hcp(aligned.log_row, w * np.minimum(inverse, clip) * r, n) / n_days,
-            defined,
-            _kish(w * np.minimum(inverse, clip)),
-            matched,
-        ),
-        "snips": (
-            mean_weight * _per_hcp(aligned.log_row, w * inverse * r, n),
-            _per_hcp(aligned.log_row, w * inverse, n),
-            ess_weights,
-            matched,
-        ),
-    }
+    ess_hcps = float(aligned.defined.sum())
+    dm = None if reward_actions is None else _per_hcp(aligned.action_row, act_w * reward_actions, n)
+    terms = _estimator_terms(logs, aligned.log_row, w, n_days, clip, defined, mean_weight, ess_hcps, dm, reward_logged)
     if "model_probability" in policy.actions.columns:
         q = policy.actions["model_probability"].to_numpy(np.float64)
         terms["dm_model"] = (_per_hcp(aligned.action_row, act_w * q, n), defined, ess_hcps, matched)
-    if reward_logged is not None and reward_actions is not None:
-        dm = _per_hcp(aligned.action_row, act_w * reward_actions, n)
-        terms["dm_reward"] = (dm, defined, ess_hcps, matched)
-        correction = _per_hcp(aligned.log_row, w * inverse * (r - reward_logged), n) / n_days
-        terms["dr"] = (dm + correction, defined, ess_weights, matched)
     if "logged_outcome" in policy.actions.columns:
         observed = policy.actions["logged_outcome"].to_numpy(np.float64)
         terms = {"observed": (_per_hcp(aligned.action_row, act_w * observed, n), defined, ess_hcps, matched)}

@@ -10,7 +10,7 @@ BOOK_DIR ?= outputs/book
 # pytest options, e.g. `make test PYTEST_ARGS="-m 'not slow'"`
 PYTEST_ARGS ?=
 
-.PHONY: report test bench bench-regimes bench-full bench-ope lock vendor-js clean-outputs help
+.PHONY: report test bench bench-regimes bench-full bench-ope bench-stress lock vendor-js clean-outputs help
 help:
 	@echo "make report   set up .venv, run every notebook at SCALE=$(SCALE), build the book"
 	@echo "make test     set up .venv, check format and lint (ruff), run the tests"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench-regimes  rerun the pipeline in worlds with weak and strong temporal effects (about 1.5 h)"
 	@echo "make bench-full     the headline metrics at full scale, 38k HCPs (hours)"
 	@echo "make bench-ope      chapter 9's off-policy estimates in the worlds of several seeds (about 45 min)"
+	@echo "make bench-stress   the stress preset (100k HCPs) through synthesis, scoring and the plan (about 20 min, 15 GB)"
 
 # Reinstall whenever the pins change; the stamp records what was installed.
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
@@ -68,6 +69,13 @@ bench-ope: $(VENV)/.installed
 # The headline metrics at full scale (38k HCPs); writes benchmarks/results/full.json; commit it.
 bench-full: $(VENV)/.installed
 	$(PY) benchmarks/bench_full.py --seed $(SEED)
+
+# The stress preset (100,000 HCPs, and 10,000 first for each step's growth) through synthesis,
+# scoring and the week's plan, niced; writes benchmarks/results/stress.json and re-renders the book
+# page book/scale_out.md from it and growth.json; commit them. Peak memory about 15 GB (the scoring step).
+bench-stress: $(VENV)/.installed
+	nice -n 10 $(PY) benchmarks/bench_stress.py --out outputs/bench-stress --reference-hcps 10000
+	$(PY) benchmarks/bench_growth.py --page-only
 
 # Regenerate constraints.txt (every transitive version) from the current .venv.
 lock: $(VENV)/.installed

@@ -17,8 +17,12 @@ known cause of such growth.
 
 With ``--write`` it also writes ``benchmarks/results/growth.json`` (the figures, with the commit
 and date) and the book page ``book/scale_out.md``: the same table, a projection to
-:data:`TARGET_HCPS` HCPs from the growth between the two largest scales, and which stage would
-run on which distributed engine. Commit both; the book renders them, it reruns nothing.
+:data:`TARGET_HCPS` HCPs from the growth between the two largest scales, the measured stress run
+(``benchmarks/results/stress.json`` from ``make bench-stress``, when it exists: section "The stress
+run", rendered by :func:`bench_stress.section`) and which stage would run on which distributed
+engine. Commit them; the book renders them, it reruns nothing. ``--page-only`` rewrites the page
+from the recorded growth.json and stress.json alone (no run folder needed), e.g. after a new
+stress run.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pyarrow.parquet as pq  # noqa: E402
 from bench_regimes import git_commit  # noqa: E402
+from bench_stress import RESULTS as STRESS  # noqa: E402
+from bench_stress import section as stress_section  # noqa: E402
 
 #: a stage by the name its notebook has had (07 and 08 swapped places in the renumbering)
 STAGES = {
@@ -169,8 +175,9 @@ def projection(runs: list[dict], target_hcps: int = TARGET_HCPS) -> dict[str, di
     return out
 
 
-def page(results: dict) -> str:
-    """The book page (MyST) of ``results`` (the content of growth.json)."""
+def page(results: dict, stress: dict | None = None) -> str:
+    """The book page (MyST) of ``results`` (the content of growth.json), with the section of the
+    stress run ``stress`` (the content of stress.json) when given."""
     runs, ahead = results["runs"], results["projection"]
     scales = " → ".join(
         f"{r['scale']} ({r['rows']['hcps']:,} HCPs, {r['rows']['exposures']:,} exposures)" for r in runs
@@ -217,6 +224,10 @@ def page(results: dict) -> str:
         f"{ahead[slowest]['seconds'] / 3600:,.1f} of them in {slowest} (see its note), and the largest needs "
         f"{peak / 1024:,.1f} GB." + (f" The largest scale's record: {'; '.join(notes)}." if notes else ""),
         "",
+    ]
+    if stress is not None:
+        lines += [stress_section(stress)]
+    lines += [
         "## Where each stage would go",
         "",
         "Every stage but the plan works HCP by HCP: an HCP's features, scores, metrics and estimates depend on "
@@ -231,8 +242,13 @@ def page(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write(runs: list[dict]) -> None:
-    """Write growth.json and the book page."""
+def read_stress(path: Path = STRESS) -> dict | None:
+    """The stress run's record (stress.json), or None when there is none."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write(runs: list[dict], stress: dict | None = None) -> None:
+    """Write growth.json and the book page (with the stress run's section when ``stress`` is given)."""
     results = {
         "date": dt.date.today().isoformat(),
         "commit": git_commit(),
@@ -241,7 +257,7 @@ def write(runs: list[dict]) -> None:
         "projection": projection(runs),
     }
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    PAGE.write_text(page(results))
+    PAGE.write_text(page(results, stress))
     print(f"wrote {RESULTS.relative_to(ROOT)} and {PAGE.relative_to(ROOT)}")
 
 
@@ -250,7 +266,20 @@ def main() -> None:
     parser.add_argument("--run", action="append", default=[], metavar="SCALE=DIR", help="a finished run folder")
     parser.add_argument("--full", type=Path, help="the full-scale record (benchmarks/results/full.json)")
     parser.add_argument("--write", action="store_true", help="write growth.json and book/scale_out.md")
+    parser.add_argument(
+        "--stress", type=Path, default=STRESS, help="the stress run's record (default benchmarks/results/stress.json)"
+    )
+    parser.add_argument(
+        "--page-only", action="store_true", help="rewrite book/scale_out.md from growth.json and the stress record"
+    )
     args = parser.parse_args()
+    if args.page_only:
+        PAGE.write_text(page(json.loads(RESULTS.read_text()), read_stress(args.stress)))
+        print(
+            f"wrote {PAGE.relative_to(ROOT)} from {RESULTS.relative_to(ROOT)}"
+            + (" and the stress record" if args.stress.exists() else "")
+        )
+        return
     runs = []
     for item in args.run:
         _, _, folder = item.partition("=")
@@ -274,7 +303,7 @@ def main() -> None:
         print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
     print(f"  (!: the time grew more than {SUPERLINEAR} times as fast as the exposure log)")
     if args.write:
-        write(runs)
+        write(runs, read_stress(args.stress))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,11 @@ one fit), on ``HCP_TF_THREADS`` TensorFlow threads (default 2), it prints:
   tower outputs with a broadcast; the trees of the challenger score one row per cell (the
   cells no list may hold are skipped);
 * ``exposures``: seconds to score every logged test exposure at its own instant.
+
+``--sweep 1024:0.002 4096:0.004`` instead fits the hybrid (the LSTM) once per batch size and
+learning rate, as notebook 05 does on the validation window (early stopping on it), and
+prints each fit's validation log-loss, best epoch, epochs run and seconds: the evidence for
+the default batch size and learning rate.
 """
 
 from __future__ import annotations
@@ -38,9 +43,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--epochs", type=int, default=10, help="hybrid epochs (default 10)")
     parser.add_argument("--rounds", type=int, default=150, help="boosting rounds of the challenger (default 150)")
+    parser.add_argument(
+        "--sweep", nargs="+", metavar="BATCH:RATE", help="fit with early stopping at each batch size:learning rate"
+    )
     args = parser.parse_args()
     params = config.resolve_parameters(scale=args.scale, seed=args.seed)
     inputs = es.read_inputs(args.run, params)
+    if args.sweep:
+        sweep(inputs, params, args.sweep, args.seed)
+        return
     stage = inputs.stage
     hcp_ids = stage.train_valid.hcp_ids.astype(str).to_numpy(dtype=object)
     exclude = exclusion_mask(
@@ -77,6 +88,27 @@ def main() -> None:
         print(
             f"{name:8s} fit {fit:7.1f} s ({model.n_train_examples_ / fit:,.0f} examples/s) | probabilities "
             f"{scored:6.1f} s ({cells / scored:,.0f} cells/s) | {len(inputs.test_rows):,} exposures {exposures:5.1f} s"
+        )
+
+
+def sweep(inputs: es.StageInputs, params: dict, points: list[str], seed: int) -> None:
+    """One validation-window fit of the LSTM hybrid per ``batch:rate`` point."""
+    base = replace(hybrid.HybridSettings.from_parameters(params), sequence_encoder="lstm")
+    print(
+        f"{'batch':>6s} {'rate':>7s} {'validation log-loss':>20s} {'best epoch':>10s} {'epochs run':>10s} {'seconds':>8s}"
+    )
+    for point in points:
+        batch, rate = point.split(":")
+        model = hybrid.HybridRecommender(
+            inputs.data,
+            es.cf_factory(inputs, seed)(),
+            replace(base, batch_size=int(batch), learning_rate=float(rate)),
+            validation_start=inputs.stage.split.valid_start,
+        ).fit(inputs.stage.train_valid)
+        print(
+            f"{int(batch):6d} {float(rate):7.4f} {model.validation_loss_:20.5f} {model.best_epoch_:10d} "
+            f"{len(model.training_history_):10d} {model.fit_seconds_:8.1f}",
+            flush=True,
         )
 
 

@@ -14,6 +14,7 @@ sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 import bench_full  # noqa: E402
 import bench_growth  # noqa: E402
 import bench_regimes  # noqa: E402
+import bench_stress  # noqa: E402
 
 
 def test_regimes_are_valid_worlds_from_no_dynamics_to_strong_dynamics():
@@ -175,3 +176,93 @@ def test_scale_out_page_projects_each_stage_from_the_two_largest_scales():
     assert "quadratic" in plan_row  # a stage growing faster than the HCPs says why
     assert "| 05 engagement models | tf.distribute" in text
     assert all(name in text for name in bench_growth.ENGINES)
+
+
+def _stress_record(n_hcps, seconds, solver="greedy"):
+    """Steps of a stress run at ``n_hcps`` HCPs, every step taking ``seconds`` (a dict: step -> s)."""
+    rows = {
+        "generate": {"hcps": n_hcps, "exposures": 40 * n_hcps},
+        "read_inputs": {"exposures": 40 * n_hcps},
+        "fit": {"epochs": 1, "exposures": 36 * n_hcps, "examples": 9 * n_hcps, "network_seconds": 50.0},
+        "score": {"cells": n_hcps * 1000 * 5, "array_mb": n_hcps // 50},
+        "candidates": {"candidates": 14 * n_hcps},
+        "solve": {"solver": solver, "actions": n_hcps},
+    }
+    peak = {"fit": n_hcps // 10, "read_inputs": 500}
+    return {
+        "n_hcps": n_hcps,
+        "steps": [
+            {"step": key, "seconds": seconds.get(key, 1.0), "peak_mb": peak.get(key, 400), "rows": rows.get(key, {})}
+            for key in bench_stress.STEPS
+        ],
+    }
+
+
+def test_stress_section_renders_the_record():
+    reference = _stress_record(10_000, {"score": 20.0, "solve": 4.0}, solver="milp")
+    run = _stress_record(100_000, {"score": 200.0, "solve": 120.0})
+    results = {
+        "date": "2026-11-30",
+        "commit": "abc",
+        "machine": {"cpus": 2},
+        "settings": {
+            "n_hcps": 100_000,
+            "hybrid_epochs": 1,
+            "hybrid_train_share": 0.25,
+            "hybrid_epochs_notebook": 60,
+            "plan": {"milp_max_candidates": 100_000, "max_actions_per_hcp": 2},
+        },
+        "rows": {
+            "hcps": 100_000,
+            "exposures": 4_000_000,
+            "items": 1000,
+            "cells": 500_000_000,
+            "candidates": 1_400_000,
+            "eligible_actions": 30_000_000,
+            "train_examples": 900_000,
+        },
+        "plan": {
+            "candidates": 1_400_000,
+            "solver": "greedy",
+            "status": "greedy: ...",
+            "objective": 25_000.0,
+            "bound": 27_000.0,
+            "gap": 2_000 / 27_000,
+            "seconds": 120.0,
+            "greedy_seconds": 30.0,
+            "actions": 60_000,
+            "hcps_planned": 45_000,
+            "hcps_unplanned": 55_000,
+        },
+        "run": run,
+        "reference": reference,
+    }
+    run["groups"] = {"world": {"load_1min": [1.0, 1.5]}, "plan": {"load_1min": [2.5, 2.0]}}
+    results["growth"] = bench_stress.growth(reference, run)
+    assert results["growth"]["score"] == pytest.approx(1.0) and results["growth"]["solve"] == pytest.approx(3.0)
+    text = bench_stress.section(results)
+    assert text.startswith("## The stress run: 100,000 HCPs")
+    assert "commit `abc`" in text and "`benchmarks/results/stress.json`" in text
+    assert (
+        "| scoring: every HCP x item x channel | 200.0 | 400 | 20.0 | 1.00 | cells 500,000,000, array mb 2,000 |"
+        in text
+    )
+    assert "500,000,000 probabilities (100,000 HCPs x 1,000 items x 5 channels) in 200 s" in text
+    assert "above `plan_milp_max_candidates` = 100,000" in text and "of which 30 s are the greedy pass" in text
+    assert "within 7.41% of the optimum" in text
+    assert "Faster than the HCPs grew: plan: solve_milp (prove_gap) (4.0 -> 120.0 s, time ~ HCPs^1.5)." in text
+    assert "bound took 3.0 s at 10,000 HCPs and 119 s here" in text and "(milp at 10,000 HCPs, greedy here)" in text
+    assert "(1-minute load average 1.0 to 2.5 at the steps' starts and ends;" in text
+    assert "a uniform 25% of the 3,600,000 exposures" in text and "up to 60 epochs" in text
+    printed = bench_stress.table(results)
+    assert printed[0][:5] == ["step", "100,000 HCPs s", "peak MB", "10,000 HCPs s", "time growth / HCP growth"]
+    # the book page carries the section when given a stress record, and not otherwise
+    runs = [
+        {"scale": s, "rows": {"hcps": h, "exposures": 30 * h}, "stages": {"02 synthesis": (h / 100, 100.0)}}
+        for s, h in (("small", 1_000), ("full", 10_000))
+    ]
+    growth = {"date": "2026-11-30", "commit": "abc", "target_hcps": 100_000, "runs": runs}
+    growth["projection"] = bench_growth.projection(runs)
+    page = bench_growth.page(growth, results)
+    assert text in page and page.index("## The stress run") < page.index("## Where each stage would go")
+    assert "## The stress run" not in bench_growth.page(growth)

@@ -26,6 +26,7 @@ SETTINGS = {
 NOT_SETTINGS = {
     "hybrid_sequence_encoder": "'compare' fits both VARIANTS; an encoder name is applied by from_parameters",
     "hybrid_ablations": "whether notebook 05 fits the ABLATIONS",
+    "hybrid_workers": "processes that fit the hybrids side by side (es.HybridPool), not a model setting",
     "tabular_tune": "whether notebook 05 searches TABULAR_GRID",
     "n_topics": "decided in notebook 03 (None: the coherence sweep)",
     "topic_sweep_min": "the sweep's range, not an LDA setting",

@@ -64,6 +64,15 @@ class TabularSettings:
         return self
 
 
+#: rows per call of the classifier's ``predict_proba`` when scoring every cell, on one OpenMP
+#: thread. scikit-learn walks every tree over all the rows of a call in turn, so rows that stay
+#: in the CPU's cache (a few MB here) are walked faster than a block of 150,000; but each tree
+#: is a parallel region, and many short regions on threads that spin while another process
+#: holds the cores slowed the scoring of notebook 05 at small from 81 s to 592 s. One thread
+#: on cache-sized blocks was the fastest of the settings measured on a loaded 2-core machine
+#: (8.5 against 35 microseconds per row for the library's default); the values are the same
+PREDICT_ROWS = 10_000
+
 #: the grid notebook 05 searches on the validation window
 TABULAR_GRID = (
     {"learning_rate": 0.1, "max_leaf_nodes": 31},
@@ -106,6 +115,9 @@ class TabularEngagement(EngagementModel):
     """
 
     name = TABULAR_NAME
+    #: scoring walks the trees once per (HCP, item, channel) cell on one thread (see
+    #: :data:`PREDICT_ROWS`): notebook 05 spreads it over its worker processes
+    score_in_workers = True
 
     def __init__(
         self,
@@ -152,17 +164,35 @@ class TabularEngagement(EngagementModel):
     def _train(self, x: np.ndarray, queries: Queries, validation: Queries | None) -> float | None:
         """Fit ``classifier_`` on ``x`` (stopping early on the validation window when there is
         one); the validation log-loss (None without a window)."""
+        from threadpoolctl import threadpool_limits
+
         from ..metrics import log_loss_value
 
-        if validation is None:
-            self.classifier_.fit(x, queries.y)
-            return None
-        x_val = flat_rows(self.inputs(validation, training=True))
-        self.classifier_.fit(x, queries.y, X_val=x_val, y_val=validation.y)
-        return log_loss_value(validation.y, self.classifier_.predict_proba(x_val)[:, 1])
+        # one OpenMP thread, as when scoring (see PREDICT_ROWS): boosting is a long run of short
+        # parallel steps that crawl whenever another process holds a core (a grid point fitted
+        # in 4 s on a quiet machine took 50 s beside another job), and the fit is then the
+        # same in the notebook's process and in its workers
+        with threadpool_limits(limits=1, user_api="openmp"):
+            if validation is None:
+                self.classifier_.fit(x, queries.y)
+                return None
+            x_val = flat_rows(self.inputs(validation, training=True))
+            self.classifier_.fit(x, queries.y, X_val=x_val, y_val=validation.y)
+            return log_loss_value(validation.y, self.classifier_.predict_proba(x_val)[:, 1])
 
     def _predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return self.classifier_.predict_proba(flat_rows(inputs))[:, 1]
+        from threadpoolctl import threadpool_limits
+
+        rows = flat_rows(inputs)
+        if not len(rows):
+            return np.zeros(0)
+        with threadpool_limits(limits=1, user_api="openmp"):  # see PREDICT_ROWS
+            return np.concatenate(
+                [
+                    self.classifier_.predict_proba(rows[start : start + PREDICT_ROWS])[:, 1]
+                    for start in range(0, len(rows), PREDICT_ROWS)
+                ]
+            )
 
     def _predict_snapshot(self, snapshot: F.Snapshot, include: np.ndarray | None = None) -> np.ndarray:
         # A tree ensemble has no additive structure to broadcast: one row per (HCP, item,
@@ -189,7 +219,7 @@ class TabularEngagement(EngagementModel):
             x.update({name: value[idx_c] for name, value in item.items() if name != "item"})
             x["channel"] = np.tile(np.arange(n_channel), len(cell_h)).astype(np.int32)
             x["pair"] = pair[idx_h, idx_c]
-            probability = self.classifier_.predict_proba(flat_rows(x))[:, 1].reshape(len(cell_h), n_channel)
+            probability = self._predict(x).reshape(len(cell_h), n_channel)
             out[first + cell_h, cell_c] = probability
         return out
 

@@ -63,6 +63,9 @@ class StageInputs:
     interactions: pd.DataFrame
     plan_context: plan.PlanContext
     plan_settings: plan.PlanSettings
+    #: where they were read from, so that a worker process can read the same inputs
+    run_dir: Path | None = None
+    params: dict | None = None
 
     @property
     def validation_rows(self) -> pd.DataFrame:
@@ -106,7 +109,9 @@ def read_inputs(run_dir: str | Path, params: dict[str, Any]) -> StageInputs:
     interactions = io.read_parquet(run.world / "hcp_interaction_data.parquet").loc[
         :, ["exposure_id", *INTERACTION_COLUMNS]
     ]
-    return StageInputs(stage, read_engagement_data(run_dir), als_params, interactions, context, settings)
+    return StageInputs(
+        stage, read_engagement_data(run_dir), als_params, interactions, context, settings, Path(run_dir), dict(params)
+    )
 
 
 def cf_factory(inputs: StageInputs, seed: int) -> Callable[[], baselines.ALS]:
@@ -117,60 +122,244 @@ def cf_factory(inputs: StageInputs, seed: int) -> Callable[[], baselines.ALS]:
 # --- choices on the validation window ------------------------------------------------------------
 
 
-def tune_tabular(inputs: StageInputs, grid, seed: int, progress: Callable | None = None) -> pd.DataFrame:
+def tune_tabular(
+    inputs: StageInputs, grid, seed: int, progress: Callable | None = None, pool: ModelPool | None = None
+) -> pd.DataFrame:
     """Fit the tabular challenger at every point of ``grid`` (dicts of
     :class:`hcp_lib.models.tabular.TabularSettings` changes) on the exposures before the validation
-    window, stopping early on it. One row per point: its settings, ``validation_log_loss``,
-    ``n_iter`` (rounds kept), ``fit_seconds`` and ``chosen`` (the lowest log-loss)."""
-    from ..models.tabular import TabularEngagement, TabularSettings
+    window, stopping early on it (in ``pool``'s worker processes when given, else here). One
+    row per point: its settings, ``validation_log_loss``, ``n_iter`` (rounds kept),
+    ``fit_seconds`` and ``chosen`` (the lowest log-loss)."""
+    from ..models.tabular import TabularSettings
 
-    rows = []
-    for point in progress(grid) if progress else grid:
-        settings = TabularSettings(**{**point, "seed": seed})
-        model = TabularEngagement(
-            inputs.data, cf_factory(inputs, seed)(), settings, validation_start=inputs.stage.split.valid_start
-        ).fit(inputs.stage.train_valid)
-        rows.append(
-            {
-                **point,
-                "validation_log_loss": model.validation_loss_,
-                "n_iter": model.n_iter_,
-                "fit_seconds": model.fit_seconds_,
-            }
-        )
+    jobs = {i: ModelJob(TabularSettings(**{**point, "seed": seed}), validate=True) for i, point in enumerate(grid)}
+    fits = fit_models(inputs, jobs, seed, pool=pool, progress=progress, keep_models=False)
+    rows = [
+        {
+            **point,
+            "validation_log_loss": fits[i].validation_loss,
+            "n_iter": fits[i].best_epoch,
+            "fit_seconds": fits[i].fit_seconds,
+        }
+        for i, point in enumerate(grid)
+    ]
     table = pd.DataFrame(rows)
     table["chosen"] = np.arange(len(table)) == int(table["validation_log_loss"].idxmin())
     return table
 
 
 def choose_variant(
-    inputs: StageInputs, base, variants: dict[str, dict], seed: int, progress: Callable | None = None
+    inputs: StageInputs,
+    base,
+    variants: dict[str, dict],
+    seed: int,
+    progress: Callable | None = None,
+    pool: ModelPool | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit the hybrid with each of ``variants`` (name -> :class:`hcp_lib.models.hybrid.HybridSettings`
-    changes of ``base``) on the exposures before the validation window, stopping early on it.
+    changes of ``base``) on the exposures before the validation window, stopping early on it
+    (in ``pool``'s worker processes when given, else here).
 
     Returns (one row per variant: ``validation_log_loss``, ``epochs`` (the best epoch),
     ``fit_seconds`` and ``chosen`` (the lowest log-loss); the training curves: variant, epoch,
     loss and val_loss as Keras reports them, i.e. with the weight penalty)."""
-    from ..models.hybrid import HybridRecommender
-
-    rows, curves = {}, []
-    for name in progress(list(variants)) if progress else variants:
-        model = HybridRecommender(
-            inputs.data,
-            cf_factory(inputs, seed)(),
-            replace(base, **variants[name]),
-            validation_start=inputs.stage.split.valid_start,
-        ).fit(inputs.stage.train_valid)
-        rows[name] = {
-            "validation_log_loss": model.validation_loss_,
-            "epochs": model.best_epoch_,
-            "fit_seconds": model.fit_seconds_,
-        }
-        curves.append(model.training_history_.assign(variant=name))
+    jobs = {name: ModelJob(replace(base, **variants[name]), validate=True) for name in variants}
+    fitted = fit_models(inputs, jobs, seed, pool=pool, progress=progress, keep_models=False)
+    rows = {
+        name: {"validation_log_loss": fit.validation_loss, "epochs": fit.best_epoch, "fit_seconds": fit.fit_seconds}
+        for name, fit in fitted.items()
+    }
+    curves = [fit.training_history.assign(variant=name) for name, fit in fitted.items()]
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
     table["chosen"] = np.arange(len(table)) == int(np.argmin(table["validation_log_loss"].to_numpy()))
     return table, pd.concat(curves, ignore_index=True)
+
+
+# --- fitting models, here or in worker processes ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelJob:
+    """One engagement model to fit: its settings (:class:`hcp_lib.models.hybrid.HybridSettings`
+    for the hybrid, :class:`hcp_lib.models.tabular.TabularSettings` for the tabular challenger),
+    and whether it is fitted before the validation window with early stopping on it
+    (``validate``) or on everything before the test window."""
+
+    settings: Any
+    validate: bool = False
+
+
+@dataclass
+class ModelFit:
+    """A fitted model's summary (and the model itself unless only the summary was asked for):
+    ``best_epoch`` is the hybrid's epochs or the challenger's boosting rounds kept, and
+    ``training_history`` the hybrid's training curves (None for the challenger)."""
+
+    validation_loss: float | None
+    best_epoch: int
+    fit_seconds: float
+    n_train_examples: int
+    training_history: pd.DataFrame | None
+    model: Any = None
+
+
+class ModelPool:
+    """Worker processes that fit engagement models, and score the tree ensemble, side by side
+    (``workers`` of them, each on one TensorFlow and one OpenMP thread); a context manager
+    that shuts them down on exit.
+
+    Why: the hybrid's small recurrent layers keep a second TensorFlow thread mostly waiting
+    (on two cores one thread trains an epoch as fast as two), and scikit-learn's trees, on two
+    OpenMP threads, slow down many times over whenever another process holds a core (see
+    :data:`hcp_lib.models.tabular.PREDICT_ROWS`). Two fits in two single-threaded processes
+    take about the time of one. Each worker reads the stage's inputs once (:func:`read_inputs`
+    on the same run folder and parameters). A fitted hybrid comes back through
+    :meth:`hcp_lib.models.hybrid.HybridRecommender.save` and :func:`hcp_lib.models.hybrid.load`
+    (Keras' own format, in a temporary folder); the challenger, a scikit-learn estimator, comes
+    back in memory between these processes (nothing is written). A fit is deterministic for
+    its seed and the same whatever the number of workers; a fit in the notebook's own process
+    runs on its own thread counts and may differ from it in float rounding."""
+
+    def __init__(self, inputs: StageInputs, workers: int):
+        import tempfile
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        if inputs.run_dir is None:
+            raise ValueError("ModelPool needs inputs from read_inputs (their run folder and parameters)")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers!r}")
+        self.workers = workers
+        self.folder = Path(tempfile.mkdtemp(prefix="model_fits_"))
+        # spawn, not fork: TensorFlow's threads do not survive a fork
+        self.executor = ProcessPoolExecutor(
+            workers,
+            mp_context=get_context("spawn"),
+            initializer=_worker_start,
+            initargs=(str(inputs.run_dir), inputs.params),
+        )
+
+    def score_channels(self, model: EngagementModel, hcp_ids: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+        """``model.score_channels(hcp_ids, exclude)``, each worker scoring a block of the HCPs (the
+        model travels to the workers in memory). The same values as scoring here: every HCP's
+        cells are scored on their own, whatever the block."""
+        blocks = [block for block in np.array_split(np.arange(len(hcp_ids)), self.workers) if len(block)]
+        futures = [self.executor.submit(_worker_score, model, hcp_ids[block], exclude[block]) for block in blocks]
+        return np.concatenate([future.result() for future in futures])
+
+    def __enter__(self) -> ModelPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        import shutil
+
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+#: the inputs of a worker process of :class:`ModelPool` (read once per process)
+_WORKER_INPUTS: StageInputs | None = None
+
+
+def _worker_start(run_dir: str, params: dict) -> None:
+    global _WORKER_INPUTS
+    import os
+
+    os.environ["HCP_TF_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = "1"  # before scikit-learn and implicit load their OpenMP
+    from threadpoolctl import threadpool_limits
+
+    _WORKER_INPUTS = read_inputs(run_dir, params)
+    threadpool_limits(limits=1)  # and for any thread pool already loaded
+
+
+def _fit_one(inputs: StageInputs, job: ModelJob, seed: int) -> EngagementModel:
+    from ..models.tabular import TabularEngagement, TabularSettings
+
+    if isinstance(job.settings, TabularSettings):
+        kind = TabularEngagement
+    else:
+        from ..models.hybrid import HybridRecommender as kind
+    return kind(
+        inputs.data,
+        cf_factory(inputs, seed)(),
+        job.settings,
+        validation_start=inputs.stage.split.valid_start if job.validate else None,
+    ).fit(inputs.stage.train_valid)
+
+
+def _is_hybrid(model: EngagementModel) -> bool:
+    return hasattr(model, "training_history_")
+
+
+def _summary(model: EngagementModel, with_model: bool) -> ModelFit:
+    hybrid = _is_hybrid(model)
+    return ModelFit(
+        model.validation_loss_,
+        int(model.best_epoch_ if hybrid else model.n_iter_),
+        float(model.fit_seconds_),
+        int(model.n_train_examples_),
+        model.training_history_ if hybrid else None,
+        model if with_model else None,
+    )
+
+
+def _worker_score(model: EngagementModel, hcp_ids: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+    return model.score_channels(hcp_ids, exclude)
+
+
+def _worker_fit(job: ModelJob, seed: int, folder: str | None) -> ModelFit:
+    """In a worker: fit ``job``; its summary. When the model is wanted (``folder`` given) a
+    hybrid is saved to ``folder``, the challenger comes back with the summary."""
+    model = _fit_one(_WORKER_INPUTS, job, seed)
+    if folder is not None and _is_hybrid(model):
+        model.save(folder)
+        return _summary(model, with_model=False)
+    return _summary(model, with_model=folder is not None)
+
+
+def fit_models(
+    inputs: StageInputs,
+    jobs: dict[str, ModelJob],
+    seed: int,
+    pool: ModelPool | None = None,
+    progress: Callable | None = None,
+    keep_models: bool = True,
+) -> dict[str, ModelFit]:
+    """Fit every job (name -> :class:`ModelJob`), in ``pool``'s workers when given (side by side),
+    else one after the other here; name -> :class:`ModelFit` in the order of ``jobs``, with the
+    fitted model when ``keep_models``."""
+    if pool is None:
+        names = progress(list(jobs), desc="fits") if progress else jobs
+        return {name: _summary(_fit_one(inputs, jobs[name], seed), keep_models) for name in names}
+    from concurrent.futures import as_completed
+
+    from ..models.hybrid import load
+
+    futures = {
+        pool.executor.submit(_worker_fit, job, seed, str(pool.folder / str(name)) if keep_models else None): name
+        for name, job in jobs.items()
+    }
+    done = {}
+    bar = progress(total=len(jobs), desc=f"fits ({pool.workers} side by side)") if progress else None
+    for future in as_completed(futures):
+        done[futures[future]] = future.result()
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    fits = {name: done[name] for name in jobs}
+    if keep_models:
+        for name, fit in fits.items():
+            if fit.model is not None:  # the challenger, returned in memory
+                continue
+            fit.model = load(pool.folder / str(name), inputs.stage.train_valid, inputs.data)
+            for attribute in ("fit_seconds", "n_train_examples", "training_history"):
+                setattr(fit.model, f"{attribute}_", getattr(fit, attribute))
+    return fits
 
 
 # --- outputs of a fitted model ----------------------------------------------------------------------
@@ -187,12 +376,15 @@ class ModelOutputs:
     seconds: dict
 
 
-def model_outputs(model: EngagementModel, inputs: StageInputs, n: int, name: str | None = None) -> ModelOutputs:
+def model_outputs(
+    model: EngagementModel, inputs: StageInputs, n: int, name: str | None = None, pool: ModelPool | None = None
+) -> ModelOutputs:
     """The top-``n`` lists, the test exposures' probabilities and the plan candidates of a
     model fitted before the test window; its probabilities at the cut-off are computed once
-    (for every HCP of the master, skipping the cells no list may hold). A NaN or infinite
-    probability raises :class:`hcp_lib.io.NonFiniteError` naming the model (``name``, else
-    its class) and the count."""
+    (for every HCP of the master, skipping the cells no list may hold), by ``pool``'s workers
+    when the model scores cell by cell (``model.score_in_workers``, the tree ensemble). A NaN or
+    infinite probability raises :class:`hcp_lib.io.NonFiniteError` naming the model (``name``,
+    else its class) and the count."""
     started = time.perf_counter()
     stage = inputs.stage
     hcp_ids = stage.train_valid.hcp_ids.astype(str).to_numpy(dtype=object)
@@ -201,7 +393,13 @@ def model_outputs(model: EngagementModel, inputs: StageInputs, n: int, name: str
     )
     name = name or model_name(model)
     probability = check_finite(
-        model.score_channels(hcp_ids, exclude), f"model {name!r}", what="probability", labels=hcp_ids, label_kind="HCP"
+        pool.score_channels(model, hcp_ids, exclude)
+        if pool is not None and getattr(model, "score_in_workers", False)
+        else model.score_channels(hcp_ids, exclude),
+        f"model {name!r}",
+        what="probability",
+        labels=hcp_ids,
+        label_kind="HCP",
     ).astype(np.float32)
     scored = time.perf_counter()
     lists = lists_table(probability, hcp_ids, model.content_ids_, exclude, n, name)

@@ -506,8 +506,51 @@ def average_precision_at_k(recommended: np.ndarray, relevant, k: int) -> np.ndar
     return _undefined_without_relevant(total / np.maximum(np.minimum(n_relevant, k), 1), n_relevant)
 
 
+def ideal_gains(gains: np.ndarray, k: int, eligible: np.ndarray | None = None) -> np.ndarray:
+    """The ``k`` largest eligible gains of each HCP, best first: graded NDCG's ideal list.
+
+    The ideal DCG of :func:`graded_ndcg_at_k` places these at the top. Computed once, it
+    serves every list scored against the same gains (every model of an evaluation, at every k
+    up to ``k``). The k largest are found by a partition and only they are sorted: the same
+    values as sorting every row, in a fraction of the time.
+
+    Parameters
+    ----------
+    gains : ndarray of float, shape (n_hcp, n_content)
+        The gain of each item for each HCP.
+    k : int
+        How many gains to keep per HCP (>= 1; at most ``n_content`` are kept).
+    eligible : ndarray of bool, shape (n_hcp, n_content), optional
+        The items the ideal list may hold (the others gain 0 there); default: all.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_hcp, min(k, n_content))
+        The largest eligible gains of each HCP in decreasing order (0 past its eligible items).
+
+    Raises
+    ------
+    ValueError
+        If ``k < 1``.
+    hcp_lib.io.NonFiniteError
+        If ``gains`` holds NaN or inf.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    gains = _finite(gains, "ideal_gains", "gain")
+    candidate_gains = gains if eligible is None else np.where(eligible, gains, 0.0)
+    keep = min(k, candidate_gains.shape[1])
+    if keep < candidate_gains.shape[1]:
+        candidate_gains = -np.partition(-candidate_gains, keep - 1, axis=1)[:, :keep]
+    return -np.sort(-candidate_gains, axis=1)[:, :keep]
+
+
 def graded_ndcg_at_k(
-    recommended: np.ndarray, gains: np.ndarray, k: int, eligible: np.ndarray | None = None
+    recommended: np.ndarray,
+    gains: np.ndarray,
+    k: int,
+    eligible: np.ndarray | None = None,
+    ideal: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-HCP NDCG@k with graded gains (e.g. the simulator's true engagement probabilities).
 
@@ -526,6 +569,9 @@ def graded_ndcg_at_k(
         List length; only the first ``k`` columns of ``recommended`` count.
     eligible : ndarray of bool, shape (n_hcp, n_content), optional
         The items the ideal list may hold; default: all.
+    ideal : ndarray of float, shape (n_hcp, >= min(k, n_content)), optional
+        :func:`ideal_gains` of ``gains`` and ``eligible`` (for k or more), when many lists are
+        scored against the same gains; default: computed here (``eligible`` is then read).
 
     Returns
     -------
@@ -536,7 +582,8 @@ def graded_ndcg_at_k(
     ------
     ValueError
         If ``recommended`` is not 2-D, has fewer than ``k`` columns, holds a non-whole
-        position, or does not have as many rows as ``gains``.
+        position, or does not have as many rows as ``gains``; or ``ideal`` has too few
+        columns or another number of rows.
     hcp_lib.io.NonFiniteError
         If ``gains`` or a float ``recommended`` holds NaN or inf.
     """
@@ -548,10 +595,14 @@ def graded_ndcg_at_k(
         raise ValueError(f"recommended has {top.shape[0]} rows but gains has {gains.shape[0]}")
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     listed = np.where(top >= 0, np.take_along_axis(gains, np.maximum(top, 0), axis=1), 0.0)
-    candidate_gains = gains if eligible is None else np.where(eligible, gains, 0.0)
-    best = -np.sort(-candidate_gains, axis=1)[:, :k]
-    ideal = best @ discounts[: best.shape[1]]
-    return np.where(ideal > 0, (listed @ discounts) / np.where(ideal > 0, ideal, 1.0), np.nan)
+    if ideal is None:
+        ideal = ideal_gains(gains, k, eligible)
+    width = min(k, gains.shape[1])
+    if ideal.shape[0] != gains.shape[0] or ideal.shape[1] < width:
+        raise ValueError(f"ideal has shape {ideal.shape}; graded NDCG@{k} needs ({gains.shape[0]}, >= {width})")
+    best = ideal[:, :width]
+    ideal_dcg = best @ discounts[:width]
+    return np.where(ideal_dcg > 0, (listed @ discounts) / np.where(ideal_dcg > 0, ideal_dcg, 1.0), np.nan)
 
 
 def catalogue_coverage_at_k(recommended: np.ndarray, n_content: int, k: int) -> float:

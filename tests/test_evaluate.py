@@ -3,6 +3,7 @@ scale (slow). The metric functions are tested in tests/test_metrics.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -237,6 +238,54 @@ def test_list_scorer_gives_rates_times_a_rank_weight():
     np.testing.assert_allclose(score[1, 0], rates[0] * 0.75)  # second: 1 - 1/4
     assert (score[1, 2] == 0).all() and (score[2] == 0).all()  # unlisted item, unknown HCP
     np.testing.assert_allclose(score[0, 2], rates[1])
+
+
+def _plan_setting() -> ev.EvaluationSetting:
+    """An evaluation setting over the plan tests' hand-made world (tests/test_plan.py): the HCPs
+    who did not opt out, a random oracle and the plan's context (what the plans read)."""
+    from tests.test_plan import SETTINGS, _context
+
+    context = _context(SETTINGS)
+    hcp_ids = context.hcp_ids.to_numpy()[~context.hcps["opted_out"].to_numpy(bool)].astype(object)
+    oracle = np.random.default_rng(5).uniform(0.01, 0.6, (len(hcp_ids), len(context.content_ids), len(CHANNELS)))
+    fields = dict.fromkeys(f.name for f in dataclasses.fields(ev.EvaluationSetting))  # the others are not read
+    fields.update(
+        hcp_ids=hcp_ids,
+        content_ids=pd.Index(context.content_ids),
+        oracle=oracle,
+        plan_context=context,
+        plan_settings=SETTINGS,
+    )
+    return ev.EvaluationSetting(**fields)
+
+
+def test_plans_solved_side_by_side_in_worker_processes_are_the_plans_solved_in_turn(monkeypatch):
+    from hcp_lib.stages import plan
+
+    setting = _plan_setting()
+    rng = np.random.default_rng(7)
+    candidates = {
+        name: plan.candidate_actions(
+            setting.plan_context,
+            ev.setting_scorer(setting, rng.uniform(0.01, 0.6, setting.oracle.shape)),
+            setting.content_ids,
+            setting.plan_settings,
+            model=name,
+        )
+        for name in ("a", "b", "c")
+    }
+    expected = {name: ev.plan_terms(setting, c) for name, c in candidates.items()}
+    monkeypatch.setattr(ev, "PARALLEL_MIN_CANDIDATES", 1)  # these small plans go to the workers too
+    with ev.PlanSolver(setting, processes=2) as solver:
+        for name, c in candidates.items():
+            solver.submit(name, c)
+        got = {name: solver.outcome(name) for name in reversed(candidates)}
+    for name in candidates:
+        assert got[name].assignment.status == expected[name].assignment.status == "optimal"
+        np.testing.assert_array_equal(got[name].assignment.chosen, expected[name].assignment.chosen)
+        np.testing.assert_array_equal(got[name].value, expected[name].value)
+        pd.testing.assert_frame_equal(got[name].actions, expected[name].actions)
+    assert expected["a"].value.sum() > 0
 
 
 def test_plan_table_orders_the_plans_and_keeps_the_references():

@@ -60,6 +60,25 @@ def test_graded_ndcg_ideal_uses_only_eligible_items():
     assert metrics.graded_ndcg_at_k(np.array([[2]]), gains, 1, eligible)[0] == pytest.approx(0.1 / 0.5)
 
 
+def test_ideal_gains_are_the_sorted_best_eligible_gains_and_a_shared_ideal_changes_nothing():
+    rng = np.random.default_rng(3)
+    gains = rng.uniform(0, 1, (7, 30))
+    gains[2] = 0.0  # an HCP with nothing to gain: NaN
+    eligible = rng.random((7, 30)) < 0.6
+    ideal = metrics.ideal_gains(gains, 20, eligible)
+    np.testing.assert_array_equal(ideal, -np.sort(-np.where(eligible, gains, 0.0), axis=1)[:, :20])
+    assert metrics.ideal_gains(gains, 50).shape == (7, 30)  # never more than the catalogue
+    top = np.argsort(-rng.random((7, 30)), axis=1)[:, :20]
+    for k in (1, 5, 10, 20):  # one ideal, computed for the largest k, serves every k: the same values
+        np.testing.assert_array_equal(
+            metrics.graded_ndcg_at_k(top, gains, k, ideal=ideal), metrics.graded_ndcg_at_k(top, gains, k, eligible)
+        )
+    with pytest.raises(ValueError, match=r"ideal has shape \(7, 5\); graded NDCG@10 needs \(7, >= 10\)"):
+        metrics.graded_ndcg_at_k(top, gains, 10, ideal=ideal[:, :5])
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        metrics.ideal_gains(gains, 0)
+
+
 def test_coverage_novelty_diversity_by_hand():
     assert metrics.catalogue_coverage_at_k(LISTS, 5, 2) == pytest.approx(3 / 5)  # items 0, 1, 2
     popularity = np.array([3.0, 1.0, 0.0, 0.0, 0.0])
@@ -149,6 +168,10 @@ NON_FINITE_CASES = {
     "graded_ndcg_at_k": (
         lambda: metrics.graded_ndcg_at_k(LISTS, np.array([[0.1, np.inf, 0, 0, 0]] * 3), 2),
         r"graded_ndcg_at_k was given 3 non-finite gains \(3 inf\) out of 15",
+    ),
+    "ideal_gains": (
+        lambda: metrics.ideal_gains(np.array([[0.1, np.nan, 0.2]]), 2),
+        r"ideal_gains was given 1 non-finite gain \(1 NaN\) out of 3",
     ),
     "catalogue_coverage_at_k": (
         lambda: metrics.catalogue_coverage_at_k(_NAN_LISTS, 5, 2),

@@ -133,6 +133,35 @@ def test_direct_method_doubly_robust_and_reward_model():
     assert (table["ci_low"] <= table["value"] + 1e-12).all() and (table["value"] <= table["ci_high"] + 1e-12).all()
 
 
+def test_the_reward_model_reads_ids_as_strings_or_categoricals_and_each_row_on_its_own():
+    logs, _, _ = bandit(3)
+    hcps = pd.DataFrame({"hcp_id": [f"h{h:03d}" for h in range(H)], "segment": [str(h % 3) for h in range(H)]})
+    items = pd.DataFrame({"content_id": [f"c{c:02d}" for c in range(C)], "area": ["x", "y", "z"] * (C // 3)})
+    reward = ope.RewardModel(n_folds=3, seed=0, max_iter=30).fit(
+        logs, history=bandit(99)[0], hcp_attributes=hcps, item_attributes=items
+    )
+    # a known HCP, an HCP no fold saw, an unknown item, an unknown channel
+    h = np.array(["h001", "h002", "nobody", "h001"] * 3)
+    c = np.array(["c01", "c02", "c03", "c99"] * 3)
+    k = np.array(["email", "webinar", "rep_visit", "fax"] * 3)
+    plain = reward.predict(h, c, k)
+    assert np.isfinite(plain).all() and len(np.unique(plain[:4])) == 4
+    as_categoricals = reward.predict(pd.Series(pd.Categorical(h)), pd.Categorical(c), pd.Series(k, dtype="category"))
+    np.testing.assert_array_equal(as_categoricals, plain)
+    np.testing.assert_array_equal(reward.predict(h[5:7], c[5:7], k[5:7]), plain[5:7])
+
+
+def test_a_prior_by_pairs_reads_as_a_reindex_by_pairs():
+    table = pd.Series([0.1, 0.2, 0.3], index=pd.MultiIndex.from_tuples([("a", "x"), ("a", "y"), ("b", "x")]))
+    first = ope._Keys.of(np.array(["a", "b", "b", "c", "a"]))
+    second = ope._Keys(np.array([0, 1, -1, 0, 1]), np.array(["x", "y"], dtype=object))  # -1: no value
+    default = np.array([9.0, 8.0, 7.0, 6.0, 5.0])
+    expected = table.reindex(pd.MultiIndex.from_arrays([["a", "b", "b", "c", "a"], ["x", "y", None, "x", "y"]]))
+    assert ope._PairTable.of(table).lookup(first, second, default).tolist() == [0.1, 8.0, 7.0, 6.0, 0.2]
+    assert expected.fillna(pd.Series(default, index=expected.index)).tolist() == [0.1, 8.0, 7.0, 6.0, 0.2]
+    assert ope._PairTable.of(pd.Series(dtype=float)).lookup(first, second, 0.5).tolist() == [0.5] * 5
+
+
 def test_a_policy_outside_the_logging_support_is_invisible_to_ips():
     logging = np.zeros((H, C, 3))
     logging[:, : C // 2, :] = 1.0 / (C // 2 * 3)  # the logging policy never sends the second half of the items

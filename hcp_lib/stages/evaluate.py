@@ -77,8 +77,12 @@ flattened table (:func:`flatten_metrics`) against :data:`FLAT_SCHEMA`.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +179,26 @@ class EvaluationSetting:
     def plan_rows(self) -> np.ndarray:
         """For each HCP of the plan's context (the master), its row in ``hcp_ids`` (-1: not evaluated)."""
         return pd.Index(self.hcp_ids.astype(str)).get_indexer(self.plan_context.hcp_ids.astype(str))
+
+    @cached_property
+    def gains(self) -> np.ndarray:
+        """Graded relevance (n_hcp, n_content): the oracle's probability of each item through its
+        best channel. Computed once: every model's graded NDCG reads it (a max over the whole
+        oracle, about 0.1 s at the small scale, was otherwise taken twice per model)."""
+        return self.oracle.max(axis=2)
+
+    @cached_property
+    def ideal_gains(self) -> np.ndarray:
+        """Each HCP's max(EVAL_K) largest candidate gains, best first
+        (:func:`hcp_lib.metrics.ideal_gains`): the ideal list of graded NDCG at every k, the
+        same for every model, so sorted once."""
+        return metrics.ideal_gains(self.gains, max(EVAL_K), ~self.exclude)
+
+    @cached_property
+    def new_item_ideal_gains(self) -> np.ndarray:
+        """As :attr:`ideal_gains`, among the candidate items released in the test window
+        (:func:`new_item_graded_ndcg`)."""
+        return metrics.ideal_gains(self.gains, max(EVAL_K), ~self.exclude & self.new_items[None, :])
 
     @property
     def candidate_oracle(self) -> np.ndarray:
@@ -343,10 +367,12 @@ def from_scores(
             f"model {name!r}: scores have shape {scores.shape}, expected {(len(hcp_ids), len(content_ids))}"
         )
     _check_finite(name, scores, "score", " in its score matrix", hcp_ids)
-    top = top_n(scores, max(EVAL_K), setting.exclude, model=name)
+    # one sort for the evaluated top and the deeper saved list: the top is the list's head
+    ranked = top_n(scores, max(LIST_DEPTH, max(EVAL_K)), setting.exclude, model=name)
+    top = np.ascontiguousarray(ranked[:, : max(EVAL_K)])
     top_scores = np.where(top >= 0, np.take_along_axis(scores, np.maximum(top, 0), axis=1), np.nan)
     output = ModelOutput(name, family, source, top, top_scores)
-    output.list_top = top_n(scores, LIST_DEPTH, setting.exclude, model=name)
+    output.list_top = np.ascontiguousarray(ranked[:, :LIST_DEPTH])
     output.new_top = top_n(scores, 10, setting.exclude | ~setting.new_items[None, :], model=name)
     if channel_scores is not None:
         channel_scores = np.asarray(channel_scores, dtype=np.float64)
@@ -516,7 +542,7 @@ def oracle_output(setting: EvaluationSetting) -> ModelOutput:
         ORACLE_NAME,
         setting.hcp_ids,
         setting.content_ids,
-        setting.oracle.max(axis=2),
+        setting.gains,
         setting,
         channel_scores=setting.oracle,
         family="oracle",
@@ -779,24 +805,35 @@ class PlanOutcome:
     value: np.ndarray
 
 
-def plan_terms(setting: EvaluationSetting, candidates) -> PlanOutcome:
-    """The plan notebook 07 would make from ``candidates`` (:class:`hcp_lib.stages.plan.Candidates`;
-    rows with probability 0 are dropped), solved with the MILP under the setting's plan rules,
-    and the oracle's probability of each chosen action summed per HCP."""
+def plan_program(setting: EvaluationSetting, candidates, capacities: pd.DataFrame | None = None):
+    """The program of the plan notebook 07 would make from ``candidates``
+    (:class:`hcp_lib.stages.plan.Candidates`): its usable candidates (rows with probability 0
+    dropped) and their constraint families under the setting's plan rules; ``capacities``: the
+    plan's :func:`hcp_lib.stages.plan.capacity_table` when already made (it depends on the rules
+    only). Returns ``(table, families)``."""
     from . import plan
 
     settings = setting.plan_settings
     table = plan.usable(candidates).table
-    capacities = plan.capacity_table(setting.plan_context, settings)
-    families = plan.constraint_families(table, settings, capacities, candidates.slots)
-    assignment = plan.solve_milp(
-        table["probability"].to_numpy(),
-        families,
-        settings.time_limit_s,
-        settings.mip_rel_gap,
-        settings.milp_max_candidates,
-        prove_gap=False,  # every model's plan is valued here; notebook 07 proves the gap of the one it makes
+    if capacities is None:
+        capacities = plan.capacity_table(setting.plan_context, settings)
+    return table, plan.constraint_families(table, settings, capacities, candidates.slots)
+
+
+def _solve_arguments(setting: EvaluationSetting, table: pd.DataFrame, families: list) -> tuple[tuple, dict]:
+    """The arguments of :func:`hcp_lib.stages.plan.solve_milp` for a plan's program (one place, so
+    that a plan solved here or in a worker process is the same call)."""
+    settings = setting.plan_settings
+    return (
+        (table["probability"].to_numpy(), families, settings.time_limit_s, settings.mip_rel_gap),
+        # every model's plan is valued here; notebook 07 proves the gap of the one it makes
+        {"max_candidates": settings.milp_max_candidates, "prove_gap": False},
     )
+
+
+def plan_value(setting: EvaluationSetting, candidates, table: pd.DataFrame, assignment) -> PlanOutcome:
+    """A solved plan (``assignment`` of the program ``table`` of :func:`plan_program`) as a
+    :class:`PlanOutcome`: its actions and the oracle's probability of each summed per HCP."""
     actions = table[assignment.chosen].reset_index(drop=True)
     rows = setting.plan_rows[actions["row"].to_numpy()]
     if (rows < 0).any():
@@ -807,6 +844,123 @@ def plan_terms(setting: EvaluationSetting, candidates) -> PlanOutcome:
     truth = setting.oracle[rows, actions["col"].to_numpy(), actions["ch"].to_numpy()].astype(np.float64)
     value = np.bincount(rows, weights=truth, minlength=len(setting.hcp_ids))
     return PlanOutcome(candidates, assignment, actions, value)
+
+
+def plan_terms(setting: EvaluationSetting, candidates) -> PlanOutcome:
+    """The plan notebook 07 would make from ``candidates`` (:class:`hcp_lib.stages.plan.Candidates`;
+    rows with probability 0 are dropped), solved with the MILP under the setting's plan rules,
+    and the oracle's probability of each chosen action summed per HCP (one plan, in this
+    process; :class:`PlanSolver` solves many side by side)."""
+    from . import plan
+
+    table, families = plan_program(setting, candidates)
+    args, kwargs = _solve_arguments(setting, table, families)
+    return plan_value(setting, candidates, table, plan.solve_milp(*args, **kwargs))
+
+
+#: at most this many worker processes solve the plans (:class:`PlanSolver`; never more than the CPUs)
+PLAN_PROCESSES = 2
+#: a plan with fewer candidates is solved at once in this process: starting a worker (a fresh
+#: interpreter importing the plan stage, about a second) costs more than such a MILP (0.05 s at the
+#: tiny scale, against 1-5 s for the 50,000 candidates of the small scale)
+PARALLEL_MIN_CANDIDATES = 10_000
+
+
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class PlanSolver:
+    """Solves the week's plan of each model (:func:`plan_terms`), the large ones side by side in
+    worker processes.
+
+    The plans are independent MILPs that HiGHS solves on one core each, and at the small scale
+    they are most of the evaluation's time (17 plans of 1-5 s). :meth:`submit` builds a plan's
+    program here and hands the solve to a pool of ``processes`` workers when it has at least
+    :data:`PARALLEL_MIN_CANDIDATES` candidates and goes to the MILP at all (past
+    ``milp_max_candidates`` the greedy stands in at once); :meth:`outcome` waits for it and
+    values it. The pool starts its workers with 'spawn': a forked child would inherit the
+    threads of a notebook kernel or of HiGHS's own scheduler, half alive. Each solve gets the
+    very arguments of a call made in this process and HiGHS is deterministic, so the plans do
+    not depend on ``processes`` (1: every plan is solved in turn, here). Use it as a context
+    manager: leaving it shuts the pool down. As with any 'spawn' pool, a script (not a notebook)
+    that evaluates must keep its own code under ``if __name__ == "__main__":``, since each worker
+    imports the script first; a worker that dies raises :class:`EvaluationError` saying so.
+    """
+
+    def __init__(self, setting: EvaluationSetting, processes: int = PLAN_PROCESSES):
+        self.setting = setting
+        self.processes = max(1, min(int(processes), _usable_cpus()))
+        self._plans: dict[str, tuple] = {}
+        self._pool: ProcessPoolExecutor | None = None
+        self._capacities: pd.DataFrame | None = None
+
+    def __enter__(self) -> PlanSolver:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Shut the worker pool down (pending solves are cancelled)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._plans
+
+    def submit(self, name: str, candidates) -> None:
+        """Start solving the plan ``name`` from ``candidates`` (nothing if it was submitted already)."""
+        if name in self._plans:
+            return
+        from . import plan
+
+        if self._capacities is None:
+            self._capacities = plan.capacity_table(self.setting.plan_context, self.setting.plan_settings)
+        table, families = plan_program(self.setting, candidates, self._capacities)
+        args, kwargs = _solve_arguments(self.setting, table, families)
+        if self.processes > 1 and PARALLEL_MIN_CANDIDATES <= len(table) <= kwargs["max_candidates"]:
+            if self._pool is None:
+                import multiprocessing
+
+                self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+            solved = self._pool.submit(plan.solve_milp, *args, **kwargs)
+        else:
+            solved = plan.solve_milp(*args, **kwargs)
+        self._plans[name] = (candidates, table, solved)
+
+    def outcome(self, name: str) -> PlanOutcome:
+        """The plan ``name`` (:meth:`submit`), valued by :func:`plan_value`; waits for its solve."""
+        candidates, table, solved = self._plans[name]
+        try:
+            assignment = solved.result() if isinstance(solved, Future) else solved
+        except BrokenProcessPool as err:
+            raise EvaluationError(
+                f"the worker process solving the plan of {name!r} died ({err}). A script that runs the "
+                'evaluation must keep its code under `if __name__ == "__main__":` (each worker imports the '
+                "script first), or solve the plans here with plan_processes=1"
+            ) from err
+        return plan_value(self.setting, candidates, table, assignment)
+
+
+def submit_plans(
+    solver: PlanSolver, setting: EvaluationSetting, outputs: dict[str, ModelOutput], own_only: bool = False
+) -> None:
+    """Hand ``solver`` the oracle's plan (under the name ``"oracle"``) and every model's
+    (:func:`model_candidates`; none for the oracle and the channel-only models, whose plans are
+    the oracle's or none); ``own_only``: only the models that made their own candidates
+    (nothing to score here), so that their solves start first."""
+    if "oracle" not in solver:
+        solver.submit("oracle", oracle_candidates(setting))
+    for name, output in outputs.items():
+        if name in solver or output.family in ("oracle", "channel_baseline"):
+            continue
+        if own_only and output.candidates is None:
+            continue
+        candidates = model_candidates(setting, output)
+        if candidates is not None:
+            solver.submit(name, candidates)
 
 
 def model_candidates(setting: EvaluationSetting, output: ModelOutput):
@@ -858,8 +1012,6 @@ def business_as_usual_plan(setting: EvaluationSetting) -> np.ndarray:
 
 def ranking_terms(output: ModelOutput, setting: EvaluationSetting) -> dict[str, np.ndarray]:
     """Per-HCP values of every :data:`RANKING_METRICS` at every k (NaN = undefined)."""
-    gains = setting.oracle.max(axis=2)
-    eligible = ~setting.exclude
     terms = {}
     for k in EVAL_K:
         top = output.top
@@ -867,7 +1019,7 @@ def ranking_terms(output: ModelOutput, setting: EvaluationSetting) -> dict[str, 
         terms[f"precision@{k}"] = metrics.precision_at_k(top, setting.relevant, k)
         terms[f"recall@{k}"] = metrics.recall_at_k(top, setting.relevant, k)
         terms[f"ndcg@{k}"] = metrics.ndcg_at_k(top, setting.relevant, k)
-        terms[f"graded_ndcg@{k}"] = metrics.graded_ndcg_at_k(top, gains, k, eligible)
+        terms[f"graded_ndcg@{k}"] = metrics.graded_ndcg_at_k(top, setting.gains, k, ideal=setting.ideal_gains)
         terms[f"mrr@{k}"] = metrics.reciprocal_rank_at_k(top, setting.relevant, k)
         terms[f"map@{k}"] = metrics.average_precision_at_k(top, setting.relevant, k)
         terms[f"novelty@{k}"] = metrics.novelty_at_k(top, setting.item_popularity, len(setting.hcp_ids), k)
@@ -1003,25 +1155,30 @@ def evaluate(
     validation_losses: dict[str, float | None] | None = None,
     plans: bool = True,
     progress: Callable | None = None,
+    planner: PlanSolver | None = None,
+    plan_processes: int = PLAN_PROCESSES,
 ) -> Evaluation:
     """Every metric of every model with bootstrap intervals, the reference policies, each
     model's plan (``plans``), paired comparisons (:func:`comparison_pairs`), breakdowns,
     calibration and the selection: the ``metrics.json`` document described in the module
     docstring (``verdict`` included). ``validation_losses``: each engagement model's validation
-    log-loss (notebook 05's registry and the v0.1 classifier's)."""
+    log-loss (notebook 05's registry and the v0.1 classifier's). The plans are solved by
+    ``planner`` (a :class:`PlanSolver` that may already hold some of them) or by one made here
+    with ``plan_processes`` workers; they are all submitted first and collected after the other
+    metrics, which are computed while the solves run."""
     weights = metrics.resample_weights(len(setting.hcp_ids), n_bootstrap, seed)
     references = reference_policies(setting)
     oracle_value = references["oracle"]
-    # (kind, name, metric) of every bootstrapped statistic; kind is MODEL (a model of ``outputs``,
-    # reported under "metrics") or POLICY (a reference policy, reported under "policy")
-    numerators, denominators, keys = [], [], []
+    # (kind, name, metric, numerator, denominator) of every bootstrapped statistic: each model's
+    # (kind MODEL, reported under "metrics") in the order computed, its plan's last, then the
+    # reference policies' (kind POLICY, reported under "policy")
+    statistics: dict[str, Any] = {MODEL: {}, POLICY: []}
     per_hcp: dict[str, dict[str, np.ndarray]] = {}
     n = len(setting.hcp_ids)
 
     def add(kind: str, name: str, metric: str, num: np.ndarray, den: np.ndarray) -> None:
-        numerators.append(num)
-        denominators.append(den)
-        keys.append((kind, name, metric))
+        rows = statistics[MODEL].setdefault(name, []) if kind == MODEL else statistics[POLICY]
+        rows.append((kind, name, metric, num, den))
 
     def add_policy(kind: str, name: str, value: np.ndarray) -> None:
         defined = np.isfinite(value) & np.isfinite(oracle_value)
@@ -1032,40 +1189,50 @@ def evaluate(
 
     plan_outcomes: dict[str, PlanOutcome] = {}
     oracle_plan = None
-    if plans:
-        oracle_plan = plan_terms(setting, oracle_candidates(setting))
-        plan_outcomes["oracle"] = oracle_plan
 
     def add_plan(kind: str, name: str, value: np.ndarray) -> None:
         if kind == MODEL:
-            per_hcp.setdefault(name, {})["plan_value"] = value
+            per_hcp[name]["plan_value"] = value
         add(kind, name, "plan_value", value, np.full(n, 1.0 / n))  # the week's total expected engagements
         add(kind, name, "plan_fraction_of_oracle", value, oracle_plan.value)
 
-    names = list(outputs)
-    for name in progress(names, desc="models") if progress else names:
-        output = outputs[name]
-        per_hcp.setdefault(name, {})
-        if output.top is not None:
-            per_hcp[name].update(ranking_terms(output, setting))
-            for metric, values in list(per_hcp[name].items()):
-                add(MODEL, name, metric, *metrics.mean_terms(values))
-            per_hcp[name]["policy_value"] = policy_terms(setting, output.top[:, 0], output.top_channel[:, 0])
-            add_policy(MODEL, name, per_hcp[name]["policy_value"])
-        for metric, (num, den) in channel_terms(output, setting).items():
-            add(MODEL, name, metric, num, den)
-        if plans and output.family == "oracle":
-            add_plan(MODEL, name, oracle_plan.value)
-        elif plans and output.family != "channel_baseline":
-            candidates = model_candidates(setting, output)
-            if candidates is not None:
-                plan_outcomes[name] = plan_terms(setting, candidates)
-                add_plan(MODEL, name, plan_outcomes[name].value)
+    solver = planner if planner is not None or not plans else PlanSolver(setting, plan_processes)
+    try:
+        if plans:
+            submit_plans(solver, setting, outputs)  # the solves run while the other metrics are computed
+        names = list(outputs)
+        for name in progress(names, desc="models") if progress else names:
+            output = outputs[name]
+            statistics[MODEL].setdefault(name, [])  # the report's order of models: the loop's
+            per_hcp.setdefault(name, {})
+            if output.top is not None:
+                per_hcp[name].update(ranking_terms(output, setting))
+                for metric, values in list(per_hcp[name].items()):
+                    add(MODEL, name, metric, *metrics.mean_terms(values))
+                per_hcp[name]["policy_value"] = policy_terms(setting, output.top[:, 0], output.top_channel[:, 0])
+                add_policy(MODEL, name, per_hcp[name]["policy_value"])
+            for metric, (num, den) in channel_terms(output, setting).items():
+                add(MODEL, name, metric, num, den)
+        if plans:
+            oracle_plan = plan_outcomes["oracle"] = solver.outcome("oracle")
+            # each model's plan closes its statistics, as if it had been solved in the loop above
+            for name in progress(names, desc="plans") if progress else names:
+                if outputs[name].family == "oracle":
+                    add_plan(MODEL, name, oracle_plan.value)
+                elif outputs[name].family != "channel_baseline" and name in solver:
+                    plan_outcomes[name] = solver.outcome(name)
+                    add_plan(MODEL, name, plan_outcomes[name].value)
+    finally:
+        if solver is not None and solver is not planner:
+            solver.close()
     for name, value in references.items():
         add_policy(POLICY, name, value)
     if plans:
         add_plan(POLICY, "business_as_usual", business_as_usual_plan(setting))
         add_plan(POLICY, "oracle", oracle_plan.value)
+    rows = [row for model_rows in statistics[MODEL].values() for row in model_rows] + statistics[POLICY]
+    keys = [(kind, name, metric) for kind, name, metric, _, _ in rows]
+    numerators, denominators = [row[3] for row in rows], [row[4] for row in rows]
     point, low, high, resampled = metrics.bootstrap_ratio(np.stack(numerators), np.stack(denominators), weights, level)
     counts = (np.stack(denominators) > 0).sum(axis=1)
 
@@ -1193,7 +1360,8 @@ def new_item_graded_ndcg(setting: EvaluationSetting, list_top: np.ndarray, k: in
     if ranked.shape[1] < k:
         ranked = np.pad(ranked, ((0, 0), (0, k - ranked.shape[1])), constant_values=-1)
     eligible = ~setting.exclude & setting.new_items[None, :]
-    return metrics.graded_ndcg_at_k(ranked, setting.oracle.max(axis=2), k, eligible)
+    ideal = setting.new_item_ideal_gains if k <= setting.new_item_ideal_gains.shape[1] else None
+    return metrics.graded_ndcg_at_k(ranked, setting.gains, k, eligible, ideal=ideal)
 
 
 def breakdowns(
@@ -1755,29 +1923,36 @@ def run_evaluation(
     expected: Iterable[str] = (),
     plan_settings=None,
     progress: Callable | None = None,
+    plan_processes: int = PLAN_PROCESSES,
 ) -> Evaluation:
     """Load the setting and every model of the run, add the oracle and the v0.1 classifier,
     and evaluate them all (the notebook's one call). ``expected`` names models that must be
     present (an absent one raises :class:`EvaluationError`); ``plan_settings`` are the plan's
-    rules (:func:`hcp_lib.stages.plan.settings_from_parameters` of the run's parameters)."""
+    rules (:func:`hcp_lib.stages.plan.settings_from_parameters` of the run's parameters);
+    ``plan_processes``: the worker processes of the :class:`PlanSolver` (results do not depend
+    on it)."""
     from .engagement import read_registry
 
     setting = load_setting(run_dir, plan_settings)
     outputs = {ORACLE_NAME: oracle_output(setting), **load_models(run_dir, setting, expected)}
-    v01 = v01_classifier(run_dir, setting, seed)
-    outputs[V01_NAME] = v01.output
-    losses = {name: entry.get("validation_log_loss") for name, entry in read_registry(run_dir).items()}
-    losses[V01_NAME] = v01.random_split["validation_log_loss"]
-    return evaluate(
-        setting,
-        outputs,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        v01=v01.random_split,
-        run_info={"scale": scale, "seed": seed},
-        validation_losses=losses,
-        progress=progress,
-    )
+    with PlanSolver(setting, plan_processes) as solver:
+        # the plans that need no model scored here start solving while the v0.1 classifier is fitted
+        submit_plans(solver, setting, outputs, own_only=True)
+        v01 = v01_classifier(run_dir, setting, seed)
+        outputs[V01_NAME] = v01.output
+        losses = {name: entry.get("validation_log_loss") for name, entry in read_registry(run_dir).items()}
+        losses[V01_NAME] = v01.random_split["validation_log_loss"]
+        return evaluate(
+            setting,
+            outputs,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            v01=v01.random_split,
+            run_info={"scale": scale, "seed": seed},
+            validation_losses=losses,
+            progress=progress,
+            planner=solver,
+        )
 
 
 def write_outputs(evaluation: Evaluation, run_dir: str | Path) -> dict[str, Path]:

@@ -260,18 +260,23 @@ class UniformPolicy:
         dm = None
         if reward_logged is not None and predict is not None:
             dm = np.zeros(n)
-            channels = np.asarray(CHANNELS, dtype=object)
+            # the pairs' ids go to ``predict`` as Series of categorical dtype (the same ids for any
+            # callable): a RewardModel then reads their codes rather than hashing the ~800,000
+            # repeated ids of a batch
+            hcp_codes, hcp_values = pd.factorize(self.hcp_ids)
+            item_codes, item_values = pd.factorize(self.content_ids)
+            n_channel = len(CHANNELS)
             for first in range(0, len(self.hcp_ids), self.batch):
                 rows, cols = np.nonzero(self.candidates[first : first + self.batch])
                 rows = rows + first
                 r_hat = np.asarray(
                     predict(
-                        pd.Series(np.repeat(self.hcp_ids[rows], len(CHANNELS))),
-                        pd.Series(np.repeat(self.content_ids[cols], len(CHANNELS))),
-                        pd.Series(np.tile(channels, len(rows))),
+                        pd.Series(pd.Categorical.from_codes(np.repeat(hcp_codes[rows], n_channel), hcp_values)),
+                        pd.Series(pd.Categorical.from_codes(np.repeat(item_codes[cols], n_channel), item_values)),
+                        pd.Series(pd.Categorical.from_codes(np.tile(np.arange(n_channel), len(rows)), CHANNELS)),
                     ),
                     dtype=np.float64,
-                ).reshape(len(rows), len(CHANNELS))
+                ).reshape(len(rows), n_channel)
                 target = own[rows]
                 keep = target >= 0
                 dm += np.bincount(target[keep], weights=(r_hat.sum(axis=1) / pairs[rows])[keep], minlength=n)
@@ -337,10 +342,16 @@ class RewardModel:
         self.hcp_attributes_ = _attributes(hcp_attributes, "hcp_id")
         self.item_attributes_ = _attributes(item_attributes, "content_id")
         self.priors_ = _priors(history, self.item_attributes_)
+        # the priors by pairs of keys as matrices, read by position for the millions of rows scored
+        self.pair_tables_ = {
+            "hcp_channel": _PairTable.of(self.priors_["hcp_channel"]),
+            "item_channel": _PairTable.of(self.priors_["item_channel"]),
+            **{f"hcp_{c}": _PairTable.of(rates) for c, rates in self.priors_["hcp_item_attribute"].items()},
+        }
         hcps = np.unique(logs["hcp_id"].to_numpy(str))
         order = np.random.default_rng(self.seed).permutation(len(hcps))
         self.fold_of_ = pd.Series(np.arange(len(hcps))[np.argsort(order)] % self.n_folds, index=hcps)
-        x = self._features(logs["hcp_id"], logs["content_id"], logs["channel"])
+        x = self._features(*(_Keys.of(logs[column]) for column in ("hcp_id", "content_id", "channel")))
         y = logs["engaged"].to_numpy(bool)
         folds = self.fold_of_.reindex(logs["hcp_id"].to_numpy(str)).to_numpy()
         self.models_ = []
@@ -359,57 +370,140 @@ class RewardModel:
         return self
 
     def predict(self, hcp_ids, content_ids, channels) -> np.ndarray:
-        """r_hat for each (HCP, content, channel), from the fold model that never saw the HCP."""
+        """r_hat for each (HCP, content, channel), from the fold model that never saw the HCP.
+
+        The ids may be given as categoricals (a pandas ``Categorical`` or a Series of that
+        dtype): their codes are then read as they are, which spares hashing millions of
+        repeated ids (:meth:`UniformPolicy.terms`)."""
         if not hasattr(self, "models_"):
             raise OPEError("RewardModel: call fit() before predict()")
-        hcp_ids = pd.Series(np.asarray(hcp_ids).astype(str))
-        x = self._features(
-            hcp_ids, pd.Series(np.asarray(content_ids).astype(str)), pd.Series(np.asarray(channels).astype(str))
-        )
-        folds = self.fold_of_.reindex(hcp_ids.to_numpy()).to_numpy()
-        out = np.empty(len(x))
+        keys = tuple(_Keys.of(values) for values in (hcp_ids, content_ids, channels))
+        folds = self.fold_of_.reindex(keys[0].uniques).to_numpy()[keys[0].codes]
+        out = np.empty(len(folds))
         unknown = np.isnan(folds)
+        # the features of each fold's rows only: the same rows, in the same order, as taking them
+        # from one frame of every row
         for k, model in enumerate(self.models_):
             rows = np.flatnonzero(folds == k)
             if len(rows):
-                out[rows] = model.predict_proba(x.iloc[rows])[:, 1]
+                out[rows] = model.predict_proba(self._features(*(key.take(rows) for key in keys)))[:, 1]
         if unknown.any():
             rows = np.flatnonzero(unknown)
-            out[rows] = np.mean([m.predict_proba(x.iloc[rows])[:, 1] for m in self.models_], axis=0)
+            x = self._features(*(key.take(rows) for key in keys))
+            out[rows] = np.mean([m.predict_proba(x)[:, 1] for m in self.models_], axis=0)
         return out
 
-    def _features(self, hcp_ids: pd.Series, content_ids: pd.Series, channels: pd.Series) -> pd.DataFrame:
-        hcp_ids, content_ids, channels = (pd.Series(s).astype(str).to_numpy() for s in (hcp_ids, content_ids, channels))
+    def _features(self, hcps: _Keys, items: _Keys, channels: _Keys) -> pd.DataFrame:
+        """The features (see the class docstring) of the rows of ``hcps``, ``items`` and
+        ``channels``.
+
+        Each prior is read once per distinct key (an HCP, an item, a channel, or a pair of them)
+        and spread to the rows by integer codes: the rows repeat few keys (the uniform policy
+        scores every candidate pair of each HCP: millions of rows, thousands of HCPs), and a
+        string lookup per row was most of chapter 9's time. The values are those of a lookup per
+        row. Categorical features hold the ranks of their names
+        (:meth:`_Keys.categorical_feature`)."""
         p = self.priors_
+        channel = _Keys(pd.Index(CHANNELS).get_indexer(channels.uniques)[channels.codes], np.asarray(CHANNELS))
+        channel_default = _lookup(p["channel"], channels.uniques, p["mean"])[channels.codes]
         frame = pd.DataFrame(
             {
-                "channel": pd.Categorical(channels, categories=list(CHANNELS)),
-                "hcp_rate": _lookup(p["hcp"], hcp_ids, p["mean"]),
-                "hcp_channel_rate": _lookup(
-                    p["hcp_channel"],
-                    pd.MultiIndex.from_arrays([hcp_ids, channels]),
-                    _lookup(p["channel"], channels, p["mean"]),
-                ),
-                "item_rate": _lookup(p["item"], content_ids, p["mean"]),
-                "item_channel_rate": _lookup(
-                    p["item_channel"],
-                    pd.MultiIndex.from_arrays([content_ids, channels]),
-                    _lookup(p["channel"], channels, p["mean"]),
-                ),
-                "hcp_exposures": np.log1p(p["hcp_count"].reindex(hcp_ids).fillna(0.0).to_numpy()),
+                "channel": channel.categorical_feature(),
+                "hcp_rate": _lookup(p["hcp"], hcps.uniques, p["mean"])[hcps.codes],
+                "hcp_channel_rate": self.pair_tables_["hcp_channel"].lookup(hcps, channels, channel_default),
+                "item_rate": _lookup(p["item"], items.uniques, p["mean"])[items.codes],
+                "item_channel_rate": self.pair_tables_["item_channel"].lookup(items, channels, channel_default),
+                "hcp_exposures": np.log1p(p["hcp_count"].reindex(hcps.uniques).fillna(0.0).to_numpy())[hcps.codes],
             }
         )
-        for column, rates in p["hcp_item_attribute"].items():
-            values = self.item_attributes_[column].reindex(content_ids).astype(object).to_numpy()
-            frame[f"hcp_{column}_rate"] = _lookup(rates, pd.MultiIndex.from_arrays([hcp_ids, values]), p["mean"])
-        for table, ids in ((self.hcp_attributes_, hcp_ids), (self.item_attributes_, content_ids)):
+        for column in p["hcp_item_attribute"]:
+            values = self.item_attributes_[column].reindex(items.uniques).astype(object).to_numpy()
+            codes, uniques = pd.factorize(values)  # a missing attribute (unknown item) is code -1
+            attribute = _Keys(codes[items.codes], uniques)
+            frame[f"hcp_{column}_rate"] = self.pair_tables_[f"hcp_{column}"].lookup(hcps, attribute, p["mean"])
+        for table, keys in ((self.hcp_attributes_, hcps), (self.item_attributes_, items)):
             for column in table.columns:
-                values = table[column].reindex(ids)
+                values = table[column].reindex(keys.uniques)
                 if isinstance(table[column].dtype, pd.CategoricalDtype):
-                    frame[column] = pd.Categorical(values.astype(object), categories=table[column].cat.categories)
+                    codes = values.cat.codes.to_numpy()
+                    frame[column] = _Keys(codes[keys.codes], table[column].cat.categories).categorical_feature()
                 else:
-                    frame[column] = values.to_numpy(np.float64)
+                    frame[column] = values.to_numpy(np.float64)[keys.codes]
         return frame
+
+
+@dataclass
+class _Keys:
+    """Ids as integer ``codes`` into their distinct values ``uniques`` (-1: missing)."""
+
+    codes: np.ndarray
+    uniques: np.ndarray
+
+    @classmethod
+    def of(cls, values) -> _Keys:
+        """The ids ``values`` as strings (as ``np.asarray(values).astype(str)`` writes them), coded.
+
+        A categorical's own codes are kept (its categories are few, its rows may be millions);
+        anything else is factorised."""
+        if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
+            categorical = pd.Categorical(values)
+            if (categorical.codes >= 0).all():
+                # categories that read the same as strings are merged, as the strings would be
+                strings = np.asarray(categorical.categories).astype(str)
+                codes, uniques = pd.factorize(strings)
+                return cls(codes[categorical.codes], np.asarray(uniques, dtype=object))
+        codes, uniques = pd.factorize(np.asarray(values).astype(str))
+        return cls(codes, np.asarray(uniques, dtype=object))
+
+    def take(self, rows: np.ndarray) -> _Keys:
+        """The keys of ``rows`` only (the same distinct values)."""
+        return _Keys(self.codes[rows], self.uniques)
+
+    def categorical_feature(self) -> pd.Categorical:
+        """The keys as a categorical feature of the reward model: a pandas Categorical whose
+        categories are the ranks of ``uniques`` (all the categories of the feature, always the
+        same) in sorted order.
+
+        scikit-learn's encoder gives each category the position of its value among the sorted
+        values seen in fit, so the ranks give every category the code its name would (the same
+        model, the same predictions), and it encodes numbers in vectorised code where names take
+        a Python dictionary lookup per row (about a tenth of chapter 9's time)."""
+        ranks = np.empty(len(self.uniques), dtype=np.int64)
+        ranks[np.argsort(np.asarray(self.uniques, dtype=object), kind="stable")] = np.arange(len(self.uniques))
+        return pd.Categorical.from_codes(self.codes, categories=ranks)
+
+
+@dataclass
+class _PairTable:
+    """A prior indexed by pairs of keys, as a matrix: ``values[i, j]`` is the prior of
+    (``first[i]``, ``second[j]``), NaN where the logs hold no such pair. Read by positions
+    (:meth:`lookup`), it answers as a pandas reindex by pairs would, without building the pairs."""
+
+    first: pd.Index
+    second: pd.Index
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, table: pd.Series) -> _PairTable:
+        """The matrix of ``table`` (a Series with a two-level index of unique pairs)."""
+        if not len(table):
+            return cls(pd.Index([], dtype=object), pd.Index([], dtype=object), np.zeros((0, 0)))
+        first_codes, first = pd.factorize(table.index.get_level_values(0))
+        second_codes, second = pd.factorize(table.index.get_level_values(1))
+        values = np.full((len(first), len(second)), np.nan)
+        values[first_codes, second_codes] = table.to_numpy(np.float64)
+        return cls(pd.Index(first), pd.Index(second), values)
+
+    def lookup(self, first: _Keys, second: _Keys, default) -> np.ndarray:
+        """The prior of each row's (``first``, ``second``) pair; ``default`` (a number or one per
+        row) where the pair is absent or a key missing (code -1)."""
+        found = np.full(len(first.codes), np.nan)
+        if self.values.size:
+            # the matrix position of each row's keys; a missing key (code -1) reads the appended -1
+            i = np.append(self.first.get_indexer(first.uniques), -1)[first.codes]
+            j = np.append(self.second.get_indexer(second.uniques), -1)[second.codes]
+            found = np.where((i >= 0) & (j >= 0), self.values[np.maximum(i, 0), np.maximum(j, 0)], np.nan)
+        return np.where(np.isnan(found), default, found)
 
 
 def _attributes(table: pd.DataFrame | None, key: str) -> pd.DataFrame:
@@ -714,6 +808,11 @@ def _with_calibrated(names, point, low, high, terms, logs, policy, population, w
         return names, point, low, high
     row = pd.Index(population).get_indexer(logs["hcp_id"])[known]
     q, r = q_logged[known], logs["engaged"].to_numpy(np.float64)[known]
+    # in the order IsotonicRegression sorts them (np.lexsort((y, X)), stable), once for the 1,000
+    # fits: each fit's own sort then finds them in order, and its rows, ties included, come in
+    # the same sequence as from the logs' order, so every fit is the same
+    order = np.lexsort((r, q))
+    row, q, r = row[order], q[order], r[order]
     act_row = pd.Index(population).get_indexer(policy.actions["hcp_id"])
     act_w = np.where(act_row >= 0, policy.actions["weight"].to_numpy(np.float64), 0.0)
     q_act = policy.actions["model_probability"].to_numpy(np.float64)

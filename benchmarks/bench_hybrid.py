@@ -99,15 +99,11 @@ def sweep(inputs: es.StageInputs, params: dict, points: list[str], seed: int) ->
     )
     for point in points:
         batch, rate = point.split(":")
-        model = hybrid.HybridRecommender(
-            inputs.data,
-            es.cf_factory(inputs, seed)(),
-            replace(base, batch_size=int(batch), learning_rate=float(rate)),
-            validation_start=inputs.stage.split.valid_start,
-        ).fit(inputs.stage.train_valid)
+        job = es.ModelJob(replace(base, batch_size=int(batch), learning_rate=float(rate)), validate=True)
+        fit = es.fit_models(inputs, {point: job}, seed, keep_models=False)[point]
         print(
-            f"{int(batch):6d} {float(rate):7.4f} {model.validation_loss_:20.5f} {model.best_epoch_:10d} "
-            f"{len(model.training_history_):10d} {model.fit_seconds_:8.1f}",
+            f"{int(batch):6d} {float(rate):7.4f} {fit.validation_loss:20.5f} {fit.best_epoch:10d} "
+            f"{len(fit.training_history):10d} {fit.fit_seconds:8.1f}",
             flush=True,
         )
 

@@ -292,7 +292,9 @@ def _fit_one(inputs: StageInputs, job: ModelJob, seed: int) -> EngagementModel:
 
 
 def _is_hybrid(model: EngagementModel) -> bool:
-    return hasattr(model, "training_history_")
+    from ..models.tabular import TabularEngagement
+
+    return not isinstance(model, TabularEngagement)
 
 
 def _summary(model: EngagementModel, with_model: bool) -> ModelFit:

@@ -14,10 +14,11 @@ one fit), on ``HCP_TF_THREADS`` TensorFlow threads (default 2), it prints:
   cells no list may hold are skipped);
 * ``exposures``: seconds to score every logged test exposure at its own instant.
 
-``--sweep 1024:0.002 4096:0.004`` instead fits the hybrid (the LSTM) once per batch size and
-learning rate, as notebook 05 does on the validation window (early stopping on it), and
-prints each fit's validation log-loss, best epoch, epochs run and seconds: the evidence for
-the default batch size and learning rate.
+``--sweep 1024:0.002 4096:0.004 4096:0.004:sequence_length=10`` instead fits the hybrid (the
+LSTM) once per batch size and learning rate (and any further ``NAME=VALUE`` of
+:class:`hcp_lib.models.hybrid.HybridSettings`), as notebook 05 does on the validation window
+(early stopping on it), and prints each fit's validation log-loss, best epoch, epochs run and
+seconds: the evidence for the default batch size and learning rate.
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="hybrid epochs (default 10)")
     parser.add_argument("--rounds", type=int, default=150, help="boosting rounds of the challenger (default 150)")
     parser.add_argument(
-        "--sweep", nargs="+", metavar="BATCH:RATE", help="fit with early stopping at each batch size:learning rate"
+        "--sweep",
+        nargs="+",
+        metavar="BATCH:RATE[:NAME=VALUE]",
+        help="fit with early stopping at each batch size:learning rate (and further settings)",
     )
     args = parser.parse_args()
     params = config.resolve_parameters(scale=args.scale, seed=args.seed)
@@ -92,17 +96,21 @@ def main() -> None:
 
 
 def sweep(inputs: es.StageInputs, params: dict, points: list[str], seed: int) -> None:
-    """One validation-window fit of the LSTM hybrid per ``batch:rate`` point."""
+    """One validation-window fit of the LSTM hybrid per ``batch:rate[:NAME=VALUE...]`` point."""
     base = replace(hybrid.HybridSettings.from_parameters(params), sequence_encoder="lstm")
     print(
-        f"{'batch':>6s} {'rate':>7s} {'validation log-loss':>20s} {'best epoch':>10s} {'epochs run':>10s} {'seconds':>8s}"
+        f"{'batch:rate[:setting=value]':>28s} {'validation log-loss':>20s} {'best epoch':>10s} {'epochs run':>10s} {'seconds':>8s}"
     )
     for point in points:
-        batch, rate = point.split(":")
-        job = es.ModelJob(replace(base, batch_size=int(batch), learning_rate=float(rate)), validate=True)
+        batch, rate, *more = point.split(":")
+        changes = dict(batch_size=int(batch), learning_rate=float(rate))
+        for item in more:  # further settings as NAME=VALUE, e.g. sequence_length=8
+            name, value = item.split("=")
+            changes[name] = type(getattr(base, name))(value)
+        job = es.ModelJob(replace(base, **changes), validate=True)
         fit = es.fit_models(inputs, {point: job}, seed, keep_models=False)[point]
         print(
-            f"{int(batch):6d} {float(rate):7.4f} {fit.validation_loss:20.5f} {fit.best_epoch:10d} "
+            f"{point:>28s} {fit.validation_loss:20.5f} {fit.best_epoch:10d} "
             f"{len(fit.training_history):10d} {fit.fit_seconds:8.1f}",
             flush=True,
         )

@@ -417,14 +417,13 @@ def factor_space(explained_variance_ratio: Sequence[float], silhouette: float) -
 # --- 05 engagement models ------------------------------------------------------------------
 
 
-def tabular_challenger(best: Mapping[str, float], n_train_examples: int, fit_seconds: float) -> str:
-    """The tabular challenger's chosen grid point and its refit. ``best``: the chosen row of
-    the grid (``learning_rate``, ``max_leaf_nodes``, ``validation_log_loss``, ``n_iter``);
-    ``n_train_examples`` and ``fit_seconds``: the refitted model's."""
+def tabular_challenger(best: Mapping[str, float]) -> str:
+    """The tabular challenger's chosen grid point. ``best``: the chosen row of the grid
+    (``learning_rate``, ``max_leaf_nodes``, ``validation_log_loss``, ``n_iter``)."""
     return (
         f"The challenger keeps learning rate {best['learning_rate']:g} and {int(best['max_leaf_nodes'])} leaves per "
-        f"tree: validation log-loss {best['validation_log_loss']:.4f} after {int(best['n_iter'])} rounds. Refitted "
-        f"before the test window on {n_train_examples:,} exposures in {fit_seconds:.0f} s."
+        f"tree: validation log-loss {best['validation_log_loss']:.4f} after {int(best['n_iter'])} rounds. It is "
+        "refitted before the test window with those rounds, alongside the chosen hybrid (below)."
     )
 
 
@@ -449,12 +448,17 @@ def encoder_choice(selection: pd.DataFrame, chosen_variant: str, tabular_log_los
 
 
 def hybrid_fit(
-    epochs: int, n_train_examples: int, fit_seconds: float, n_weights: int, ablation_seconds: Mapping[str, float]
+    epochs: int,
+    n_train_examples: int,
+    fit_seconds: float,
+    n_weights: int,
+    ablation_seconds: Mapping[str, float],
+    challenger_seconds: float | None = None,
 ) -> str:
-    """The refitted hybrid's training and size, and the ablations' time (or that they were not
-    fitted). ``epochs``, ``n_train_examples``, ``fit_seconds``, ``n_weights``: the hybrid's;
-    ``ablation_seconds``: each fitted ablation's fit time (empty when
-    ``hybrid_ablations=false``)."""
+    """The refitted hybrid's training and size, the ablations' time (or that they were not
+    fitted) and, when given, the tabular challenger's refit time. ``epochs``,
+    ``n_train_examples``, ``fit_seconds``, ``n_weights``: the hybrid's; ``ablation_seconds``:
+    each fitted ablation's fit time (empty when ``hybrid_ablations=false``)."""
     ablations = (
         f"The {len(ablation_seconds)} ablations took {sum(ablation_seconds.values()):.0f} s."
         if ablation_seconds
@@ -462,7 +466,13 @@ def hybrid_fit(
     )
     return (
         f"The hybrid trained {epochs} epochs on {n_train_examples:,} exposures in {fit_seconds:.0f} s "
-        f"and has {n_weights:,} weights. " + ablations
+        f"and has {n_weights:,} weights. "
+        + ablations
+        + (
+            f" The tabular challenger's refit took {challenger_seconds:.0f} s."
+            if challenger_seconds is not None
+            else ""
+        )
     )
 
 

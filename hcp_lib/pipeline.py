@@ -3,7 +3,8 @@
 ``python -m hcp_lib run`` calls :func:`run_pipeline`: every parameter is validated
 first (:func:`hcp_lib.config.resolve_parameters`), then ``notebooks/NN_*.ipynb`` run
 in order on a kernel of this Python environment, each receiving the same values for
-the parameters it declares. The first failure stops the run with the notebook, the
+the parameters it declares; a notebook of :data:`RUNS_AFTER` starts as soon as the last
+notebook it reads has finished, beside the ones in between, in a process of its own. The first failure stops the run with the notebook, the
 cell and the exception named; the failed executed notebook stays in the run folder.
 ``manifest.json`` records parameters, package versions, the git commit and, per
 notebook, its status, wall time and peak memory; what a kernel prints on its own stderr
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -115,10 +117,14 @@ def _kernel_environment(tmp_root: Path) -> None:
 
 
 class _PeakMemory:
-    """Track the peak resident memory of this process's children (the kernel) while running."""
+    """Track the peak resident memory of the processes under ``root`` (a pid; default this
+    process's children: the kernel), leaving out the trees under the pids in ``exclude`` (a
+    notebook running beside), while running."""
 
-    def __init__(self, interval: float = 0.2):
+    def __init__(self, interval: float = 0.2, root: int | None = None, exclude: Callable[[], set[int]] | None = None):
         self.interval = interval
+        self.root = root
+        self.exclude = exclude or set
         self.peak_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -126,14 +132,22 @@ class _PeakMemory:
     def _poll(self) -> None:
         import psutil
 
-        me = psutil.Process()
         while not self._stop.is_set():
             total = 0
-            for child in me.children(recursive=True):
-                try:
-                    total += child.memory_info().rss
-                except psutil.Error:
-                    pass
+            with contextlib.suppress(psutil.Error):
+                root = psutil.Process(self.root)
+                left_out = set()
+                for pid in self.exclude():
+                    with contextlib.suppress(psutil.Error):
+                        tree = psutil.Process(pid)
+                        left_out |= {pid, *(child.pid for child in tree.children(recursive=True))}
+                for process in ([root] if self.root is not None else []) + root.children(recursive=True):
+                    if process.pid in left_out:
+                        continue
+                    try:
+                        total += process.memory_info().rss
+                    except psutil.Error:
+                        pass
             self.peak_bytes = max(self.peak_bytes, total)
             self._stop.wait(self.interval)
 
@@ -259,6 +273,120 @@ def _describe_failure(notebook: Path, output: Path, err: Exception) -> str:
 #: notebooks whose outputs no later notebook reads (08 writes the explorers' views only), so
 #: rerunning one with other parameters leaves the later notebooks' outputs valid
 READ_BY_NONE = ("08",)
+#: notebooks that read the outputs of the notebooks up to a given one only: each starts as soon as
+#: that one has finished and runs beside the notebooks in between, in a process of its own; the run
+#: waits for it at its own place in the order, so the notebooks after it read its outputs as usual.
+#: 03 (topics) reads only the articles of 01, beside 02 (the world); 09 (off-policy evaluation)
+#: reads what 01-07 wrote (07's plan is one of the policies it values), beside 08 (the explorers).
+#: By notebook file name; tests/test_pipeline.py reruns each on only what the earlier one left.
+RUNS_AFTER = {
+    "03_topic_modeling.ipynb": "01_ingestion.ipynb",
+    "09_off_policy_evaluation.ipynb": "07_next_best_action.ipynb",
+}
+
+
+class _Beside:
+    """A notebook executed by papermill in a Python process of its own, beside the run's
+    notebooks: its kernel's stderr goes to ``log_path`` (the runner's own redirection of its
+    stderr would catch the notebooks in between too); its outcome comes back in a small JSON file."""
+
+    def __init__(self, notebook: Path, output: Path, parameters: dict[str, Any], run_dir: Path, log_path: Path):
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handle, result = tempfile.mkstemp(prefix="beside-", suffix=".json", dir=run_dir / "logs")
+        os.close(handle)
+        self.result_path = Path(result)
+        self.notebook, self.output = notebook, output
+        job = {
+            "notebook": str(notebook),
+            "output": str(output),
+            "parameters": parameters,
+            "cwd": str(run_dir),
+            "result": result,
+        }
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; from hcp_lib.pipeline import _execute_beside; sys.exit(_execute_beside(sys.argv[1]))",
+                    json.dumps(job),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        self.memory = _PeakMemory(root=self.process.pid).__enter__()
+
+    def pids(self) -> set[int]:
+        return {self.process.pid} if self.process.poll() is None else set()
+
+    def wait(self) -> dict[str, Any]:
+        """Wait for it; ``{"error": None or the failure's description, "wall_seconds", "peak_memory_mb"}``."""
+        from .io import read_json
+
+        code = self.process.wait()
+        self.memory.__exit__()
+        outcome: dict[str, Any] = {"error": None, "wall_seconds": None}
+        with contextlib.suppress(ValueError, OSError):
+            outcome.update(read_json(self.result_path))
+        self.result_path.unlink(missing_ok=True)
+        if code != 0 and outcome["error"] is None:
+            outcome["error"] = (
+                f"notebook {self.notebook.name} failed: its process exited with status {code}\n"
+                f"The executed notebook, if any, is kept for inspection: {self.output}"
+            )
+        outcome["peak_memory_mb"] = round(self.memory.peak_bytes / 2**20, 1)
+        return outcome
+
+    def stop(self) -> None:
+        """Stop the process and its kernel (the run failed or was interrupted)."""
+        import psutil
+
+        with contextlib.suppress(psutil.Error):
+            tree = psutil.Process(self.process.pid)
+            processes = [tree, *tree.children(recursive=True)]
+            for process in processes:
+                with contextlib.suppress(psutil.Error):
+                    process.terminate()
+            _, alive = psutil.wait_procs(processes, timeout=5)
+            for process in alive:
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+        self.memory.__exit__()
+        self.result_path.unlink(missing_ok=True)
+
+
+def _stop_beside(beside: dict[str, _Beside], results: dict[str, dict], why: str) -> None:
+    """Stop every notebook running beside the run (it failed or was interrupted); mark them."""
+    for name in list(beside):
+        beside.pop(name).stop()
+        results[name].update(status=INTERRUPTED, error=why)
+
+
+def _execute_beside(job_json: str) -> int:
+    """In the process of a :class:`_Beside`: execute the notebook; write ``{"error", "wall_seconds"}``."""
+    import papermill
+
+    from .io import write_json
+
+    job = json.loads(job_json)
+    notebook, output = Path(job["notebook"]), Path(job["output"])
+    started, error = time.perf_counter(), None
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=job["parameters"],
+            kernel_name=KERNEL_NAME,
+            progress_bar=False,
+            cwd=job["cwd"],
+        )
+    except Exception as err:  # papermill raises several types; each is reported to the runner
+        error = _describe_failure(notebook, output, err)
+    write_json({"error": error, "wall_seconds": round(time.perf_counter() - started, 2)}, Path(job["result"]))
+    return 1 if error else 0
+
+
 #: the manifest status of a run stopped by SIGINT or SIGTERM (and of the notebook it stopped in)
 INTERRUPTED = "interrupted"
 
@@ -539,6 +667,7 @@ def run_pipeline(
 
     _sweep_dead_kernel_folders()
     children_before = _child_pids()
+    beside: dict[str, _Beside] = {}  # notebooks running beside the others (RUNS_AFTER), by name
     with (
         tempfile.TemporaryDirectory(prefix=f"{_KERNEL_FOLDER_PREFIX}{os.getpid()}-") as kernel_root,
         _signals_raise(),
@@ -558,10 +687,19 @@ def run_pipeline(
                     record.update(reusable[nb.name], cache="reused")
                     write_json(manifest, manifest_path)
                     continue
+                if nb.name in beside:  # started beside the notebooks before it (RUNS_AFTER): wait for it
+                    outcome = beside.pop(nb.name).wait()
+                    record.update(status="failed" if outcome["error"] else "ok", **outcome)
+                    if outcome["error"]:
+                        finish("failed")
+                        raise PipelineError(outcome["error"])
+                    write_json(manifest, manifest_path)
+                    continue
                 record.update(status="running", cache_key=keys[nb.name], cache="computed")
                 write_json(manifest, manifest_path)
                 started = time.perf_counter()
-                memory = _PeakMemory()
+                # the notebooks running beside this one count for themselves
+                memory = _PeakMemory(exclude=lambda: set().union(*(b.pids() for b in beside.values())))
                 try:
                     with memory, _kernel_stderr_to(run_dir / "logs" / f"{nb.stem}.log"):
                         papermill.execute_notebook(
@@ -581,6 +719,7 @@ def run_pipeline(
                         wall_seconds=round(time.perf_counter() - started, 2),
                         peak_memory_mb=round(memory.peak_bytes / 2**20, 1),
                     )
+                    _stop_beside(beside, results, f"stopped: {nb.name} failed")
                     finish("failed")
                     raise PipelineError(record["error"]) from err
                 record.update(
@@ -589,15 +728,27 @@ def run_pipeline(
                     wall_seconds=round(time.perf_counter() - started, 2),
                     peak_memory_mb=round(memory.peak_bytes / 2**20, 1),
                 )
+                for later in notebooks:  # those that read nothing past this one start now, beside the next
+                    if later.name > nb.name and RUNS_AFTER.get(later.name) == nb.name:
+                        results[later.name].update(status="running", cache_key=keys[later.name], cache="computed")
+                        beside[later.name] = _Beside(
+                            later,
+                            run_dir / later.name,
+                            injected[later.name],
+                            run_dir,
+                            run_dir / "logs" / f"{later.stem}.log",
+                        )
                 write_json(manifest, manifest_path)
         except _Signalled as stop:
             import signal
 
             name = signal.Signals(stop.signum).name
-            current = next((r for r in results.values() if r.get("status") == "running"), None)
+            running = [r for r in results.values() if r.get("status") == "running"]
+            current = running[0] if running else None
+            _stop_beside(beside, results, f"stopped by {name}")
             _stop_kernels(children_before)
-            if current is not None:
-                current.update(status=INTERRUPTED, error=f"stopped by {name}")
+            for record in running:
+                record.update(status=INTERRUPTED, error=f"stopped by {name}")
             finish(INTERRUPTED)
             raise RunInterrupted(
                 f"run interrupted by {name}"

@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hcp_lib import io
@@ -69,3 +70,27 @@ def test_summaries_only_and_errors(inputs):
         es.ModelPool(inputs, workers=0)
     with pytest.raises(ValueError, match="needs inputs from read_inputs"):
         es.ModelPool(replace(inputs, run_dir=None), workers=1)
+
+
+def test_outputs_computed_in_the_workers_match_those_computed_here(inputs):
+    settings = replace(hybrid.HybridSettings.from_parameters(inputs.params), sequence_encoder="lstm", epochs=1)
+    jobs = {"tabular": es.ModelJob(tabular.TabularSettings(max_iter=15, seed=7)), "hybrid": es.ModelJob(settings)}
+    with es.ModelPool(inputs, workers=2) as pool:
+        fits = es.fit_models(inputs, jobs, seed=7, pool=pool, keep_models=("hybrid",), outputs_n=5)
+        with pytest.raises(ValueError, match="outputs_n needs jobs fitted before the test window"):
+            es.fit_models(inputs, {"v": es.ModelJob(settings, validate=True)}, seed=7, pool=pool, outputs_n=5)
+    # only the kept model comes back; both come with their outputs
+    assert fits["tabular"].model is None and fits["hybrid"].model is not None
+    for fit in fits.values():
+        lists = fit.outputs.lists
+        assert lists.groupby("hcp_id")["rank"].max().max() == 5 and lists["score"].between(0, 1).all()
+        assert len(fit.outputs.exposure_probs) == len(inputs.test_rows)
+        assert len(fit.outputs.candidates.table) > 0 and fit.outputs.seconds["score_seconds"] > 0
+    # the hybrid's outputs, computed in its worker, are those of the model that came back
+    here = es.model_outputs(fits["hybrid"].model, inputs, 5, name="hybrid")
+    np.testing.assert_allclose(
+        fits["hybrid"].outputs.exposure_probs["engagement_prob"], here.exposure_probs["engagement_prob"], atol=1e-5
+    )
+    # fitted here, one after the other, the challenger's outputs are the same (its trees are exact)
+    alone = es.fit_models(inputs, {"tabular": jobs["tabular"]}, seed=7, keep_models=False, outputs_n=5)["tabular"]
+    pd.testing.assert_frame_equal(alone.outputs.lists, fits["tabular"].outputs.lists, check_exact=False, atol=1e-7)

@@ -262,9 +262,9 @@ def test_factor_space(silhouette, reading):
 
 def test_tabular_challenger():
     best = pd.Series({"learning_rate": 0.05, "max_leaf_nodes": 31.0, "validation_log_loss": 0.301234, "n_iter": 180.0})
-    assert narrative.tabular_challenger(best, n_train_examples=123456, fit_seconds=12.6) == (
+    assert narrative.tabular_challenger(best) == (
         "The challenger keeps learning rate 0.05 and 31 leaves per tree: validation log-loss 0.3012 after 180 "
-        "rounds. Refitted before the test window on 123,456 exposures in 13 s."
+        "rounds. It is refitted before the test window with those rounds, alongside the chosen hybrid (below)."
     )
 
 
@@ -296,6 +296,9 @@ def test_encoder_choice_with_a_single_encoder():
 def test_hybrid_fit_with_ablations():
     assert narrative.hybrid_fit(6, 234567, 41.4, 12345, {"no_sequence": 30.2, "no_text": 29.5}) == (
         "The hybrid trained 6 epochs on 234,567 exposures in 41 s and has 12,345 weights. The 2 ablations took 60 s."
+    )
+    assert narrative.hybrid_fit(6, 234567, 41.4, 12345, {"no_sequence": 30.2}, challenger_seconds=5.6).endswith(
+        "The 1 ablations took 30 s. The tabular challenger's refit took 6 s."
     )
 
 

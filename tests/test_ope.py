@@ -151,6 +151,30 @@ def test_the_reward_model_reads_ids_as_strings_or_categoricals_and_each_row_on_i
     np.testing.assert_array_equal(reward.predict(h[5:7], c[5:7], k[5:7]), plain[5:7])
 
 
+def test_reward_predictions_do_not_depend_on_threads():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
+    logs, _, _ = bandit(3)
+    hcps = pd.DataFrame({"hcp_id": [f"h{h:03d}" for h in range(H)], "segment": [str(h % 3) for h in range(H)]})
+    reward = ope.RewardModel(n_folds=3, seed=0, max_iter=30).fit(logs, history=bandit(99)[0], hcp_attributes=hcps)
+    x = reward._features(*(ope._Keys.of(logs[c]) for c in ("hcp_id", "content_id", "channel")))
+    model = reward.models_[0]
+    expected = model.predict_proba(x)[:, 1]  # the library's own call, on its default threads
+    for threads in (1, 2, 3, 10_000_000):
+        predicted = ope._predict_proba(model, x, threads)
+        assert predicted.shape == (len(x),)
+        np.testing.assert_array_equal(predicted, expected)
+    np.testing.assert_array_equal(ope._predict_proba(model, x.iloc[:1], 2), expected[:1])
+    # the folds' models are fitted on one OpenMP thread: the same trees as on the default threads
+    y = logs["engaged"].to_numpy(bool)
+    options = dict(max_iter=30, categorical_features="from_dtype", random_state=0)
+    default = HistGradientBoostingClassifier(**options).fit(x, y)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        single = HistGradientBoostingClassifier(**options).fit(x, y)
+    np.testing.assert_array_equal(single.predict_proba(x), default.predict_proba(x))
+
+
 def test_a_prior_by_pairs_reads_as_a_reindex_by_pairs():
     table = pd.Series([0.1, 0.2, 0.3], index=pd.MultiIndex.from_tuples([("a", "x"), ("a", "y"), ("b", "x")]))
     first = ope._Keys.of(np.array(["a", "b", "b", "c", "a"]))

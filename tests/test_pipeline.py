@@ -329,6 +329,40 @@ def test_a_failed_notebook_is_never_reused(notebooks, tmp_path):
     assert [n.get("cache") for n in saved["notebooks"]] == ["reused", "computed"]
 
 
+@pytest.mark.parametrize(
+    ("later", "outputs"),
+    [("03_topic_modeling.ipynb", "topics"), ("09_off_policy_evaluation.ipynb", "ope")],
+)
+def test_a_notebook_that_runs_beside_others_needs_nothing_they_write(tiny_run, tmp_path, later, outputs):
+    # a copy of the tiny run holding only what was written up to the end of the notebook that
+    # RUNS_AFTER names: the later notebook, rerun on it alone, gives the same outputs
+    import shutil
+
+    import pandas as pd
+
+    from hcp_lib.pipeline import RUNS_AFTER
+
+    from .conftest import run_cli
+
+    after = RUNS_AFTER[later]
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    finished = (tiny_run / after).stat().st_mtime
+    for path in sorted(run.rglob("*"), reverse=True):
+        written = (tiny_run / path.relative_to(run)).stat().st_mtime
+        if path.is_file() and path.name != "manifest.json" and written > finished:
+            path.unlink()
+    assert not (run / outputs).exists() or not any((run / outputs).rglob("*.parquet"))
+    result = run_cli("run", "--only", later[:2], "--out", str(run), "--no-progress")
+    assert result.returncode == 0, (
+        f"{later} failed on what {after} left:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+    )
+    tables = sorted(p.relative_to(tiny_run) for p in (tiny_run / outputs).rglob("*.parquet"))
+    assert tables
+    for table in tables:
+        pd.testing.assert_frame_equal(pd.read_parquet(run / table), pd.read_parquet(tiny_run / table))
+
+
 def test_the_code_fingerprint_covers_the_library_and_the_data(tmp_path):
     from hcp_lib.pipeline import code_fingerprint
 
@@ -341,3 +375,63 @@ def test_the_code_fingerprint_covers_the_library_and_the_data(tmp_path):
     assert code_fingerprint(tmp_path) == before
     (tmp_path / "data" / "d.csv").write_text("a\n2\n")
     assert code_fingerprint(tmp_path) != before
+
+
+def test_a_notebook_of_runs_after_runs_beside_the_notebooks_in_between(notebooks, tmp_path, monkeypatch):
+    # 03 reads only what 01 wrote: it starts when 01 has finished, beside 02, which waits for a
+    # file 03 writes (had 03 run after 02, 02 would fail waiting for it)
+    monkeypatch.setattr("hcp_lib.pipeline.RUNS_AFTER", {"03_third.ipynb": "01_first.ipynb"})
+    _notebook(
+        notebooks / "02_second.ipynb",
+        "run_dir = ''\nscale = 'small'",
+        [
+            "import pathlib, time\n"
+            "flag = pathlib.Path(run_dir, 'third.txt')\n"
+            "for _ in range(1200):\n"
+            "    if flag.exists():\n"
+            "        break\n"
+            "    time.sleep(0.1)\n"
+            "assert flag.exists(), 'notebook 03 did not run beside 02'\n"
+            "pathlib.Path(run_dir, 'second.txt').write_text(scale)"
+        ],
+    )
+    _notebook(
+        notebooks / "03_third.ipynb",
+        "run_dir = ''\nseed = 0",
+        [
+            "import json, os, pathlib\n"
+            "first = json.loads(pathlib.Path(run_dir, 'first.json').read_text())\n"
+            "pathlib.Path(run_dir, 'third.txt').write_text(str(first['seed'] + seed))\n"
+            "os.write(2, b'chatter of the third kernel\\n')"
+        ],
+    )
+    out = tmp_path / "run"
+    manifest = run_pipeline(scale="tiny", seed=5, out=out, notebooks_dir=notebooks, progress=False)
+    assert manifest["status"] == "ok"
+    assert [(n["notebook"], n["status"], n["cache"]) for n in manifest["notebooks"]] == [
+        ("01_first.ipynb", "ok", "computed"),
+        ("02_second.ipynb", "ok", "computed"),
+        ("03_third.ipynb", "ok", "computed"),
+    ]
+    third = manifest["notebooks"][2]
+    assert third["wall_seconds"] > 0 and third["peak_memory_mb"] > 0 and third["error"] is None
+    assert (out / "third.txt").read_text() == "10" and (out / "second.txt").read_text() == "tiny"
+    # its kernel's stderr went to its own log, not to the notebook's beside it
+    assert "chatter of the third kernel" in (out / "logs" / "03_third.log").read_text()
+    assert "chatter of the third kernel" not in (out / "logs" / "02_second.log").read_text()
+    assert not list((out / "logs").glob("beside-*"))
+    # a rerun reuses all three
+    again = run_pipeline(scale="tiny", seed=5, out=out, notebooks_dir=notebooks, progress=False)
+    assert [n["cache"] for n in again["notebooks"]] == ["reused"] * 3
+
+
+def test_a_failure_beside_the_run_is_reported_like_any_other(notebooks, tmp_path, monkeypatch):
+    monkeypatch.setattr("hcp_lib.pipeline.RUNS_AFTER", {"03_third.ipynb": "01_first.ipynb"})
+    _notebook(notebooks / "03_third.ipynb", "run_dir = ''", ["x = 1", "raise KeyError('no such column: score')"])
+    out = tmp_path / "run"
+    with pytest.raises(PipelineError, match=r"03_third.ipynb failed at cell 5 .*KeyError.*no such column: score"):
+        run_pipeline(scale="tiny", out=out, notebooks_dir=notebooks, progress=False)
+    saved = json.loads((out / "manifest.json").read_text())
+    assert saved["status"] == "failed"
+    assert [n["status"] for n in saved["notebooks"]] == ["ok", "ok", "failed"]
+    assert (out / "03_third.ipynb").exists()  # the executed notebook is kept

@@ -194,6 +194,58 @@ def test_sweep_scores_and_choice(fitted):
     assert topics.choose_n_topics(sweep) == int(sweep.loc[sweep["score"].idxmax(), "n_topics"])
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+def test_sweep_keeps_its_models_and_the_refit_takes_them(tmp_path, fitted, processes):
+    model, tokens, texts, _ = fitted
+    dictionary = model.pipeline.dictionary_
+    bow = model.bow(tokens)
+    sweep = topics.fit_sweep(bow, tokens, dictionary, [4, 2, 3], seed=7, settings=FAST, processes=processes)
+    pd.testing.assert_frame_equal(
+        sweep.table, topics.sweep_topics(bow, tokens, dictionary, [2, 3, 4], seed=7, settings=FAST)
+    )
+    assert sorted(sweep.models) == [2, 3, 4]
+    assert all(lda.num_topics == k for k, lda in sweep.models.items())
+
+    fresh, _ = topics.fit_topic_model(texts, 3, 7, SMALL, FAST, pipeline=model.pipeline, tokens=tokens)
+    reused, _ = topics.fit_topic_model(texts, 3, 7, SMALL, FAST, pipeline=model.pipeline, tokens=tokens, sweep=sweep)
+    # a copy of the sweep's model, over the pipeline's own dictionary, and the very model a fit makes
+    assert reused.lda is not sweep.models[3] and reused.lda.id2word is dictionary
+    np.testing.assert_array_equal(reused.lda.state.sstats, fresh.lda.state.sstats)
+    np.testing.assert_array_equal(reused.topic_matrix(bow), fresh.topic_matrix(bow))
+    assert reused.labels == fresh.labels
+    reused.save(tmp_path / "reused")
+    fresh.save(tmp_path / "fresh")
+    for path in sorted((tmp_path / "fresh").iterdir()):
+        assert (tmp_path / "reused" / path.name).read_bytes() == path.read_bytes(), path.name
+    # the sweep's model is left as fitted (topic_matrix reseeded the copy's generator only)
+    assert sweep.models[3].random_state is not reused.lda.random_state
+
+
+def test_sweep_model_is_not_taken_for_another_fit(fitted):
+    model, tokens, _, _ = fitted
+    dictionary = model.pipeline.dictionary_
+    bow = model.bow(tokens)
+    sweep = topics.fit_sweep(bow, tokens, dictionary, [2, 3], seed=7, settings=FAST)
+    assert sweep.model_for(bow, dictionary, 3, 7, FAST) is not None
+    assert sweep.model_for(bow, dictionary, 4, 7, FAST) is None  # not swept
+    assert sweep.model_for(bow, dictionary, 3, 8, FAST) is None  # another seed
+    assert sweep.model_for(bow, dictionary, 3, 7, topics.LdaSettings(passes=6, iterations=20)) is None
+    assert sweep.model_for(bow[:-1], dictionary, 3, 7, FAST) is None  # another corpus
+    other = pickle.loads(pickle.dumps(dictionary))
+    other.add_documents([["a_new_term"]])
+    assert sweep.model_for(bow, other, 3, 7, FAST) is None  # other terms
+
+
+def test_quality_metrics_takes_the_coherence_already_computed(fitted):
+    model, tokens, _, areas = fitted
+    matrix = model.topic_matrix(model.bow(tokens))
+    articles = pd.DataFrame({"query_label": areas, "therapeutic_area": areas, "source": "pubmed"})
+    coherence = topics.coherence_scores([topics.top_terms(model.lda)], tokens, model.pipeline.dictionary_)[0]
+    given = topics.quality_metrics(model, tokens, matrix, articles, SMALL, coherence)
+    assert given == topics.quality_metrics(model, tokens, matrix, articles, SMALL)
+    assert given["full"]["c_v"] == float(coherence["c_v"].mean())
+
+
 def test_choose_n_topics_prefers_the_smaller_on_ties():
     sweep = pd.DataFrame({"n_topics": [4, 6, 8], "c_v": [0.5, 0.6, 0.6], "c_npmi": [0.0, 0.1, 0.1]})
     sweep["score"] = topics.selection_score(sweep)

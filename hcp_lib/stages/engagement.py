@@ -13,8 +13,11 @@ logged validation exposures (:attr:`hcp_lib.models.engagement.EngagementModel.va
 3. the ablations (:data:`hcp_lib.models.hybrid.ABLATIONS`): the chosen variant without one input,
    fitted before the test window with the same number of epochs.
 
-For every fitted model, :func:`model_outputs` computes what the evaluation (notebook 06) and
-the plan (notebook 07) read, and :func:`write_model_outputs` writes it under ``hybrid/``:
+The fits run side by side in worker processes (:class:`ModelPool`, :func:`fit_models`): first the
+validation-window fits of both models, then the refits. For every refitted model,
+:func:`model_outputs` computes what the evaluation (notebook 06) and the plan (notebook 07) read
+(in its worker, right after the fit: ``fit_models(..., outputs_n=)``), and
+:func:`write_model_outputs` writes it under ``hybrid/``:
 
 - ``test_top_n/<model>.parquet``: each HCP's top-N items at the test cut-off (seen,
   unapproved and not-yet-released items excluded), with the best channel of each;
@@ -40,7 +43,7 @@ import pandas as pd
 
 from .. import io
 from ..config import RunDir
-from ..domain import CHANNELS
+from ..domain import CHANNELS, HYBRID_NAME, TABULAR_NAME
 from ..io import check_finite
 from ..models import baselines
 from ..models.base import exclusion_mask, model_name, top_n
@@ -122,30 +125,65 @@ def cf_factory(inputs: StageInputs, seed: int) -> Callable[[], baselines.ALS]:
 # --- choices on the validation window ------------------------------------------------------------
 
 
-def tune_tabular(
-    inputs: StageInputs, grid, seed: int, progress: Callable | None = None, pool: ModelPool | None = None
-) -> pd.DataFrame:
-    """Fit the tabular challenger at every point of ``grid`` (dicts of
-    :class:`hcp_lib.models.tabular.TabularSettings` changes) on the exposures before the validation
-    window, stopping early on it (in ``pool``'s worker processes when given, else here). One
-    row per point: its settings, ``validation_log_loss``, ``n_iter`` (rounds kept),
-    ``fit_seconds`` and ``chosen`` (the lowest log-loss)."""
+def tabular_grid_jobs(grid, seed: int) -> dict[str, ModelJob]:
+    """One validation-window job per point of ``grid`` (dicts of
+    :class:`hcp_lib.models.tabular.TabularSettings` changes), named ``tabular grid <i>``."""
     from ..models.tabular import TabularSettings
 
-    jobs = {i: ModelJob(TabularSettings(**{**point, "seed": seed}), validate=True) for i, point in enumerate(grid)}
-    fits = fit_models(inputs, jobs, seed, pool=pool, progress=progress, keep_models=False)
+    return {
+        f"{TABULAR_NAME} grid {i}": ModelJob(TabularSettings(**{**point, "seed": seed}), validate=True)
+        for i, point in enumerate(grid)
+    }
+
+
+def tabular_grid_table(grid, fits: dict[str, ModelFit]) -> pd.DataFrame:
+    """The fits of :func:`tabular_grid_jobs` as one row per point: its settings,
+    ``validation_log_loss``, ``n_iter`` (rounds kept), ``fit_seconds`` and ``chosen`` (the lowest
+    log-loss)."""
+    names = list(tabular_grid_jobs(grid, 0))
     rows = [
         {
             **point,
-            "validation_log_loss": fits[i].validation_loss,
-            "n_iter": fits[i].best_epoch,
-            "fit_seconds": fits[i].fit_seconds,
+            "validation_log_loss": fits[name].validation_loss,
+            "n_iter": fits[name].best_epoch,
+            "fit_seconds": fits[name].fit_seconds,
         }
-        for i, point in enumerate(grid)
+        for name, point in zip(names, grid, strict=True)
     ]
     table = pd.DataFrame(rows)
     table["chosen"] = np.arange(len(table)) == int(table["validation_log_loss"].idxmin())
     return table
+
+
+def tune_tabular(
+    inputs: StageInputs, grid, seed: int, progress: Callable | None = None, pool: ModelPool | None = None
+) -> pd.DataFrame:
+    """Fit the tabular challenger at every point of ``grid`` on the exposures before the validation
+    window, stopping early on it (in ``pool``'s worker processes when given, else here);
+    :func:`tabular_grid_table` of the fits."""
+    jobs = tabular_grid_jobs(grid, seed)
+    return tabular_grid_table(grid, fit_models(inputs, jobs, seed, pool=pool, progress=progress, keep_models=False))
+
+
+def variant_jobs(base, variants: dict[str, dict]) -> dict[str, ModelJob]:
+    """One validation-window job per hybrid variant (name -> :class:`hcp_lib.models.hybrid.HybridSettings`
+    changes of ``base``), named ``hybrid <variant>``."""
+    return {f"{HYBRID_NAME} {name}": ModelJob(replace(base, **variants[name]), validate=True) for name in variants}
+
+
+def variant_table(variants: dict[str, dict], fits: dict[str, ModelFit]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The fits of :func:`variant_jobs`: (one row per variant: ``validation_log_loss``, ``epochs``
+    (the best epoch), ``fit_seconds`` and ``chosen`` (the lowest log-loss); the training curves:
+    variant, epoch, loss and val_loss as Keras reports them, i.e. with the weight penalty)."""
+    fitted = {name: fits[f"{HYBRID_NAME} {name}"] for name in variants}
+    rows = {
+        name: {"validation_log_loss": fit.validation_loss, "epochs": fit.best_epoch, "fit_seconds": fit.fit_seconds}
+        for name, fit in fitted.items()
+    }
+    curves = [fit.training_history.assign(variant=name) for name, fit in fitted.items()]
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
+    table["chosen"] = np.arange(len(table)) == int(np.argmin(table["validation_log_loss"].to_numpy()))
+    return table, pd.concat(curves, ignore_index=True)
 
 
 def choose_variant(
@@ -156,23 +194,11 @@ def choose_variant(
     progress: Callable | None = None,
     pool: ModelPool | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fit the hybrid with each of ``variants`` (name -> :class:`hcp_lib.models.hybrid.HybridSettings`
-    changes of ``base``) on the exposures before the validation window, stopping early on it
-    (in ``pool``'s worker processes when given, else here).
-
-    Returns (one row per variant: ``validation_log_loss``, ``epochs`` (the best epoch),
-    ``fit_seconds`` and ``chosen`` (the lowest log-loss); the training curves: variant, epoch,
-    loss and val_loss as Keras reports them, i.e. with the weight penalty)."""
-    jobs = {name: ModelJob(replace(base, **variants[name]), validate=True) for name in variants}
-    fitted = fit_models(inputs, jobs, seed, pool=pool, progress=progress, keep_models=False)
-    rows = {
-        name: {"validation_log_loss": fit.validation_loss, "epochs": fit.best_epoch, "fit_seconds": fit.fit_seconds}
-        for name, fit in fitted.items()
-    }
-    curves = [fit.training_history.assign(variant=name) for name, fit in fitted.items()]
-    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
-    table["chosen"] = np.arange(len(table)) == int(np.argmin(table["validation_log_loss"].to_numpy()))
-    return table, pd.concat(curves, ignore_index=True)
+    """Fit the hybrid with each of ``variants`` on the exposures before the validation window,
+    stopping early on it (in ``pool``'s worker processes when given, else here);
+    :func:`variant_table` of the fits."""
+    jobs = variant_jobs(base, variants)
+    return variant_table(variants, fit_models(inputs, jobs, seed, pool=pool, progress=progress, keep_models=False))
 
 
 # --- fitting models, here or in worker processes ----------------------------------------------------
@@ -192,8 +218,9 @@ class ModelJob:
 @dataclass
 class ModelFit:
     """A fitted model's summary (and the model itself unless only the summary was asked for):
-    ``best_epoch`` is the hybrid's epochs or the challenger's boosting rounds kept, and
-    ``training_history`` the hybrid's training curves (None for the challenger)."""
+    ``best_epoch`` is the hybrid's epochs or the challenger's boosting rounds kept,
+    ``training_history`` the hybrid's training curves (None for the challenger), and ``outputs``
+    its :class:`ModelOutputs` when :func:`fit_models` was asked for them."""
 
     validation_loss: float | None
     best_epoch: int
@@ -201,6 +228,7 @@ class ModelFit:
     n_train_examples: int
     training_history: pd.DataFrame | None
     model: Any = None
+    outputs: ModelOutputs | None = None
 
 
 class ModelPool:
@@ -313,14 +341,19 @@ def _worker_score(model: EngagementModel, hcp_ids: np.ndarray, exclude: np.ndarr
     return model.score_channels(hcp_ids, exclude)
 
 
-def _worker_fit(job: ModelJob, seed: int, folder: str | None) -> ModelFit:
-    """In a worker: fit ``job``; its summary. When the model is wanted (``folder`` given) a
-    hybrid is saved to ``folder``, the challenger comes back with the summary."""
+def _worker_fit(job: ModelJob, seed: int, folder: str | None, name: str, outputs_n: int | None) -> ModelFit:
+    """In a worker: fit ``job``; its summary, with its outputs when ``outputs_n`` is given. When
+    the model is wanted (``folder`` given) a hybrid is saved to ``folder``, the challenger comes
+    back with the summary."""
     model = _fit_one(_WORKER_INPUTS, job, seed)
+    outputs = None if outputs_n is None else model_outputs(model, _WORKER_INPUTS, outputs_n, name=name)
     if folder is not None and _is_hybrid(model):
         model.save(folder)
-        return _summary(model, with_model=False)
-    return _summary(model, with_model=folder is not None)
+        fit = _summary(model, with_model=False)
+    else:
+        fit = _summary(model, with_model=folder is not None)
+    fit.outputs = outputs
+    return fit
 
 
 def fit_models(
@@ -329,39 +362,52 @@ def fit_models(
     seed: int,
     pool: ModelPool | None = None,
     progress: Callable | None = None,
-    keep_models: bool = True,
+    keep_models: bool | tuple[str, ...] = True,
+    outputs_n: int | None = None,
 ) -> dict[str, ModelFit]:
-    """Fit every job (name -> :class:`ModelJob`), in ``pool``'s workers when given (side by side),
-    else one after the other here; name -> :class:`ModelFit` in the order of ``jobs``, with the
-    fitted model when ``keep_models``."""
+    """Fit every job (name -> :class:`ModelJob`), in ``pool``'s workers when given (side by side,
+    started in the order of ``jobs``: put the longest first), else one after the other here;
+    name -> :class:`ModelFit` in the order of ``jobs``. ``keep_models``: whether each fit
+    carries its fitted model (or the names of the jobs whose model is kept). With ``outputs_n``
+    each model's :func:`model_outputs` (top-``outputs_n`` lists) are computed right after its
+    fit, in its worker, and come back in :attr:`ModelFit.outputs` (a job fitted before the test
+    window only: a validation-window fit has no test outputs)."""
+    keep = set(jobs) if keep_models is True else set(keep_models or ())
+    if outputs_n is not None and any(job.validate for job in jobs.values()):
+        raise ValueError("outputs_n needs jobs fitted before the test window (validate=False)")
     if pool is None:
-        names = progress(list(jobs), desc="fits") if progress else jobs
-        return {name: _summary(_fit_one(inputs, jobs[name], seed), keep_models) for name in names}
+        fits = {}
+        for name in progress(list(jobs), desc="fits") if progress else jobs:
+            model = _fit_one(inputs, jobs[name], seed)
+            fits[name] = _summary(model, name in keep)
+            if outputs_n is not None:
+                fits[name].outputs = model_outputs(model, inputs, outputs_n, name=str(name))
+        return fits
     from concurrent.futures import as_completed
 
     from ..models.hybrid import load
 
     futures = {
-        pool.executor.submit(_worker_fit, job, seed, str(pool.folder / str(name)) if keep_models else None): name
+        pool.executor.submit(
+            _worker_fit, job, seed, str(pool.folder / str(name)) if name in keep else None, str(name), outputs_n
+        ): name
         for name, job in jobs.items()
     }
     done = {}
     bar = progress(total=len(jobs), desc=f"fits ({pool.workers} side by side)") if progress else None
     for future in as_completed(futures):
-        done[futures[future]] = future.result()
+        name = futures[future]
+        fit = done[name] = future.result()
+        # a kept hybrid is loaded as soon as it is back, while the workers fit the others
+        if name in keep and fit.model is None:
+            fit.model = load(pool.folder / str(name), inputs.stage.train_valid, inputs.data)
+            for attribute in ("fit_seconds", "n_train_examples", "training_history"):
+                setattr(fit.model, f"{attribute}_", getattr(fit, attribute))
         if bar is not None:
             bar.update()
     if bar is not None:
         bar.close()
-    fits = {name: done[name] for name in jobs}
-    if keep_models:
-        for name, fit in fits.items():
-            if fit.model is not None:  # the challenger, returned in memory
-                continue
-            fit.model = load(pool.folder / str(name), inputs.stage.train_valid, inputs.data)
-            for attribute in ("fit_seconds", "n_train_examples", "training_history"):
-                setattr(fit.model, f"{attribute}_", getattr(fit, attribute))
-    return fits
+    return {name: done[name] for name in jobs}
 
 
 # --- outputs of a fitted model ----------------------------------------------------------------------

@@ -78,6 +78,9 @@ MIN_ESTIMATED_SHARE = 0.8
 TRUSTED_COVERAGE = 0.9
 #: pseudo-counts that pull a prior engagement rate of the reward model's features to the mean
 PRIOR_STRENGTH = 5.0
+#: at most this many threads predict the reward model's rows side by side, each on one OpenMP
+#: thread (:func:`_predict_proba`; never more than the CPUs)
+PREDICT_THREADS = 2
 
 
 class OPEError(ValueError):
@@ -334,6 +337,7 @@ class RewardModel:
         item_attributes: pd.DataFrame | None = None,
     ) -> RewardModel:
         from sklearn.ensemble import HistGradientBoostingClassifier
+        from threadpoolctl import threadpool_limits
 
         if self.n_folds < 2:
             raise OPEError(f"RewardModel: n_folds must be at least 2, got {self.n_folds}")
@@ -366,7 +370,13 @@ class RewardModel:
                 categorical_features="from_dtype",
                 random_state=self.seed,
             )
-            self.models_.append(model.fit(x[train], y[train]))
+            # one OpenMP thread: boosting is a long run of short parallel steps, which crawl on
+            # threads that spin whenever another process holds a core (the five fits took 10 s
+            # beside another job, against 1 s on one thread); each feature's histograms and each
+            # node's rows are summed in the same order on any number of threads, so the trees
+            # are the same (as :data:`hcp_lib.models.tabular.PREDICT_ROWS` found for notebook 05)
+            with threadpool_limits(limits=1, user_api="openmp"):
+                self.models_.append(model.fit(x[train], y[train]))
         return self
 
     def predict(self, hcp_ids, content_ids, channels) -> np.ndarray:
@@ -386,11 +396,11 @@ class RewardModel:
         for k, model in enumerate(self.models_):
             rows = np.flatnonzero(folds == k)
             if len(rows):
-                out[rows] = model.predict_proba(self._features(*(key.take(rows) for key in keys)))[:, 1]
+                out[rows] = _predict_proba(model, self._features(*(key.take(rows) for key in keys)))
         if unknown.any():
             rows = np.flatnonzero(unknown)
             x = self._features(*(key.take(rows) for key in keys))
-            out[rows] = np.mean([m.predict_proba(x)[:, 1] for m in self.models_], axis=0)
+            out[rows] = np.mean([_predict_proba(m, x) for m in self.models_], axis=0)
         return out
 
     def _features(self, hcps: _Keys, items: _Keys, channels: _Keys) -> pd.DataFrame:
@@ -430,6 +440,38 @@ class RewardModel:
                 else:
                     frame[column] = values.to_numpy(np.float64)[keys.codes]
         return frame
+
+
+def _predict_proba(model, x: pd.DataFrame, threads: int = PREDICT_THREADS) -> np.ndarray:
+    """P(positive class) of each row of ``x`` by the fitted classifier ``model``, the rows split
+    into ``threads`` contiguous parts (at most one per CPU) predicted side by side, each by a
+    thread on one OpenMP thread.
+
+    Why: scikit-learn walks the trees of a gradient-boosted model in one OpenMP parallel region
+    per tree, and on its default two OpenMP threads a region waits for both: whenever another
+    process holds a core the waiting thread spins, and the 11 million rows of chapter 9 took
+    several times longer (0.45 s on one thread against 1.1 s on two for 170,000 rows, beside
+    another job). Python threads on parts of the rows wait for each other once, at the end, and
+    the trees' walk releases the GIL. Each row's probability is computed alone, so the values
+    are those of one ``predict_proba`` call on all the rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    from .evaluate import _usable_cpus
+
+    def predict(part: pd.DataFrame) -> np.ndarray:
+        # the OpenMP thread count is a per-thread setting: each thread sets its own
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return model.predict_proba(part)[:, 1]
+
+    threads = max(1, min(int(threads), _usable_cpus(), len(x)))
+    if threads == 1:
+        return predict(x)
+    bounds = np.linspace(0, len(x), threads + 1).astype(int)
+    with ThreadPoolExecutor(threads) as pool:
+        parts = pool.map(predict, [x.iloc[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])])
+        return np.concatenate(list(parts))
 
 
 @dataclass

@@ -57,6 +57,7 @@ not depend on how many processes ran it.
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -440,9 +441,89 @@ def coherence_scores(
     return results
 
 
-def _fit_for_sweep(args) -> tuple[int, list[list[str]]]:
+def _fit_for_sweep(args) -> tuple[int, object]:
     bow, dictionary, k, seed, settings = args
-    return k, top_terms(fit_lda(bow, dictionary, k, seed, settings))
+    return k, fit_lda(bow, dictionary, k, seed, settings)
+
+
+@dataclass
+class TopicSweep:
+    """A coherence sweep (:func:`fit_sweep`): its ``table`` (what :func:`choose_n_topics`
+    reads) and the LDA it fitted for each number of topics (``models``), with what they were
+    fitted on: ``bow`` (over ``dictionary``), ``seed`` and ``settings``.
+
+    :func:`fit_topic_model` takes the sweep's model of the chosen number of topics instead of
+    fitting it again (:meth:`model_for`): a fit is deterministic for its corpus, number of
+    topics, seed and settings, so the refit would be the same model (it was about a tenth of
+    notebook 03's time)."""
+
+    table: pd.DataFrame
+    models: dict[int, object]
+    bow: list
+    dictionary: object
+    seed: int
+    settings: LdaSettings
+
+    def model_for(self, bow: list, dictionary, n_topics: int, seed: int, settings: LdaSettings):
+        """A copy of the sweep's LDA for ``n_topics`` (over ``dictionary``) when it was fitted
+        on ``bow`` and the same terms with ``seed`` and ``settings``, so that :func:`fit_lda`
+        would return the same model; None otherwise.
+
+        A copy: the caller's model changes its generator (:meth:`TopicModel.topic_matrix`
+        reseeds it), which the saved model records, and the sweep's models stay as fitted."""
+        swept = self.models.get(int(n_topics))
+        if (
+            swept is None
+            or seed != self.seed
+            or settings != self.settings
+            or dictionary.token2id != self.dictionary.token2id
+            or bow != self.bow
+        ):
+            return None
+        # the copy reads the caller's dictionary (the same terms), as a model fitted here would
+        return copy.deepcopy(swept, memo={id(swept.id2word): dictionary})
+
+
+def fit_sweep(
+    bow: list,
+    texts: list[list[str]],
+    dictionary,
+    n_topics_range: Iterable[int],
+    seed: int,
+    settings: LdaSettings = LdaSettings(),
+    processes: int = 1,
+    progress: Callable | None = None,
+) -> TopicSweep:
+    """Fit one LDA per number of topics and score it: the :class:`TopicSweep` of its table and models.
+
+    The table has the columns ``n_topics``, mean ``c_v``, ``c_npmi``, ``u_mass`` over the
+    topics, and ``score`` (see :func:`choose_n_topics`). Models are fitted in up to
+    ``processes`` worker processes (the platform's default start method: 'spawn' was measured
+    2 s slower at the small scale, each worker importing gensim and the project again); each
+    fit is single-process and seeded, and its model comes back whole, so the sweep does not
+    depend on ``processes``. ``progress`` (e.g. ``tqdm``) counts the fitted models.
+    """
+    ks = sorted(set(int(k) for k in n_topics_range))
+    if not ks:
+        raise TopicModelError("the topic sweep is empty: topic_sweep_min must not exceed topic_sweep_max")
+    for k in ks:
+        check_n_topics(k, dictionary)
+    jobs = [(bow, dictionary, k, seed, settings) for k in ks]
+    track = (lambda done: progress(done, total=len(jobs), desc="LDA fits")) if progress else (lambda done: done)
+    if processes > 1 and len(ks) > 1:
+        with ProcessPoolExecutor(max_workers=min(processes, len(ks))) as pool:
+            models = dict(track(pool.map(_fit_for_sweep, jobs)))
+    else:
+        models = dict(track(map(_fit_for_sweep, jobs)))
+    scores = coherence_scores([top_terms(models[k]) for k in ks], texts, dictionary)
+    table = pd.DataFrame(
+        {
+            "n_topics": ks,
+            **{m: [float(np.mean(s[m])) for s in scores] for m in ("c_v", "c_npmi", "u_mass")},
+        }
+    )
+    table["score"] = selection_score(table)
+    return TopicSweep(table, models, bow, dictionary, int(seed), settings)
 
 
 def sweep_topics(
@@ -455,34 +536,9 @@ def sweep_topics(
     processes: int = 1,
     progress: Callable | None = None,
 ) -> pd.DataFrame:
-    """Fit one LDA per number of topics and score it; the table :func:`choose_n_topics` reads.
-
-    Columns: ``n_topics``, mean ``c_v``, ``c_npmi``, ``u_mass`` over the topics, and ``score``
-    (see :func:`choose_n_topics`). Models are fitted in up to ``processes`` processes; each
-    is deterministic, so the table does not depend on ``processes``. ``progress`` (e.g.
-    ``tqdm``) counts the fitted models.
-    """
-    ks = sorted(set(int(k) for k in n_topics_range))
-    if not ks:
-        raise TopicModelError("the topic sweep is empty: topic_sweep_min must not exceed topic_sweep_max")
-    for k in ks:
-        check_n_topics(k, dictionary)
-    jobs = [(bow, dictionary, k, seed, settings) for k in ks]
-    track = (lambda done: progress(done, total=len(jobs), desc="LDA fits")) if progress else (lambda done: done)
-    if processes > 1 and len(ks) > 1:
-        with ProcessPoolExecutor(max_workers=min(processes, len(ks))) as pool:
-            fitted = dict(track(pool.map(_fit_for_sweep, jobs)))
-    else:
-        fitted = dict(track(map(_fit_for_sweep, jobs)))
-    scores = coherence_scores([fitted[k] for k in ks], texts, dictionary)
-    table = pd.DataFrame(
-        {
-            "n_topics": ks,
-            **{m: [float(np.mean(s[m])) for s in scores] for m in ("c_v", "c_npmi", "u_mass")},
-        }
-    )
-    table["score"] = selection_score(table)
-    return table
+    """The table of :func:`fit_sweep` (its models dropped): ``n_topics``, mean ``c_v``,
+    ``c_npmi``, ``u_mass`` and ``score``, the table :func:`choose_n_topics` reads."""
+    return fit_sweep(bow, texts, dictionary, n_topics_range, seed, settings, processes, progress).table
 
 
 def selection_score(table: pd.DataFrame) -> pd.Series:
@@ -932,17 +988,24 @@ def fit_topic_model(
     lda_settings: LdaSettings = LdaSettings(),
     pipeline: TextPipeline | None = None,
     tokens: list[list[str]] | None = None,
+    sweep: TopicSweep | None = None,
 ) -> tuple[TopicModel, list[list[str]]]:
     """Fit the text pipeline and an LDA with ``n_topics`` topics; return the model and the tokens.
 
     Pass an already fitted ``pipeline`` with its ``tokens`` (from :meth:`TextPipeline.fit_tokens`
-    on ``texts``) to skip preprocessing, as the notebook does after the sweep.
+    on ``texts``) to skip preprocessing, as the notebook does after the sweep; and the
+    ``sweep`` (:func:`fit_sweep`) to take its model of ``n_topics`` rather than fit the same
+    one again (:meth:`TopicSweep.model_for`: only when the sweep ran on this corpus with this
+    seed and these settings).
     """
     if pipeline is None or tokens is None:
         pipeline = TextPipeline(preprocess)
         tokens = pipeline.fit_tokens(texts)
     model = TopicModel(pipeline, None, seed, lda_settings)
-    model.lda = fit_lda(model.bow(tokens), pipeline.dictionary_, n_topics, seed, lda_settings)
+    bow = model.bow(tokens)
+    check_n_topics(n_topics, pipeline.dictionary_)
+    swept = sweep.model_for(bow, pipeline.dictionary_, n_topics, seed, lda_settings) if sweep is not None else None
+    model.lda = swept if swept is not None else fit_lda(bow, pipeline.dictionary_, n_topics, seed, lda_settings)
     model.labels = topic_labels(model.lda)
     return model, tokens
 
@@ -1251,6 +1314,7 @@ def quality_metrics(
     doc_topics: np.ndarray,
     articles: pd.DataFrame,
     preprocess: PreprocessSettings,
+    coherence: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """Coherence and label agreement of ``model``, overall and on v0.1's corpus.
 
@@ -1262,10 +1326,13 @@ def quality_metrics(
     - ``v01_refit``: the whole recipe (preprocessing and LDA, same number of topics and seed)
       fitted on the v0.1 articles alone and scored on them, the like-for-like comparison
       with v0.1's c_v of :data:`V01_C_V`.
-    Coherence settings (``topn``, windows) are recorded with the figures.
+    Coherence settings (``topn``, windows) are recorded with the figures. ``coherence``: the
+    model's per-topic scores when already computed (``coherence_scores([top_terms(model.lda)],
+    tokens, model.pipeline.dictionary_)[0]``, as the notebook's topic table does), so they are
+    not computed twice.
     """
-    terms = top_terms(model.lda)
-    full = coherence_scores([terms], tokens, model.pipeline.dictionary_)[0]
+    if coherence is None:
+        coherence = coherence_scores([top_terms(model.lda)], tokens, model.pipeline.dictionary_)[0]
     result = {
         "coherence_settings": {
             "topn": COHERENCE_TOPN,
@@ -1277,7 +1344,7 @@ def quality_metrics(
         },
         "full": {
             "n_documents": len(tokens),
-            **{m: float(full[m].mean()) for m in full},
+            **{m: float(coherence[m].mean()) for m in coherence},
             "nmi_query_label": label_agreement(doc_topics, articles["query_label"]),
             "nmi_therapeutic_area": label_agreement(doc_topics, articles["therapeutic_area"]),
         },

@@ -48,9 +48,9 @@ def main() -> None:
         tokens = step("preprocess (spaCy, phrases, dictionary)", pipeline.fit_tokens, texts)
         bow = [pipeline.dictionary_.doc2bow(d) for d in tokens]
         ks = topics.sweep_range(p["topic_sweep_min"], p["topic_sweep_max"], p["topic_sweep_step"], pipeline.dictionary_)
-        sweep = step(
+        swept = step(
             f"sweep ({len(ks)} models, {workers} processes)",
-            topics.sweep_topics,
+            topics.fit_sweep,
             bow,
             tokens,
             pipeline.dictionary_,
@@ -59,9 +59,10 @@ def main() -> None:
             lda,
             processes=workers,
         )
+        sweep = swept.table
         k = p["n_topics"] or topics.choose_n_topics(sweep)
         model, _ = step(
-            "final model",
+            "final model (the sweep's, as notebook 03 takes it)",
             topics.fit_topic_model,
             texts,
             k,
@@ -70,11 +71,19 @@ def main() -> None:
             lda,
             pipeline=pipeline,
             tokens=tokens,
+            sweep=swept,
         )
         matrix = step("doc-topic inference", model.topic_matrix, bow)
         coherence = topics.coherence_scores([topics.top_terms(model.lda)], tokens, pipeline.dictionary_)[0]
         quality = step(
-            "quality (incl. v0.1 refit)", topics.quality_metrics, model, tokens, matrix, articles, preprocess
+            "quality (incl. v0.1 refit)",
+            topics.quality_metrics,
+            model,
+            tokens,
+            matrix,
+            articles,
+            preprocess,
+            coherence=coherence,
         )
         table = topics.topic_table(model, matrix, coherence, articles["therapeutic_area"])
         step("pyLDAvis page", topics.write_ldavis, model, bow, matrix, Path(tmp) / "figures" / "ldavis")

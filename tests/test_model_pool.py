@@ -79,6 +79,17 @@ def test_outputs_computed_in_the_workers_match_those_computed_here(inputs):
         fits = es.fit_models(inputs, jobs, seed=7, pool=pool, keep_models=("hybrid",), outputs_n=5)
         with pytest.raises(ValueError, match="outputs_n needs jobs fitted before the test window"):
             es.fit_models(inputs, {"v": es.ModelJob(settings, validate=True)}, seed=7, pool=pool, outputs_n=5)
+        # notebook 05's way: the challenger refitted first, its cells scored in the workers behind the hybrids
+        challenger = es.submit_fits(inputs, {"tabular": jobs["tabular"]}, seed=7, pool=pool)
+        hybrids = es.submit_fits(inputs, {"hybrid": jobs["hybrid"]}, seed=7, pool=pool, outputs_n=5)
+        spread = es.refits_with_outputs(inputs, challenger, hybrids, 5, pool=pool)
+    assert list(spread) == ["tabular", "hybrid"] and spread["tabular"].model is not None
+    pd.testing.assert_frame_equal(spread["tabular"].outputs.lists, fits["tabular"].outputs.lists)
+    np.testing.assert_allclose(
+        spread["hybrid"].outputs.exposure_probs["engagement_prob"],
+        fits["hybrid"].outputs.exposure_probs["engagement_prob"],
+        atol=1e-6,
+    )
     # only the kept model comes back; both come with their outputs
     assert fits["tabular"].model is None and fits["hybrid"].model is not None
     for fit in fits.values():
@@ -94,3 +105,12 @@ def test_outputs_computed_in_the_workers_match_those_computed_here(inputs):
     # fitted here, one after the other, the challenger's outputs are the same (its trees are exact)
     alone = es.fit_models(inputs, {"tabular": jobs["tabular"]}, seed=7, keep_models=False, outputs_n=5)["tabular"]
     pd.testing.assert_frame_equal(alone.outputs.lists, fits["tabular"].outputs.lists, check_exact=False, atol=1e-7)
+    # and without a pool the same refits run here, in order, when asked for
+    here = es.refits_with_outputs(
+        inputs,
+        es.submit_fits(inputs, {"tabular": jobs["tabular"]}, seed=7),
+        es.submit_fits(inputs, {"hybrid": replace(jobs["hybrid"])}, seed=7, outputs_n=5),
+        5,
+    )
+    assert list(here) == ["tabular", "hybrid"] and here["hybrid"].outputs is not None
+    pd.testing.assert_frame_equal(here["tabular"].outputs.lists, alone.outputs.lists, check_exact=False, atol=1e-7)

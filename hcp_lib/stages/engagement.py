@@ -13,10 +13,11 @@ logged validation exposures (:attr:`hcp_lib.models.engagement.EngagementModel.va
 3. the ablations (:data:`hcp_lib.models.hybrid.ABLATIONS`): the chosen variant without one input,
    fitted before the test window with the same number of epochs.
 
-The fits run side by side in worker processes (:class:`ModelPool`, :func:`fit_models`): first the
+The fits run side by side in worker processes (:class:`ModelPool`, :func:`submit_fits`): first the
 validation-window fits of both models, then the refits. For every refitted model,
 :func:`model_outputs` computes what the evaluation (notebook 06) and the plan (notebook 07) read
-(in its worker, right after the fit: ``fit_models(..., outputs_n=)``), and
+(a hybrid's in its worker, right after the fit: ``submit_fits(..., outputs_n=)``; the challenger's
+cells last, spread over the workers: :func:`refits_with_outputs`), and
 :func:`write_model_outputs` writes it under ``hybrid/``:
 
 - ``test_top_n/<model>.parquet``: each HCP's top-N items at the test cut-off (seen,
@@ -356,6 +357,96 @@ def _worker_fit(job: ModelJob, seed: int, folder: str | None, name: str, outputs
     return fit
 
 
+class PendingFits:
+    """Fits submitted by :func:`submit_fits`: in ``pool``'s workers they run as soon as a worker
+    is free (jobs from several calls queue in the order they were submitted); without a pool they
+    run here, one after the other, when :meth:`result` is first called."""
+
+    def __init__(
+        self,
+        inputs: StageInputs,
+        jobs: dict[str, ModelJob],
+        seed: int,
+        pool: ModelPool | None,
+        keep: set,
+        outputs_n: int | None,
+    ):
+        self.inputs, self.jobs, self.seed = inputs, jobs, seed
+        self.pool, self.keep, self.outputs_n = pool, keep, outputs_n
+        self._fits: dict[str, ModelFit] | None = None
+        self._futures = {}
+        if pool is not None:
+            self._futures = {
+                pool.executor.submit(
+                    _worker_fit,
+                    job,
+                    seed,
+                    str(pool.folder / str(name)) if name in keep else None,
+                    str(name),
+                    outputs_n,
+                ): name
+                for name, job in jobs.items()
+            }
+
+    def result(self, progress: Callable | None = None) -> dict[str, ModelFit]:
+        """Wait for every fit; name -> :class:`ModelFit` in the order of the jobs (``progress``,
+        e.g. ``tqdm``, counts the fits done)."""
+        if self._fits is None:
+            self._fits = self._here(progress) if self.pool is None else self._collect(progress)
+        return self._fits
+
+    def _here(self, progress: Callable | None) -> dict[str, ModelFit]:
+        fits = {}
+        for name in progress(list(self.jobs), desc="fits") if progress else self.jobs:
+            model = _fit_one(self.inputs, self.jobs[name], self.seed)
+            fits[name] = _summary(model, name in self.keep)
+            if self.outputs_n is not None:
+                fits[name].outputs = model_outputs(model, self.inputs, self.outputs_n, name=str(name))
+        return fits
+
+    def _collect(self, progress: Callable | None) -> dict[str, ModelFit]:
+        from concurrent.futures import as_completed
+
+        from ..models.hybrid import load
+
+        done = {}
+        bar = progress(total=len(self.jobs), desc=f"fits ({self.pool.workers} side by side)") if progress else None
+        for future in as_completed(self._futures):
+            name = self._futures[future]
+            fit = done[name] = future.result()
+            # a kept hybrid is loaded as soon as it is back, while the workers fit the others
+            if name in self.keep and fit.model is None:
+                fit.model = load(self.pool.folder / str(name), self.inputs.stage.train_valid, self.inputs.data)
+                for attribute in ("fit_seconds", "n_train_examples", "training_history"):
+                    setattr(fit.model, f"{attribute}_", getattr(fit, attribute))
+            if bar is not None:
+                bar.update()
+        if bar is not None:
+            bar.close()
+        return {name: done[name] for name in self.jobs}
+
+
+def submit_fits(
+    inputs: StageInputs,
+    jobs: dict[str, ModelJob],
+    seed: int,
+    pool: ModelPool | None = None,
+    keep_models: bool | tuple[str, ...] = True,
+    outputs_n: int | None = None,
+) -> PendingFits:
+    """Start fitting every job (name -> :class:`ModelJob`) in ``pool``'s workers (side by side,
+    started in the order of ``jobs``: put the longest first), or, without a pool, here when the
+    result is asked for; :meth:`PendingFits.result` waits for them. ``keep_models``: whether each
+    fit carries its fitted model (or the names of the jobs whose model is kept). With
+    ``outputs_n`` each model's :func:`model_outputs` (top-``outputs_n`` lists) are computed right
+    after its fit, in its worker, and come back in :attr:`ModelFit.outputs` (jobs fitted before
+    the test window only: a validation-window fit has no test outputs)."""
+    keep = set(jobs) if keep_models is True else set(keep_models or ())
+    if outputs_n is not None and any(job.validate for job in jobs.values()):
+        raise ValueError("outputs_n needs jobs fitted before the test window (validate=False)")
+    return PendingFits(inputs, jobs, seed, pool, keep, outputs_n)
+
+
 def fit_models(
     inputs: StageInputs,
     jobs: dict[str, ModelJob],
@@ -365,49 +456,39 @@ def fit_models(
     keep_models: bool | tuple[str, ...] = True,
     outputs_n: int | None = None,
 ) -> dict[str, ModelFit]:
-    """Fit every job (name -> :class:`ModelJob`), in ``pool``'s workers when given (side by side,
-    started in the order of ``jobs``: put the longest first), else one after the other here;
-    name -> :class:`ModelFit` in the order of ``jobs``. ``keep_models``: whether each fit
-    carries its fitted model (or the names of the jobs whose model is kept). With ``outputs_n``
-    each model's :func:`model_outputs` (top-``outputs_n`` lists) are computed right after its
-    fit, in its worker, and come back in :attr:`ModelFit.outputs` (a job fitted before the test
-    window only: a validation-window fit has no test outputs)."""
-    keep = set(jobs) if keep_models is True else set(keep_models or ())
-    if outputs_n is not None and any(job.validate for job in jobs.values()):
-        raise ValueError("outputs_n needs jobs fitted before the test window (validate=False)")
+    """:func:`submit_fits` and wait for the result: name -> :class:`ModelFit` in the order of ``jobs``."""
+    return submit_fits(inputs, jobs, seed, pool, keep_models, outputs_n).result(progress)
+
+
+def refits_with_outputs(
+    inputs: StageInputs,
+    challenger: PendingFits,
+    hybrids: PendingFits,
+    n: int,
+    pool: ModelPool | None = None,
+    progress: Callable | None = None,
+) -> dict[str, ModelFit]:
+    """The refits of notebook 05 with their outputs: wait for ``challenger`` (the tabular
+    challenger's refit, one job, its model kept), then compute its :func:`model_outputs`
+    (top-``n`` lists) — with a pool, its cells are scored in the workers, queued behind the jobs of
+    ``hybrids`` (submitted with ``outputs_n``) — while the hybrids' fits come back. Name ->
+    :class:`ModelFit` with ``outputs``, the challenger first.
+
+    Why: the challenger scores every cell with its trees, the longest piece of work of the
+    notebook; split over the workers at the end of the queue it fills them evenly, where one job
+    scoring it all would run long after the others."""
+    ((name, fit),) = challenger.result().items()
     if pool is None:
-        fits = {}
-        for name in progress(list(jobs), desc="fits") if progress else jobs:
-            model = _fit_one(inputs, jobs[name], seed)
-            fits[name] = _summary(model, name in keep)
-            if outputs_n is not None:
-                fits[name].outputs = model_outputs(model, inputs, outputs_n, name=str(name))
-        return fits
-    from concurrent.futures import as_completed
+        fit.outputs = model_outputs(fit.model, inputs, n, name=name)
+        return {name: fit, **hybrids.result(progress)}
+    from concurrent.futures import ThreadPoolExecutor
 
-    from ..models.hybrid import load
-
-    futures = {
-        pool.executor.submit(
-            _worker_fit, job, seed, str(pool.folder / str(name)) if name in keep else None, str(name), outputs_n
-        ): name
-        for name, job in jobs.items()
-    }
-    done = {}
-    bar = progress(total=len(jobs), desc=f"fits ({pool.workers} side by side)") if progress else None
-    for future in as_completed(futures):
-        name = futures[future]
-        fit = done[name] = future.result()
-        # a kept hybrid is loaded as soon as it is back, while the workers fit the others
-        if name in keep and fit.model is None:
-            fit.model = load(pool.folder / str(name), inputs.stage.train_valid, inputs.data)
-            for attribute in ("fit_seconds", "n_train_examples", "training_history"):
-                setattr(fit.model, f"{attribute}_", getattr(fit, attribute))
-        if bar is not None:
-            bar.update()
-    if bar is not None:
-        bar.close()
-    return {name: done[name] for name in jobs}
+    # a thread waits on the scoring blocks while this one collects (and loads) the hybrids
+    with ThreadPoolExecutor(1) as thread:
+        scoring = thread.submit(model_outputs, fit.model, inputs, n, name, pool)
+        rest = hybrids.result(progress)
+        fit.outputs = scoring.result()
+    return {name: fit, **rest}
 
 
 # --- outputs of a fitted model ----------------------------------------------------------------------

@@ -42,6 +42,8 @@ from bench_regimes import git_commit  # noqa: E402
 from bench_stress import RESULTS as STRESS  # noqa: E402
 from bench_stress import section as stress_section  # noqa: E402
 
+from hcp_lib.pipeline import RUNS_AFTER  # noqa: E402
+
 #: a stage by the name its notebook has had (07 and 08 swapped places in the renumbering)
 STAGES = {
     "ingestion": "01 ingestion",
@@ -222,7 +224,14 @@ def page(results: dict, stress: dict | None = None) -> str:
         "",
         f"Summed, the projected stages take {total / 3600:,.1f} hours on one machine of this kind, "
         f"{ahead[slowest]['seconds'] / 3600:,.1f} of them in {slowest} (see its note), and the largest needs "
-        f"{peak / 1024:,.1f} GB." + (f" The largest scale's record: {'; '.join(notes)}." if notes else ""),
+        f"{peak / 1024:,.1f} GB."
+        + (f" The largest scale's record: {'; '.join(notes)}." if notes else "")
+        + " A run takes less than the sum of its notebooks: "
+        + ", ".join(
+            f"{later[:2]} starts when {after[:2]} has finished, beside the notebooks in between"
+            for later, after in RUNS_AFTER.items()
+        )
+        + " (`hcp_lib.pipeline.RUNS_AFTER`).",
         "",
     ]
     if stress is not None:

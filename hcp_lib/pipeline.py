@@ -4,8 +4,9 @@
 first (:func:`hcp_lib.config.resolve_parameters`), then ``notebooks/NN_*.ipynb`` run
 in order on a kernel of this Python environment, each receiving the same values for
 the parameters it declares; a notebook of :data:`RUNS_AFTER` starts as soon as the last
-notebook it reads has finished, beside the ones in between, in a process of its own. The first failure stops the run with the notebook, the
-cell and the exception named; the failed executed notebook stays in the run folder.
+notebook it reads has finished, beside the ones in between, in a process of its own. The
+first failure stops the run with the notebook, the cell and the exception named; the failed
+executed notebook stays in the run folder.
 ``manifest.json`` records parameters, package versions, the git commit and, per
 notebook, its status, wall time and peak memory; what a kernel prints on its own stderr
 (library start-up chatter) goes to ``logs/NN_name.log`` in the run folder.
@@ -151,13 +152,20 @@ class _PeakMemory:
             self.peak_bytes = max(self.peak_bytes, total)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> _PeakMemory:
+    def start(self) -> _PeakMemory:
         self._thread.start()
         return self
 
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join()
+
+    def __enter__(self) -> _PeakMemory:
+        return self.start()
+
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        self.stop()
 
 
 def _git_commit() -> dict[str, Any]:
@@ -315,7 +323,7 @@ class _Beside:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
-        self.memory = _PeakMemory(root=self.process.pid).__enter__()
+        self.memory = _PeakMemory(root=self.process.pid).start()
 
     def pids(self) -> set[int]:
         return {self.process.pid} if self.process.poll() is None else set()
@@ -325,7 +333,7 @@ class _Beside:
         from .io import read_json
 
         code = self.process.wait()
-        self.memory.__exit__()
+        self.memory.stop()
         outcome: dict[str, Any] = {"error": None, "wall_seconds": None}
         with contextlib.suppress(ValueError, OSError):
             outcome.update(read_json(self.result_path))
@@ -352,7 +360,7 @@ class _Beside:
             for process in alive:
                 with contextlib.suppress(psutil.Error):
                     process.kill()
-        self.memory.__exit__()
+        self.memory.stop()
         self.result_path.unlink(missing_ok=True)
 
 

@@ -187,7 +187,7 @@ def test_sweep_range_checks_its_parameters(fitted):
 def test_sweep_scores_and_choice(fitted):
     model, tokens, _, _ = fitted
     bow = model.bow(tokens)
-    sweep = topics.sweep_topics(bow, tokens, model.pipeline.dictionary_, [2, 3, 4], seed=7, settings=FAST)
+    sweep = topics.fit_sweep(bow, tokens, model.pipeline.dictionary_, [2, 3, 4], seed=7, settings=FAST).table
     assert sweep["n_topics"].tolist() == [2, 3, 4]
     assert sweep[["c_v", "c_npmi", "u_mass"]].notna().all().all()
     assert sweep["score"].between(0, 1).all()
@@ -201,7 +201,7 @@ def test_sweep_keeps_its_models_and_the_refit_takes_them(tmp_path, fitted, proce
     bow = model.bow(tokens)
     sweep = topics.fit_sweep(bow, tokens, dictionary, [4, 2, 3], seed=7, settings=FAST, processes=processes)
     pd.testing.assert_frame_equal(
-        sweep.table, topics.sweep_topics(bow, tokens, dictionary, [2, 3, 4], seed=7, settings=FAST)
+        sweep.table, topics.fit_sweep(bow, tokens, dictionary, [2, 3, 4], seed=7, settings=FAST).table
     )
     assert sorted(sweep.models) == [2, 3, 4]
     assert all(lda.num_topics == k for k, lda in sweep.models.items())

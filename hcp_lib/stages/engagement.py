@@ -132,51 +132,44 @@ def tabular_grid_jobs(grid, seed: int) -> dict[str, ModelJob]:
     from ..models.tabular import TabularSettings
 
     return {
-        f"{TABULAR_NAME} grid {i}": ModelJob(TabularSettings(**{**point, "seed": seed}), validate=True)
+        _grid_job_name(i): ModelJob(TabularSettings(**{**point, "seed": seed}), validate=True)
         for i, point in enumerate(grid)
     }
+
+
+def _grid_job_name(i: int) -> str:
+    return f"{TABULAR_NAME} grid {i}"
 
 
 def tabular_grid_table(grid, fits: dict[str, ModelFit]) -> pd.DataFrame:
     """The fits of :func:`tabular_grid_jobs` as one row per point: its settings,
     ``validation_log_loss``, ``n_iter`` (rounds kept), ``fit_seconds`` and ``chosen`` (the lowest
     log-loss)."""
-    names = list(tabular_grid_jobs(grid, 0))
+    fitted = [fits[_grid_job_name(i)] for i in range(len(grid))]
     rows = [
-        {
-            **point,
-            "validation_log_loss": fits[name].validation_loss,
-            "n_iter": fits[name].best_epoch,
-            "fit_seconds": fits[name].fit_seconds,
-        }
-        for name, point in zip(names, grid, strict=True)
+        {**point, "validation_log_loss": fit.validation_loss, "n_iter": fit.best_epoch, "fit_seconds": fit.fit_seconds}
+        for point, fit in zip(grid, fitted, strict=True)
     ]
     table = pd.DataFrame(rows)
     table["chosen"] = np.arange(len(table)) == int(table["validation_log_loss"].idxmin())
     return table
 
 
-def tune_tabular(
-    inputs: StageInputs, grid, seed: int, progress: Callable | None = None, pool: ModelPool | None = None
-) -> pd.DataFrame:
-    """Fit the tabular challenger at every point of ``grid`` on the exposures before the validation
-    window, stopping early on it (in ``pool``'s worker processes when given, else here);
-    :func:`tabular_grid_table` of the fits."""
-    jobs = tabular_grid_jobs(grid, seed)
-    return tabular_grid_table(grid, fit_models(inputs, jobs, seed, pool=pool, progress=progress, keep_models=False))
-
-
 def variant_jobs(base, variants: dict[str, dict]) -> dict[str, ModelJob]:
     """One validation-window job per hybrid variant (name -> :class:`hcp_lib.models.hybrid.HybridSettings`
     changes of ``base``), named ``hybrid <variant>``."""
-    return {f"{HYBRID_NAME} {name}": ModelJob(replace(base, **variants[name]), validate=True) for name in variants}
+    return {_variant_job_name(name): ModelJob(replace(base, **variants[name]), validate=True) for name in variants}
+
+
+def _variant_job_name(variant: str) -> str:
+    return f"{HYBRID_NAME} {variant}"
 
 
 def variant_table(variants: dict[str, dict], fits: dict[str, ModelFit]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The fits of :func:`variant_jobs`: (one row per variant: ``validation_log_loss``, ``epochs``
     (the best epoch), ``fit_seconds`` and ``chosen`` (the lowest log-loss); the training curves:
     variant, epoch, loss and val_loss as Keras reports them, i.e. with the weight penalty)."""
-    fitted = {name: fits[f"{HYBRID_NAME} {name}"] for name in variants}
+    fitted = {name: fits[_variant_job_name(name)] for name in variants}
     rows = {
         name: {"validation_log_loss": fit.validation_loss, "epochs": fit.best_epoch, "fit_seconds": fit.fit_seconds}
         for name, fit in fitted.items()
@@ -185,21 +178,6 @@ def variant_table(variants: dict[str, dict], fits: dict[str, ModelFit]) -> tuple
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
     table["chosen"] = np.arange(len(table)) == int(np.argmin(table["validation_log_loss"].to_numpy()))
     return table, pd.concat(curves, ignore_index=True)
-
-
-def choose_variant(
-    inputs: StageInputs,
-    base,
-    variants: dict[str, dict],
-    seed: int,
-    progress: Callable | None = None,
-    pool: ModelPool | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fit the hybrid with each of ``variants`` on the exposures before the validation window,
-    stopping early on it (in ``pool``'s worker processes when given, else here);
-    :func:`variant_table` of the fits."""
-    jobs = variant_jobs(base, variants)
-    return variant_table(variants, fit_models(inputs, jobs, seed, pool=pool, progress=progress, keep_models=False))
 
 
 # --- fitting models, here or in worker processes ----------------------------------------------------

@@ -526,21 +526,6 @@ def fit_sweep(
     return TopicSweep(table, models, bow, dictionary, int(seed), settings)
 
 
-def sweep_topics(
-    bow: list,
-    texts: list[list[str]],
-    dictionary,
-    n_topics_range: Iterable[int],
-    seed: int,
-    settings: LdaSettings = LdaSettings(),
-    processes: int = 1,
-    progress: Callable | None = None,
-) -> pd.DataFrame:
-    """The table of :func:`fit_sweep` (its models dropped): ``n_topics``, mean ``c_v``,
-    ``c_npmi``, ``u_mass`` and ``score``, the table :func:`choose_n_topics` reads."""
-    return fit_sweep(bow, texts, dictionary, n_topics_range, seed, settings, processes, progress).table
-
-
 def selection_score(table: pd.DataFrame) -> pd.Series:
     """Mean of c_v and c_npmi, each min-max scaled to [0, 1] over the sweep (u_mass is shown only).
 

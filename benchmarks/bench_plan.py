@@ -19,6 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from hcp_lib import config
 from hcp_lib.domain import CHANNELS
 from hcp_lib.stages import plan
 
@@ -66,7 +67,10 @@ def main() -> None:
     parser.add_argument("--per-channel", type=int, default=3)
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument(
-        "--max-candidates", type=int, default=100_000, help="the plan's plan_milp_max_candidates (default 100,000)"
+        "--max-candidates",
+        type=int,
+        default=config.default("plan_milp_max_candidates"),
+        help="the plan's plan_milp_max_candidates (default %(default)s)",
     )
     args = parser.parse_args()
     for n_hcps in args.sizes:

@@ -95,7 +95,8 @@ def test_ingestion_chapter_shows_title_quality_numbers_and_a_figure(tiny_run, ti
 # the gaps between models.
 PINNED = {
     ("metrics", "popularity", "policy_fraction_of_oracle"): (0.8642, 1e-3),
-    ("metrics", "popularity", "plan_fraction_of_oracle"): (0.4087, 1e-3),
+    # 0.4087 before HiGHS ran without presolve: popularity scores tie, and the plan is another of its optima
+    ("metrics", "popularity", "plan_fraction_of_oracle"): (0.4124, 1e-3),
     ("metrics", "specialty_popularity", "policy_fraction_of_oracle"): (0.7261, 1e-3),
     ("metrics", "ease", "graded_ndcg@10"): (0.5694, 1e-3),
     ("policy", "business_as_usual", "policy_fraction_of_oracle"): (0.1613, 1e-3),

@@ -266,3 +266,13 @@ def test_stress_section_renders_the_record():
     page = bench_growth.page(growth, results)
     assert text in page and page.index("## The stress run") < page.index("## Where each stage would go")
     assert "## The stress run" not in bench_growth.page(growth)
+
+
+def test_stress_growth_text_names_the_milp_when_it_solved_both_sizes():
+    # both plans solved exactly: the growth is the MILP's own, not a bound's
+    reference = {s["step"]: s for s in _stress_record(10_000, {"solve": 2.0, "greedy": 0.2}, solver="milp")["steps"]}
+    run = {s["step"]: s for s in _stress_record(100_000, {"solve": 200.0, "greedy": 2.0}, solver="milp")["steps"]}
+    text = bench_stress._growth_text(run, reference, 10.0, 10_000)
+    assert "plan: solve_milp (prove_gap) (2.0 -> 200.0 s, time ~ HCPs^2.0)" in text
+    assert "Most of it is the MILP itself, solved to optimality at both sizes: 2.0 s at 10,000 HCPs and 200 s" in text
+    assert "greedy alone took 2.0 s" in text and "bound" not in text

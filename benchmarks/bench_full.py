@@ -142,7 +142,7 @@ def page(results: dict, small: dict | None = None) -> str:
         (
             f"At this scale {'every plan' if len(greedy) == len(MODELS) + 1 else 'the plans of ' + ', '.join(greedy)} "
             "is made by the greedy heuristic: with more candidate actions than "
-            "`plan_milp_max_candidates` the MILP is not tried (the run's value is in the status). The plan value "
+            "`plan_milp_max_candidates` the MILP is not tried (the status names both counts). The plan value "
             "is then one greedy plan against another."
             if greedy
             else "Each model's week is solved by the same MILP as the report's."

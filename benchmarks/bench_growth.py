@@ -81,8 +81,8 @@ ENGINES = {
     "05 engagement models": "tf.distribute (MultiWorkerMirroredStrategy) for training; Dask for features and "
     "scoring, partitioned by HCP (each HCP's cells depend only on its own history)",
     "06 evaluation": "Dask, partitioned by HCP: every metric is a mean over HCPs, the bootstrap resamples HCPs",
-    "07 plan": "one machine while HiGHS solves the week's MILP exactly (1.4M candidates, 100,000 HCPs, in about "
-    "210 s); past plan_milp_max_candidates the greedy plan with its linear-relaxation bound proves its gap. "
+    "07 plan": "one machine while HiGHS solves the week's MILP exactly (the stress run below); past "
+    "plan_milp_max_candidates the greedy plan with its linear-relaxation bound proves its gap. "
     "The global e-mail, webinar and campaign capacities couple territories, so a split by territory needs "
     "those capacities shared out first",
     "08 explorer": "a sample of HCPs (parameter explorer_hcps) keeps the page small",

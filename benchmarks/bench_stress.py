@@ -598,7 +598,8 @@ def _load_text(run: dict) -> str:
 
 def _growth_text(steps: dict, before: dict, ratio: float, reference_hcps: int) -> str:
     """The steps whose time outgrew the HCPs by more than half, largest first, with their
-    exponents (time ~ HCPs ** exponent); the plan's bound (its solve less the greedy pass) apart."""
+    exponents (time ~ HCPs ** exponent); then what the plan's solve spent its time on: the MILP
+    when it solved both sizes, else the bound (its solve less the greedy pass)."""
     import math
 
     def exponent(now: float, then: float) -> float:

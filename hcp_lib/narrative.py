@@ -454,9 +454,11 @@ def hybrid_fit(
     n_weights: int,
     ablation_seconds: Mapping[str, float],
     challenger_seconds: float | None = None,
+    challenger_engine: str | None = None,
 ) -> str:
     """The refitted hybrid's training and size, the ablations' time (or that they were not
-    fitted) and, when given, the tabular challenger's refit time. ``epochs``,
+    fitted) and, when given, the tabular challenger's refit time and what scored its cells
+    (``challenger_engine``, :attr:`hcp_lib.models.tabular.TabularEngagement.scoring_engine_`). ``epochs``,
     ``n_train_examples``, ``fit_seconds``, ``n_weights``: the hybrid's; ``ablation_seconds``:
     each fitted ablation's fit time (empty when ``hybrid_ablations=false``)."""
     ablations = (
@@ -473,6 +475,7 @@ def hybrid_fit(
             if challenger_seconds is not None
             else ""
         )
+        + (f" Its cells were scored by {challenger_engine}." if challenger_engine else "")
     )
 
 

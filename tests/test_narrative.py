@@ -300,6 +300,9 @@ def test_hybrid_fit_with_ablations():
     assert narrative.hybrid_fit(6, 234567, 41.4, 12345, {"no_sequence": 30.2}, challenger_seconds=5.6).endswith(
         "The 1 ablations took 30 s. The tabular challenger's refit took 6 s."
     )
+    assert narrative.hybrid_fit(
+        6, 234567, 41.4, 12345, {}, challenger_seconds=5.6, challenger_engine="compiled trees (tl2cgen)"
+    ).endswith("The tabular challenger's refit took 6 s. Its cells were scored by compiled trees (tl2cgen).")
 
 
 def test_hybrid_fit_without_ablations():

@@ -110,3 +110,78 @@ def test_bad_settings_are_refused(tables, change, message):
     settings = tabular.TabularSettings(**{**SETTINGS.__dict__, **change})
     with pytest.raises(ValueError, match=message):
         tabular.TabularEngagement(engagement_data(tables), None, settings).fit(train_before(tables))
+
+
+# --- scoring every cell: compiled trees, threads, the scikit-learn fallback -------------------------
+
+
+@pytest.fixture()
+def scorer_pair(tables):
+    """Two copies of one fit, blocks of two HCPs: one scoring with compiled trees on two threads,
+    one with scikit-learn on one thread."""
+    data, train = engagement_data(tables), train_before(tables)
+    compiled = tabular.TabularEngagement(data, TinyALS(), SETTINGS, hcp_chunk=2, n_threads=2).fit(train)
+    reference = tabular.TabularEngagement(data, TinyALS(), SETTINGS, hcp_chunk=2, n_threads=1, compile_trees=False).fit(
+        train
+    )
+    return compiled, reference
+
+
+def test_compiled_trees_on_threads_give_scikit_learn_probabilities(scorer_pair):
+    compiled, reference = scorer_pair
+    hcps = [hcp_id(i) for i in range(8)]
+    exclude = np.zeros((8, N_ITEM), bool)
+    exclude[::3, 1::2] = True
+    expected = reference.score_channels(hcps, exclude)
+    assert reference.scoring_engine_ == "scikit-learn"
+    got = compiled.score_channels(hcps, exclude)
+    assert compiled.scoring_engine_ == "compiled trees (tl2cgen)"
+    # float32 cells: the sum of the same leaf values in another order
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert (got[exclude] == 0).all() and (got[~exclude] > 0).all()
+
+
+def test_a_pickled_copy_loads_the_compiled_library_and_the_folder_goes_with_the_original(scorer_pair):
+    import pickle
+
+    compiled, _ = scorer_pair
+    compiled.score_channels([hcp_id(0)])  # compiles
+    trees = compiled.compiled_
+    assert trees.path.is_file()
+    rows = np.zeros((50, compiled.classifier_.n_features_in_), np.float32)
+    rows[:, len(tabular.CATEGORICAL) :] = np.random.default_rng(0).uniform(0, 5, (50, rows.shape[1] - 6))
+    copy = pickle.loads(pickle.dumps(trees))  # what a worker process receives
+    assert copy.path == trees.path and copy._cleanup is None
+    np.testing.assert_allclose(copy.predict(rows), trees.predict(rows), rtol=0, atol=0)
+    np.testing.assert_allclose(trees.predict(rows), compiled.classifier_.predict_proba(rows)[:, 1], atol=1e-9)
+    trees._cleanup()
+    assert not trees.path.parent.exists()
+
+
+def test_without_a_c_compiler_scikit_learn_scores_and_a_warning_says_so(scorer_pair, monkeypatch):
+    compiled, reference = scorer_pair
+    monkeypatch.setattr(tabular, "_c_toolchain", lambda: None)
+    hcps = [hcp_id(i) for i in range(4)]
+    with pytest.warns(UserWarning, match="no C compiler .* scored by scikit-learn"):
+        got = compiled.score_channels(hcps)
+    assert compiled.scoring_engine_ == "scikit-learn" and compiled.compile_failed_
+    np.testing.assert_allclose(got, reference.score_channels(hcps), atol=1e-6)
+
+
+def test_compiled_trees_that_disagree_with_scikit_learn_are_not_used(scorer_pair, monkeypatch):
+    compiled, reference = scorer_pair
+    monkeypatch.setattr(tabular, "COMPILED_TOLERANCE", -1.0)  # no difference is accepted
+    hcps = [hcp_id(i) for i in range(4)]
+    with pytest.warns(UserWarning, match=r"could not be compiled \(RuntimeError: the compiled trees differ"):
+        got = compiled.score_channels(hcps)
+    assert compiled.scoring_engine_ == "scikit-learn"
+    np.testing.assert_allclose(got, reference.score_channels(hcps), atol=1e-6)
+
+
+def test_scoring_threads_follow_the_openmp_budget(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert tabular.scoring_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert tabular.scoring_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert tabular.scoring_threads() >= 1

@@ -250,6 +250,8 @@ class ModelPool:
         """``model.score_channels(hcp_ids, exclude)``, each worker scoring a block of the HCPs (the
         model travels to the workers in memory). The same values as scoring here: every HCP's
         cells are scored on their own, whatever the block."""
+        if hasattr(model, "prepare_scoring") and len(hcp_ids):
+            model.prepare_scoring(hcp_ids, exclude)  # the challenger compiles its trees once, here
         blocks = [block for block in np.array_split(np.arange(len(hcp_ids)), self.workers) if len(block)]
         futures = [self.executor.submit(_worker_score, model, hcp_ids[block], exclude[block]) for block in blocks]
         return np.concatenate([future.result() for future in futures])

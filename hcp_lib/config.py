@@ -550,8 +550,9 @@ _PARAM_LIST: list[Param] = [
         "int",
         2,
         "Worker processes that fit notebook 05's models (the challenger's grid, the hybrid's variants and "
-        "ablations) and score the challenger side by side, one thread each (0: one after the other in the "
-        "notebook's process). Each worker holds its own copy of the inputs, several GB at full, hence 0 there.",
+        "ablations) and score the challenger side by side, one thread each (0: in the notebook's process, the "
+        "challenger's fits on one thread beside the hybrid's on another). Each worker holds its own copy of the "
+        "inputs, several GB at full, hence 0 there.",
         minimum=0,
         maximum=64,
         scale_defaults={"tiny": 0, "full": 0, "stress": 0},

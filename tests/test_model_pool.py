@@ -105,7 +105,7 @@ def test_outputs_computed_in_the_workers_match_those_computed_here(inputs):
     # fitted here, one after the other, the challenger's outputs are the same (its trees are exact)
     alone = es.fit_models(inputs, {"tabular": jobs["tabular"]}, seed=7, keep_models=False, outputs_n=5)["tabular"]
     pd.testing.assert_frame_equal(alone.outputs.lists, fits["tabular"].outputs.lists, check_exact=False, atol=1e-7)
-    # and without a pool the same refits run here, in order, when asked for
+    # and without a pool the same refits run in this process, on its two lanes
     here = es.refits_with_outputs(
         inputs,
         es.submit_fits(inputs, {"tabular": jobs["tabular"]}, seed=7),
@@ -114,3 +114,32 @@ def test_outputs_computed_in_the_workers_match_those_computed_here(inputs):
     )
     assert list(here) == ["tabular", "hybrid"] and here["hybrid"].outputs is not None
     pd.testing.assert_frame_equal(here["tabular"].outputs.lists, alone.outputs.lists, check_exact=False, atol=1e-7)
+
+
+def test_without_a_pool_each_kind_of_model_fits_on_its_own_thread(inputs, monkeypatch):
+    import threading
+
+    settings = replace(hybrid.HybridSettings.from_parameters(inputs.params), sequence_encoder="lstm", epochs=1)
+    trees = tabular.TabularSettings(max_iter=10, seed=7)
+    jobs = {
+        "hybrid": es.ModelJob(settings, validate=True),
+        "trees_a": es.ModelJob(trees, validate=True),
+        "trees_b": es.ModelJob(replace(trees, max_leaf_nodes=7), validate=True),
+    }
+    threads = {}
+    fit_one = es._fit_one
+
+    def recording(inputs_, job, seed):
+        threads.setdefault(threading.current_thread().name.split("_")[0], []).append(job)
+        return fit_one(inputs_, job, seed)
+
+    monkeypatch.setattr(es, "_fit_one", recording)
+    fits = es.submit_fits(inputs, jobs, seed=7, keep_models=False).result()
+    assert list(fits) == list(jobs)
+    # the challenger's two fits one after the other on its lane, the hybrid on the other
+    assert threads == {"tabular-fits": [jobs["trees_a"], jobs["trees_b"]], "hybrid-fits": [jobs["hybrid"]]}
+    # a fit on a lane is the fit run alone: the same boosting and validation log-loss
+    alone = fit_one(inputs, jobs["trees_b"], 7)
+    assert fits["trees_b"].best_epoch == alone.n_iter_
+    assert fits["trees_b"].validation_loss == pytest.approx(alone.validation_loss_, rel=1e-9)
+    assert fits["hybrid"].validation_loss > 0 and fits["hybrid"].model is None

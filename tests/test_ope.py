@@ -369,3 +369,31 @@ def test_the_uniform_policy_as_a_mask_is_valued_as_its_written_out_actions():
     assert both.loc[("ips", "mask"), "n_hcps"] == len(population) - 1
     with pytest.raises(ope.OPEError, match=r"candidates have shape \(2, 9\), expected \(40, 9\)"):
         ope.UniformPolicy(np.ones((2, 9), bool), mask.hcp_ids, mask.content_ids).checked("bad")
+
+
+def test_reward_predictions_by_compiled_trees_are_scikit_learns(monkeypatch):
+    logs, _, _ = bandit(3)
+    hcps = pd.DataFrame({"hcp_id": [f"h{h:03d}" for h in range(H)], "segment": [str(h % 3) for h in range(H)]})
+    items = pd.DataFrame({"content_id": [f"c{c:02d}" for c in range(C)], "area": ["x", "y", "z"] * (C // 3)})
+
+    def fitted(**options):
+        return ope.RewardModel(n_folds=3, seed=0, max_iter=30, **options).fit(
+            logs, history=bandit(99)[0], hcp_attributes=hcps, item_attributes=items
+        )
+
+    reference, compiled = fitted(compile_trees=False), fitted()
+    # known and unknown HCPs, items and channels (missing categories), every fold
+    h = np.array([f"h{i % H:03d}" for i in range(300)] + ["nobody"] * 10)
+    c = np.array([f"c{i % C:02d}" for i in range(300)] + ["c99"] * 10)
+    k = np.array(["email", "webinar", "rep_visit", "fax", "conference_event"] * 62)
+    expected = reference.predict(h, c, k)
+    assert compiled.predict(h, c, k) == pytest.approx(expected, abs=0)  # under the threshold: scikit-learn
+    assert all(model is None for model in compiled.compiled_)
+    monkeypatch.setattr(ope, "COMPILE_MIN_ROWS", 50)
+    got = compiled.predict(h, c, k)
+    assert all(model is not None for model in compiled.compiled_), "every fold passed the threshold"
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    # categorical features read as their categories, in the model's column order
+    x = compiled._features(*(ope._Keys.of(pd.Series(v)) for v in (h, c, k)))
+    matrix = ope._numeric(compiled.models_[0], x)
+    assert matrix.shape == (len(h), len(compiled.models_[0].feature_names_in_)) and matrix.dtype == np.float64

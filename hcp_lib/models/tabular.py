@@ -111,9 +111,19 @@ class CompiledTrees:
         self._cleanup = None
 
     @classmethod
-    def build(cls, classifier, check_rows: np.ndarray, n_threads: int = 1) -> CompiledTrees | None:
+    def build(
+        cls,
+        classifier,
+        check_rows: np.ndarray,
+        n_threads: int = 1,
+        expected: np.ndarray | None = None,
+        what: str = "the tabular challenger's trees",
+        fallback: str = "its cells are scored by scikit-learn, about 3 times slower",
+    ) -> CompiledTrees | None:
         """Compile ``classifier`` (a fitted binary HistGradientBoostingClassifier) and check it
-        on ``check_rows`` (float32 flat rows, up to :data:`COMPILED_CHECK_ROWS` used)."""
+        on ``check_rows`` (a numeric matrix of its features, up to :data:`COMPILED_CHECK_ROWS` used)
+        against ``expected`` (scikit-learn's probabilities of those rows, when the classifier
+        was fitted on other input than the matrix, e.g. a DataFrame; default: computed from it)."""
         import shutil
         import tempfile
         import warnings
@@ -122,8 +132,8 @@ class CompiledTrees:
         toolchain = _c_toolchain()
         if toolchain is None:
             warnings.warn(
-                "no C compiler (gcc, clang or cc) found: the tabular challenger's cells are scored by "
-                "scikit-learn, about 3 times slower; install one to score with compiled trees",
+                f"no C compiler (gcc, clang or cc) found to compile {what}: {fallback}; install one to "
+                "score with compiled trees",
                 stacklevel=2,
             )
             return None
@@ -141,18 +151,19 @@ class CompiledTrees:
                 nthread=max(1, n_threads),
             )
             compiled = cls(path)
-            rows = np.ascontiguousarray(check_rows[:COMPILED_CHECK_ROWS], dtype=np.float32)
-            if len(rows):
-                difference = float(np.abs(compiled.predict(rows) - classifier.predict_proba(rows)[:, 1]).max())
-                if not difference <= COMPILED_TOLERANCE:
-                    raise RuntimeError(
-                        f"the compiled trees differ from scikit-learn's by {difference:.2e} on {len(rows):,} rows"
-                    )
+            rows = np.ascontiguousarray(check_rows[:COMPILED_CHECK_ROWS], dtype=np.float64)
+            if not len(rows):
+                raise ValueError("no rows to check the compiled trees on")
+            reference = classifier.predict_proba(rows)[:, 1] if expected is None else expected[: len(rows)]
+            difference = float(np.abs(compiled.predict(rows) - reference).max())
+            if not difference <= COMPILED_TOLERANCE:
+                raise RuntimeError(
+                    f"the compiled trees differ from scikit-learn's by {difference:.2e} on {len(rows):,} rows"
+                )
         except Exception as error:  # any failure: score with scikit-learn, and say why
             shutil.rmtree(folder, ignore_errors=True)
             warnings.warn(
-                f"the tabular challenger's trees could not be compiled ({type(error).__name__}: {error}); "
-                "its cells are scored by scikit-learn, about 3 times slower",
+                f"{what} could not be compiled ({type(error).__name__}: {error}); {fallback}",
                 stacklevel=2,
             )
             return None
@@ -160,7 +171,9 @@ class CompiledTrees:
         return compiled
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        """P(engaged) of each float32 flat row (:func:`flat_rows`), float64."""
+        """P(positive class) of each row (float64; the rows are read as float64, as
+        scikit-learn reads them: compared in float32, a value next to a split's threshold may
+        fall on the other side)."""
         import tl2cgen
 
         predictor = getattr(self._local, "predictor", None)
@@ -168,7 +181,7 @@ class CompiledTrees:
             predictor = self._local.predictor = tl2cgen.Predictor(str(self.path), nthread=1)
         if not len(rows):
             return np.zeros(0)
-        out = predictor.predict(tl2cgen.DMatrix(np.ascontiguousarray(rows, dtype=np.float32)))
+        out = predictor.predict(tl2cgen.DMatrix(np.ascontiguousarray(rows, dtype=np.float64)))
         return np.asarray(out, dtype=np.float64).reshape(len(rows), -1)[:, -1]
 
     def __getstate__(self) -> dict:
@@ -333,10 +346,12 @@ class TabularEngagement(EngagementModel):
         )
 
     def prepare_scoring(self, hcp_ids, exclude: np.ndarray | None = None) -> TabularEngagement:
-        """Compile the trees here (checked on the cells of the first of ``hcp_ids``), once,
-        before copies of the model go to worker processes that then load the same library."""
-        hcp_ids = np.asarray(hcp_ids, dtype=object)[:1]
-        self.score_channels(hcp_ids, None if exclude is None else np.asarray(exclude, bool)[:1])
+        """Compile the trees here (checked on the cells of the first of ``hcp_ids`` with a cell
+        not excluded), once, before copies of the model go to worker processes that then load
+        the same library."""
+        first = 0 if exclude is None else int(np.argmax(~np.asarray(exclude, bool).all(axis=1)))
+        part = slice(first, first + 1)
+        self.score_channels(np.asarray(hcp_ids, dtype=object)[part], None if exclude is None else exclude[part])
         return self
 
     @property
@@ -389,21 +404,21 @@ class TabularEngagement(EngagementModel):
                 out[cell_h, cell_c] = scorer(rows).reshape(len(cell_h), n_channel)
 
         starts = list(range(0, n_hcp, self.hcp_chunk))
-        if not starts:
-            return out
         with threadpool_limits(limits=1, user_api="openmp"):  # see PREDICT_ROWS
-            # the first block here: it compiles the trees (checked on its rows) before the threads start
-            cell_h, cell_c, rows = block_rows(starts[0])
-            scorer = self._scorer(rows)
-            if len(rows):
-                out[cell_h, cell_c] = scorer(rows).reshape(len(cell_h), n_channel)
-            threads = min(self._threads(), len(starts) - 1)
+            # blocks here until one has cells: it compiles the trees (checked on its rows) before the threads start
+            scorer = None
+            while starts and scorer is None:
+                cell_h, cell_c, rows = block_rows(starts.pop(0))
+                if len(rows):
+                    scorer = self._scorer(rows)
+                    out[cell_h, cell_c] = scorer(rows).reshape(len(cell_h), n_channel)
+            threads = min(self._threads(), len(starts))
             if threads <= 1:
-                for first in starts[1:]:
+                for first in starts:
                     score_block(first, scorer)
-            else:
+            elif starts:
                 with ThreadPoolExecutor(threads) as pool:
-                    list(pool.map(lambda first: score_block(first, scorer), starts[1:]))  # raises a block's error
+                    list(pool.map(lambda first: score_block(first, scorer), starts))  # raises a block's error
         return out
 
     def get_params(self) -> dict:

@@ -337,10 +337,47 @@ def _worker_fit(job: ModelJob, seed: int, folder: str | None, name: str, outputs
     return fit
 
 
+#: without a pool, the fits run in this process on two threads, one per kind of model (a lane):
+#: the challenger's on one, the hybrid's on the other, each lane's jobs one after the other in the
+#: order they were submitted
+_LANES: dict[str, Any] = {}
+
+
+def _lane(job: ModelJob):
+    """The single-thread executor of ``job``'s kind of model (created on first use)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..models.tabular import TabularSettings
+
+    kind = "tabular" if isinstance(job.settings, TabularSettings) else "hybrid"
+    if kind not in _LANES:
+        _LANES[kind] = ThreadPoolExecutor(1, thread_name_prefix=f"{kind}-fits")
+    return _LANES[kind]
+
+
+def _fit_here(inputs: StageInputs, job: ModelJob, seed: int, keep: bool, outputs_n: int | None, name: str) -> ModelFit:
+    """In this process (on a lane's thread): fit ``job``; its summary, with its outputs when
+    ``outputs_n`` is given."""
+    model = _fit_one(inputs, job, seed)
+    fit = _summary(model, keep)
+    if outputs_n is not None:
+        fit.outputs = model_outputs(model, inputs, outputs_n, name=name)
+    return fit
+
+
 class PendingFits:
-    """Fits submitted by :func:`submit_fits`: in ``pool``'s workers they run as soon as a worker
-    is free (jobs from several calls queue in the order they were submitted); without a pool they
-    run here, one after the other, when :meth:`result` is first called."""
+    """Fits submitted by :func:`submit_fits`, started at once: in ``pool``'s workers as soon as a
+    worker is free (jobs from several calls queue in the order they were submitted), or without a
+    pool in this process, on two threads: the tabular challenger's fits on one, the hybrid's on
+    the other, each one after the other in the order submitted.
+
+    Why two threads without a pool: that is how notebook 05 runs at the full scale, where worker
+    processes would each hold a copy of several GB of inputs. The challenger's boosting runs on one
+    OpenMP thread and the hybrid gains little from a second TensorFlow thread (see
+    :class:`ModelPool`), so one fit of each, side by side, keeps both cores busy: at the full
+    scale the challenger's grid (about 320 s) runs while the hybrid's validation fit (about
+    300 s) does. Only one hybrid fits at a time (TensorFlow's random seeds are global). A fit's
+    values are those of a fit run alone here."""
 
     def __init__(
         self,
@@ -354,7 +391,6 @@ class PendingFits:
         self.inputs, self.jobs, self.seed = inputs, jobs, seed
         self.pool, self.keep, self.outputs_n = pool, keep, outputs_n
         self._fits: dict[str, ModelFit] | None = None
-        self._futures = {}
         if pool is not None:
             self._futures = {
                 pool.executor.submit(
@@ -367,22 +403,18 @@ class PendingFits:
                 ): name
                 for name, job in jobs.items()
             }
+        else:
+            self._futures = {
+                _lane(job).submit(_fit_here, inputs, job, seed, name in keep, outputs_n, str(name)): name
+                for name, job in jobs.items()
+            }
 
     def result(self, progress: Callable | None = None) -> dict[str, ModelFit]:
         """Wait for every fit; name -> :class:`ModelFit` in the order of the jobs (``progress``,
         e.g. ``tqdm``, counts the fits done)."""
         if self._fits is None:
-            self._fits = self._here(progress) if self.pool is None else self._collect(progress)
+            self._fits = self._collect(progress)
         return self._fits
-
-    def _here(self, progress: Callable | None) -> dict[str, ModelFit]:
-        fits = {}
-        for name in progress(list(self.jobs), desc="fits") if progress else self.jobs:
-            model = _fit_one(self.inputs, self.jobs[name], self.seed)
-            fits[name] = _summary(model, name in self.keep)
-            if self.outputs_n is not None:
-                fits[name].outputs = model_outputs(model, self.inputs, self.outputs_n, name=str(name))
-        return fits
 
     def _collect(self, progress: Callable | None) -> dict[str, ModelFit]:
         from concurrent.futures import as_completed
@@ -390,12 +422,13 @@ class PendingFits:
         from ..models.hybrid import load
 
         done = {}
-        bar = progress(total=len(self.jobs), desc=f"fits ({self.pool.workers} side by side)") if progress else None
+        where = f"{self.pool.workers} side by side" if self.pool is not None else "here, one per kind at a time"
+        bar = progress(total=len(self.jobs), desc=f"fits ({where})") if progress else None
         for future in as_completed(self._futures):
             name = self._futures[future]
             fit = done[name] = future.result()
             # a kept hybrid is loaded as soon as it is back, while the workers fit the others
-            if name in self.keep and fit.model is None:
+            if self.pool is not None and name in self.keep and fit.model is None:
                 fit.model = load(self.pool.folder / str(name), self.inputs.stage.train_valid, self.inputs.data)
                 for attribute in ("fit_seconds", "n_train_examples", "training_history"):
                     setattr(fit.model, f"{attribute}_", getattr(fit, attribute))
@@ -415,8 +448,8 @@ def submit_fits(
     outputs_n: int | None = None,
 ) -> PendingFits:
     """Start fitting every job (name -> :class:`ModelJob`) in ``pool``'s workers (side by side,
-    started in the order of ``jobs``: put the longest first), or, without a pool, here when the
-    result is asked for; :meth:`PendingFits.result` waits for them. ``keep_models``: whether each
+    started in the order of ``jobs``: put the longest first), or, without a pool, on this
+    process's two lanes (:class:`PendingFits`); :meth:`PendingFits.result` waits for them. ``keep_models``: whether each
     fit carries its fitted model (or the names of the jobs whose model is kept). With
     ``outputs_n`` each model's :func:`model_outputs` (top-``outputs_n`` lists) are computed right
     after its fit, in its worker, and come back in :attr:`ModelFit.outputs` (jobs fitted before

@@ -81,6 +81,9 @@ PRIOR_STRENGTH = 5.0
 #: at most this many threads predict the reward model's rows side by side, each on one OpenMP
 #: thread (:func:`_predict_proba`; never more than the CPUs)
 PREDICT_THREADS = 2
+#: a fold of the reward model asked for this many rows in all has its trees compiled
+#: (:meth:`RewardModel._predict_fold`)
+COMPILE_MIN_ROWS = 5_000_000
 
 
 class OPEError(ValueError):
@@ -328,6 +331,9 @@ class RewardModel:
     max_iter: int = 200
     learning_rate: float = 0.05
     min_samples_leaf: int = 40
+    #: compile a fold model's trees to C (:class:`hcp_lib.models.tabular.CompiledTrees`) once it
+    #: has been asked for :data:`COMPILE_MIN_ROWS` rows in all (False: scikit-learn always)
+    compile_trees: bool = True
 
     def fit(
         self,
@@ -377,7 +383,36 @@ class RewardModel:
             # are the same (as :data:`hcp_lib.models.tabular.PREDICT_ROWS` found for notebook 05)
             with threadpool_limits(limits=1, user_api="openmp"):
                 self.models_.append(model.fit(x[train], y[train]))
+        self.compiled_ = [None] * self.n_folds
+        self.rows_predicted_ = np.zeros(self.n_folds, np.int64)
         return self
+
+    def _predict_fold(self, k: int, x: pd.DataFrame) -> np.ndarray:
+        """P(engaged) of the rows ``x`` by fold model ``k``: by its compiled trees once the fold
+        has been asked for :data:`COMPILE_MIN_ROWS` rows in all (the uniform policy's pairs at the
+        full scale, about 24 million a fold; compiling, about 3 s, is not worth it for the small
+        scale's 2 million), else by scikit-learn. The same values either way (the compiled trees
+        are checked against scikit-learn on the first rows)."""
+        from ..models.tabular import COMPILED_CHECK_ROWS, CompiledTrees
+
+        model = self.models_[k]
+        compiled = self.compiled_[k]
+        self.rows_predicted_[k] += len(x)
+        if compiled is None and self.compile_trees and self.rows_predicted_[k] >= COMPILE_MIN_ROWS:
+            check = x.iloc[:COMPILED_CHECK_ROWS]
+            compiled = self.compiled_[k] = CompiledTrees.build(
+                model,
+                _numeric(model, check),
+                PREDICT_THREADS,
+                expected=model.predict_proba(check)[:, 1],
+                what=f"the reward model's trees (fold {k})",
+                fallback="it predicts with scikit-learn, about 3 times slower",
+            )
+            if compiled is None:  # no compiler, or the check failed (a warning said which): never again
+                self.compile_trees = False
+        if compiled is not None:
+            return _predict_proba(compiled, _numeric(model, x))
+        return _predict_proba(model, x)
 
     def predict(self, hcp_ids, content_ids, channels) -> np.ndarray:
         """r_hat for each (HCP, content, channel), from the fold model that never saw the HCP.
@@ -393,14 +428,14 @@ class RewardModel:
         unknown = np.isnan(folds)
         # the features of each fold's rows only: the same rows, in the same order, as taking them
         # from one frame of every row
-        for k, model in enumerate(self.models_):
+        for k in range(len(self.models_)):
             rows = np.flatnonzero(folds == k)
             if len(rows):
-                out[rows] = _predict_proba(model, self._features(*(key.take(rows) for key in keys)))
+                out[rows] = self._predict_fold(k, self._features(*(key.take(rows) for key in keys)))
         if unknown.any():
             rows = np.flatnonzero(unknown)
             x = self._features(*(key.take(rows) for key in keys))
-            out[rows] = np.mean([_predict_proba(m, x) for m in self.models_], axis=0)
+            out[rows] = np.mean([self._predict_fold(k, x) for k in range(len(self.models_))], axis=0)
         return out
 
     def _features(self, hcps: _Keys, items: _Keys, channels: _Keys) -> pd.DataFrame:
@@ -442,10 +477,28 @@ class RewardModel:
         return frame
 
 
-def _predict_proba(model, x: pd.DataFrame, threads: int = PREDICT_THREADS) -> np.ndarray:
-    """P(positive class) of each row of ``x`` by the fitted classifier ``model``, the rows split
-    into ``threads`` contiguous parts (at most one per CPU) predicted side by side, each by a
-    thread on one OpenMP thread.
+def _numeric(model, x: pd.DataFrame) -> np.ndarray:
+    """The rows of ``x`` as the float64 matrix compiled trees read: ``model``'s columns in its
+    order, a categorical feature as its category (the rank :meth:`_Keys.categorical_feature`
+    gives it), NaN (missing) where scikit-learn's encoder would find it missing or unknown (a
+    category the fold model never saw in fit)."""
+    matrix = np.column_stack(
+        [np.asarray(x[name].astype(np.float64), dtype=np.float64) for name in model.feature_names_in_]
+    )
+    preprocessor = getattr(model, "_preprocessor", None)
+    if preprocessor is not None:
+        _, encoder, categorical = preprocessor.transformers_[0]
+        for column, seen in zip(np.flatnonzero(categorical), encoder.categories_):
+            values = matrix[:, column]
+            matrix[~np.isin(values, np.asarray(seen, np.float64)), column] = np.nan
+    return matrix
+
+
+def _predict_proba(model, x: pd.DataFrame | np.ndarray, threads: int = PREDICT_THREADS) -> np.ndarray:
+    """P(positive class) of each row of ``x`` by the fitted classifier ``model`` (or by its
+    :class:`hcp_lib.models.tabular.CompiledTrees`, ``x`` then from :func:`_numeric`), the rows
+    split into ``threads`` contiguous parts (at most one per CPU) predicted side by side, each by
+    a thread on one OpenMP thread.
 
     Why: scikit-learn walks the trees of a gradient-boosted model in one OpenMP parallel region
     per tree, and on its default two OpenMP threads a region waits for both: whenever another
@@ -458,9 +511,12 @@ def _predict_proba(model, x: pd.DataFrame, threads: int = PREDICT_THREADS) -> np
 
     from threadpoolctl import threadpool_limits
 
+    from ..models.tabular import CompiledTrees
     from .evaluate import _usable_cpus
 
-    def predict(part: pd.DataFrame) -> np.ndarray:
+    def predict(part) -> np.ndarray:
+        if isinstance(model, CompiledTrees):
+            return model.predict(part)
         # the OpenMP thread count is a per-thread setting: each thread sets its own
         with threadpool_limits(limits=1, user_api="openmp"):
             return model.predict_proba(part)[:, 1]
@@ -470,7 +526,8 @@ def _predict_proba(model, x: pd.DataFrame, threads: int = PREDICT_THREADS) -> np
         return predict(x)
     bounds = np.linspace(0, len(x), threads + 1).astype(int)
     with ThreadPoolExecutor(threads) as pool:
-        parts = pool.map(predict, [x.iloc[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])])
+        take = (lambda a, b: x[a:b]) if isinstance(x, np.ndarray) else (lambda a, b: x.iloc[a:b])
+        parts = pool.map(predict, [take(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])])
         return np.concatenate(list(parts))
 
 

@@ -90,6 +90,9 @@ def test_full_scale_page_reports_the_run_it_collects(tiny_run, tmp_path):
     assert f"# At tiny scale: {world['n_hcps']:,} HCPs" in page and "0.800 → " in page
     assert f"{report['population']['n_hcps']:,} of them evaluated" in page
     assert all(nb["notebook"] in page for nb in manifest["notebooks"])
+    # the run's time from its start to its end, beside the notebooks' own times (some overlap)
+    assert 0 < results["elapsed_seconds"] <= results["wall_seconds"] + 60
+    assert f"The pipeline took {results['elapsed_seconds'] / 60:.1f} min from its start to its end" in page
 
 
 def test_full_scale_collect_refuses_an_unfinished_run(tmp_path):

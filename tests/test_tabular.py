@@ -186,3 +186,21 @@ def test_scoring_threads_follow_the_openmp_budget(monkeypatch):
     assert tabular.scoring_threads() == 3
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert tabular.scoring_threads() >= 1
+
+
+def test_compiled_trees_read_float64_and_unseen_categories_as_scikit_learn_does():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 4))
+    x[:, 0] = rng.choice([0.0, 2.0, 3.0], 4000)  # categories 1 and 4 never seen in fit
+    y = (x[:, 1] + (x[:, 0] == 2) + rng.normal(size=4000) > 0.5).astype(int)
+    classifier = HistGradientBoostingClassifier(max_iter=30, categorical_features=[True, False, False, False])
+    classifier.fit(x, y)
+    rows = rng.normal(size=(500, 4))
+    rows[:, 0] = rng.choice([0.0, 1.0, 2.0, 3.0, 4.0, np.nan], 500)
+    rows[:5, 1] = classifier._bin_mapper.bin_thresholds_[1][:5]  # values on a threshold: float64 matters
+    compiled = tabular.CompiledTrees.build(classifier, rows[:100])
+    assert compiled is not None and [c for c, _ in compiled.seen] == [0]
+    np.testing.assert_allclose(compiled.predict(rows), classifier.predict_proba(rows)[:, 1], rtol=0, atol=1e-12)
+    compiled._cleanup()

@@ -88,13 +88,17 @@ COMPILED_TOLERANCE = 1e-6
 class CompiledTrees:
     """The fitted classifier's trees compiled to C, for scoring every cell.
 
-    Why: scoring walks every tree once per (HCP, item, channel) cell, about 190M cells at the
-    full scale, and scikit-learn's tree walk took 6.3 microseconds per row of the small scale's
-    challenger (271 trees) where the compiled trees took 1.9, on one thread, with the same
-    values to 2e-15. No library scores faster on a CPU without changing the model, so the
-    library that does this (tl2cgen, Treelite's code generator: Treelite imports the
-    scikit-learn model, tl2cgen writes its trees as C and builds a shared library with the
-    platform's compiler) is used rather than code of ours.
+    Why: scoring walks every tree once per (HCP, item, channel) cell, about 210M cells for the
+    challenger at the full scale (and about 120M pairs for chapter 9's reward model). On 600
+    HCPs of the small scale's challenger (271 trees), scikit-learn's tree walk took 6.9
+    microseconds per cell on one thread, the compiled trees 2.5 (1.4 on two threads), with the
+    same probabilities. The compiling is left to the library made for it (tl2cgen, Treelite's
+    code generator: Treelite imports the scikit-learn model, tl2cgen writes its trees as C and
+    builds a shared library with the platform's compiler).
+
+    Rows are read as float64, as scikit-learn reads them (in float32 a value next to a split's
+    threshold may fall on the other side), and a categorical value the classifier never saw in
+    fit is made missing, as scikit-learn's encoder makes it.
 
     The library is built in a temporary folder owned by the process that compiled it (removed
     with this object there); a copy of the object sent to another process (a pickle) carries
@@ -105,8 +109,10 @@ class CompiledTrees:
     compilation fails, or the compiled trees differ from scikit-learn's by more than
     :data:`COMPILED_TOLERANCE` on the check rows; the caller then scores with scikit-learn."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, seen: list[tuple[int, np.ndarray]] | None = None):
         self.path = Path(path)
+        #: (column, the categories the classifier saw in fit) of each categorical feature
+        self.seen = list(seen or [])
         self._local = threading.local()
         self._cleanup = None
 
@@ -150,7 +156,7 @@ class CompiledTrees:
                 params={"parallel_comp": max(1, n_threads) * 4},
                 nthread=max(1, n_threads),
             )
-            compiled = cls(path)
+            compiled = cls(path, _seen_categories(classifier))
             rows = np.ascontiguousarray(check_rows[:COMPILED_CHECK_ROWS], dtype=np.float64)
             if not len(rows):
                 raise ValueError("no rows to check the compiled trees on")
@@ -181,14 +187,30 @@ class CompiledTrees:
             predictor = self._local.predictor = tl2cgen.Predictor(str(self.path), nthread=1)
         if not len(rows):
             return np.zeros(0)
-        out = predictor.predict(tl2cgen.DMatrix(np.ascontiguousarray(rows, dtype=np.float64)))
+        rows = np.array(rows, dtype=np.float64, order="C", copy=bool(self.seen) or None)
+        for column, categories in self.seen:
+            rows[~np.isin(rows[:, column], categories), column] = np.nan
+        out = predictor.predict(tl2cgen.DMatrix(rows))
         return np.asarray(out, dtype=np.float64).reshape(len(rows), -1)[:, -1]
 
     def __getstate__(self) -> dict:
-        return {"path": str(self.path)}
+        return {"path": str(self.path), "seen": self.seen}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(Path(state["path"]))
+        self.__init__(Path(state["path"]), state["seen"])
+
+
+def _seen_categories(classifier) -> list[tuple[int, np.ndarray]]:
+    """(column, categories seen in fit) of each categorical feature of a fitted
+    HistGradientBoostingClassifier (its encoder's; none without categorical features)."""
+    preprocessor = getattr(classifier, "_preprocessor", None)
+    if preprocessor is None:
+        return []
+    _, encoder, categorical = preprocessor.transformers_[0]
+    return [
+        (int(column), np.asarray(seen, np.float64))
+        for column, seen in zip(np.flatnonzero(categorical), encoder.categories_)
+    ]
 
 
 def _c_toolchain() -> str | None:

@@ -33,6 +33,7 @@ cells last, spread over the workers: :func:`refits_with_outputs`), and
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -358,6 +359,15 @@ def _lane(job: ModelJob):
 def _fit_here(inputs: StageInputs, job: ModelJob, seed: int, keep: bool, outputs_n: int | None, name: str) -> ModelFit:
     """In this process (on a lane's thread): fit ``job``; its summary, with its outputs when
     ``outputs_n`` is given."""
+    from ..models.tabular import TabularSettings
+
+    if not isinstance(job.settings, TabularSettings):
+        from ..models.hybrid import configure_threads
+
+        # one TensorFlow thread, as in a worker process (HCP_TF_THREADS overrides; a no-op once
+        # TensorFlow has started): beside the challenger's lane a second thread only fights it for
+        # the cores (at full, a validation fit took 298 s alone on two threads, 477 s beside the grid)
+        configure_threads(int(os.environ.get("HCP_TF_THREADS") or 1))
     model = _fit_one(inputs, job, seed)
     fit = _summary(model, keep)
     if outputs_n is not None:

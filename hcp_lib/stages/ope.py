@@ -480,18 +480,10 @@ class RewardModel:
 def _numeric(model, x: pd.DataFrame) -> np.ndarray:
     """The rows of ``x`` as the float64 matrix compiled trees read: ``model``'s columns in its
     order, a categorical feature as its category (the rank :meth:`_Keys.categorical_feature`
-    gives it), NaN (missing) where scikit-learn's encoder would find it missing or unknown (a
-    category the fold model never saw in fit)."""
-    matrix = np.column_stack(
+    gives it; NaN when missing)."""
+    return np.column_stack(
         [np.asarray(x[name].astype(np.float64), dtype=np.float64) for name in model.feature_names_in_]
     )
-    preprocessor = getattr(model, "_preprocessor", None)
-    if preprocessor is not None:
-        _, encoder, categorical = preprocessor.transformers_[0]
-        for column, seen in zip(np.flatnonzero(categorical), encoder.categories_):
-            values = matrix[:, column]
-            matrix[~np.isin(values, np.asarray(seen, np.float64)), column] = np.nan
-    return matrix
 
 
 def _predict_proba(model, x: pd.DataFrame | np.ndarray, threads: int = PREDICT_THREADS) -> np.ndarray:

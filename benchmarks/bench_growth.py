@@ -58,11 +58,13 @@ STAGES = {
 }
 #: why a stage's time is expected to grow faster than the log, where it does
 WHY = {
-    "05 engagement models": "scores every HCP x item x channel cell; the tree model's cost is trees x cells",
     "06 evaluation": "bootstrap over HCPs x models, and every model's plan",
-    "07 plan": "runs before commit 'plan reasons in one pass' scanned every candidate once per unplanned HCP "
-    "(quadratic), which took most of the plan's time at full; the scan is now one pass",
-    "09 off-policy": "every policy's propensities over the logged exposures, per bootstrap resample",
+    "07 plan": "the week's MILP: HiGHS's simplex grows faster than the candidates (570,000 solved in about "
+    "30 s, 1.44 million in about 210 s; benchmarks/bench_plan.py and the stress run)",
+    "05 engagement models": "scores every HCP x item x channel cell; the tree model's cost is trees x cells, and at "
+    "full its fits share the notebook's process (hybrid_workers=0) instead of two worker processes",
+    "09 off-policy": "every policy's propensities over the logged exposures, per bootstrap resample; the uniform "
+    "policy's reward-model predictions grow with HCPs x items",
     "03 topics": "fixed corpus: the same PubMed abstracts at every scale",
     "01 ingestion": "fixed corpus: the same PubMed abstracts at every scale",
 }

@@ -33,7 +33,6 @@ cells last, spread over the workers: :func:`refits_with_outputs`), and
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -359,15 +358,6 @@ def _lane(job: ModelJob):
 def _fit_here(inputs: StageInputs, job: ModelJob, seed: int, keep: bool, outputs_n: int | None, name: str) -> ModelFit:
     """In this process (on a lane's thread): fit ``job``; its summary, with its outputs when
     ``outputs_n`` is given."""
-    from ..models.tabular import TabularSettings
-
-    if not isinstance(job.settings, TabularSettings):
-        from ..models.hybrid import configure_threads
-
-        # one TensorFlow thread, as in a worker process (HCP_TF_THREADS overrides; a no-op once
-        # TensorFlow has started): beside the challenger's lane a second thread only fights it for
-        # the cores (at full, a validation fit took 298 s alone on two threads, 477 s beside the grid)
-        configure_threads(int(os.environ.get("HCP_TF_THREADS") or 1))
     model = _fit_one(inputs, job, seed)
     fit = _summary(model, keep)
     if outputs_n is not None:
@@ -382,12 +372,13 @@ class PendingFits:
     the other, each one after the other in the order submitted.
 
     Why two threads without a pool: that is how notebook 05 runs at the full scale, where worker
-    processes would each hold a copy of several GB of inputs. The challenger's boosting runs on one
-    OpenMP thread and the hybrid gains little from a second TensorFlow thread (see
-    :class:`ModelPool`), so one fit of each, side by side, keeps both cores busy: at the full
-    scale the challenger's grid (about 320 s) runs while the hybrid's validation fit (about
-    300 s) does. Only one hybrid fits at a time (TensorFlow's random seeds are global). A fit's
-    values are those of a fit run alone here."""
+    processes would each hold a copy of several GB of inputs, and one after the other the
+    challenger's boosting (one OpenMP thread) left a core idle. Measured at full on two cores: the
+    challenger's grid (320 s alone) and the hybrid's validation fit (298 s alone) took 493 s side
+    by side, 618 s one after the other; the refits and the challenger's scoring 524 s against 735 s.
+    The hybrid keeps its two TensorFlow threads: on one, beside the challenger's lane, it was no
+    faster (phase one 492 s). Only one hybrid fits at a time (TensorFlow's random seeds are
+    global). A fit's values are those of a fit run alone here."""
 
     def __init__(
         self,

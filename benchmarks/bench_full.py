@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_full.py [--seed 42] [--out outputs/full]
 
-Runs the whole pipeline at ``--scale full`` (``make bench-full``; hours on two cores, so it is
+Runs the whole pipeline at ``--scale full`` (``make bench-full``; about half an hour on two cores, so it is
 not part of ``make report``) without the ablations and with the LSTM encoder only, then records
 from ``evaluation/metrics.json``, for the hybrid, the tabular challenger and the v0.1
 classifier, the same headline metrics as the report (policy value, plan value, graded
@@ -73,7 +73,8 @@ def page(results: dict, small: dict | None = None) -> str:
         f"engaged in the test window, {pop['n_test_exposures']:,} logged test exposures and "
         f"{pop['n_new_items']} items released in the test window. To keep it to one sitting, the run sets "
         f"{', '.join(f'`{k}={v}`' for k, v in results['parameters'].items())}: the report also refits the "
-        "hybrid's ablations and compares the LSTM with a GRU encoder, hours more at this scale. Everything else, "
+        "hybrid's ablations and compares the LSTM with a GRU encoder: four more refits of the hybrid and a second "
+        "validation fit, each about 5 minutes at this scale on two cores. Everything else, "
         "the metrics and their 95% bootstrap intervals over HCPs included, is computed as in chapter 6; the "
         "log-loss difference is better when negative.",
         "",

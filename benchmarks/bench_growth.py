@@ -226,7 +226,9 @@ def page(results: dict, stress: dict | None = None) -> str:
     lines += [
         "",
         f"Summed, the projected stages take {total / 3600:,.1f} hours on one machine of this kind, "
-        f"{ahead[slowest]['seconds'] / 3600:,.1f} of them in {slowest} (see its note), and the largest needs "
+        f"{ahead[slowest]['seconds'] / 3600:,.1f} of them in {slowest}"
+        + (" (see its note)" if ahead[slowest]["time_exponent"] > 1 and WHY.get(slowest) else "")
+        + ", and the largest needs "
         f"{peak / 1024:,.1f} GB."
         + (f" The largest scale's record: {'; '.join(notes)}." if notes else "")
         + " A run takes less than the sum of its notebooks: "

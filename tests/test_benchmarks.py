@@ -144,7 +144,7 @@ def test_growth_table_marks_a_stage_that_outgrows_the_log():
     assert table[0][4] == "time x tiny->small (log x10.0)"
     synthesis, plan = table[1], table[2]
     assert synthesis[0] == "02 synthesis" and synthesis[4:] == ["10.0", "10.0", ""]  # linear: no mark
-    assert plan[0] == "07 plan" and plan[4:6] == ["2.0", "200.0 !"] and "quadratic" in plan[6]
+    assert plan[0] == "07 plan" and plan[4:6] == ["2.0", "200.0 !"] and "simplex" in plan[6]
     assert bench_growth.stage("08_next_best_action.ipynb") == bench_growth.stage("07_next_best_action.ipynb")
 
 
@@ -176,7 +176,14 @@ def test_scale_out_page_projects_each_stage_from_the_two_largest_scales():
     assert "| 02 synthesis | 1 / 50 | 2 / 100 | 20 / 400 | 1.00, 0.60 | 200 / 1,600 |  |" in text
     assert "| 01 ingestion | – | – | – | – | – |  |" in text  # a stage no run recorded
     plan_row = next(line for line in text.splitlines() if line.startswith("| 07 plan"))
-    assert "quadratic" in plan_row  # a stage growing faster than the HCPs says why
+    assert "simplex" in plan_row  # a stage growing faster than the HCPs says why
+    assert "of them in 07 plan (see its note)," in text  # the slowest stage's note is shown, so named
+    runs[-1]["stages"]["07 plan"] = (4.0, 100.0)  # now 02 synthesis is the slowest, without a note
+    calm = bench_growth.projection(runs, target_hcps=100_000)
+    calm_text = bench_growth.page(
+        {"date": "2026-11-30", "commit": "abc", "target_hcps": 100_000, "runs": runs, "projection": calm}
+    )
+    assert "of them in 02 synthesis, and the largest needs" in calm_text
     assert "| 05 engagement models | tf.distribute" in text
     assert all(name in text for name in bench_growth.ENGINES)
 

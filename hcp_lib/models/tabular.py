@@ -228,6 +228,11 @@ def scoring_threads() -> int:
     budget = os.environ.get("OMP_NUM_THREADS", "").strip()
     if budget.isdigit() and int(budget) > 0:
         return int(budget)
+    return usable_cpus()
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the platform says, else the count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -77,7 +77,6 @@ flattened table (:func:`flatten_metrics`) against :data:`FLAT_SCHEMA`.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -867,7 +866,9 @@ PARALLEL_MIN_CANDIDATES = 10_000
 
 
 def _usable_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from ..models.tabular import usable_cpus
+
+    return usable_cpus()
 
 
 class PlanSolver:

@@ -9,6 +9,7 @@ the runner injects the same values into every notebook that declares them.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,12 @@ _CONVERTERS = {"int": _to_int, "float": _to_float, "bool": _to_bool, "str": _to_
 
 # Parameters the runner sets itself, present in every notebook.
 RUNNER_PARAMS = ("run_dir", "scale", "seed")
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the platform says, else the count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
 
 _PARAM_LIST: list[Param] = [
     # --- every notebook ---------------------------------------------------------

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import usable_cpus
 from ..domain import CHANNELS, TABULAR_NAME
 from . import features as F
 from .base import Recommender
@@ -231,11 +232,6 @@ def scoring_threads() -> int:
     return usable_cpus()
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity where the platform says, else the count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 #: the grid notebook 05 searches on the validation window
 TABULAR_GRID = (
     {"learning_rate": 0.1, "max_leaf_nodes": 31},
@@ -307,6 +303,7 @@ class TabularEngagement(EngagementModel):
         started = time.perf_counter()
         x = flat_rows(self.inputs(queries, training=True))
         self.classifier_ = self._build_classifier(s, x.shape[1], early_stopping=validation is not None)
+        self.compiled_, self.compile_failed_ = None, False  # compiled on the first scoring (_scorer)
         self.validation_loss_ = self._train(x, queries, validation)
         self.n_iter_ = int(self.classifier_.n_iter_)
         self.fit_seconds_ = time.perf_counter() - started
@@ -355,14 +352,10 @@ class TabularEngagement(EngagementModel):
         (``rows`` are then the check rows of :meth:`CompiledTrees.build`), else scikit-learn's
         ``predict_proba`` on blocks of :data:`PREDICT_ROWS` rows (its OpenMP threads are limited
         to one by the caller)."""
-        if (
-            self.compile_trees
-            and getattr(self, "compiled_", None) is None
-            and not getattr(self, "compile_failed_", False)
-        ):
+        if self.compile_trees and self.compiled_ is None and not self.compile_failed_:
             self.compiled_ = CompiledTrees.build(self.classifier_, rows, n_threads=self._threads())
             self.compile_failed_ = self.compiled_ is None
-        if self.compile_trees and getattr(self, "compiled_", None) is not None:
+        if self.compile_trees and self.compiled_ is not None:
             return self.compiled_.predict
         classifier = self.classifier_
         return lambda block: np.concatenate(
@@ -384,7 +377,7 @@ class TabularEngagement(EngagementModel):
     @property
     def scoring_engine_(self) -> str:
         """Which code scored the cells: ``"compiled trees (tl2cgen)"`` or ``"scikit-learn"``."""
-        return "compiled trees (tl2cgen)" if getattr(self, "compiled_", None) is not None else "scikit-learn"
+        return "compiled trees (tl2cgen)" if self.compile_trees and self.compiled_ is not None else "scikit-learn"
 
     def _threads(self) -> int:
         return max(1, int(self.n_threads or scoring_threads()))

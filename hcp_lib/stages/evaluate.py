@@ -91,7 +91,7 @@ import pandera.pandas as pa
 import scipy.sparse as sp
 
 from .. import io, metrics
-from ..config import RunDir
+from ..config import RunDir, usable_cpus
 from ..domain import CHANNELS, HCP_ID_PATTERN, ORACLE_NAME, REFERENCE_POLICIES, V01_NAME
 from ..models import baselines
 from ..models.base import exclusion_mask, top_n
@@ -865,12 +865,6 @@ PLAN_PROCESSES = 2
 PARALLEL_MIN_CANDIDATES = 10_000
 
 
-def _usable_cpus() -> int:
-    from ..models.tabular import usable_cpus
-
-    return usable_cpus()
-
-
 class PlanSolver:
     """Solves the week's plan of each model (:func:`plan_terms`), the large ones side by side in
     worker processes.
@@ -891,7 +885,7 @@ class PlanSolver:
 
     def __init__(self, setting: EvaluationSetting, processes: int = PLAN_PROCESSES):
         self.setting = setting
-        self.processes = max(1, min(int(processes), _usable_cpus()))
+        self.processes = max(1, min(int(processes), usable_cpus()))
         self._plans: dict[str, tuple] = {}
         self._pool: ProcessPoolExecutor | None = None
         self._capacities: pd.DataFrame | None = None

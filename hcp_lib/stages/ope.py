@@ -385,6 +385,7 @@ class RewardModel:
                 self.models_.append(model.fit(x[train], y[train]))
         self.compiled_ = [None] * self.n_folds
         self.rows_predicted_ = np.zeros(self.n_folds, np.int64)
+        self.compile_failed_ = False
         return self
 
     def _predict_fold(self, k: int, x: pd.DataFrame) -> np.ndarray:
@@ -398,7 +399,12 @@ class RewardModel:
         model = self.models_[k]
         compiled = self.compiled_[k]
         self.rows_predicted_[k] += len(x)
-        if compiled is None and self.compile_trees and self.rows_predicted_[k] >= COMPILE_MIN_ROWS:
+        if (
+            compiled is None
+            and self.compile_trees
+            and not self.compile_failed_
+            and self.rows_predicted_[k] >= COMPILE_MIN_ROWS
+        ):
             check = x.iloc[:COMPILED_CHECK_ROWS]
             compiled = self.compiled_[k] = CompiledTrees.build(
                 model,
@@ -408,8 +414,8 @@ class RewardModel:
                 what=f"the reward model's trees (fold {k})",
                 fallback="it predicts with scikit-learn, about 3 times slower",
             )
-            if compiled is None:  # no compiler, or the check failed (a warning said which): never again
-                self.compile_trees = False
+            # no compiler, or the check failed (a warning said which): scikit-learn from now on
+            self.compile_failed_ = compiled is None
         if compiled is not None:
             return _predict_proba(compiled, _numeric(model, x))
         return _predict_proba(model, x)
@@ -503,8 +509,8 @@ def _predict_proba(model, x: pd.DataFrame | np.ndarray, threads: int = PREDICT_T
 
     from threadpoolctl import threadpool_limits
 
+    from ..config import usable_cpus
     from ..models.tabular import CompiledTrees
-    from .evaluate import _usable_cpus
 
     def predict(part) -> np.ndarray:
         if isinstance(model, CompiledTrees):
@@ -513,7 +519,7 @@ def _predict_proba(model, x: pd.DataFrame | np.ndarray, threads: int = PREDICT_T
         with threadpool_limits(limits=1, user_api="openmp"):
             return model.predict_proba(part)[:, 1]
 
-    threads = max(1, min(int(threads), _usable_cpus(), len(x)))
+    threads = max(1, min(int(threads), usable_cpus(), len(x)))
     if threads == 1:
         return predict(x)
     bounds = np.linspace(0, len(x), threads + 1).astype(int)

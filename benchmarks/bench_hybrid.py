@@ -14,11 +14,12 @@ one fit), on ``HCP_TF_THREADS`` TensorFlow threads (default 2), it prints:
   cells no list may hold are skipped);
 * ``exposures``: seconds to score every logged test exposure at its own instant.
 
-``--sweep 1024:0.002 4096:0.004 4096:0.004:sequence_length=10`` instead fits the hybrid (the
-LSTM) once per batch size and learning rate (and any further ``NAME=VALUE`` of
-:class:`hcp_lib.models.hybrid.HybridSettings`), as notebook 05 does on the validation window
-(early stopping on it), and prints each fit's validation log-loss, best epoch, epochs run and
-seconds: the evidence for the default batch size and learning rate.
+``--sweep 4096:0.006:learning_rate_factor=1 4096:0.015 4096:0.01:learning_rate_factor=0.2`` instead
+fits the hybrid (the LSTM) once per batch size and learning rate (and any further ``NAME=VALUE`` of
+:class:`hcp_lib.models.hybrid.HybridSettings`; the others are the scale's defaults), as notebook 05
+does on the validation window (early stopping on it, the rate lowered on plateaus), and prints each
+fit's validation log-loss, best epoch, epochs run and seconds: the evidence for the default batch
+size, learning rate and factor.
 """
 
 from __future__ import annotations

@@ -510,3 +510,46 @@ def test_ablation_summary_reads_the_paired_intervals():
     )
     assert static.endswith("it carries policy value; it costs plan value.")
     assert cf.startswith("Without the CF similarity") and cf.endswith("it adds nothing measurable here.")
+
+
+def test_v01_rows_weighted_fit_equals_the_fit_on_every_row():
+    """The v0.1 classifier fits one weighted row per (item, specialty, channel) and outcome:
+    the same objective as every exposure as a row, so the same coefficients (to the solver's
+    tolerance), and each exposure reads its pattern's probability."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    item = rng.integers(0, 12, n)
+    specialty = rng.choice(np.array(["cardiology", "oncology", "neurology"]), n)
+    channel = rng.choice(np.array(CHANNELS), n)
+    item_features = sp.csr_matrix(rng.random((12, 6)))
+    onehot = lambda s, c: sp.csr_matrix(  # noqa: E731
+        np.column_stack(
+            [s[:, None] == np.array(["cardiology", "oncology", "neurology"]), c[:, None] == np.array(CHANNELS)]
+        )
+    )
+    every_row = sp.hstack([item_features[item], onehot(specialty, channel)]).tocsr()
+    logit = every_row @ rng.normal(size=every_row.shape[1]) - 3
+    target = rng.random(n) < 1 / (1 + np.exp(-logit))
+    mask = rng.random(n) < 0.7
+
+    rows = ev.V01Rows(item, specialty, channel)
+    assert len(rows.item) == len(np.unique(np.column_stack([item, specialty, channel]), axis=0)) < n
+    patterns = sp.hstack([item_features[rows.item], onehot(rows.specialty, rows.channel)]).tocsr()
+    # each exposure's pattern has its features
+    assert np.array_equal(patterns[rows.index].toarray(), every_row.toarray())
+    x, y, weight = rows.weighted(patterns, target, mask)
+    assert weight.sum() == mask.sum() and (weight > 0).all()
+    assert y.sum() == len(np.unique(rows.index[mask & target]))
+
+    def classifier():
+        return LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000)
+
+    grouped = classifier().fit(x, y, sample_weight=weight)
+    per_row = classifier().fit(every_row[mask], target[mask])
+    np.testing.assert_allclose(grouped.coef_, per_row.coef_, atol=1e-6)
+    np.testing.assert_allclose(grouped.intercept_, per_row.intercept_, atol=1e-6)
+    np.testing.assert_allclose(
+        grouped.predict_proba(patterns)[:, 1][rows.index], per_row.predict_proba(every_row)[:, 1], atol=1e-7
+    )

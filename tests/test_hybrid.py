@@ -213,3 +213,42 @@ def test_notebook_05_writes_every_model_and_a_model_that_reloads(tiny_run):
     probability = model.score_channels(first["hcp_id"].to_numpy())
     cols = model.content_ids_.get_indexer(first["content_id"])
     np.testing.assert_allclose(probability[np.arange(len(first)), cols].max(axis=1), first["score"], rtol=1e-5)
+
+
+def test_learning_rate_falls_on_plateaus_and_the_refit_replays_it(tables, train):
+    """With learning_rate_factor < 1 the rate of an epoch is the previous one's, multiplied by the
+    factor when the previous epoch did not lower the best validation loss; the refit's settings
+    (engagement.refit_settings) replay those rates epoch by epoch."""
+    from dataclasses import replace
+
+    from hcp_lib.stages import engagement as es
+
+    settings = replace(SETTINGS, epochs=8, patience=8, learning_rate=0.05, learning_rate_factor=0.5)
+    validated = fit(tables, train, settings, validation_start=VALID_START)
+    curve = validated.training_history_
+    rates, losses = curve["learning_rate"].to_numpy(), curve["val_loss"].to_numpy()
+    assert rates[0] == pytest.approx(0.05)
+    best = np.minimum.accumulate(losses)
+    for e in range(1, len(curve)):
+        improved = losses[e - 1] < (best[e - 2] if e >= 2 else np.inf)
+        assert rates[e] == pytest.approx(rates[e - 1] * (1.0 if improved else 0.5), rel=1e-6), e
+    assert rates[-1] < rates[0]  # eight epochs at 0.05 on this small world reach a plateau
+
+    selection = pd.DataFrame({"epochs": [validated.best_epoch_]}, index=["lstm"])
+    refit = es.refit_settings(settings, hybrid.VARIANTS, "lstm", selection, curve.assign(variant="lstm"))
+    assert refit.epochs == validated.best_epoch_
+    np.testing.assert_allclose(refit.learning_rate_schedule, rates[: validated.best_epoch_])
+    refitted = fit(tables, train, refit)
+    np.testing.assert_allclose(refitted.training_history_["learning_rate"], rates[: validated.best_epoch_], rtol=1e-6)
+    # a constant rate needs no schedule; curves without the rates are refused
+    constant = es.refit_settings(replace(settings, learning_rate_factor=1.0), hybrid.VARIANTS, "lstm", selection, curve)
+    assert constant.learning_rate_schedule == ()
+    with pytest.raises(ValueError, match="learning rates for its"):
+        es.refit_settings(settings, hybrid.VARIANTS, "lstm", selection, curve.assign(variant="gru"))
+
+
+def test_learning_rate_settings_are_validated():
+    with pytest.raises(ValueError, match=r"learning_rate_factor must be in \(0, 1\]"):
+        hybrid.HybridSettings(learning_rate_factor=0.0).validate()
+    with pytest.raises(ValueError, match="learning_rate_schedule must hold rates > 0"):
+        hybrid.HybridSettings(learning_rate_schedule=(0.01, -1.0)).validate()

@@ -599,3 +599,34 @@ def test_plan_value_figure_compares_the_chosen_plan_with_business_as_usual_at_it
         plots.plan_value_figure(value, "ease")
     with pytest.raises(ValueError, match="'business as usual'"):
         plots.plan_value_figure(value.drop(index="business as usual"), "tabular")
+
+
+def test_eligible_actions_are_computed_once_per_rules_and_read_only_where_eligible():
+    """Every model's candidates reuse one computation of the eligible actions per context, rules
+    and batch size; each batch keeps the columns with an eligible action only, and the candidates
+    are those of a fresh context under the same rules, whatever the batch size."""
+    context = _context(SETTINGS)
+    scorer = _scorer(context)
+    first = plan.candidate_actions(context, scorer, context.content_ids, SETTINGS)
+    assert len(context.eligible_cache) == 1
+    (batches,) = context.eligible_cache.values()
+    n_eligible = 0
+    for rows, cols, live, status in batches:
+        assert live.shape == (len(rows), len(cols), len(CHANNELS))
+        assert np.all(np.diff(cols) > 0) and (not len(cols) or live.any(axis=(0, 2)).all())
+        assert set(status[live.any(axis=(1, 2))]) <= {""}
+        n_eligible += int(live.sum())
+    assert n_eligible == first.n_eligible > 0
+    again = plan.candidate_actions(context, _scorer(context, seed=2), context.content_ids, SETTINGS)
+    assert len(context.eligible_cache) == 1 and again.n_eligible == first.n_eligible
+    # the cached batches give what a fresh context gives, with any batch size
+    for batch_size in (1, 3):
+        fresh = _context(SETTINGS)
+        other = plan.candidate_actions(fresh, _scorer(fresh), fresh.content_ids, SETTINGS, batch_size=batch_size)
+        pd.testing.assert_frame_equal(other.table, first.table)
+        pd.testing.assert_frame_equal(other.unplanned, first.unplanned)
+    # other rules: another entry, other eligible actions
+    stricter = plan.PlanSettings(**{**SETTINGS.__dict__, "hcp_caps": {**SETTINGS.hcp_caps, "email": 0}})
+    fewer = plan.candidate_actions(context, scorer, context.content_ids, stricter)
+    assert len(context.eligible_cache) == 2
+    assert fewer.n_eligible < first.n_eligible and "email" not in set(fewer.table["channel"])

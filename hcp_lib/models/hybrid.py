@@ -113,6 +113,7 @@ HYBRID_PARAMETERS = {
     "hybrid_epochs": "epochs",
     "hybrid_batch_size": "batch_size",
     "hybrid_learning_rate": "learning_rate",
+    "hybrid_learning_rate_factor": "learning_rate_factor",
     "hybrid_patience": "patience",
     "hybrid_l2": "l2",
     "seed": "seed",
@@ -136,6 +137,8 @@ class HybridSettings:
     epochs: int = _DEFAULT["epochs"]
     batch_size: int = _DEFAULT["batch_size"]
     learning_rate: float = _DEFAULT["learning_rate"]
+    learning_rate_factor: float = _DEFAULT["learning_rate_factor"]
+    learning_rate_schedule: tuple[float, ...] = ()
     patience: int = _DEFAULT["patience"]
     l2: float = _DEFAULT["l2"]
     use_sequence: bool = True
@@ -168,6 +171,10 @@ class HybridSettings:
             )
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0 < self.learning_rate_factor <= 1:
+            raise ValueError(f"learning_rate_factor must be in (0, 1], got {self.learning_rate_factor!r}")
+        if any(not rate > 0 for rate in self.learning_rate_schedule):
+            raise ValueError(f"learning_rate_schedule must hold rates > 0, got {self.learning_rate_schedule!r}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience!r}")
         if self.l2 < 0:
@@ -529,11 +536,25 @@ class HybridRecommender(EngagementModel):
 
     def _train(self, x: dict[str, np.ndarray], y: np.ndarray, validation_data) -> pd.DataFrame:
         """Fit ``self.model_`` (with validation data: early stopping on its loss, the best
-        epoch's weights restored); the training curves, one row per epoch (from 1)."""
+        epoch's weights restored, and with ``learning_rate_factor`` < 1 the rate multiplied by it
+        after each epoch that did not lower the loss; a ``learning_rate_schedule`` instead sets
+        the rate of each epoch); the training curves, one row per epoch (from 1), with the
+        ``learning_rate`` each epoch trained at."""
         import keras
 
         s = self.settings
         callbacks = []
+        if s.learning_rate_schedule:  # a refit replays the validation fit's rate of each epoch
+            schedule = tuple(s.learning_rate_schedule)
+            callbacks.append(
+                keras.callbacks.LearningRateScheduler(lambda epoch: schedule[min(epoch, len(schedule) - 1)])
+            )
+        elif validation_data is not None and s.learning_rate_factor < 1:
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor="val_loss", mode="min", factor=s.learning_rate_factor, patience=1
+                )
+            )
         if validation_data is not None:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
@@ -552,6 +573,8 @@ class HybridRecommender(EngagementModel):
         )
         curves = pd.DataFrame(history.history).rename_axis("epoch").reset_index()
         curves["epoch"] += 1
+        if "learning_rate" not in curves:  # no callback changed (nor logged) the rate
+            curves["learning_rate"] = s.learning_rate
         return curves
 
     def _select_epoch(self, validation: Queries | None, validation_data) -> tuple[int, float | None]:

@@ -168,7 +168,8 @@ def _variant_job_name(variant: str) -> str:
 def variant_table(variants: dict[str, dict], fits: dict[str, ModelFit]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The fits of :func:`variant_jobs`: (one row per variant: ``validation_log_loss``, ``epochs``
     (the best epoch), ``fit_seconds`` and ``chosen`` (the lowest log-loss); the training curves:
-    variant, epoch, loss and val_loss as Keras reports them, i.e. with the weight penalty)."""
+    variant, epoch, loss and val_loss as Keras reports them, i.e. with the weight penalty, and
+    the ``learning_rate`` of each epoch)."""
     fitted = {name: fits[_variant_job_name(name)] for name in variants}
     rows = {
         name: {"validation_log_loss": fit.validation_loss, "epochs": fit.best_epoch, "fit_seconds": fit.fit_seconds}
@@ -178,6 +179,27 @@ def variant_table(variants: dict[str, dict], fits: dict[str, ModelFit]) -> tuple
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
     table["chosen"] = np.arange(len(table)) == int(np.argmin(table["validation_log_loss"].to_numpy()))
     return table, pd.concat(curves, ignore_index=True)
+
+
+def refit_settings(base, variants: dict[str, dict], chosen: str, selection: pd.DataFrame, curves: pd.DataFrame):
+    """The hybrid's refit settings: ``base`` with the ``chosen`` variant's changes, trained for
+    its best epoch count (``selection``, :func:`variant_table`). When the validation fit lowered
+    its learning rate on plateaus (``learning_rate_factor`` < 1), the refit replays the rate of
+    each of those epochs (``learning_rate_schedule``, from the ``learning_rate`` column of
+    ``curves``): the refit repeats the validation fit's training, on the longer history."""
+    epochs = int(selection.loc[chosen, "epochs"])
+    settings = replace(base, **variants[chosen], epochs=epochs)
+    if settings.learning_rate_factor < 1:
+        curve = curves[curves["variant"] == chosen].sort_values("epoch")
+        rates = curve["learning_rate"].to_numpy(np.float64)[:epochs]
+        if len(rates) != epochs or not np.isfinite(rates).all():
+            raise ValueError(
+                f"the training curves of variant {chosen!r} hold {len(rates)} learning rates for its {epochs} "
+                "epochs; expected one per epoch (a validation fit with learning_rate_factor < 1 records them)"
+            )
+        # the optimizer holds float32 rates: 7 significant digits give them back exactly, and read well
+        settings = replace(settings, learning_rate_schedule=tuple(float(f"{rate:.7g}") for rate in rates))
+    return settings
 
 
 # --- fitting models, here or in worker processes ----------------------------------------------------

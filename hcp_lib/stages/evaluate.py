@@ -562,6 +562,41 @@ class V01Result:
     output: ModelOutput
 
 
+class V01Rows:
+    """The v0.1 classifier's exposures grouped by what its features read: (item, specialty,
+    channel). Its logistic regression sees nothing else of a row, so the rows of one pattern
+    are identical to it, and the log-likelihood of a set of rows is the sum over patterns of
+    (engaged rows) x log p + (not engaged) x log(1 - p). :meth:`weighted` turns a set of rows
+    into one weighted row per pattern and outcome: the same objective (scikit-learn divides the
+    loss and the L2 penalty by the sum of the weights, the number of rows either way), hence
+    the same optimum, at the full scale from about 10,000 rows instead of a million.
+
+    ``item`` (row of the catalogue), ``specialty`` and ``channel`` of each exposure, in order;
+    after construction they hold one entry per pattern and ``index`` gives each exposure's
+    pattern."""
+
+    def __init__(self, item: np.ndarray, specialty: np.ndarray, channel: np.ndarray):
+        keys = pd.MultiIndex.from_arrays([np.asarray(item), np.asarray(specialty), np.asarray(channel)])
+        codes, uniques = pd.factorize(keys)
+        self.index = np.asarray(codes, np.int64)
+        self.item = uniques.get_level_values(0).to_numpy(np.int64)
+        self.specialty = uniques.get_level_values(1).to_numpy().astype(str)
+        self.channel = uniques.get_level_values(2).to_numpy().astype(str)
+
+    def weighted(self, features: sp.csr_matrix, target: np.ndarray, mask: np.ndarray):
+        """(x, y, weight) of the rows in ``mask``: per pattern present, its engaged rows as one
+        row of label 1 and its others as one row of label 0, each weighted by its count;
+        ``features`` has one row per pattern."""
+        n = len(self.item)
+        rows = self.index[np.asarray(mask, bool)]
+        engaged = np.bincount(rows, weights=np.asarray(target, bool)[np.asarray(mask, bool)], minlength=n)
+        other = np.bincount(rows, minlength=n) - engaged
+        positive, negative = np.flatnonzero(engaged > 0), np.flatnonzero(other > 0)
+        x = sp.vstack([features[positive], features[negative]]).tocsr()
+        y = np.r_[np.ones(len(positive), bool), np.zeros(len(negative), bool)]
+        return x, y, np.r_[engaged[positive], other[negative]]
+
+
 def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -> V01Result:
     """Reproduce v0.1: logistic regression on TF-IDF(title + abstract) + one-hot(specialty,
     channel) predicting ``engaged`` per exposure.
@@ -598,25 +633,40 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
     onehot = OneHotEncoder(
         categories=[sorted(set(world.hcps["specialty"].astype(str))), list(CHANNELS)], handle_unknown="ignore"
     )
-    categorical = onehot.fit_transform(np.column_stack([specialty.astype(str), rows["channel"].astype(str)]))
+    item_of_row = setting.content_ids.get_indexer(rows["content_id"].astype(str))
+    if (item_of_row < 0).any():
+        raise EvaluationError(
+            f"world/hcp_interaction_data.parquet: column content_id holds "
+            f"{rows['content_id'].iloc[int(np.flatnonzero(item_of_row < 0)[0])]!r}, which is not in the catalogue"
+        )
+    pattern = V01Rows(item_of_row, specialty.astype(str).to_numpy(), rows["channel"].astype(str).to_numpy())
     features = sp.hstack(
-        [item_text[setting.content_ids.get_indexer(rows["content_id"].astype(str))], categorical]
+        [item_text[pattern.item], onehot.fit_transform(np.column_stack([pattern.specialty, pattern.channel]))]
     ).tocsr()
     target = rows["engaged"].to_numpy(bool)
 
     def classifier():
         return LogisticRegression(max_iter=2000, C=1.0)
 
+    def fit(mask: np.ndarray):
+        x, y, weight = pattern.weighted(features, target, mask)
+        return classifier().fit(x, y, sample_weight=weight)
+
+    def predict(model, mask: np.ndarray) -> np.ndarray:
+        return model.predict_proba(features)[:, 1][pattern.index[mask]]
+
     before_valid = (rows["exposed_at"] < setting.split.valid_start).to_numpy()
     in_valid = ~before_valid & (rows["exposed_at"] < setting.split.test_start).to_numpy()
-    valid_model = classifier().fit(features[before_valid], target[before_valid])
-    validation_log_loss = metrics.log_loss_value(target[in_valid], valid_model.predict_proba(features[in_valid])[:, 1])
+    valid_model = fit(before_valid)
+    validation_log_loss = metrics.log_loss_value(target[in_valid], predict(valid_model, in_valid))
 
     train_idx, test_idx = train_test_split(np.arange(len(rows)), test_size=0.2, random_state=seed, stratify=target)
-    random_model = classifier().fit(features[train_idx], target[train_idx])
-    random_prob = random_model.predict_proba(features[test_idx])[:, 1]
+    in_train = np.zeros(len(rows), bool)
+    in_train[train_idx] = True
+    random_model = fit(in_train)
+    random_prob = random_model.predict_proba(features)[:, 1][pattern.index[test_idx]]
     before = (rows["exposed_at"] < setting.split.test_start).to_numpy()
-    model = classifier().fit(features[before], target[before])
+    model = fit(before)
     n_text, n_specialty = item_text.shape[1], len(onehot.categories_[0])
     coef = model.coef_.ravel()
     text_logit = item_text @ coef[:n_text]

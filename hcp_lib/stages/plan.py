@@ -257,6 +257,9 @@ class PlanContext:
     history: pd.DataFrame
     item_topic: np.ndarray
     topic_labels: list
+    #: the eligible actions of each batch of HCPs, by rules (:func:`_eligible_batches`): they do not
+    #: depend on a model, and the evaluation builds every model's candidates from one context
+    eligible_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def hcp_ids(self) -> pd.Index:
@@ -447,10 +450,20 @@ def _pair_matrix(frame: pd.DataFrame, context: PlanContext) -> sp.csr_matrix:
     )
 
 
-def _eligible_batches(context: PlanContext, settings: PlanSettings, batch_size: int = HCP_BATCH):
-    """Yield, per batch of HCP rows, ``(rows, live, status)``: ``live`` (n, n_content,
-    n_channel) marks the eligible (HCP, item, channel) actions (see the module docstring),
-    ``status`` the reason code of HCPs with none ("" for the others). No model is involved."""
+def _eligible_batches(context: PlanContext, settings: PlanSettings, batch_size: int = HCP_BATCH) -> list:
+    """Per batch of HCP rows, ``(rows, cols, live, status)``: ``cols`` the catalogue columns with
+    an eligible action for some HCP of the batch (ascending), ``live`` (n, len(cols), n_channel)
+    marks the eligible (HCP, item, channel) actions among them (see the module docstring; every
+    other column has none), ``status`` the reason code of HCPs with none ("" for the others).
+    No model is involved, so the batches are computed once per context, rules and batch size
+    (``context.eligible_cache``) and every model's candidates reuse them."""
+    key = (repr(settings), int(batch_size))
+    if key not in context.eligible_cache:
+        context.eligible_cache[key] = list(_eligible(context, settings, batch_size))
+    return context.eligible_cache[key]
+
+
+def _eligible(context: PlanContext, settings: PlanSettings, batch_size: int):
     slots = action_slots(context)
     n_hcp, n_content, n_channel = len(context.hcps), len(context.catalogue), len(CHANNELS)
     deliverable = np.zeros((n_content, n_channel), bool)
@@ -481,7 +494,8 @@ def _eligible_batches(context: PlanContext, settings: PlanSettings, batch_size: 
             ["opted_out", "no_channel_allowed", "no_approved_content", "all_received", "no_active_campaign"],
             "",
         )
-        yield rows, live, status
+        cols = np.flatnonzero(live.any(axis=(0, 2)))
+        yield rows, cols, live[:, cols, :], status
 
 
 def _candidate_frame(context: PlanContext, table: pd.DataFrame, slots: pd.DataFrame) -> pd.DataFrame:
@@ -528,9 +542,9 @@ def candidate_actions(
     k = min(settings.candidates_per_channel, n_content)
     frames, status, n_eligible = [], np.full(len(context.hcps), "", dtype=object), 0
     hcp_ids = context.hcp_ids.to_numpy()
-    for rows, live, batch_status in _eligible_batches(context, settings, batch_size):
+    for rows, cols, live, batch_status in _eligible_batches(context, settings, batch_size):
         status[rows] = batch_status
-        if not live.any():
+        if not len(cols):
             continue
         probability = np.asarray(score_channels(hcp_ids[rows]), dtype=np.float64)
         if probability.shape != (len(rows), n_content, n_channel):
@@ -538,6 +552,9 @@ def candidate_actions(
                 f"the model's probabilities have shape {probability.shape}; expected "
                 f"{(len(rows), n_content, n_channel)} (HCPs, catalogue items, channels)"
             )
+        # only the columns with an eligible action are read: the others cannot be candidates, and
+        # the stable sort below orders these as it would within the whole catalogue
+        probability = probability[:, cols, :]
         _check_finite_probabilities(
             probability,
             f"model {model!r}" if model else "the model's score_channels",
@@ -560,8 +577,9 @@ def candidate_actions(
         top = np.argsort(-masked, axis=1, kind="stable")[:, :k, :]
         value = np.take_along_axis(masked, top, axis=1)
         b, rank, ch = np.nonzero(np.isfinite(value))
-        cols = top[b, rank, ch]
-        frames.append(pd.DataFrame({"row": rows[b], "col": cols, "ch": ch, "probability": value[b, rank, ch]}))
+        frames.append(
+            pd.DataFrame({"row": rows[b], "col": cols[top[b, rank, ch]], "ch": ch, "probability": value[b, rank, ch]})
+        )
     table = (
         pd.concat(frames, ignore_index=True)
         if frames
@@ -650,11 +668,15 @@ def read_candidates(path: str | Path, context: PlanContext, settings: PlanSettin
         raise PlanError(f"{path}: a candidate names an HCP, item or channel this plan does not know")
     status = np.full(len(context.hcps), "", dtype=object)
     eligible = np.zeros(len(table), bool)
-    for rows, live, batch_status in _eligible_batches(context, settings):
+    for rows, cols, live, batch_status in _eligible_batches(context, settings):
         status[rows] = batch_status
-        inside = (table["row"] >= rows[0]) & (table["row"] <= rows[-1])
+        inside = ((table["row"] >= rows[0]) & (table["row"] <= rows[-1])).to_numpy()
+        if not len(cols):  # no eligible action in the batch: its rows stay ineligible
+            continue
         part = table[inside]
-        eligible[inside.to_numpy()] = live[part["row"] - rows[0], part["col"], part["ch"]]
+        col = part["col"].to_numpy()
+        at = np.minimum(np.searchsorted(cols, col), len(cols) - 1)  # the column's place in ``cols``
+        eligible[inside] = (cols[at] == col) & live[part["row"].to_numpy() - rows[0], at, part["ch"].to_numpy()]
     if not eligible.all():
         row, col, ch = (int(v) for v in table.loc[~eligible, ["row", "col", "ch"]].iloc[0])
         raise PlanError(

@@ -127,7 +127,9 @@ class HybridSettings:
     ``small``, taken from :mod:`hcp_lib.config` through :data:`HYBRID_PARAMETERS`, see
     :meth:`from_parameters`); the ``use_*`` switches define the ablations.
     ``sequence_encoder`` has no parameter default of its own: ``hybrid_sequence_encoder``
-    defaults to ``'compare'`` (notebook 05 fits the :data:`VARIANTS`)."""
+    defaults to ``'compare'`` (notebook 05 fits the :data:`VARIANTS`). ``learning_rate_schedule``
+    (empty: none) sets the rate of each epoch instead of ``learning_rate`` and ``learning_rate_factor``;
+    :func:`hcp_lib.stages.engagement.refit_settings` fills it for the refit from the validation fit."""
 
     sequence_length: int = _DEFAULT["sequence_length"]
     embedding_dim: int = _DEFAULT["embedding_dim"]

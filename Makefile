@@ -16,7 +16,7 @@ help:
 	@echo "make test     set up .venv, check format and lint (ruff), run the tests"
 	@echo "make bench    print the benchmarks' figures"
 	@echo "make bench-regimes  rerun the pipeline in worlds with weak and strong temporal effects (about 1.5 h)"
-	@echo "make bench-full     the headline metrics at full scale, 38k HCPs (about 30 min)"
+	@echo "make bench-full     the headline metrics at full scale, 38k HCPs (about 25 min)"
 	@echo "make bench-ope      chapter 9's off-policy estimates in the worlds of several seeds (about 45 min)"
 	@echo "make bench-stress   the stress preset (100k HCPs) through synthesis, scoring and the plan (about 20 min, 15 GB)"
 

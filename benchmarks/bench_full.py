@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_full.py [--seed 42] [--out outputs/full]
 
-Runs the whole pipeline at ``--scale full`` (``make bench-full``; about half an hour on two cores, so it is
+Runs the whole pipeline at ``--scale full`` (``make bench-full``; about 25 minutes on two cores, so it is
 not part of ``make report``) without the ablations and with the LSTM encoder only, then records
 from ``evaluation/metrics.json``, for the hybrid, the tabular challenger and the v0.1
 classifier, the same headline metrics as the report (policy value, plan value, graded

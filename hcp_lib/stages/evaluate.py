@@ -587,9 +587,9 @@ class V01Rows:
         """(x, y, weight) of the rows in ``mask``: per pattern present, its engaged rows as one
         row of label 1 and its others as one row of label 0, each weighted by its count;
         ``features`` has one row per pattern."""
-        n = len(self.item)
-        rows = self.index[np.asarray(mask, bool)]
-        engaged = np.bincount(rows, weights=np.asarray(target, bool)[np.asarray(mask, bool)], minlength=n)
+        n, mask = len(self.item), np.asarray(mask, bool)
+        rows = self.index[mask]
+        engaged = np.bincount(rows, weights=np.asarray(target, bool)[mask], minlength=n)
         other = np.bincount(rows, minlength=n) - engaged
         positive, negative = np.flatnonzero(engaged > 0), np.flatnonzero(other > 0)
         x = sp.vstack([features[positive], features[negative]]).tocsr()
@@ -652,8 +652,8 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
         x, y, weight = pattern.weighted(features, target, mask)
         return classifier().fit(x, y, sample_weight=weight)
 
-    def predict(model, mask: np.ndarray) -> np.ndarray:
-        return model.predict_proba(features)[:, 1][pattern.index[mask]]
+    def predict(model, rows: np.ndarray) -> np.ndarray:  # rows: a mask or indices of exposures
+        return model.predict_proba(features)[:, 1][pattern.index[rows]]
 
     before_valid = (rows["exposed_at"] < setting.split.valid_start).to_numpy()
     in_valid = ~before_valid & (rows["exposed_at"] < setting.split.test_start).to_numpy()
@@ -664,7 +664,7 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
     in_train = np.zeros(len(rows), bool)
     in_train[train_idx] = True
     random_model = fit(in_train)
-    random_prob = random_model.predict_proba(features)[:, 1][pattern.index[test_idx]]
+    random_prob = predict(random_model, test_idx)
     before = (rows["exposed_at"] < setting.split.test_start).to_numpy()
     model = fit(before)
     n_text, n_specialty = item_text.shape[1], len(onehot.categories_[0])

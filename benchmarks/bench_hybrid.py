@@ -51,11 +51,12 @@ def main() -> None:
         metavar="BATCH:RATE[:NAME=VALUE]",
         help="fit with early stopping at each batch size:learning rate (and further settings)",
     )
+    parser.add_argument("--curves", action="store_true", help="with --sweep, print each fit's training curve")
     args = parser.parse_args()
     params = config.resolve_parameters(scale=args.scale, seed=args.seed)
     inputs = es.read_inputs(args.run, params)
     if args.sweep:
-        sweep(inputs, params, args.sweep, args.seed)
+        sweep(inputs, params, args.sweep, args.seed, args.curves)
         return
     stage = inputs.stage
     hcp_ids = stage.train_valid.hcp_ids.astype(str).to_numpy(dtype=object)
@@ -96,7 +97,7 @@ def main() -> None:
         )
 
 
-def sweep(inputs: es.StageInputs, params: dict, points: list[str], seed: int) -> None:
+def sweep(inputs: es.StageInputs, params: dict, points: list[str], seed: int, curves: bool = False) -> None:
     """One validation-window fit of the LSTM hybrid per ``batch:rate[:NAME=VALUE...]`` point."""
     base = replace(hybrid.HybridSettings.from_parameters(params), sequence_encoder="lstm")
     print(
@@ -115,6 +116,8 @@ def sweep(inputs: es.StageInputs, params: dict, points: list[str], seed: int) ->
             f"{len(fit.training_history):10d} {fit.fit_seconds:8.1f}",
             flush=True,
         )
+        if curves:  # each epoch's validation loss (with the weight penalty) and learning rate
+            print(fit.training_history[["epoch", "val_loss", "learning_rate"]].to_string(index=False), flush=True)
 
 
 if __name__ == "__main__":

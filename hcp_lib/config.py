@@ -486,6 +486,16 @@ _PARAM_LIST: list[Param] = [
         maximum=100,
     ),
     Param(
+        "hybrid_min_delta",
+        "float",
+        1e-4,
+        "An epoch lowers the hybrid's validation loss only when it lowers the best so far by at least this "
+        "much: a smaller gain lowers the learning rate (hybrid_learning_rate_factor) and counts towards "
+        "hybrid_patience, and the weights kept are those of the last epoch that lowered it (0: any gain).",
+        minimum=0.0,
+        maximum=0.1,
+    ),
+    Param(
         "hybrid_batch_size",
         "int",
         4096,

@@ -223,16 +223,16 @@ def test_learning_rate_falls_on_plateaus_and_the_refit_replays_it(tables, train)
 
     from hcp_lib.stages import engagement as es
 
-    settings = replace(SETTINGS, epochs=8, patience=8, learning_rate=0.05, learning_rate_factor=0.5)
+    settings = replace(SETTINGS, epochs=8, patience=8, learning_rate=0.05, learning_rate_factor=0.5, min_delta=0.0)
     validated = fit(tables, train, settings, validation_start=VALID_START)
     curve = validated.training_history_
     rates, losses = curve["learning_rate"].to_numpy(), curve["val_loss"].to_numpy()
     assert rates[0] == pytest.approx(0.05)
-    best = np.minimum.accumulate(losses)
+    improved, _ = _improvements(losses, 0.0)
     for e in range(1, len(curve)):
-        improved = losses[e - 1] < (best[e - 2] if e >= 2 else np.inf)
-        assert rates[e] == pytest.approx(rates[e - 1] * (1.0 if improved else 0.5), rel=1e-6), e
+        assert rates[e] == pytest.approx(rates[e - 1] * (1.0 if improved[e - 1] else 0.5), rel=1e-6), e
     assert rates[-1] < rates[0]  # eight epochs at 0.05 on this small world reach a plateau
+    assert validated.best_epoch_ == int(np.argmin(losses)) + 1  # min_delta 0: the lowest loss
 
     selection = pd.DataFrame({"epochs": [validated.best_epoch_]}, index=["lstm"])
     refit = es.refit_settings(settings, hybrid.VARIANTS, "lstm", selection, curve.assign(variant="lstm"))
@@ -247,8 +247,48 @@ def test_learning_rate_falls_on_plateaus_and_the_refit_replays_it(tables, train)
         es.refit_settings(settings, hybrid.VARIANTS, "lstm", selection, curve.assign(variant="gru"))
 
 
+def _improvements(losses: np.ndarray, min_delta: float) -> tuple[np.ndarray, int]:
+    """Whether each epoch lowered the best loss so far by at least ``min_delta`` (the best moving
+    only on such epochs), and the last such epoch (from 1): the rule of early stopping and of the
+    plateaus, written out."""
+    improved, best, last = np.zeros(len(losses), bool), np.inf, 0
+    for e, loss in enumerate(losses):
+        if loss < best - min_delta:
+            improved[e], best, last = True, loss, e + 1
+    return improved, last
+
+
+def test_min_delta_ends_training_on_small_gains_and_keeps_the_last_real_one(tables, train):
+    """With min_delta, an epoch that lowers the best validation loss by less than it counts as a
+    plateau: the rate falls, patience runs out, and the weights kept (and the epoch the refit
+    trains for) are those of the last epoch that gained at least min_delta."""
+    from dataclasses import replace
+
+    base = replace(SETTINGS, epochs=10, patience=1, learning_rate=0.05, learning_rate_factor=0.5)
+    exact = fit(tables, train, replace(base, min_delta=0.0), validation_start=VALID_START)
+    losses = exact.training_history_["val_loss"].to_numpy()
+    gains = -np.diff(np.minimum.accumulate(losses))
+    # a tolerance between the smallest and the largest gain, so that it changes the run
+    min_delta = float(np.sqrt(gains[gains > 0].min() * gains.max())) if (gains > 0).sum() >= 2 else 0.5 * gains.max()
+    tolerant = fit(tables, train, replace(base, min_delta=min_delta), validation_start=VALID_START)
+    curve = tolerant.training_history_
+    losses = curve["val_loss"].to_numpy()
+    improved, last = _improvements(losses, min_delta)
+    assert tolerant.best_epoch_ == last
+    rates = curve["learning_rate"].to_numpy()
+    for e in range(1, len(curve)):
+        assert rates[e] == pytest.approx(rates[e - 1] * (1.0 if improved[e - 1] else 0.5), rel=1e-6), e
+    # it stopped once patience (1) epochs in a row gained less than min_delta, or ran out of epochs
+    assert len(curve) == base.epochs or (len(curve) - last == base.patience and not improved[-1])
+    assert min_delta > 0
+    # what the tolerance can cost: the kept epoch's loss is at most min_delta above the lowest
+    assert losses[last - 1] <= losses.min() + min_delta + 1e-12
+
+
 def test_learning_rate_settings_are_validated():
     with pytest.raises(ValueError, match=r"learning_rate_factor must be in \(0, 1\]"):
         hybrid.HybridSettings(learning_rate_factor=0.0).validate()
     with pytest.raises(ValueError, match="learning_rate_schedule must hold rates > 0"):
         hybrid.HybridSettings(learning_rate_schedule=(0.01, -1.0)).validate()
+    with pytest.raises(ValueError, match="min_delta must be >= 0, got -0.1"):
+        hybrid.HybridSettings(min_delta=-0.1).validate()

@@ -115,6 +115,7 @@ HYBRID_PARAMETERS = {
     "hybrid_learning_rate": "learning_rate",
     "hybrid_learning_rate_factor": "learning_rate_factor",
     "hybrid_patience": "patience",
+    "hybrid_min_delta": "min_delta",
     "hybrid_l2": "l2",
     "seed": "seed",
 }
@@ -142,6 +143,7 @@ class HybridSettings:
     learning_rate_factor: float = _DEFAULT["learning_rate_factor"]
     learning_rate_schedule: tuple[float, ...] = ()
     patience: int = _DEFAULT["patience"]
+    min_delta: float = _DEFAULT["min_delta"]
     l2: float = _DEFAULT["l2"]
     use_sequence: bool = True
     use_static: bool = True
@@ -179,6 +181,8 @@ class HybridSettings:
             raise ValueError(f"learning_rate_schedule must hold rates > 0, got {self.learning_rate_schedule!r}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience!r}")
+        if not self.min_delta >= 0:
+            raise ValueError(f"min_delta must be >= 0, got {self.min_delta!r}")
         if self.l2 < 0:
             raise ValueError(f"l2 must be >= 0, got {self.l2!r}")
         return self
@@ -539,7 +543,8 @@ class HybridRecommender(EngagementModel):
     def _train(self, x: dict[str, np.ndarray], y: np.ndarray, validation_data) -> pd.DataFrame:
         """Fit ``self.model_`` (with validation data: early stopping on its loss, the best
         epoch's weights restored, and with ``learning_rate_factor`` < 1 the rate multiplied by it
-        after each epoch that did not lower the loss; a ``learning_rate_schedule`` instead sets
+        after each epoch that did not lower the loss; an epoch lowers it when it lowers the best by
+        at least ``min_delta``; a ``learning_rate_schedule`` instead sets
         the rate of each epoch); the training curves, one row per epoch (from 1), with the
         ``learning_rate`` each epoch trained at."""
         import keras
@@ -554,15 +559,15 @@ class HybridRecommender(EngagementModel):
         elif validation_data is not None and s.learning_rate_factor < 1:
             callbacks.append(
                 keras.callbacks.ReduceLROnPlateau(
-                    monitor="val_loss", mode="min", factor=s.learning_rate_factor, patience=1
+                    monitor="val_loss", mode="min", factor=s.learning_rate_factor, patience=1, min_delta=s.min_delta
                 )
             )
+        stopping = None
         if validation_data is not None:
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor="val_loss", mode="min", patience=s.patience, restore_best_weights=True
-                )
+            stopping = keras.callbacks.EarlyStopping(
+                monitor="val_loss", mode="min", patience=s.patience, min_delta=s.min_delta, restore_best_weights=True
             )
+            callbacks.append(stopping)
         history = self.model_.fit(
             x,
             y,
@@ -577,21 +582,21 @@ class HybridRecommender(EngagementModel):
         curves["epoch"] += 1
         if "learning_rate" not in curves:  # no callback changed (nor logged) the rate
             curves["learning_rate"] = s.learning_rate
+        # the epoch whose weights early stopping restored: the last that lowered the best loss by
+        # at least min_delta (from 1; not the epoch of the lowest loss when a later one gained less)
+        self.restored_epoch_ = None if stopping is None else int(stopping.best_epoch) + 1
         return curves
 
     def _select_epoch(self, validation: Queries | None, validation_data) -> tuple[int, float | None]:
-        """(best epoch, validation log-loss): the epoch with the lowest ``val_loss`` and the plain
-        log-loss of the restored model on the window; without one, (epochs, None)."""
+        """(best epoch, validation log-loss): the epoch whose weights early stopping restored (the
+        last that lowered the best ``val_loss`` by at least ``min_delta``) and the plain log-loss of
+        the restored model on the window; without one, (epochs, None)."""
         if validation is None:
             return self.settings.epochs, None
         from ..metrics import log_loss_value
 
         # Keras' val_loss adds the weight penalties; the criterion is the plain log-loss
-        best = int(self.training_history_["val_loss"].idxmin())
-        return (
-            int(self.training_history_.loc[best, "epoch"]),
-            log_loss_value(validation.y, self._predict(validation_data[0])),
-        )
+        return self.restored_epoch_, log_loss_value(validation.y, self._predict(validation_data[0]))
 
     def _predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.model_.predict(inputs, batch_size=8192, verbose=0).ravel()

@@ -121,6 +121,33 @@ def test_saved_outputs_with_non_finite_values_name_the_model_and_file():
         ev.channel_output("specialty_best_channel", channels, setting, "cf/test_channels/x.parquet")
 
 
+def test_channel_scores_shared_by_groups_of_hcps_read_as_the_hcps_own():
+    """``channel_rows`` (one row of channel scores per group of HCPs, as the v0.1 classifier's per
+    specialty) gives the output of the expanded (n_hcp, n_content, n_channel) tensor, float32 or not;
+    the plan's scorer reads the same rows."""
+    setting = small_setting()
+    rng = np.random.default_rng(0)
+    shared = rng.uniform(0.05, 0.95, (1, 3, len(CHANNELS)))
+    group = np.array([0, 0])
+    args = ("v0.1_classifier", setting.hcp_ids, setting.content_ids, shared.max(axis=2)[group], setting)
+    grouped = ev.from_scores(*args, channel_scores=shared, channel_scores_are_probabilities=True, channel_rows=group)
+    expanded = ev.from_scores(*args, channel_scores=shared[group], channel_scores_are_probabilities=True)
+    single = ev.from_scores(
+        *args, channel_scores=shared[group].astype(np.float32), channel_scores_are_probabilities=True
+    )
+    for other in (expanded, single):
+        for attribute in ("top", "top_scores", "list_top", "new_top", "top_channel", "engaged_channel"):
+            np.testing.assert_array_equal(getattr(grouped, attribute), getattr(other, attribute))
+    np.testing.assert_array_equal(grouped.exposure_prob, expanded.exposure_prob)
+    assert single.exposure_prob.dtype == np.float64
+    with pytest.raises(ev.EvaluationError, match="channel_rows must give each HCP a row"):
+        ev.from_scores(*args, channel_scores=shared, channel_rows=np.array([0, 1]))
+    with pytest.raises(ev.NonFiniteOutputError, match=r"returned 1 non-finite channel score \(1 NaN\) out of 15"):
+        ev.from_scores(
+            *args, channel_scores=np.where(np.arange(15).reshape(shared.shape) == 4, np.nan, shared), channel_rows=group
+        )
+
+
 def test_mismatched_id_order_names_the_model():
     setting = small_setting()
     with pytest.raises(ev.EvaluationError, match=r"model 'als': its HCP ids are in another order .*'SYN00000002'"):

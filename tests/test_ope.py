@@ -158,7 +158,7 @@ def test_reward_predictions_do_not_depend_on_threads():
     logs, _, _ = bandit(3)
     hcps = pd.DataFrame({"hcp_id": [f"h{h:03d}" for h in range(H)], "segment": [str(h % 3) for h in range(H)]})
     reward = ope.RewardModel(n_folds=3, seed=0, max_iter=30).fit(logs, history=bandit(99)[0], hcp_attributes=hcps)
-    x = reward._features(*(ope._Keys.of(logs[c]) for c in ("hcp_id", "content_id", "channel")))
+    x = reward._features(*(ope._Keys.of(logs[c]) for c in ("hcp_id", "content_id", "channel"))).frame()
     model = reward.models_[0]
     expected = model.predict_proba(x)[:, 1]  # the library's own call, on its default threads
     for threads in (1, 2, 3, 10_000_000):
@@ -179,11 +179,14 @@ def test_a_prior_by_pairs_reads_as_a_reindex_by_pairs():
     table = pd.Series([0.1, 0.2, 0.3], index=pd.MultiIndex.from_tuples([("a", "x"), ("a", "y"), ("b", "x")]))
     first = ope._Keys.of(np.array(["a", "b", "b", "c", "a"]))
     second = ope._Keys(np.array([0, 1, -1, 0, 1]), np.array(["x", "y"], dtype=object))  # -1: no value
-    default = np.array([9.0, 8.0, 7.0, 6.0, 5.0])
+    default = np.array([9.0, 8.0])  # one per value of ``second``; a missing one takes the last's
+    per_row = default[second.codes]
     expected = table.reindex(pd.MultiIndex.from_arrays([["a", "b", "b", "c", "a"], ["x", "y", None, "x", "y"]]))
-    assert ope._PairTable.of(table).lookup(first, second, default).tolist() == [0.1, 8.0, 7.0, 6.0, 0.2]
-    assert expected.fillna(pd.Series(default, index=expected.index)).tolist() == [0.1, 8.0, 7.0, 6.0, 0.2]
+    assert ope._PairTable.of(table).lookup(first, second, default).tolist() == [0.1, 8.0, 8.0, 9.0, 0.2]
+    assert expected.fillna(pd.Series(per_row, index=expected.index)).tolist() == [0.1, 8.0, 8.0, 9.0, 0.2]
+    assert ope._PairTable.of(table).lookup(first, second, 0.5).tolist() == [0.1, 0.5, 0.5, 0.5, 0.2]
     assert ope._PairTable.of(pd.Series(dtype=float)).lookup(first, second, 0.5).tolist() == [0.5] * 5
+    assert ope._PairTable.of(pd.Series(dtype=float)).lookup(first, second, default).tolist() == per_row.tolist()
 
 
 def test_a_policy_outside_the_logging_support_is_invisible_to_ips():
@@ -395,5 +398,85 @@ def test_reward_predictions_by_compiled_trees_are_scikit_learns(monkeypatch):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
     # categorical features read as their categories, in the model's column order
     x = compiled._features(*(ope._Keys.of(pd.Series(v)) for v in (h, c, k)))
-    matrix = ope._numeric(compiled.models_[0], x)
+    matrix = x.matrix
     assert matrix.shape == (len(h), len(compiled.models_[0].feature_names_in_)) and matrix.dtype == np.float64
+
+
+def _features_by_lookup(reward: ope.RewardModel, h, c, k) -> pd.DataFrame:
+    """The test's oracle for RewardModel._features: every feature by a pandas lookup per row (a
+    reindex by ids, or by pairs of ids), categorical features as the ranks of their names."""
+    p = reward.priors_
+    h, c, k = (pd.Index(np.asarray(v).astype(str)) for v in (h, c, k))
+
+    def by(table, *keys, default):
+        index = keys[0] if len(keys) == 1 else pd.MultiIndex.from_arrays(keys)
+        values = table.reindex(index).to_numpy(np.float64) if len(table) else np.full(len(index), np.nan)
+        return np.where(np.isnan(values), default, values)
+
+    def ranked(values, names):
+        rank = pd.Series(np.argsort(np.argsort(np.asarray(names, dtype=object), kind="stable")), index=names)
+        return pd.Categorical(rank.reindex(values).to_numpy(), categories=rank.to_numpy())
+
+    channel_default = by(p["channel"], k, default=p["mean"])
+    frame = pd.DataFrame(
+        {
+            "channel": ranked(k, np.asarray(ope.CHANNELS)),
+            "hcp_rate": by(p["hcp"], h, default=p["mean"]),
+            "hcp_channel_rate": by(p["hcp_channel"], h, k, default=channel_default),
+            "item_rate": by(p["item"], c, default=p["mean"]),
+            "item_channel_rate": by(p["item_channel"], c, k, default=channel_default),
+            "hcp_exposures": np.log1p(p["hcp_count"].reindex(h).fillna(0.0).to_numpy()),
+        }
+    )
+    items = reward.item_attributes_
+    for name, rates in p["hcp_item_attribute"].items():
+        frame[f"hcp_{name}_rate"] = by(rates, h, items[name].reindex(c).astype(object), default=p["mean"])
+    for table, keys in ((reward.hcp_attributes_, h), (items, c)):
+        for name in table.columns:
+            values = table[name].reindex(keys)
+            if isinstance(table[name].dtype, pd.CategoricalDtype):
+                frame[name] = ranked(values.astype(object).to_numpy(), np.asarray(table[name].cat.categories))
+            else:
+                frame[name] = values.to_numpy(np.float64)
+    return frame
+
+
+def test_reward_features_are_those_of_a_lookup_per_row():
+    logs, _, _ = bandit(3)
+    hcps = pd.DataFrame(
+        {"hcp_id": [f"h{h:03d}" for h in range(H)], "segment": [str(h % 3) for h in range(H)], "age": np.arange(H)}
+    )
+    items = pd.DataFrame({"content_id": [f"c{c:02d}" for c in range(C)], "area": ["x", "y", "z"] * (C // 3)})
+    reward = ope.RewardModel(n_folds=3, seed=0, max_iter=10).fit(
+        logs, history=bandit(99)[0], hcp_attributes=hcps, item_attributes=items
+    )
+    # known and unknown HCPs, items and channels, given as strings and as categoricals (the uniform policy's)
+    h = np.array([f"h{i % (H + 5):03d}" for i in range(900)])
+    c = np.array([f"c{i % (C + 2):02d}" for i in range(900)])
+    k = np.array(["email", "webinar", "rep_visit", "fax", "conference_event"] * 180)
+    expected = _features_by_lookup(reward, h, c, k)
+    for given in ((h, c, k), tuple(pd.Series(pd.Categorical(v)) for v in (h, c, k))):
+        rows = reward._features(*(ope._Keys.of(v) for v in given))
+        assert rows.names == reward.feature_names_ == list(expected.columns)
+        pd.testing.assert_frame_equal(rows.frame(), expected, check_exact=True)
+        # the matrix the compiled trees read: a categorical feature as its category (the rank), NaN when missing
+        numeric = np.column_stack([expected[name].astype(np.float64).to_numpy() for name in expected.columns])
+        np.testing.assert_array_equal(rows.matrix, numeric)
+        pd.testing.assert_frame_equal(rows.frame(slice(10, 20)), expected.iloc[10:20].reset_index(drop=True))
+
+
+def test_a_reward_model_told_to_expect_many_rows_compiles_at_its_first_call(monkeypatch):
+    logs, _, _ = bandit(3)
+    reward = ope.RewardModel(n_folds=3, seed=0, max_iter=10).fit(logs, history=bandit(99)[0])
+    reference = ope.RewardModel(n_folds=3, seed=0, max_iter=10, compile_trees=False).fit(logs, history=bandit(99)[0])
+    monkeypatch.setattr(ope, "COMPILE_MIN_ROWS", 1_000)
+    h = np.repeat([f"h{i:03d}" for i in range(H)], 3)
+    c = np.array([f"c{i % C:02d}" for i in range(len(h))])
+    k = np.array(["email", "webinar", "rep_visit"] * H)
+    reward.predict(h[:30], c[:30], k[:30])
+    assert all(model is None for model in reward.compiled_), "30 rows, nothing announced: scikit-learn"
+    reward.expect(np.unique(h), np.full(H, 3))  # 900 rows to come: with the 30 asked for, past 1,000 by no fold
+    reward.expect(["nobody"], [3_000])  # an HCP no fold saw counts for every fold
+    got = reward.predict(h[:30], c[:30], k[:30])
+    assert all(model is not None for model in reward.compiled_), "every fold expects more than 1,000 rows"
+    np.testing.assert_allclose(got, reference.predict(h[:30], c[:30], k[:30]), rtol=0, atol=1e-12)

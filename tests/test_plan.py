@@ -442,6 +442,22 @@ def test_export_marks_every_hcp_as_synthetic(built, tmp_path):
         io.validate(result.actions.assign(synthetic_hcp=False), plan.PLAN_SCHEMA, "plan")
 
 
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_top_per_channel_is_the_head_of_a_stable_descending_sort(k):
+    """The candidates' top-k selection (argmax passes) keeps what a stable descending sort of each
+    (HCP, channel)'s items keeps, ties to the lower item, excluded (-inf) cells dropped."""
+    rng = np.random.default_rng(k)
+    values = np.round(rng.uniform(0, 1, (6, 5, len(CHANNELS))), 1)  # many ties
+    masked = np.where(rng.uniform(size=values.shape) < 0.6, values, -np.inf)
+    top, value = plan._top_per_channel(masked, k)
+    order = np.argsort(-masked, axis=1, kind="stable")[:, :k, :]
+    expected = np.take_along_axis(masked, order, axis=1)
+    kept = np.isfinite(expected)
+    np.testing.assert_array_equal(value[:, : order.shape[1]][kept], expected[kept])
+    np.testing.assert_array_equal(top[:, : order.shape[1]][kept], order[kept])
+    assert np.isfinite(value).sum() == kept.sum()
+
+
 def test_saved_candidates_read_back_under_the_same_rules_only(tmp_path):
     context = _context(SETTINGS)
     candidates = plan.candidate_actions(context, _scorer(context), context.content_ids, SETTINGS)

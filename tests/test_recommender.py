@@ -56,6 +56,20 @@ def test_top_n_skips_excluded_items_breaks_ties_by_catalogue_order_and_pads():
     assert top_n(scores, 6).tolist() == [[1, 2, 0, 3, -1, -1], [3, 2, 1, 0, -1, -1]]
 
 
+def test_top_n_of_a_long_catalogue_is_the_head_of_the_full_stable_sort():
+    """Past a quarter of the catalogue top_n sorts only each row's top (models.base._stable_top):
+    the same columns, in the same order, as the head of a full stable sort, with tied scores,
+    excluded cells and rows with fewer eligible items than asked."""
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        n_rows, n_cols, n = int(rng.integers(1, 30)), int(rng.integers(40, 400)), int(rng.integers(1, 10))
+        scores = rng.integers(0, int(rng.integers(2, 60)), size=(n_rows, n_cols)).astype(float)  # many ties
+        exclude = rng.random((n_rows, n_cols)) < rng.choice([0.0, 0.5, 0.99])
+        full = np.argsort(-np.where(exclude, -np.inf, scores), axis=1, kind="stable")[:, :n]
+        expected = np.where(np.take_along_axis(exclude, full, axis=1), -1, full)
+        np.testing.assert_array_equal(top_n(scores, n, exclude), expected, err_msg=f"trial {trial}")
+
+
 def test_recommend_never_lists_seen_or_unapproved_content(train):
     model = GlobalPopularity().fit(train)
     hcp_ids = train.hcp_ids.tolist()

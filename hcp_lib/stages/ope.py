@@ -268,13 +268,15 @@ class UniformPolicy:
             dm = np.zeros(n)
             # the pairs' ids go to ``predict`` as Series of categorical dtype (the same ids for any
             # callable): a RewardModel then reads their codes rather than hashing the ~800,000
-            # repeated ids of a batch
-            hcp_codes, hcp_values = pd.factorize(self.hcp_ids)
+            # repeated ids of a batch. The HCPs' categories are the batch's own HCPs, not all of
+            # the policy's: a RewardModel looks up each category's priors and fold in every call,
+            # and with every HCP as a category that was 38,000 ids hashed some ten times per fold
+            # and batch at the full scale (hundreds of millions of string lookups in all)
             item_codes, item_values = pd.factorize(self.content_ids)
             n_channel = len(CHANNELS)
             for first in range(0, len(self.hcp_ids), self.batch):
                 rows, cols = np.nonzero(self.candidates[first : first + self.batch])
-                rows = rows + first
+                hcp_codes, hcp_values = pd.factorize(self.hcp_ids[first : first + self.batch])
                 r_hat = np.asarray(
                     predict(
                         pd.Series(pd.Categorical.from_codes(np.repeat(hcp_codes[rows], n_channel), hcp_values)),
@@ -283,6 +285,7 @@ class UniformPolicy:
                     ),
                     dtype=np.float64,
                 ).reshape(len(rows), n_channel)
+                rows = rows + first
                 target = own[rows]
                 keep = target >= 0
                 dm += np.bincount(target[keep], weights=(r_hat.sum(axis=1) / pairs[rows])[keep], minlength=n)
@@ -361,7 +364,7 @@ class RewardModel:
         hcps = np.unique(logs["hcp_id"].to_numpy(str))
         order = np.random.default_rng(self.seed).permutation(len(hcps))
         self.fold_of_ = pd.Series(np.arange(len(hcps))[np.argsort(order)] % self.n_folds, index=hcps)
-        x = self._features(*(_Keys.of(logs[column]) for column in ("hcp_id", "content_id", "channel")))
+        x = self._features(*(_Keys.of(logs[column]) for column in ("hcp_id", "content_id", "channel"))).frame()
         y = logs["engaged"].to_numpy(bool)
         folds = self.fold_of_.reindex(logs["hcp_id"].to_numpy(str)).to_numpy()
         self.models_ = []
@@ -383,42 +386,66 @@ class RewardModel:
             # are the same (as :data:`hcp_lib.models.tabular.PREDICT_ROWS` found for notebook 05)
             with threadpool_limits(limits=1, user_api="openmp"):
                 self.models_.append(model.fit(x[train], y[train]))
+        # the model's columns are the features' own order: the matrices of :meth:`_features` are
+        # read by the compiled trees as they are
+        self.feature_names_ = list(x.columns)
+        if [list(m.feature_names_in_) for m in self.models_] != [self.feature_names_] * self.n_folds:
+            raise OPEError("RewardModel: a fold model's features are not in the order they were given")
         self.compiled_ = [None] * self.n_folds
         self.rows_predicted_ = np.zeros(self.n_folds, np.int64)
+        self.rows_expected_ = np.zeros(self.n_folds, np.int64)
         self.compile_failed_ = False
         return self
 
-    def _predict_fold(self, k: int, x: pd.DataFrame) -> np.ndarray:
+    def expect(self, hcp_ids, rows_per_hcp) -> None:
+        """Announce that :meth:`predict` is about to be asked for ``rows_per_hcp`` rows of each of
+        ``hcp_ids`` (in several calls; an HCP no fold saw counts for every fold), so that a fold
+        those rows take past :data:`COMPILE_MIN_ROWS` compiles its trees at its first call.
+
+        Why: counted only as they came, the first 5 million rows of each fold were scored by
+        scikit-learn before the fold compiled: at the full scale about 25 of the uniform
+        policy's 120 million pairs, at about 3.5 times the compiled trees' cost per row (5 against
+        1.4 microseconds on one thread), some 45 s of chapter 9. The compiled trees give
+        scikit-learn's probabilities up to float rounding (checked on the first rows)."""
+        folds = self.fold_of_.reindex(np.asarray(hcp_ids).astype(str)).to_numpy()
+        rows = np.asarray(rows_per_hcp, dtype=np.float64)
+        known = ~np.isnan(folds)
+        expected = np.bincount(folds[known].astype(np.int64), weights=rows[known], minlength=self.n_folds)
+        self.rows_expected_ += (expected + rows[~known].sum()).astype(np.int64)
+
+    def _predict_fold(self, k: int, x: _Rows) -> np.ndarray:
         """P(engaged) of the rows ``x`` by fold model ``k``: by its compiled trees once the fold
-        has been asked for :data:`COMPILE_MIN_ROWS` rows in all (the uniform policy's pairs at the
-        full scale, about 24 million a fold; compiling, about 3 s, is not worth it for the small
-        scale's 2 million), else by scikit-learn. The same values either way (the compiled trees
-        are checked against scikit-learn on the first rows)."""
+        has been asked for, or told to expect (:meth:`expect`), :data:`COMPILE_MIN_ROWS` rows in
+        all (the uniform policy's pairs at the full scale, about 24 million a fold; compiling,
+        about 3 s, is not worth it for the small scale's 2 million), else by scikit-learn. The
+        same values either way (the compiled trees are checked against scikit-learn on the
+        first rows)."""
         from ..models.tabular import COMPILED_CHECK_ROWS, CompiledTrees
 
         model = self.models_[k]
         compiled = self.compiled_[k]
         self.rows_predicted_[k] += len(x)
+        self.rows_expected_[k] = max(0, self.rows_expected_[k] - len(x))  # announced rows now asked for
         if (
             compiled is None
             and self.compile_trees
             and not self.compile_failed_
-            and self.rows_predicted_[k] >= COMPILE_MIN_ROWS
+            and self.rows_predicted_[k] + self.rows_expected_[k] >= COMPILE_MIN_ROWS
         ):
-            check = x.iloc[:COMPILED_CHECK_ROWS]
+            check = x.matrix[:COMPILED_CHECK_ROWS]
             compiled = self.compiled_[k] = CompiledTrees.build(
                 model,
-                _numeric(model, check),
+                check,
                 PREDICT_THREADS,
-                expected=model.predict_proba(check)[:, 1],
+                expected=model.predict_proba(x.frame(slice(0, COMPILED_CHECK_ROWS)))[:, 1],
                 what=f"the reward model's trees (fold {k})",
                 fallback="it predicts with scikit-learn, about 3 times slower",
             )
             # no compiler, or the check failed (a warning said which): scikit-learn from now on
             self.compile_failed_ = compiled is None
         if compiled is not None:
-            return _predict_proba(compiled, _numeric(model, x))
-        return _predict_proba(model, x)
+            return _predict_proba(compiled, x.matrix)
+        return _predict_proba(model, x.frame())
 
     def predict(self, hcp_ids, content_ids, channels) -> np.ndarray:
         """r_hat for each (HCP, content, channel), from the fold model that never saw the HCP.
@@ -444,57 +471,112 @@ class RewardModel:
             out[rows] = np.mean([self._predict_fold(k, x) for k in range(len(self.models_))], axis=0)
         return out
 
-    def _features(self, hcps: _Keys, items: _Keys, channels: _Keys) -> pd.DataFrame:
+    def _features(self, hcps: _Keys, items: _Keys, channels: _Keys) -> _Rows:
         """The features (see the class docstring) of the rows of ``hcps``, ``items`` and
-        ``channels``.
+        ``channels``, as one float64 matrix (:class:`_Rows`).
 
         Each prior is read once per distinct key (an HCP, an item, a channel, or a pair of them)
         and spread to the rows by integer codes: the rows repeat few keys (the uniform policy
         scores every candidate pair of each HCP: millions of rows, thousands of HCPs), and a
         string lookup per row was most of chapter 9's time. The values are those of a lookup per
-        row. Categorical features hold the ranks of their names
-        (:meth:`_Keys.categorical_feature`)."""
+        row. A categorical feature holds the rank of its name (:func:`_ranks`; NaN when missing).
+
+        The values are written straight into the matrix the compiled trees read (each feature
+        into one contiguous row of its transpose) rather than into a DataFrame first: building
+        the DataFrame (categorical columns included) and then stacking its columns as floats
+        cost about 0.8 microseconds a row, more than the compiled trees' walk on two threads,
+        and at the full scale's 120 million pairs that was over a minute of chapter 9 on the
+        main thread. scikit-learn is given :meth:`_Rows.frame`: the same columns and values."""
         p = self.priors_
-        channel = _Keys(pd.Index(CHANNELS).get_indexer(channels.uniques)[channels.codes], np.asarray(CHANNELS))
-        channel_default = _lookup(p["channel"], channels.uniques, p["mean"])[channels.codes]
-        frame = pd.DataFrame(
-            {
-                "channel": channel.categorical_feature(),
-                "hcp_rate": _lookup(p["hcp"], hcps.uniques, p["mean"])[hcps.codes],
-                "hcp_channel_rate": self.pair_tables_["hcp_channel"].lookup(hcps, channels, channel_default),
-                "item_rate": _lookup(p["item"], items.uniques, p["mean"])[items.codes],
-                "item_channel_rate": self.pair_tables_["item_channel"].lookup(items, channels, channel_default),
-                "hcp_exposures": np.log1p(p["hcp_count"].reindex(hcps.uniques).fillna(0.0).to_numpy())[hcps.codes],
-            }
-        )
-        for column in p["hcp_item_attribute"]:
-            values = self.item_attributes_[column].reindex(items.uniques).astype(object).to_numpy()
+        attribute_rates = list(p["hcp_item_attribute"])
+        names = ["channel", "hcp_rate", "hcp_channel_rate", "item_rate", "item_channel_rate", "hcp_exposures"]
+        names += [f"hcp_{name}_rate" for name in attribute_rates]
+        names += [*self.hcp_attributes_.columns, *self.item_attributes_.columns]
+        out = np.empty((len(names), len(hcps.codes)))  # one contiguous row per feature
+        categories: dict[int, np.ndarray] = {}
+        written = iter(range(len(names)))
+
+        def spread(per_key: np.ndarray, codes: np.ndarray) -> None:
+            """The next feature: the value of each row's key (``per_key[codes]``)."""
+            np.take(per_key, codes, out=out[next(written)])
+
+        def categorical(names_: np.ndarray, per_key: np.ndarray, codes: np.ndarray) -> None:
+            """The next feature, categorical: the rank among ``names_`` of the category of each
+            row's key (``per_key``: each key's position in ``names_``, -1 when it has none)."""
+            j = next(written)
+            ranks = categories[j] = _ranks(names_)
+            np.take(np.where(per_key >= 0, ranks[per_key], np.nan), codes, out=out[j])
+
+        channel_default = _lookup(p["channel"], channels.uniques, p["mean"])  # per channel
+        categorical(np.asarray(CHANNELS), pd.Index(CHANNELS).get_indexer(channels.uniques), channels.codes)
+        spread(_lookup(p["hcp"], hcps.uniques, p["mean"]), hcps.codes)
+        self.pair_tables_["hcp_channel"].lookup(hcps, channels, channel_default, out=out[next(written)])
+        spread(_lookup(p["item"], items.uniques, p["mean"]), items.codes)
+        self.pair_tables_["item_channel"].lookup(items, channels, channel_default, out=out[next(written)])
+        spread(np.log1p(p["hcp_count"].reindex(hcps.uniques).fillna(0.0).to_numpy()), hcps.codes)
+        for name in attribute_rates:
+            values = self.item_attributes_[name].reindex(items.uniques).astype(object).to_numpy()
             codes, uniques = pd.factorize(values)  # a missing attribute (unknown item) is code -1
             attribute = _Keys(codes[items.codes], uniques)
-            frame[f"hcp_{column}_rate"] = self.pair_tables_[f"hcp_{column}"].lookup(hcps, attribute, p["mean"])
+            self.pair_tables_[f"hcp_{name}"].lookup(hcps, attribute, p["mean"], out=out[next(written)])
         for table, keys in ((self.hcp_attributes_, hcps), (self.item_attributes_, items)):
-            for column in table.columns:
-                values = table[column].reindex(keys.uniques)
-                if isinstance(table[column].dtype, pd.CategoricalDtype):
-                    codes = values.cat.codes.to_numpy()
-                    frame[column] = _Keys(codes[keys.codes], table[column].cat.categories).categorical_feature()
+            for name in table.columns:
+                values = table[name].reindex(keys.uniques)
+                if isinstance(table[name].dtype, pd.CategoricalDtype):
+                    categorical(np.asarray(table[name].cat.categories), values.cat.codes.to_numpy(), keys.codes)
                 else:
-                    frame[column] = values.to_numpy(np.float64)[keys.codes]
-        return frame
+                    spread(values.to_numpy(np.float64), keys.codes)
+        return _Rows(out.T, names, categories)
 
 
-def _numeric(model, x: pd.DataFrame) -> np.ndarray:
-    """The rows of ``x`` as the float64 matrix compiled trees read: ``model``'s columns in its
-    order, a categorical feature as its category (the rank :meth:`_Keys.categorical_feature`
-    gives it; NaN when missing)."""
-    return np.column_stack(
-        [np.asarray(x[name].astype(np.float64), dtype=np.float64) for name in model.feature_names_in_]
-    )
+@dataclass
+class _Rows:
+    """The reward model's features of some rows: ``matrix`` (rows x features, float64, the
+    columns ``names`` in the fold models' order), as the compiled trees read it; a categorical
+    feature holds the rank of its category (NaN when missing), and ``categories`` gives, for
+    each categorical column, those ranks in the order of the category names (:func:`_ranks`)."""
+
+    matrix: np.ndarray
+    names: list[str]
+    categories: dict[int, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.matrix)
+
+    def frame(self, rows: slice = slice(None)) -> pd.DataFrame:
+        """The rows (all, or a slice) as scikit-learn is given them, and as the models were
+        fitted on them: a DataFrame of the same columns, a categorical feature as a pandas
+        Categorical whose categories are the ranks of its names. scikit-learn's encoder codes a
+        category by the position of its value among the sorted values seen in fit, so the
+        ranks give every category the code its name would (the same model, the same
+        predictions), and it encodes numbers in vectorised code where names take a Python
+        dictionary lookup per row (about a tenth of chapter 9's time)."""
+        matrix = self.matrix[rows]
+        columns = {}
+        for j, name in enumerate(self.names):
+            if j in self.categories:
+                ranks = self.categories[j]
+                rank = matrix[:, j]
+                missing = np.isnan(rank)
+                # the Categorical's code of a rank: that rank's position in ``ranks``
+                codes = np.argsort(ranks)[np.where(missing, 0, rank).astype(np.int64)]
+                columns[name] = pd.Categorical.from_codes(np.where(missing, -1, codes), categories=ranks)
+            else:
+                columns[name] = matrix[:, j]
+        return pd.DataFrame(columns)
+
+
+def _ranks(names: np.ndarray) -> np.ndarray:
+    """The rank of each of ``names`` in sorted order (stable): the value a categorical feature
+    of the reward model holds for a category (see :meth:`_Rows.frame`)."""
+    ranks = np.empty(len(names), dtype=np.int64)
+    ranks[np.argsort(np.asarray(names, dtype=object), kind="stable")] = np.arange(len(names))
+    return ranks
 
 
 def _predict_proba(model, x: pd.DataFrame | np.ndarray, threads: int = PREDICT_THREADS) -> np.ndarray:
     """P(positive class) of each row of ``x`` by the fitted classifier ``model`` (or by its
-    :class:`hcp_lib.models.tabular.CompiledTrees`, ``x`` then from :func:`_numeric`), the rows
+    :class:`hcp_lib.models.tabular.CompiledTrees`, ``x`` then :attr:`_Rows.matrix`), the rows
     split into ``threads`` contiguous parts (at most one per CPU) predicted side by side, each by
     a thread on one OpenMP thread.
 
@@ -556,19 +638,6 @@ class _Keys:
         """The keys of ``rows`` only (the same distinct values)."""
         return _Keys(self.codes[rows], self.uniques)
 
-    def categorical_feature(self) -> pd.Categorical:
-        """The keys as a categorical feature of the reward model: a pandas Categorical whose
-        categories are the ranks of ``uniques`` (all the categories of the feature, always the
-        same) in sorted order.
-
-        scikit-learn's encoder gives each category the position of its value among the sorted
-        values seen in fit, so the ranks give every category the code its name would (the same
-        model, the same predictions), and it encodes numbers in vectorised code where names take
-        a Python dictionary lookup per row (about a tenth of chapter 9's time)."""
-        ranks = np.empty(len(self.uniques), dtype=np.int64)
-        ranks[np.argsort(np.asarray(self.uniques, dtype=object), kind="stable")] = np.arange(len(self.uniques))
-        return pd.Categorical.from_codes(self.codes, categories=ranks)
-
 
 @dataclass
 class _PairTable:
@@ -591,16 +660,29 @@ class _PairTable:
         values[first_codes, second_codes] = table.to_numpy(np.float64)
         return cls(pd.Index(first), pd.Index(second), values)
 
-    def lookup(self, first: _Keys, second: _Keys, default) -> np.ndarray:
-        """The prior of each row's (``first``, ``second``) pair; ``default`` (a number or one per
-        row) where the pair is absent or a key missing (code -1)."""
-        found = np.full(len(first.codes), np.nan)
-        if self.values.size:
-            # the matrix position of each row's keys; a missing key (code -1) reads the appended -1
-            i = np.append(self.first.get_indexer(first.uniques), -1)[first.codes]
-            j = np.append(self.second.get_indexer(second.uniques), -1)[second.codes]
-            found = np.where((i >= 0) & (j >= 0), self.values[np.maximum(i, 0), np.maximum(j, 0)], np.nan)
-        return np.where(np.isnan(found), default, found)
+    def lookup(self, first: _Keys, second: _Keys, default, out: np.ndarray | None = None) -> np.ndarray:
+        """The prior of each row's (``first``, ``second``) pair; ``default`` (a number, or one per
+        value of ``second.uniques``) where the pair is absent or a key missing (code -1; a
+        missing second key takes the default of the last of ``second.uniques``, as
+        ``default[second.codes]`` would). Written into ``out`` when given.
+
+        The priors of every pair of distinct keys are found first (a small matrix: the keys'
+        distinct values by the table's, with a last row and column for a missing key), then
+        read for each row by its two codes: one gather per row."""
+        rows = np.append(self.first.get_indexer(first.uniques), -1)  # -1: not in the table
+        cols = np.append(self.second.get_indexer(second.uniques), -1)
+        padded = np.full((len(self.first) + 1, len(self.second) + 1), np.nan)  # its last row/column: absent
+        padded[:-1, :-1] = self.values
+        by_keys = padded[np.ix_(rows, cols)]
+        default = np.asarray(default, dtype=np.float64)
+        if default.ndim:  # one per value of ``second``, and for a missing one (code -1) the last's
+            default = np.append(default, default[-1:])[None, :]
+        by_keys = np.where(np.isnan(by_keys), default, by_keys)
+        if out is None:
+            out = np.empty(len(first.codes))
+        # a missing key (code -1) reads the last row or column: the defaults
+        out[...] = by_keys[first.codes, second.codes]
+        return out
 
 
 def _attributes(table: pd.DataFrame | None, key: str) -> pd.DataFrame:
@@ -841,6 +923,8 @@ def estimate_policy_values(
     for name, policy in progress(items, desc="policies") if progress else items:
         policy = (policy if isinstance(policy, Policy | UniformPolicy) else Policy(policy)).checked(name)
         if isinstance(policy, UniformPolicy):
+            if isinstance(reward, RewardModel):  # its millions of pairs: compile the trees at once
+                reward.expect(policy.hcp_ids, policy.candidates.sum(axis=1) * len(CHANNELS))
             terms = policy.terms(logs, population, n_days, clip, reward_logged, predict)
         else:
             reward_actions = (

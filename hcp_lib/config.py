@@ -491,7 +491,10 @@ _PARAM_LIST: list[Param] = [
         1e-4,
         "An epoch lowers the hybrid's validation loss only when it lowers the best so far by at least this "
         "much: a smaller gain lowers the learning rate (hybrid_learning_rate_factor) and counts towards "
-        "hybrid_patience, and the weights kept are those of the last epoch that lowered it (0: any gain).",
+        "hybrid_patience, and the weights kept are those of the last epoch that lowered it (0: any gain). "
+        "1e-4 is the tolerance Keras' plateau rule already used. It leaves the default small world's fit as it "
+        "was (18 epochs, validation log-loss 0.27247); at full scale the fit ends at epoch 19 instead of 27 "
+        "and keeps epoch 17 instead of 25 (0.29369 against 0.29376), so the refit trains 17 epochs, not 25.",
         minimum=0.0,
         maximum=0.1,
     ),

@@ -11,7 +11,8 @@ validation window chose, and each notebook's wall time and peak memory from the 
 Writes ``benchmarks/results/full.json`` with the git commit and date, and the book page
 ``book/full_scale.md`` that shows it beside the report's scale; commit both (the book renders the
 committed figures, it does not rerun the full scale). ``--page-only`` rewrites the page from the
-committed results.
+committed results; ``--machine-note TEXT`` puts a sentence about the machine on the page (records
+made on machines of different speeds are compared by it).
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def page(results: dict, small: dict | None = None) -> str:
             "later ones at the commit above.*",
             "",
         ]
+    if results.get("machine_note"):
+        lines += [f"*The machine: {results['machine_note']}*", ""]
     lines += [
         "The report runs at the `small` scale so that a reader can rerun it on a laptop. This page is one run of "
         f"the same pipeline at `{results['scale']}`: {world_hcps:,} HCPs, {pop['n_hcps']:,} of them evaluated (not opted "
@@ -241,6 +244,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--page-only", action="store_true", help="rewrite book/full_scale.md from the committed results"
     )
+    parser.add_argument(
+        "--machine-note",
+        metavar="TEXT",
+        help="what to say of the machine on the page (e.g. how its speed compares with an earlier record's)",
+    )
     args = parser.parse_args(argv)
     small = io.read_json(REGIMES_RESULTS) if REGIMES_RESULTS.exists() else None
     if args.page_only:
@@ -271,6 +279,12 @@ def main(argv=None) -> int:
     results = collect(out)
     if resumed is not None:
         results["resumed"] = resumed
+        # the manifest's start is the last resumed notebook's: there is no start-to-end time
+        results.pop("elapsed_seconds", None)
+    if args.machine_note:
+        results["machine_note"] = args.machine_note
+    elif args.collect_only and RESULTS.exists() and io.read_json(RESULTS).get("machine_note"):
+        results["machine_note"] = io.read_json(RESULTS)["machine_note"]  # the same run, collected again
     io.write_json(results, RESULTS)
     io.write_text(page(results, small), PAGE)
     for m in MODELS:

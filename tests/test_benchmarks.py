@@ -93,6 +93,19 @@ def test_full_scale_page_reports_the_run_it_collects(tiny_run, tmp_path):
     # the run's time from its start to its end, beside the notebooks' own times (some overlap)
     assert 0 < results["elapsed_seconds"] <= results["wall_seconds"] + 60
     assert f"The pipeline took {results['elapsed_seconds'] / 60:.1f} min from its start to its end" in page
+    assert "*The machine:" not in page
+    # a resumed run has no start-to-end time: the page gives the notebooks' own times, and what
+    # was said of the machine
+    resumed = {k: v for k, v in results.items() if k != "elapsed_seconds"}
+    resumed.update(
+        resumed={"from_notebook": "06", "earlier_commit": "abc", "earlier_notebooks": ["05_hybrid_lstm.ipynb"]},
+        machine_note="two cores, twice as slow as the last record's.",
+    )
+    page = bench_full.page(resumed, None)
+    assert "*The run was resumed at notebook 06: notebooks 05 ran at commit `abc`" in page
+    assert "*The machine: two cores, twice as slow as the last record's.*" in page
+    assert f"The notebooks took {results['wall_seconds'] / 60:.0f} min in all" in page
+    assert "from its start to its end" not in page
 
 
 def test_full_scale_collect_refuses_an_unfinished_run(tmp_path):

@@ -57,7 +57,7 @@ def test_top_n_skips_excluded_items_breaks_ties_by_catalogue_order_and_pads():
 
 
 def test_top_n_of_a_long_catalogue_is_the_head_of_the_full_stable_sort():
-    """Past a quarter of the catalogue top_n sorts only each row's top (models.base._stable_top):
+    """Short of a quarter of the catalogue top_n does not sort whole rows (models.base.stable_top):
     the same columns, in the same order, as the head of a full stable sort, with tied scores,
     excluded cells and rows with fewer eligible items than asked."""
     rng = np.random.default_rng(3)

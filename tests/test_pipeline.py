@@ -207,7 +207,13 @@ def test_a_signal_stops_the_run_records_it_and_cleans_up(notebooks, tmp_path, si
     _notebook(
         notebooks / "02_second.ipynb",
         "run_dir = ''",
-        ["import os, pathlib, time\npathlib.Path(run_dir, 'kernel.pid').write_text(str(os.getpid()))\ntime.sleep(120)"],
+        [
+            # written then renamed, so the test never reads a file that is created but not yet written
+            "import os, pathlib, time\n"
+            "pathlib.Path(run_dir, 'kernel.pid.part').write_text(str(os.getpid()))\n"
+            "os.replace(pathlib.Path(run_dir, 'kernel.pid.part'), pathlib.Path(run_dir, 'kernel.pid'))\n"
+            "time.sleep(120)"
+        ],
     )
     out, scratch = tmp_path / "run", tmp_path / "scratch"
     scratch.mkdir()

@@ -203,4 +203,13 @@ def test_compiled_trees_read_float64_and_unseen_categories_as_scikit_learn_does(
     compiled = tabular.CompiledTrees.build(classifier, rows[:100])
     assert compiled is not None and [c for c, _ in compiled.seen] == [0]
     np.testing.assert_allclose(compiled.predict(rows), classifier.predict_proba(rows)[:, 1], rtol=0, atol=1e-12)
+    # the quantized trees (COMPILE_PARAMS) place every threshold, and the floats either side of
+    # it, on the same side of each split as scikit-learn
+    thresholds = classifier._bin_mapper.bin_thresholds_[1]
+    edges = np.concatenate([thresholds, np.nextafter(thresholds, -np.inf), np.nextafter(thresholds, np.inf)])
+    on_edges = np.tile(rows[:1], (len(edges), 1))
+    on_edges[:, 1] = edges
+    np.testing.assert_allclose(
+        compiled.predict(on_edges), classifier.predict_proba(on_edges)[:, 1], rtol=0, atol=1e-12
+    )
     compiled._cleanup()

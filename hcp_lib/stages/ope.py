@@ -420,7 +420,7 @@ class RewardModel:
         about 3 s, is not worth it for the small scale's 2 million), else by scikit-learn. The
         same values either way (the compiled trees are checked against scikit-learn on the
         first rows)."""
-        from ..models.tabular import COMPILED_CHECK_ROWS, CompiledTrees
+        from ..models.tabular import COMPILED_ANNOTATE_ROWS, COMPILED_CHECK_ROWS, CompiledTrees
 
         model = self.models_[k]
         compiled = self.compiled_[k]
@@ -432,10 +432,10 @@ class RewardModel:
             and not self.compile_failed_
             and self.rows_predicted_[k] + self.rows_expected_[k] >= COMPILE_MIN_ROWS
         ):
-            check = x.matrix[:COMPILED_CHECK_ROWS]
+            # checked on the first COMPILED_CHECK_ROWS rows, its branches counted on more
             compiled = self.compiled_[k] = CompiledTrees.build(
                 model,
-                check,
+                x.matrix[:COMPILED_ANNOTATE_ROWS],
                 PREDICT_THREADS,
                 expected=model.predict_proba(x.frame(slice(0, COMPILED_CHECK_ROWS)))[:, 1],
                 what=f"the reward model's trees (fold {k})",

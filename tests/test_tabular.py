@@ -209,7 +209,5 @@ def test_compiled_trees_read_float64_and_unseen_categories_as_scikit_learn_does(
     edges = np.concatenate([thresholds, np.nextafter(thresholds, -np.inf), np.nextafter(thresholds, np.inf)])
     on_edges = np.tile(rows[:1], (len(edges), 1))
     on_edges[:, 1] = edges
-    np.testing.assert_allclose(
-        compiled.predict(on_edges), classifier.predict_proba(on_edges)[:, 1], rtol=0, atol=1e-12
-    )
+    np.testing.assert_allclose(compiled.predict(on_edges), classifier.predict_proba(on_edges)[:, 1], rtol=0, atol=1e-12)
     compiled._cleanup()

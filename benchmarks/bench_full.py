@@ -281,10 +281,9 @@ def main(argv=None) -> int:
         results["resumed"] = resumed
         # the manifest's start is the last resumed notebook's: there is no start-to-end time
         results.pop("elapsed_seconds", None)
-    if args.machine_note:
-        results["machine_note"] = args.machine_note
-    elif args.collect_only and RESULTS.exists() and io.read_json(RESULTS).get("machine_note"):
-        results["machine_note"] = io.read_json(RESULTS)["machine_note"]  # the same run, collected again
+    previous_note = io.read_json(RESULTS).get("machine_note") if args.collect_only and RESULTS.exists() else None
+    if args.machine_note or previous_note:  # collected again: the same run, the same machine
+        results["machine_note"] = args.machine_note or previous_note
     io.write_json(results, RESULTS)
     io.write_text(page(results, small), PAGE)
     for m in MODELS:

@@ -107,10 +107,10 @@ class CompiledTrees:
     challenger at the full scale (and about 120M pairs for chapter 9's reward model). On 600
     HCPs of the small scale's challenger (271 trees), scikit-learn's tree walk took 6.9
     microseconds per cell on one thread, the compiled trees 2.5 (1.4 on two threads), with the
-    same probabilities; compiled with :data:`COMPILE_PARAMS` and branch annotation they take
-    about half as long again (measured on a slower machine: 9.05 against 4.06). The compiling is left to the library made for it (tl2cgen, Treelite's
-    code generator: Treelite imports the scikit-learn model, tl2cgen writes its trees as C and
-    builds a shared library with the platform's compiler).
+    same probabilities; quantized (:data:`COMPILE_PARAMS`) and branch-annotated they take about
+    half that (measured at :data:`COMPILE_PARAMS`). The compiling is left to the library made for
+    it (tl2cgen, Treelite's code generator: Treelite imports the scikit-learn model, tl2cgen
+    writes its trees as C and builds a shared library with the platform's compiler).
 
     Rows are read as float64, as scikit-learn reads them (in float32 a value next to a split's
     threshold may fall on the other side), and a categorical value the classifier never saw in

@@ -10,6 +10,7 @@ sits (a lower layer never imports a higher one)::
       metrics                       every metric, one function each, and the HCP bootstrap
       reasons, narrative, plots     the one reasons engine (plan and explorer), the book's
                                     result-dependent sentences, one colour per model
+      tables, progress              tables that fit the page, the notebooks' progress bars
       world/                        the simulator and its oracle: entities, behaviour (the true
                                     engagement law), simulate (the logging policy), synth (build,
                                     write, load a world)

@@ -223,6 +223,41 @@ def test_tune_picks_the_best_validation_point_and_records_the_table():
         cf.tune({"ease": lambda **p: baselines.EASE(**p)}, grids, train, frame)
 
 
+def test_tune_and_the_refits_count_every_fit_on_the_progress_bar():
+    train = training_data(co_engagement_world(), hcps(10, 10), catalogue(), SPLIT.valid_start)
+    validation = interactions([("h09", "1003", "2024-03-05", True), ("h09", "1002", "2024-03-05", False)])
+    frame = cf.evaluation_window(train, validation, catalogue(), released_by=SPLIT.test_start)
+    factories = {
+        "itemknn": lambda **p: baselines.ItemKNN(**p),
+        "popularity": lambda **p: baselines.GlobalPopularity(**p),
+    }
+    grids = {"itemknn": {"neighbours": [1, 5], "shrinkage": [0.0]}, "popularity": {}}
+    bars = []
+
+    def recording(iterable, desc, total=None):
+        bars.append((desc, list(iterable)))
+        return bars[-1][1]
+
+    chosen, table = cf.tune(factories, grids, train, frame, k=1, progress=recording)
+    assert bars == [
+        (
+            "baseline fits (grid points)",
+            [
+                ("itemknn", {"neighbours": 1, "shrinkage": 0.0}),
+                ("itemknn", {"neighbours": 5, "shrinkage": 0.0}),
+                ("popularity", {}),
+            ],
+        )
+    ]
+    # the bar changes nothing: the same choice and table (bar the seconds) as without it
+    again, plain = cf.tune(factories, grids, train, frame, k=1)
+    assert chosen == again
+    timing = ["fit_seconds", "score_seconds"]
+    pd.testing.assert_frame_equal(table.drop(columns=timing), plain.drop(columns=timing))
+    models = cf.fit_chosen(factories, chosen, train, progress=recording)
+    assert bars[-1] == ("baseline refits", ["itemknn", "popularity"]) and list(models) == ["itemknn", "popularity"]
+
+
 def test_every_factory_builds_a_model_that_scores_the_block_world():
     features = baselines.area_features(catalogue())
     train = training_data(block_world(), hcps(), catalogue(), SPLIT.valid_start)

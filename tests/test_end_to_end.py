@@ -27,6 +27,43 @@ def test_every_notebook_ran_and_the_manifest_says_so(tiny_run):
     assert manifest["parameters"]["scale"] == "tiny"
 
 
+#: the steps that take minutes at the full scale, by notebook: each one's cell must show a bar
+LONG_STEPS = {
+    "02_synthesis.ipynb": ("synthesis.build_world(",),
+    "03_topic_modeling.ipynb": ("pipeline.fit_tokens(", "topics.fit_sweep("),
+    "04_collaborative_filtering.ipynb": ("cf.tune(", "cf.fit_chosen(factories, chosen, stage.train_valid"),
+    "05_hybrid_lstm.ipynb": ("grid_fits.result(", "variant_fits.result(", "es.refits_with_outputs("),
+    "06_evaluation.ipynb": ("evaluate.run_evaluation(",),
+    "07_next_best_action.ipynb": ("plan.solve_milp(",),
+    "08_explorer.ipynb": ("explore.load(",),
+    "09_off_policy_evaluation.ipynb": ("ope.run_ope(",),
+}
+
+
+def _shows_a_bar(cell: dict) -> bool:
+    """A tqdm bar among the cell's outputs: a widget (tqdm.auto in a kernel) or a text bar."""
+    return any(
+        "application/vnd.jupyter.widget-view+json" in output.get("data", {}) or "%|" in "".join(output.get("text", ""))
+        for output in cell.get("outputs", [])
+    )
+
+
+def test_every_long_step_shows_a_progress_bar(tiny_run):
+    """Every cell that hands a bar to the library (``progress=tqdm``, ``ticking(tqdm, ...)``)
+    shows one in the executed notebook, and the long steps are among those cells."""
+    missing = []
+    for notebook in list_notebooks():
+        cells = [c for c in json.loads((tiny_run / notebook.name).read_text())["cells"] if c["cell_type"] == "code"]
+        sources = ["".join(c["source"]) for c in cells]
+        with_bar = [c for c, src in zip(cells, sources) if "progress=tqdm" in src or "ticking(tqdm" in src]
+        for step in LONG_STEPS.get(notebook.name, ()):
+            holding = [c for c, src in zip(cells, sources) if step in src]
+            assert holding, f"{notebook.name}: no cell calls {step}"
+            missing += [f"{notebook.name}: {step} is given no bar" for c in holding if c not in with_bar]
+        missing += [f"{notebook.name}: a cell was given a bar and shows none" for c in with_bar if not _shows_a_bar(c)]
+    assert not missing, "\n".join(missing)
+
+
 def test_articles_are_clean_and_unique(tiny_run):
     articles = pd.read_parquet(tiny_run / "content" / "pubmed.parquet")
     assert len(articles) > 900

@@ -14,7 +14,7 @@ import pytest
 from hcp_lib.config import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "hcp_lib"
-FOUNDATIONS = {"config", "domain", "io", "split", "metrics", "reasons", "narrative", "plots", "tables"}
+FOUNDATIONS = {"config", "domain", "io", "split", "metrics", "reasons", "narrative", "plots", "tables", "progress"}
 # layer of a module -> the layers it may import
 ALLOWED = {
     "foundations": {"foundations"},

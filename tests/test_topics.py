@@ -94,6 +94,23 @@ def test_missing_and_empty_texts_give_no_terms(nlp):
     assert topics.lemmatise([None, float("nan"), "", "   "], pipeline, name, topics.default_stop_words()) == [[]] * 4
 
 
+def test_the_progress_bar_counts_every_text_and_changes_no_lemma(nlp):
+    pipeline, name = nlp
+    texts = ["Hospitalisations Were Rising among Smokers", None, "type 2 diabetes"]
+    counted = []
+
+    def recording(iterable, desc, total):
+        counted.append((desc, total))
+        for item in iterable:
+            counted.append(item.text)
+            yield item
+
+    stop = topics.default_stop_words()
+    with_bar = topics.lemmatise(texts, pipeline, name, stop, progress=recording)
+    assert with_bar == topics.lemmatise(texts, pipeline, name, stop)
+    assert counted == [("articles lemmatised", 3), "hospitalisations were rising among smokers", "", "type 2 diabetes"]
+
+
 def test_non_string_text_is_named(nlp):
     pipeline, name = nlp
     with pytest.raises(topics.TopicModelError, match=r"texts\[1\]: expected a string, got int"):

@@ -26,6 +26,7 @@ from .. import metrics
 from ..domain import CHANNELS
 from ..models.base import Recommender, exclusion_mask, model_name, positions, top_n
 from ..models.baselines import ALS, PROBABILITY_CHANNEL_MODELS, ChannelRecommender, area_features, topic_features
+from ..progress import each
 from ..split import TemporalSplit, TrainingData
 
 # --- the model family, tuning and artifacts ------------------------------------------------
@@ -154,6 +155,7 @@ def tune(
     train: TrainingData,
     frame: EvaluationWindow,
     k: int = 10,
+    progress: Callable | None = None,
 ) -> tuple[dict[str, dict[str, Any]], pd.DataFrame]:
     """Fit every model at every grid point on ``train``; score it on the validation ``frame``.
 
@@ -163,34 +165,35 @@ def tune(
     their scores on the logged validation exposures), channel models by
     :data:`CHANNEL_CRITERION` when they have it (else their only grid point is kept).
     Observed-engagement NDCG and HR are computed too, as diagnostics, and never choose.
+    ``progress`` (e.g. ``tqdm``) counts the fits, every grid point of every model.
     """
-    records, chosen = [], {}
-    for name, factory in factories.items():
+    for name in factories:
         if name not in grids:
             raise KeyError(f"no hyper-parameter grid for model {name!r}; grids exist for {', '.join(grids)}")
-        best_value, best_params = -np.inf, None
-        for params in _grid(grids[name]):
-            started = time.perf_counter()
-            model = factory(**params).fit(train)
-            fitted = time.perf_counter()
-            if isinstance(model, ChannelRecommender):
-                scores, (target, higher) = evaluate_channel(model, frame), CHANNEL_CRITERION
-            else:
-                scores, (target, higher) = evaluate_content(model, frame, k), CONTENT_CRITERION
-            records.append(
-                {
-                    "model": name,
-                    "params": json.dumps(params, sort_keys=True),
-                    **scores,
-                    "fit_seconds": fitted - started,
-                    "score_seconds": time.perf_counter() - fitted,
-                }
-            )
-            value = scores.get(target, np.nan)
-            value = -np.inf if not np.isfinite(value) else (value if higher else -value)
-            if best_params is None or value > best_value:
-                best_value, best_params = value, params
-        chosen[name] = best_params
+    jobs = [(name, params) for name in factories for params in _grid(grids[name])]
+    records, best = [], {}  # best: model -> (its criterion, oriented so that higher is better; params)
+    for name, params in each(progress, jobs, "baseline fits (grid points)"):
+        started = time.perf_counter()
+        model = factories[name](**params).fit(train)
+        fitted = time.perf_counter()
+        if isinstance(model, ChannelRecommender):
+            scores, (target, higher) = evaluate_channel(model, frame), CHANNEL_CRITERION
+        else:
+            scores, (target, higher) = evaluate_content(model, frame, k), CONTENT_CRITERION
+        records.append(
+            {
+                "model": name,
+                "params": json.dumps(params, sort_keys=True),
+                **scores,
+                "fit_seconds": fitted - started,
+                "score_seconds": time.perf_counter() - fitted,
+            }
+        )
+        value = scores.get(target, np.nan)
+        value = -np.inf if not np.isfinite(value) else (value if higher else -value)
+        if name not in best or value > best[name][0]:  # the first grid point on ties
+            best[name] = (value, params)
+    chosen = {name: best.get(name, (None, None))[1] for name in factories}
     table = pd.DataFrame.from_records(records)
     table["chosen"] = [json.loads(p) == chosen[m] for m, p in zip(table["model"], table["params"])]
     return chosen, table
@@ -395,10 +398,16 @@ def split_summary(stage: StageSplit, world: WorldTables) -> pd.DataFrame:
 
 
 def fit_chosen(
-    factories: dict[str, Callable[..., Recommender]], chosen: dict[str, dict[str, Any]], train: TrainingData
+    factories: dict[str, Callable[..., Recommender]],
+    chosen: dict[str, dict[str, Any]],
+    train: TrainingData,
+    progress: Callable | None = None,
 ) -> dict[str, Recommender]:
-    """Every model fitted on ``train`` with its chosen hyper-parameters."""
-    return {name: factory(**chosen[name]).fit(train) for name, factory in factories.items()}
+    """Every model fitted on ``train`` with its chosen hyper-parameters; ``progress`` (e.g.
+    ``tqdm``) counts the fits."""
+    return {
+        name: factories[name](**chosen[name]).fit(train) for name in each(progress, list(factories), "baseline refits")
+    }
 
 
 def write_artifacts(

@@ -416,8 +416,9 @@ class RewardModel:
     def _predict_fold(self, k: int, x: _Rows) -> np.ndarray:
         """P(engaged) of the rows ``x`` by fold model ``k``: by its compiled trees once the fold
         has been asked for, or told to expect (:meth:`expect`), :data:`COMPILE_MIN_ROWS` rows in
-        all (the uniform policy's pairs at the full scale, about 24 million a fold; compiling,
-        about 3 s, is not worth it for the small scale's 2 million), else by scikit-learn. The
+        all (the uniform policy's pairs at the full scale, about 24 million a fold; compiling
+        and counting branches, about 6 s a fold on two slow cores, is not worth it for the small
+        scale's 2 million), else by scikit-learn. The
         same values either way (the compiled trees are checked against scikit-learn on the
         first rows)."""
         from ..models.tabular import COMPILED_ANNOTATE_ROWS, COMPILED_CHECK_ROWS, CompiledTrees

@@ -70,6 +70,7 @@ import pandas as pd
 
 from .. import config, domain, io
 from ..io import atomic_path, read_json, read_parquet, write_json, write_parquet, write_text
+from ..progress import each
 
 # ----------------------------------------------------------------------------------------
 # Preprocessing
@@ -183,7 +184,9 @@ def article_texts(articles: pd.DataFrame) -> pd.Series:
     return joined.where(abstract != "", title).str.strip()
 
 
-def lemmatise(texts: Sequence[str], nlp, pipeline_name: str, stop_words: frozenset[str]) -> list[list[str]]:
+def lemmatise(
+    texts: Sequence[str], nlp, pipeline_name: str, stop_words: frozenset[str], progress: Callable | None = None
+) -> list[list[str]]:
     """Lower-case lemmas of each text, without stop-words, punctuation, units or plain numbers.
 
     A term is kept when it starts with a letter and is at least two characters of letters,
@@ -191,12 +194,13 @@ def lemmatise(texts: Sequence[str], nlp, pipeline_name: str, stop_words: frozens
     right after a word of :data:`ORDINAL_HEADS` (``type 2``), and that word is kept before a
     number even when it is a stop-word, for the phrase detector (:class:`TextPipeline` drops
     whichever of them did not end up in a phrase).
-    ``None``, NaN and empty texts give an empty list.
+    ``None``, NaN and empty texts give an empty list. ``progress`` (e.g. ``tqdm``) counts the texts.
     """
     # The lookup table is keyed by lower-case forms; a trained pipeline needs the original case.
     lower = pipeline_name == BLANK_PIPELINE
     cleaned = [_as_text(t, i) for i, t in enumerate(texts)]
     docs = nlp.pipe((t.lower() if lower else t for t in cleaned), batch_size=128)
+    docs = each(progress, docs, "articles lemmatised", total=len(cleaned))
     result = []
     for doc in docs:
         terms: list[str] = []
@@ -293,14 +297,15 @@ class TextPipeline:
     trigrams_: object = None
     dictionary_: object = None
 
-    def fit_tokens(self, texts: Sequence[str]) -> list[list[str]]:
-        """Fit phrases and dictionary on ``texts``; return their final token lists."""
+    def fit_tokens(self, texts: Sequence[str], progress: Callable | None = None) -> list[list[str]]:
+        """Fit phrases and dictionary on ``texts``; return their final token lists. ``progress``
+        (e.g. ``tqdm``) counts the texts lemmatised."""
         from gensim.corpora import Dictionary
         from gensim.models.phrases import ENGLISH_CONNECTOR_WORDS, Phrases
 
         if self.nlp is None:
             self.nlp, self.pipeline_name = load_nlp(self.settings.spacy_model)
-        lemmas = lemmatise(texts, self.nlp, self.pipeline_name, self.stop_words)
+        lemmas = lemmatise(texts, self.nlp, self.pipeline_name, self.stop_words, progress)
         s = self.settings
         options = dict(
             min_count=s.phrase_min_count,

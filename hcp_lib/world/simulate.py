@@ -25,10 +25,13 @@ equals updating it after each exposure.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from ..progress import each
 from . import behaviour
 from .behaviour import HistoryContext, TruthModel
 from .entities import CHANNEL_TABLE, CHANNELS, SPECIALTY_KEYS
@@ -97,8 +100,10 @@ def simulate_exposures(
     horizon_days: int,
     touches_per_hcp_week: float,
     start_weekday: int,
+    progress: Callable | None = None,
 ) -> pd.DataFrame:
-    """Run the BAU policy and the engagement model over the horizon.
+    """Run the BAU policy and the engagement model over the horizon, a week at a time
+    (``progress``, e.g. ``tqdm``, counts the weeks).
 
     ``campaign_window`` [content, channel, 2] holds campaign start/end minutes (NaN where
     the item has no campaign on the channel); ``approved`` and ``area_relevance`` are
@@ -128,7 +133,7 @@ def simulate_exposures(
     email = CHANNELS.index("email")
     batches = []
 
-    for week in range(int(np.ceil(horizon_days / 7))):
+    for week in each(progress, range(int(np.ceil(horizon_days / 7))), "simulated weeks"):
         week_minute = week * 7 * 1440
         content_prob, available = _content_policy(campaign_window, approved, area_relevance, week_minute)
         group_available = available[np.arange(2 * n_specialties) // 2] & segment_ok

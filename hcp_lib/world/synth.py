@@ -21,7 +21,7 @@ The oracle is :func:`true_engagement_prob` / :func:`true_engagement_matrix`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,11 +292,18 @@ def check_articles(articles: pd.DataFrame, approval_min_relevance: float, source
         )
 
 
-def generate_world(articles: pd.DataFrame, params: dict[str, Any], seed: int, source: str | Path = "articles") -> World:
+def generate_world(
+    articles: pd.DataFrame,
+    params: dict[str, Any],
+    seed: int,
+    source: str | Path = "articles",
+    progress: Callable | None = None,
+) -> World:
     """Build the whole world in memory from cleaned articles (nothing is written).
 
     ``params`` as returned by :func:`synthesis_params`. Same inputs and seed give the same
     tables. Raises before any work when the articles or parameters are unusable.
+    ``progress`` (e.g. ``tqdm``) counts the simulated weeks.
     """
     params = synthesis_params(**{k: v for k, v in params.items() if k in PARAM_NAMES})
     check_articles(articles, params["approval_min_relevance"], source)
@@ -358,6 +365,7 @@ def generate_world(articles: pd.DataFrame, params: dict[str, Any], seed: int, so
         days,
         params["touches_per_hcp_week"],
         start.weekday(),
+        progress=progress,
     )
     interactions = _interaction_table(streams[5], exposures, hcps, content, start)
 

@@ -1,7 +1,7 @@
 """Progress bars for the notebooks' long steps.
 
 Every library call that loops over work takes ``progress`` (e.g. ``tqdm.auto.tqdm``, or None for
-no bar) and wraps its loop in it: ``progress(items, desc=...)``. A step that is one long call
+no bar) and wraps its loop with :func:`each`. A step that is one long call
 with no progress of its own to report (one HiGHS solve, reading a run's tables) is wrapped in
 :func:`ticking` instead, whose bar counts the seconds the call has run.
 """

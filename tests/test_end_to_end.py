@@ -27,7 +27,7 @@ def test_every_notebook_ran_and_the_manifest_says_so(tiny_run):
     assert manifest["parameters"]["scale"] == "tiny"
 
 
-#: the steps that take minutes at the full scale, by notebook: each one's cell must show a bar
+#: the steps that take tens of seconds or more at the full scale, by notebook: each one's cell must show a bar
 LONG_STEPS = {
     "02_synthesis.ipynb": ("synthesis.build_world(",),
     "03_topic_modeling.ipynb": ("pipeline.fit_tokens(", "topics.fit_sweep("),

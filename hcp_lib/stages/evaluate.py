@@ -96,6 +96,7 @@ from ..domain import CHANNELS, HCP_ID_PATTERN, ORACLE_NAME, REFERENCE_POLICIES, 
 from ..models import baselines
 from ..models.base import exclusion_mask, top_n
 from ..models.baselines import PROBABILITY_CHANNEL_MODELS
+from ..progress import each
 from ..split import evaluated_hcps
 
 #: the list lengths every ranking metric is computed at (fixed, so metric keys are stable)
@@ -1282,7 +1283,7 @@ def evaluate(
         if plans:
             submit_plans(solver, setting, outputs)  # the solves run while the other metrics are computed
         names = list(outputs)
-        for name in progress(names, desc="models") if progress else names:
+        for name in each(progress, names, "models"):
             output = outputs[name]
             statistics[MODEL].setdefault(name, [])  # the report's order of models: the loop's
             per_hcp.setdefault(name, {})
@@ -1297,7 +1298,7 @@ def evaluate(
         if plans:
             oracle_plan = plan_outcomes["oracle"] = solver.outcome("oracle")
             # each model's plan closes its statistics, as if it had been solved in the loop above
-            for name in progress(names, desc="plans") if progress else names:
+            for name in each(progress, names, "plans"):
                 if outputs[name].family == "oracle":
                     add_plan(MODEL, name, oracle_plan.value)
                 elif outputs[name].family != "channel_baseline" and name in solver:

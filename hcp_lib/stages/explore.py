@@ -63,6 +63,7 @@ from ..domain import (
     V01_NAME,
     ablation_name,
 )
+from ..progress import each
 from ..split import TemporalSplit
 
 RECOMMENDATION_COLUMNS = ("model", "hcp_id", "rank", "content_id", "channel", "score")
@@ -1323,7 +1324,7 @@ def browser_bundle(
             for r in hcps.itertuples(index=False)
         ],
         "recs": [packed_recs[h] for h in ids],
-        "story": [channel_story(data, h, model) if model else [] for h in (progress(ids) if progress else ids)],
+        "story": [channel_story(data, h, model) if model else [] for h in each(progress, ids, "HCPs")],
         "week": [packed_week[h] for h in ids],
         "plan": [packed_plan[h] for h in ids],
         "touches": [packed_touches[h] for h in ids],

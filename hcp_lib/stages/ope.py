@@ -62,6 +62,7 @@ import pandas as pd
 
 from .. import domain, io
 from ..domain import BAU_NAME, CHANNELS, UNIFORM_NAME
+from ..progress import each
 
 #: the columns a logged table must have (one row per logged exposure)
 LOG_COLUMNS = ("hcp_id", "content_id", "channel", "exposed_at", "propensity", "engaged")
@@ -921,7 +922,7 @@ def estimate_policy_values(
     weights = resample_weights(len(population), n_bootstrap, seed)
     rows = []
     items = list(policies.items())
-    for name, policy in progress(items, desc="policies") if progress else items:
+    for name, policy in each(progress, items, "policies"):
         policy = (policy if isinstance(policy, Policy | UniformPolicy) else Policy(policy)).checked(name)
         if isinstance(policy, UniformPolicy):
             if isinstance(reward, RewardModel):  # its millions of pairs: compile the trees at once

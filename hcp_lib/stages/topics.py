@@ -514,12 +514,11 @@ def fit_sweep(
     for k in ks:
         check_n_topics(k, dictionary)
     jobs = [(bow, dictionary, k, seed, settings) for k in ks]
-    track = (lambda done: progress(done, total=len(jobs), desc="LDA fits")) if progress else (lambda done: done)
     if processes > 1 and len(ks) > 1:
         with ProcessPoolExecutor(max_workers=min(processes, len(ks))) as pool:
-            models = dict(track(pool.map(_fit_for_sweep, jobs)))
+            models = dict(each(progress, pool.map(_fit_for_sweep, jobs), "LDA fits", total=len(jobs)))
     else:
-        models = dict(track(map(_fit_for_sweep, jobs)))
+        models = dict(each(progress, map(_fit_for_sweep, jobs), "LDA fits", total=len(jobs)))
     scores = coherence_scores([top_terms(models[k]) for k in ks], texts, dictionary)
     table = pd.DataFrame(
         {
